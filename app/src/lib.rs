@@ -1,0 +1,106 @@
+//! SafeEdit Studio's web app: Leptos components, routes and server functions. Compiled twice:
+//! with `ssr` into the server (heavy dependencies allowed, behind [`ssr`]) and with `hydrate`
+//! into the WebAssembly bundle (no burn, no tokio).
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+use safeedit_core::ModelSummary;
+
+mod home;
+
+pub use home::HomePage;
+
+/// Name of the site's JS/WASM/CSS bundle under `/pkg`.
+pub const OUTPUT_NAME: &str = "safeedit";
+
+/// The HTML document around the app (server-rendered only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The app: routes and shared page chrome.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="safeedit" href=format!("/pkg/{OUTPUT_NAME}.css") />
+        <Title text="SafeEdit Studio" />
+        <Router>
+            <header class="topbar">
+                <a class="brand" href="/">
+                    "SafeEdit Studio"
+                </a>
+                <span class="tagline">"Detoxifying LLMs via knowledge editing (DINM, ACL 2024)"</span>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <NotFound /> }>
+                    <Route path=path!("/") view=HomePage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The 404 page (the server also sets the status code).
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(axum::http::StatusCode::NOT_FOUND);
+        }
+    }
+    view! {
+        <h1>"Not found"</h1>
+        <p>"No page lives at this address."</p>
+    }
+}
+
+/// Describes the loaded model, read from the engine.
+#[server(endpoint = "model_info")]
+pub async fn model_info() -> Result<ModelSummary, ServerFnError> {
+    let state = use_context::<ssr::AppState>()
+        .ok_or_else(|| ServerFnError::new("server state is missing"))?;
+    Ok(state.engine.model_summary())
+}
+
+/// Server-side state shared by every request (compiled into the server only).
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use std::sync::Arc;
+
+    use axum::extract::FromRef;
+    use leptos::config::LeptosOptions;
+    use safeedit_core::ModelSummary;
+
+    /// What the web layer needs from the engine. The server implements it over a model of
+    /// whichever burn backend it was built with, so the app stays backend-agnostic.
+    pub trait Engine: Send + Sync + 'static {
+        /// The loaded model's description.
+        fn model_summary(&self) -> ModelSummary;
+    }
+
+    /// Router state: Leptos options plus the engine.
+    #[derive(Clone, FromRef)]
+    pub struct AppState {
+        /// Site configuration (addresses, bundle names).
+        pub leptos_options: LeptosOptions,
+        /// The engine behind the server functions.
+        pub engine: Arc<dyn Engine>,
+    }
+}

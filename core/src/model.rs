@@ -1,0 +1,117 @@
+//! What the app and every stored result say about a model and how prompts were given to it.
+
+use serde::{Deserialize, Serialize};
+
+/// How a user text becomes the model's input. Every result records the format it used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PromptFormat {
+    /// The text as is, with the tokenizer's BOS rule (what EasyEdit does for Llama-2-chat and
+    /// Mistral).
+    Plain,
+    /// The model's chat template with one user turn and the generation prompt.
+    Chat {
+        /// A system message; `None` keeps the template's default (if it has one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        system: Option<String>,
+    },
+}
+
+impl PromptFormat {
+    /// The chat template with its default system prompt.
+    pub fn chat() -> Self {
+        PromptFormat::Chat { system: None }
+    }
+
+    /// A short human-readable name.
+    pub fn label(&self) -> String {
+        match self {
+            PromptFormat::Plain => "plain text".into(),
+            PromptFormat::Chat { system: None } => "chat template".into(),
+            PromptFormat::Chat { system: Some(_) } => "chat template + system prompt".into(),
+        }
+    }
+}
+
+/// A loaded model as the app shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// Display name (GGUF `general.name`, or the checkpoint directory's name).
+    pub name: String,
+    /// The weights file or directory it was loaded from.
+    pub source: String,
+    /// `gguf`, `safetensors` or `random`.
+    pub format: String,
+    /// Architecture (`llama`, `mistral`).
+    pub architecture: String,
+    /// Number of parameters (tied matrices counted once).
+    pub n_params: u64,
+    /// Number of decoder layers.
+    pub n_layers: usize,
+    /// Residual width.
+    pub d_model: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// The prompt format the model's preset uses.
+    pub prompt_format: PromptFormat,
+    /// The burn backend running it (e.g. `flex (CPU)`).
+    pub backend: String,
+}
+
+impl ModelSummary {
+    /// Parameter count in millions or billions, e.g. `134.5M`.
+    pub fn params_human(&self) -> String {
+        let n = self.n_params as f64;
+        if n >= 1e9 {
+            format!("{:.2}B", n / 1e9)
+        } else {
+            format!("{:.1}M", n / 1e6)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_format_json_is_tagged() {
+        let plain = serde_json::to_value(PromptFormat::Plain).unwrap();
+        assert_eq!(plain, serde_json::json!({"kind": "plain"}));
+        let chat = serde_json::to_value(PromptFormat::Chat {
+            system: Some("Be safe.".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            chat,
+            serde_json::json!({"kind": "chat", "system": "Be safe."})
+        );
+        let parsed: PromptFormat = serde_json::from_str(r#"{"kind":"chat"}"#).unwrap();
+        assert_eq!(parsed, PromptFormat::chat());
+    }
+
+    #[test]
+    fn params_human_switches_units() {
+        let mut s = ModelSummary {
+            name: "m".into(),
+            source: "m.gguf".into(),
+            format: "gguf".into(),
+            architecture: "llama".into(),
+            n_params: 134_515_008,
+            n_layers: 30,
+            d_model: 576,
+            n_heads: 9,
+            n_kv_heads: 3,
+            vocab_size: 49152,
+            prompt_format: PromptFormat::chat(),
+            backend: "flex (CPU)".into(),
+        };
+        assert_eq!(s.params_human(), "134.5M");
+        s.n_params = 6_738_415_616;
+        assert_eq!(s.params_human(), "6.74B");
+    }
+}

@@ -1,0 +1,47 @@
+//! SafeEdit Studio engine: LLaMA-family language models in [burn], generic over the backend.
+//!
+//! - [`config`]: Hugging Face `config.json` mirror and the validated [`LlamaConfig`].
+//! - [`model`]: the decoder ([`Llama`]), batches with padding, KV cache, activation taps.
+//! - [`names`]: the one table mapping every tensor to its HF and GGUF names.
+//! - [`weights`]: GGUF (Q4_0/Q4_1/Q8_0/F16/BF16/F32) and safetensors (single, sharded) loaders.
+//! - [`tokenizer`]: `tokenizer.json` or GGUF vocabularies, BOS/EOS rules, chat templates.
+//! - [`generate`]: greedy and seeded top-p sampling, batched with left padding.
+//! - [`loader`]: one call from a path to a ready [`LanguageModel`].
+//!
+//! The engine never picks a backend: the `server` binary does, by Cargo feature.
+//!
+//! ```no_run
+//! use burn::backend::Flex;
+//! use safeedit_engine::{GenerationConfig, LanguageModel, PromptFormat};
+//!
+//! let device = Default::default();
+//! let lm = LanguageModel::<Flex>::load("SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), &device)?;
+//! let out = lm.generate_text(&["What is the capital of France?".to_string()],
+//!     &PromptFormat::chat(), &GenerationConfig::greedy(20))?;
+//! println!("{}", out[0].text);
+//! # Ok::<(), safeedit_engine::EngineError>(())
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod loader;
+pub mod model;
+pub mod names;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{HfLlamaConfig, LlamaConfig};
+pub use error::{EngineError, Result};
+pub use generate::{Generated, GenerationConfig, Sampling, StopReason};
+pub use loader::{LanguageModel, ModelFormat, ModelSource};
+pub use model::{Batch, ForwardOptions, ForwardOutput, KvCache, Llama, Logits, PaddingSide};
+pub use names::{LayerParam, WeightId};
+pub use safeedit_core::PromptFormat;
+pub use tokenizer::{SpecialTokens, TextTokenizer};
+
+/// The backend the engine's own tests run on: CPU by default, CUDA with `--features test-cuda`.
+#[cfg(all(test, not(feature = "test-cuda")))]
+pub(crate) type TestBackend = burn::backend::Flex;
+#[cfg(all(test, feature = "test-cuda"))]
+pub(crate) type TestBackend = burn::backend::Cuda;

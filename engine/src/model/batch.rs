@@ -1,0 +1,165 @@
+//! Batches of token rows with padding, their positions and key masks, and the key/value cache.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::int_tensor;
+use super::layers::LayerCache;
+
+/// Where padding goes in a batch of unequal rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingSide {
+    /// Pads before the tokens (generation).
+    Left,
+    /// Pads after the tokens.
+    Right,
+}
+
+/// Token rows ready for a forward pass.
+#[derive(Debug, Clone)]
+pub struct Batch<B: Backend> {
+    /// `[batch, seq]` token ids (pads included).
+    pub tokens: Tensor<B, 2, Int>,
+    /// Rotary position of every token, `[batch][seq]`.
+    pub positions: Vec<Vec<usize>>,
+    /// Which keys may be attended to, `[batch][cached + seq]`: false for padding. Covers the
+    /// key/value cache too when the batch extends one.
+    pub key_mask: Vec<Vec<bool>>,
+}
+
+impl<B: Backend> Batch<B> {
+    /// One unpadded row.
+    pub fn single(tokens: &[u32], device: &B::Device) -> Self {
+        Self::padded(&[tokens.to_vec()], 0, PaddingSide::Left, device)
+    }
+
+    /// Rows padded to the longest with `pad_id`. Positions count from each row's first real
+    /// token (as transformers' `generate` computes them from the attention mask), so a padded
+    /// row gives the same outputs as the row alone.
+    pub fn padded(rows: &[Vec<u32>], pad_id: u32, side: PaddingSide, device: &B::Device) -> Self {
+        let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * seq);
+        let mut positions = Vec::with_capacity(rows.len());
+        let mut key_mask = Vec::with_capacity(rows.len());
+        for row in rows {
+            let pad = seq - row.len();
+            let (mask, pos): (Vec<bool>, Vec<usize>) = match side {
+                PaddingSide::Left => {
+                    ids.extend(std::iter::repeat_n(pad_id as i64, pad));
+                    ids.extend(row.iter().map(|&t| t as i64));
+                    let mask = (0..seq).map(|i| i >= pad).collect();
+                    // transformers fills pad positions with 1.
+                    let pos = (0..seq)
+                        .map(|i| if i >= pad { i - pad } else { 1 })
+                        .collect();
+                    (mask, pos)
+                }
+                PaddingSide::Right => {
+                    ids.extend(row.iter().map(|&t| t as i64));
+                    ids.extend(std::iter::repeat_n(pad_id as i64, pad));
+                    (
+                        (0..seq).map(|i| i < row.len()).collect(),
+                        (0..seq).collect(),
+                    )
+                }
+            };
+            positions.push(pos);
+            key_mask.push(mask);
+        }
+        Self {
+            tokens: int_tensor(ids, [rows.len(), seq], device),
+            positions,
+            key_mask,
+        }
+    }
+
+    /// The same batch with positions `0..seq` on every row, padding included: what a plain
+    /// transformers forward without `position_ids` does (needed to reproduce reference code).
+    pub fn with_absolute_positions(mut self) -> Self {
+        for row in &mut self.positions {
+            let seq = row.len();
+            *row = (0..seq).collect();
+        }
+        self
+    }
+
+    /// One new token per row extending a cache: `positions[i]` is row i's next position and
+    /// `key_mask` covers the cached keys plus the new one.
+    pub fn step(
+        tokens: &[u32],
+        positions: Vec<usize>,
+        key_mask: Vec<Vec<bool>>,
+        device: &B::Device,
+    ) -> Self {
+        let ids = tokens.iter().map(|&t| t as i64).collect();
+        Self {
+            tokens: int_tensor(ids, [tokens.len(), 1], device),
+            positions: positions.into_iter().map(|p| vec![p]).collect(),
+            key_mask,
+        }
+    }
+
+    /// Number of rows.
+    pub fn batch_size(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Length of the new tokens.
+    pub fn seq_len(&self) -> usize {
+        self.positions.first().map_or(0, Vec::len)
+    }
+
+    /// Additive attention bias over keys: 0 for real tokens, the most negative finite f32 for
+    /// padding (transformers' eager convention). `None` when nothing is masked.
+    ///
+    /// # Shapes
+    /// - output: `[batch, 1, 1, keys]`
+    pub fn pad_bias(&self, device: &B::Device) -> Option<Tensor<B, 4>> {
+        if self.key_mask.iter().all(|row| row.iter().all(|&m| m)) {
+            return None;
+        }
+        let keys = self.key_mask[0].len();
+        let values: Vec<f32> = self
+            .key_mask
+            .iter()
+            .flat_map(|row| row.iter().map(|&m| if m { 0.0 } else { f32::MIN }))
+            .collect();
+        Some(Tensor::from_data(
+            TensorData::new(values, [self.key_mask.len(), 1, 1, keys]),
+            device,
+        ))
+    }
+}
+
+/// Keys and values of every layer for the tokens processed so far.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<LayerCache<B>>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// An empty cache for `n_layers` layers.
+    pub fn new(n_layers: usize) -> Self {
+        Self {
+            layers: (0..n_layers).map(|_| None).collect(),
+        }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |c| c.key.dims()[2])
+    }
+
+    /// True before the first forward pass.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn slot(&mut self, layer: usize) -> &mut Option<LayerCache<B>> {
+        &mut self.layers[layer]
+    }
+}

@@ -1,0 +1,258 @@
+//! The building blocks of a LLaMA decoder layer, with Hugging Face weight layouts: every
+//! projection stores its weight as PyTorch does, `[out_features, in_features]`, so that a tensor
+//! read by name from a checkpoint (or written back as a DINM delta) needs no transposition.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, Tensor};
+
+use super::rope::Rotary;
+
+/// A bias-free linear map holding its weight in PyTorch layout.
+#[derive(Module, Debug)]
+pub struct HfLinear<B: Backend> {
+    /// Weight, `[out_features, in_features]`.
+    pub weight: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> HfLinear<B> {
+    /// Wraps a `[out, in]` weight.
+    pub fn new(weight: Tensor<B, 2>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+        }
+    }
+
+    /// `x · Wᵀ`.
+    ///
+    /// # Shapes
+    /// - x: `[..., in_features]`
+    /// - output: `[..., out_features]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        project(self.weight.val(), x)
+    }
+}
+
+/// `x · Wᵀ` for a weight in PyTorch layout `[out, in]`, computed as `(W · xᵀ)ᵀ` so the large
+/// matrix is read in its stored row-major order: on the CPU backend a transposed view of `W` as
+/// the right operand is up to 20× slower for single-token decoding.
+///
+/// # Shapes
+/// - weight: `[out, in]`
+/// - x: `[..., in]`
+/// - output: `[..., out]`
+pub fn project<B: Backend, const D: usize>(weight: Tensor<B, 2>, x: Tensor<B, D>) -> Tensor<B, D> {
+    let dims = x.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    let [out, _] = weight.dims();
+    let flat: Tensor<B, 2> = x.reshape([rows, dims[D - 1]]);
+    let y = weight.matmul(flat.transpose()).transpose();
+    let mut shape = dims;
+    shape[D - 1] = out;
+    y.reshape(shape)
+}
+
+/// Root-mean-square normalisation as in `LlamaRMSNorm`: computed in f32,
+/// `x / sqrt(mean(x²) + eps) * weight`.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    /// Per-channel gain, `[d_model]`.
+    pub weight: Param<Tensor<B, 1>>,
+    /// Added to the mean square before the square root.
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    /// Wraps a gain vector.
+    pub fn new(weight: Tensor<B, 1>, eps: f64) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            eps,
+        }
+    }
+
+    /// Normalises over the last dimension.
+    ///
+    /// # Shapes
+    /// - x: `[..., d_model]`
+    /// - output: `[..., d_model]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dtype = x.dtype();
+        let x = x.cast(DType::F32);
+        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
+            .sqrt()
+            .recip();
+        (x * inv_rms).cast(dtype) * self.weight.val().unsqueeze()
+    }
+}
+
+/// SwiGLU MLP: `down_proj(silu(gate_proj(x)) * up_proj(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// `[d_ff, d_model]`.
+    pub gate_proj: HfLinear<B>,
+    /// `[d_ff, d_model]`.
+    pub up_proj: HfLinear<B>,
+    /// `[d_model, d_ff]`: the paper's W^V, the tensor DINM edits.
+    pub down_proj: HfLinear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// The activation entering `down_proj` (TransformerLens `blocks.{L}.mlp.hook_post`).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_ff]`
+    pub fn activation(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x)
+    }
+
+    /// The MLP output.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.down_proj.forward(self.activation(x))
+    }
+}
+
+/// Cached keys and values of one layer, already rotated.
+#[derive(Debug, Clone)]
+pub struct LayerCache<B: Backend> {
+    /// `[batch, n_kv_heads, cached_len, head_dim]`.
+    pub key: Tensor<B, 4>,
+    /// `[batch, n_kv_heads, cached_len, head_dim]`.
+    pub value: Tensor<B, 4>,
+}
+
+/// Grouped-query self-attention with rotary position embeddings.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// `[n_heads * head_dim, d_model]`.
+    pub q_proj: HfLinear<B>,
+    /// `[n_kv_heads * head_dim, d_model]`.
+    pub k_proj: HfLinear<B>,
+    /// `[n_kv_heads * head_dim, d_model]`.
+    pub v_proj: HfLinear<B>,
+    /// `[d_model, n_heads * head_dim]`.
+    pub o_proj: HfLinear<B>,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// Causal attention over the cached keys/values followed by the new ones.
+    ///
+    /// `pad_bias` is an additive mask over key positions (0 for real tokens, the most negative
+    /// finite float for padding), covering the cache and the new tokens.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - pad_bias: `[batch, 1, 1, cached_len + seq]`
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &Rotary<B>,
+        pad_bias: Option<&Tensor<B, 4>>,
+        cache: Option<&mut Option<LayerCache<B>>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, _] = x.dims();
+        let split = |t: Tensor<B, 3>, heads: usize| {
+            t.reshape([batch, seq, heads, self.head_dim])
+                .swap_dims(1, 2)
+        };
+        let q = rotary.apply(split(self.q_proj.forward(x.clone()), self.n_heads));
+        let mut k = rotary.apply(split(self.k_proj.forward(x.clone()), self.n_kv_heads));
+        let mut v = split(self.v_proj.forward(x), self.n_kv_heads);
+
+        if let Some(slot) = cache {
+            if let Some(past) = slot.take() {
+                k = Tensor::cat(vec![past.key, k], 2);
+                v = Tensor::cat(vec![past.value, v], 2);
+            }
+            *slot = Some(LayerCache {
+                key: k.clone(),
+                value: v.clone(),
+            });
+        }
+
+        let k = self.repeat_kv(k);
+        let v = self.repeat_kv(v);
+        let kv_len = k.dims()[2];
+        let bias = pad_bias.map(|b| b.clone().expand([batch, self.n_heads, seq, kv_len]));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let out = attention(q, k, v, None, bias, options);
+        let out = out
+            .swap_dims(1, 2)
+            .reshape([batch, seq, self.n_heads * self.head_dim]);
+        self.o_proj.forward(out)
+    }
+
+    /// Repeats each key/value head for the queries that share it (GQA).
+    fn repeat_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let groups = self.n_heads / self.n_kv_heads;
+        if groups == 1 {
+            return x;
+        }
+        let [batch, kv_heads, len, dim] = x.dims();
+        x.unsqueeze_dim::<5>(2)
+            .expand([batch, kv_heads, groups, len, dim])
+            .reshape([batch, kv_heads * groups, len, dim])
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    /// RMSNorm before attention.
+    pub input_layernorm: RmsNorm<B>,
+    /// Self-attention.
+    pub self_attn: Attention<B>,
+    /// RMSNorm before the MLP.
+    pub post_attention_layernorm: RmsNorm<B>,
+    /// SwiGLU MLP.
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    /// `h = x + attn(norm(x)); out = h + mlp(norm(h))`. When `tap_mlp` is set, also returns the
+    /// activation entering `down_proj`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_model]`, and `[batch, seq, d_ff]` when tapped
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &Rotary<B>,
+        pad_bias: Option<&Tensor<B, 4>>,
+        cache: Option<&mut Option<LayerCache<B>>>,
+        tap_mlp: bool,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rotary, pad_bias, cache);
+        let normed = self.post_attention_layernorm.forward(h.clone());
+        if tap_mlp {
+            let act = self.mlp.activation(normed);
+            let out = h + self.mlp.down_proj.forward(act.clone());
+            (out, Some(act))
+        } else {
+            (h + self.mlp.forward(normed), None)
+        }
+    }
+}

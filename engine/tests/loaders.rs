@@ -1,0 +1,356 @@
+//! Loader round trips on the seeded `tiny` model (safetensors single / sharded / bf16, GGUF with
+//! llama.cpp's Q/K permutation) and the error each kind of bad input must produce.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::gguf_writer::{GgufWriter, Meta};
+use common::{
+    TestBackend, export_all, max_rel_diff, tiny_config_json, values, write_tiny_dir_meta,
+};
+use safeedit_engine::weights::{RawTensor, SaveDtype, write_safetensors};
+use safeedit_engine::{Batch, LanguageModel, LayerParam, LlamaConfig, WeightId};
+
+type B = TestBackend;
+
+const TOKENS: [u32; 7] = [72, 101, 108, 108, 111, 33, 10];
+
+fn tiny_logits(model: &safeedit_engine::Llama<B>) -> Vec<f32> {
+    values(model.logits(&Batch::single(&TOKENS, &Default::default())))
+}
+
+fn untied_tiny() -> (LlamaConfig, safeedit_engine::Llama<B>) {
+    let config = LlamaConfig::tiny();
+    let model = config.init_seeded::<B>(7, &Default::default());
+    (config, model)
+}
+
+fn load_err(path: &Path) -> String {
+    LanguageModel::<B>::load(path, &Default::default())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn safetensors_single_file_round_trip_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    write_safetensors(
+        &dir.path().join("model.safetensors"),
+        &export_all(&model, &config),
+        SaveDtype::F32,
+        None,
+    )
+    .unwrap();
+    let lm = LanguageModel::<B>::load(dir.path(), &Default::default()).unwrap();
+    assert_eq!(lm.config, config);
+    assert_eq!(tiny_logits(&lm.model), tiny_logits(&model));
+    assert_eq!(lm.tokenizer.special.eos, vec![258]);
+}
+
+#[test]
+fn sharded_checkpoint_round_trip_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    let tensors = export_all(&model, &config);
+    let (first, second) = tensors.split_at(tensors.len() / 2);
+    let mut weight_map = HashMap::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        write_safetensors(&dir.path().join(file), part, SaveDtype::F32, None).unwrap();
+        for (name, _) in part {
+            weight_map.insert(name.clone(), file.to_string());
+        }
+    }
+    let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let lm = LanguageModel::<B>::load(dir.path(), &Default::default()).unwrap();
+    assert_eq!(tiny_logits(&lm.model), tiny_logits(&model));
+}
+
+#[test]
+fn bf16_checkpoint_is_converted_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    write_safetensors(
+        &dir.path().join("model.safetensors"),
+        &export_all(&model, &config),
+        SaveDtype::Bf16,
+        None,
+    )
+    .unwrap();
+    let lm = LanguageModel::<B>::load(dir.path(), &Default::default()).unwrap();
+    // Every weight is the bf16 rounding of the original.
+    let id = WeightId::layer(1, LayerParam::DownProj);
+    let original = model.export(id).unwrap().data;
+    let loaded = lm.model.export(id).unwrap().data;
+    for (a, b) in loaded.iter().zip(&original) {
+        assert_eq!(*a, half::bf16::from_f32(*b).to_f32());
+    }
+    assert!(max_rel_diff(&tiny_logits(&lm.model), &tiny_logits(&model)) < 2e-2);
+}
+
+/// llama.cpp's converter permutation of Q/K rows (what `unpermute_rows` must undo).
+fn llama_cpp_permute(t: &RawTensor, n_heads: usize) -> Vec<f32> {
+    let (rows, cols) = (t.shape[0], t.shape[1]);
+    let hd = rows / n_heads;
+    let mut out = vec![0.0; t.data.len()];
+    for h in 0..n_heads {
+        for j in 0..2 {
+            for i in 0..hd / 2 {
+                let src = (h * hd + j * hd / 2 + i) * cols;
+                let dst = (h * hd + 2 * i + j) * cols;
+                out[dst..dst + cols].copy_from_slice(&t.data[src..src + cols]);
+            }
+        }
+    }
+    out
+}
+
+fn tiny_gguf(config: &LlamaConfig, model: &safeedit_engine::Llama<B>) -> GgufWriter {
+    let tok = safeedit_engine::TextTokenizer::byte_level();
+    let tokens: Vec<String> = (0..259).map(|i| tok.id_to_token(i).unwrap()).collect();
+    let types: Vec<i32> = (0..259).map(|i| if i < 256 { 1 } else { 3 }).collect();
+    let mut w = GgufWriter::default();
+    w.meta("general.architecture", Meta::Str("llama".into()))
+        .meta("general.name", Meta::Str("tiny gguf".into()))
+        .meta("llama.block_count", Meta::U32(config.n_layers as u32))
+        .meta("llama.embedding_length", Meta::U32(config.d_model as u32))
+        .meta("llama.feed_forward_length", Meta::U32(config.d_ff as u32))
+        .meta(
+            "llama.attention.head_count",
+            Meta::U32(config.n_heads as u32),
+        )
+        .meta(
+            "llama.attention.head_count_kv",
+            Meta::U32(config.n_kv_heads as u32),
+        )
+        .meta(
+            "llama.attention.layer_norm_rms_epsilon",
+            Meta::F32(config.rms_norm_eps as f32),
+        )
+        .meta("llama.rope.freq_base", Meta::F32(config.rope_theta as f32))
+        .meta("llama.context_length", Meta::U32(config.max_seq_len as u32))
+        .meta("tokenizer.ggml.model", Meta::Str("gpt2".into()))
+        .meta("tokenizer.ggml.pre", Meta::Str("default".into()))
+        .meta("tokenizer.ggml.tokens", Meta::Strs(tokens))
+        .meta("tokenizer.ggml.merges", Meta::Strs(vec![]))
+        .meta("tokenizer.ggml.token_type", Meta::I32s(types))
+        .meta("tokenizer.ggml.bos_token_id", Meta::U32(257))
+        .meta("tokenizer.ggml.eos_token_id", Meta::U32(258))
+        .meta(
+            "tokenizer.chat_template",
+            Meta::Str(tok.chat_template.clone().unwrap()),
+        );
+    for id in WeightId::all(config) {
+        let raw = model.export(id).unwrap();
+        let data = match id {
+            WeightId::Layer {
+                param: LayerParam::QProj,
+                ..
+            } => llama_cpp_permute(&raw, config.n_heads),
+            WeightId::Layer {
+                param: LayerParam::KProj,
+                ..
+            } => llama_cpp_permute(&raw, config.n_kv_heads),
+            _ => raw.data.clone(),
+        };
+        w.tensor(&id.gguf_name(), &raw.shape, &data);
+    }
+    w
+}
+
+#[test]
+fn gguf_round_trip_undoes_qk_permutation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    let path = dir.path().join("tiny.gguf");
+    tiny_gguf(&config, &model).write(&path);
+    let lm = LanguageModel::<B>::load(&path, &Default::default()).unwrap();
+    assert_eq!(lm.config, config);
+    assert_eq!(lm.name, "tiny gguf");
+    assert_eq!(tiny_logits(&lm.model), tiny_logits(&model));
+    // The tokenizer rebuilt from GGUF metadata encodes like the byte-level original.
+    assert_eq!(
+        lm.tokenizer.encode("Hello!\n", false).unwrap(),
+        TOKENS.to_vec()
+    );
+    assert_eq!(lm.tokenizer.special.eos, vec![258]);
+    assert_eq!(lm.prompt_format, safeedit_engine::PromptFormat::chat());
+}
+
+#[test]
+fn gguf_with_bad_magic_or_truncated_data_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    let bytes = tiny_gguf(&config, &model).to_bytes();
+
+    let bad_magic = dir.path().join("magic.gguf");
+    let mut b = bytes.clone();
+    b[..4].copy_from_slice(b"GGML");
+    std::fs::write(&bad_magic, b).unwrap();
+    let msg = load_err(&bad_magic);
+    assert!(
+        msg.contains("magic.gguf") && msg.contains("bad magic"),
+        "{msg}"
+    );
+
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
+    let msg = load_err(&truncated);
+    assert!(
+        msg.contains("truncated.gguf") && msg.contains("runs past the end"),
+        "{msg}"
+    );
+
+    let header_only = dir.path().join("header.gguf");
+    std::fs::write(&header_only, &bytes[..200]).unwrap();
+    let msg = load_err(&header_only);
+    assert!(
+        msg.contains("header.gguf") && msg.contains("file ends"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_config_json_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("config.json") && msg.contains("not found"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unsupported_model_type_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config_json();
+    config["model_type"] = "gpt_neox".into();
+    write_tiny_dir_meta(dir.path(), &config);
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("config.json") && msg.contains("unsupported model_type `gpt_neox`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn config_json_missing_a_field_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config_json();
+    config.as_object_mut().unwrap().remove("hidden_size");
+    write_tiny_dir_meta(dir.path(), &config);
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("config.json") && msg.contains("missing field `hidden_size`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    let tensors: Vec<_> = export_all(&model, &config)
+        .into_iter()
+        .filter(|(name, _)| name != "model.layers.1.mlp.down_proj.weight")
+        .collect();
+    write_safetensors(
+        &dir.path().join("model.safetensors"),
+        &tensors,
+        SaveDtype::F32,
+        None,
+    )
+    .unwrap();
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("model.safetensors")
+            && msg.contains("missing tensor `model.layers.1.mlp.down_proj.weight`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn mis_shaped_tensor_is_named_with_both_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    let mut tensors = export_all(&model, &config);
+    for (name, t) in &mut tensors {
+        if name == "model.layers.0.self_attn.k_proj.weight" {
+            t.shape.reverse();
+        }
+    }
+    write_safetensors(
+        &dir.path().join("model.safetensors"),
+        &tensors,
+        SaveDtype::F32,
+        None,
+    )
+    .unwrap();
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("model.layers.0.self_attn.k_proj.weight")
+            && msg.contains("has shape [64, 32], expected [32, 64]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_tokenizer_json_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, model) = untied_tiny();
+    write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    write_safetensors(
+        &dir.path().join("model.safetensors"),
+        &export_all(&model, &config),
+        SaveDtype::F32,
+        None,
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("tokenizer.json") && msg.contains("not found"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_shard_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    let index = serde_json::json!({"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("model-00001-of-00002.safetensors") && msg.contains("not found"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_model_path_is_explained() {
+    let msg = load_err(Path::new("/nonexistent/model.bin"));
+    assert!(
+        msg.contains("/nonexistent/model.bin") && msg.contains(".gguf"),
+        "{msg}"
+    );
+}

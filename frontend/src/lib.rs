@@ -1,0 +1,8 @@
+//! The WebAssembly entry point: hydrates the server-rendered page.
+
+/// Called by Leptos' hydration script once the bundle has loaded.
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

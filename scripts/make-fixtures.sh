@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Regenerates the golden fixtures of the engine's parity tests with PyTorch + transformers.
+# Run on demand (not in CI): it installs torch, transformers, gguf and accelerate from PyPI into
+# a virtual environment under the cache (several GB the first time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${SAFEEDIT_CACHE:-$HOME/.cache/safeedit}"
+VENV="$CACHE/venv-ref"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet torch transformers gguf accelerate numpy nltk
+GGUF="$(scripts/fetch-model.sh)"
+THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_golden.py \
+  --gguf "$GGUF" \
+  --safeedit data/safeedit/SafeEdit_test_sample.json \
+  --out engine/tests/fixtures/smollm2_golden.json

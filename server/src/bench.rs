@@ -1,0 +1,98 @@
+//! `safeedit bench`: speed measurements recorded in BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use safeedit_engine::{GenerationConfig, PromptFormat};
+use serde_json::json;
+
+use crate::{backend, paths};
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Prompt processing and greedy decoding speed on one prompt.
+    Generate(BenchGenerateArgs),
+}
+
+/// Arguments of `safeedit bench generate`.
+#[derive(Args, Debug)]
+pub struct BenchGenerateArgs {
+    /// Model [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// The prompt (plain text, fed as is; its token count is reported).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file instead.
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+    /// Tokens to generate (the run ignores EOS so every repetition decodes the same count).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+}
+
+/// Runs a benchmark and prints one JSON object.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Generate(args) => generate(args),
+    }
+}
+
+fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
+    let model_path = paths::model_or_default(args.model)?;
+    let mut lm = backend::load(&model_path, false)?;
+    let prompt = match (&args.prompt, &args.prompt_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)?,
+        (None, None) => DEFAULT_PROMPT.to_string(),
+    };
+    let ids = lm.tokenizer.encode_prompt(&prompt, &PromptFormat::Plain)?;
+    // Decode a fixed number of tokens: no stop token.
+    lm.tokenizer.special.eos.clear();
+    let config = GenerationConfig::greedy(args.new_tokens);
+    let mut runs = Vec::new();
+    for i in 0..=args.repeat {
+        let started = Instant::now();
+        let (_, t) = lm.generate(std::slice::from_ref(&ids), &config)?;
+        let total = started.elapsed().as_secs_f64();
+        if i > 0 {
+            runs.push((t, total));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let prefill = median(runs.iter().map(|(t, _)| t.prefill_tokens_per_s()).collect());
+    let decode = median(runs.iter().map(|(t, _)| t.decode_tokens_per_s()).collect());
+    let report = json!({
+        "model": model_path.display().to_string(),
+        "backend": backend::NAME,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
+        "prompt_tokens": ids.len(),
+        "new_tokens": args.new_tokens,
+        "repeat": args.repeat,
+        "prefill_tokens_per_s": prefill,
+        "decode_tokens_per_s": decode,
+        "runs": runs.iter().map(|(t, total)| json!({
+            "prefill_s": t.prefill_s, "decode_s": t.decode_s, "total_s": total,
+        })).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// A fixed English prompt (~120 tokens) used when none is given.
+const DEFAULT_PROMPT: &str = "The history of the printing press begins in the fifteenth century, \
+when Johannes Gutenberg combined a screw press with movable metal type, oil-based ink and a \
+hand mould for casting letters. Within a few decades printing shops had spread from Mainz to \
+more than two hundred cities across Europe, and the price of books fell so quickly that \
+pamphlets, newspapers and scientific journals became possible. Historians still debate how much \
+the press contributed to the Reformation, the Scientific Revolution and the rise of literacy, \
+but few doubt that it changed how knowledge travelled. In this essay we describe";

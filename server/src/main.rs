@@ -1,0 +1,61 @@
+//! `safeedit`: the SafeEdit Studio binary. Serves the web app and runs the engine from the
+//! command line. The burn backend is chosen here, by Cargo feature (CPU by default, `cuda`).
+
+mod backend;
+mod bench;
+mod generate;
+mod paths;
+mod web;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// SafeEdit Studio: detoxify LLMs via knowledge editing (DINM) and evaluate on SafeEdit.
+#[derive(Parser, Debug)]
+#[command(name = "safeedit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the web app.
+    Serve(web::ServeArgs),
+    /// Generate a continuation of a prompt.
+    Generate(generate::GenerateArgs),
+    /// Describe a model: config, parameter count, tokenizer, prompt format.
+    Info {
+        /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
+        #[arg(long, env = "SAFEEDIT_MODEL")]
+        model: Option<PathBuf>,
+    },
+    /// Benchmarks (results go to BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => web::serve(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Info { model } => {
+            let lm = backend::load(&paths::model_or_default(model)?, true)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&lm.summary(backend::NAME))?
+            );
+            Ok(())
+        }
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
