@@ -36,7 +36,7 @@ impl PromptFormat {
 /// A loaded model as the app shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
-    /// Display name (GGUF `general.name`, or the checkpoint directory's name).
+    /// Display name (the checkpoint file stem or directory name).
     pub name: String,
     /// The weights file or directory it was loaded from.
     pub source: String,

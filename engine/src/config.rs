@@ -84,7 +84,7 @@ impl LlamaConfig {
                 return Err(err(field, "must be positive".into()));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(err(
                 "num_key_value_heads",
                 format!(
@@ -93,19 +93,19 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(err(
                 "head_dim",
                 format!("{} is odd; rotary needs pairs", self.head_dim),
             ));
         }
-        if !(self.rms_norm_eps > 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
             return Err(err(
                 "rms_norm_eps",
                 format!("{} is not positive", self.rms_norm_eps),
             ));
         }
-        if !(self.rope_theta > 0.0) {
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(err(
                 "rope_theta",
                 format!("{} is not positive", self.rope_theta),

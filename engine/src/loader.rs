@@ -88,7 +88,7 @@ pub struct LanguageModel<B: Backend> {
     pub config: LlamaConfig,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
-    /// Display name.
+    /// Display name: the checkpoint's file stem or directory name.
     pub name: String,
     /// Architecture name (`llama`, `mistral`).
     pub architecture: String,
@@ -149,10 +149,8 @@ impl<B: Backend> LanguageModel<B> {
         let tokenizer = TextTokenizer::from_gguf(&file)?;
         let store = GgufStore::new(&file, &config);
         let model = build(&config, &store, device, progress)?;
-        let name = file
-            .model_name()
-            .map(str::to_string)
-            .unwrap_or_else(|| file_stem(path));
+        // The file name is what users recognise (`general.name` is often a training-run label).
+        let name = file_stem(path);
         let prompt_format = if tokenizer.chat_template.is_some() {
             PromptFormat::chat()
         } else {

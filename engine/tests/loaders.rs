@@ -179,7 +179,7 @@ fn gguf_round_trip_undoes_qk_permutation() {
     tiny_gguf(&config, &model).write(&path);
     let lm = LanguageModel::<B>::load(&path, &Default::default()).unwrap();
     assert_eq!(lm.config, config);
-    assert_eq!(lm.name, "tiny gguf");
+    assert_eq!(lm.name, "tiny");
     assert_eq!(tiny_logits(&lm.model), tiny_logits(&model));
     // The tokenizer rebuilt from GGUF metadata encodes like the byte-level original.
     assert_eq!(

@@ -48,8 +48,8 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     let mut lm = backend::load(&model_path, false)?;
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(p), _) => p.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)?,
-        (None, None) => DEFAULT_PROMPT.to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f)?.trim_end().to_string(),
+        (None, None) => DEFAULT_PROMPT.trim_end().to_string(),
     };
     let ids = lm.tokenizer.encode_prompt(&prompt, &PromptFormat::Plain)?;
     // Decode a fixed number of tokens: no stop token.
@@ -88,11 +88,5 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fixed English prompt (~120 tokens) used when none is given.
-const DEFAULT_PROMPT: &str = "The history of the printing press begins in the fifteenth century, \
-when Johannes Gutenberg combined a screw press with movable metal type, oil-based ink and a \
-hand mould for casting letters. Within a few decades printing shops had spread from Mainz to \
-more than two hundred cities across Europe, and the price of books fell so quickly that \
-pamphlets, newspapers and scientific journals became possible. Historians still debate how much \
-the press contributed to the Reformation, the Scientific Revolution and the rise of literacy, \
-but few doubt that it changed how knowledge travelled. In this essay we describe";
+/// The benchmark prompt (~120 tokens of English), shared with scripts/bench/hf_generate.py.
+const DEFAULT_PROMPT: &str = include_str!("../bench/prompt.txt");

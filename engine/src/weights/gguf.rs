@@ -401,7 +401,7 @@ impl GgufFile {
                 tensor: info.name.clone(),
                 dtype: info.ggml_type.to_string(),
             })?;
-        if n % block != 0 {
+        if !n.is_multiple_of(block) {
             return Err(EngineError::format(
                 &self.path,
                 "GGUF",

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the app needs on a fresh machine of this kind (idempotent, quick when done):
+# the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate, and the default model.
+# With --test, also what the tests need: Debian's Chromium and the end-to-end test packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+command -v cargo >/dev/null || { echo "error: cargo not found; install Rust with rustup" >&2; exit 1; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WASM_BINDGEN_VERSION" ]; then
+  echo "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION ..." >&2
+  # --locked first; this registry mirror sometimes lacks a locked version, then resolve afresh.
+  env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked \
+    || env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+scripts/fetch-model.sh >/dev/null
+
+if [ "${1:-}" = "--test" ]; then
+  if ! command -v chromium >/dev/null; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  if [ ! -d end2end/node_modules/playwright-core ]; then
+    (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

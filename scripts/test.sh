@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# README command 2: set up and run every test: formatting, clippy, the workspace's unit and
+# integration tests (parity with PyTorch on the real default model included), the CUDA build
+# check, and the end-to-end browser tests in Debian's Chromium against the real server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+started=$(date +%s)
+step() { echo "== $* ($(( $(date +%s) - started ))s)" >&2; }
+
+step setup
+scripts/setup.sh --test
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked --workspace
+
+step "cargo check --features cuda (compiles without a GPU)"
+cargo check --locked -p server --features cuda
+
+step "build the site and the server"
+scripts/build-site.sh
+cargo build --locked -p server
+
+step "end-to-end tests in Chromium"
+end2end/run.sh
+
+step "all tests passed"
