@@ -36,9 +36,10 @@ impl<B: Backend> HfLinear<B> {
     }
 }
 
-/// `x · Wᵀ` for a weight in PyTorch layout `[out, in]`, computed as `(W · xᵀ)ᵀ` so the large
-/// matrix is read in its stored row-major order: on the CPU backend a transposed view of `W` as
-/// the right operand is up to 20× slower for single-token decoding.
+/// `x · Wᵀ` for a weight in PyTorch layout `[out, in]`. The input is flattened to 2-D first: on
+/// the CPU backend a batched (3-D) matmul against the transposed weight view is up to 30× slower
+/// for single-token decoding, while the 2-D product reads the transposed view at full speed and
+/// returns a contiguous result (which keeps the element-wise ops after it on their fast paths).
 ///
 /// # Shapes
 /// - weight: `[out, in]`
@@ -49,10 +50,9 @@ pub fn project<B: Backend, const D: usize>(weight: Tensor<B, 2>, x: Tensor<B, D>
     let rows: usize = dims[..D - 1].iter().product();
     let [out, _] = weight.dims();
     let flat: Tensor<B, 2> = x.reshape([rows, dims[D - 1]]);
-    let y = weight.matmul(flat.transpose()).transpose();
     let mut shape = dims;
     shape[D - 1] = out;
-    y.reshape(shape)
+    flat.matmul(weight.transpose()).reshape(shape)
 }
 
 /// Root-mean-square normalisation as in `LlamaRMSNorm`: computed in f32,
@@ -166,13 +166,15 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut Option<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
-        let split = |t: Tensor<B, 3>, heads: usize| {
-            t.reshape([batch, seq, heads, self.head_dim])
-                .swap_dims(1, 2)
-        };
-        let q = rotary.apply(split(self.q_proj.forward(x.clone()), self.n_heads));
-        let mut k = rotary.apply(split(self.k_proj.forward(x.clone()), self.n_kv_heads));
-        let mut v = split(self.v_proj.forward(x), self.n_kv_heads);
+        // [batch, seq, heads, head_dim], rotated while contiguous, then [batch, heads, seq, dim].
+        let heads = |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, self.head_dim]);
+        let q = rotary
+            .apply(heads(self.q_proj.forward(x.clone()), self.n_heads))
+            .swap_dims(1, 2);
+        let mut k = rotary
+            .apply(heads(self.k_proj.forward(x.clone()), self.n_kv_heads))
+            .swap_dims(1, 2);
+        let mut v = heads(self.v_proj.forward(x), self.n_kv_heads).swap_dims(1, 2);
 
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
@@ -185,16 +187,29 @@ impl<B: Backend> Attention<B> {
             });
         }
 
-        let k = self.repeat_kv(k);
-        let v = self.repeat_kv(v);
         let kv_len = k.dims()[2];
-        let bias = pad_bias.map(|b| b.clone().expand([batch, self.n_heads, seq, kv_len]));
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
+        let groups = self.n_heads / self.n_kv_heads;
+        let out = if seq == 1 && groups > 1 {
+            // One new token (decoding): stack each key/value head's query group along the query
+            // axis instead of copying the whole cache `groups` times. Causality is trivial here:
+            // the new token may see every cached key.
+            let q = q.reshape([batch, self.n_kv_heads, groups, self.head_dim]);
+            let bias = pad_bias.map(|b| b.clone().expand([batch, self.n_kv_heads, groups, kv_len]));
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: false,
+            };
+            attention(q, k, v, None, bias, options).reshape([batch, self.n_heads, 1, self.head_dim])
+        } else {
+            let bias = pad_bias.map(|b| b.clone().expand([batch, self.n_heads, seq, kv_len]));
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: true,
+            };
+            attention(q, self.repeat_kv(k), self.repeat_kv(v), None, bias, options)
         };
-        let out = attention(q, k, v, None, bias, options);
         let out = out
             .swap_dims(1, 2)
             .reshape([batch, seq, self.n_heads * self.head_dim]);

@@ -113,7 +113,11 @@ impl<B: Backend> Llama<B> {
             theta: self.rope_theta,
             linear_factor: self.rope_linear_factor,
         };
-        let rotary = spec.tables::<B>(&batch.positions, &device);
+        let heads = self
+            .layers
+            .first()
+            .map_or([1, 1], |l| [l.self_attn.n_heads, l.self_attn.n_kv_heads]);
+        let rotary = spec.tables::<B>(&batch.positions, &heads, &device);
         let pad_bias = batch.pad_bias(&device);
 
         let mut x = embedding(self.embed_tokens.val(), batch.tokens.clone());

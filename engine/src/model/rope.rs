@@ -6,13 +6,13 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-/// Cosine and sine of every (row, position, channel) of one forward pass.
+/// Cosine and sine of every (row, position, head, channel) of one forward pass, materialised for
+/// each head count used (queries and keys differ under GQA) so that the products are contiguous.
 #[derive(Debug, Clone)]
 pub struct Rotary<B: Backend> {
-    /// `[batch, 1, seq, head_dim]`.
-    cos: Tensor<B, 4>,
-    /// `[batch, 1, seq, head_dim]`.
-    sin: Tensor<B, 4>,
+    /// `(heads, cos, signed sin)` with tensors `[batch, seq, heads, head_dim]`; the first half of
+    /// the signed sine is negated so that `rotate_half(x) * sin = swap_halves(x) * signed_sin`.
+    tables: Vec<(usize, Tensor<B, 4>, Tensor<B, 4>)>,
 }
 
 /// The frequencies of a rotary embedding.
@@ -36,48 +36,77 @@ impl RotarySpec {
             .collect()
     }
 
-    /// Angle tables for a batch of position rows (all rows the same length).
-    pub fn tables<B: Backend>(&self, positions: &[Vec<usize>], device: &B::Device) -> Rotary<B> {
+    /// Angle tables for a batch of position rows (all rows the same length), for inputs with
+    /// each of `head_counts` heads.
+    pub fn tables<B: Backend>(
+        &self,
+        positions: &[Vec<usize>],
+        head_counts: &[usize],
+        device: &B::Device,
+    ) -> Rotary<B> {
         let batch = positions.len();
         let seq = positions.first().map_or(0, Vec::len);
         let inv_freq = self.inv_freq();
-        let half = self.head_dim / 2;
-        let mut cos = Vec::with_capacity(batch * seq * self.head_dim);
-        let mut sin = Vec::with_capacity(batch * seq * self.head_dim);
+        // Per (row, position): cos and signed sin over head_dim.
+        let mut cos_rows = Vec::with_capacity(batch * seq);
+        let mut sin_rows = Vec::with_capacity(batch * seq);
         for row in positions {
             assert_eq!(row.len(), seq, "position rows must have equal length");
             for &p in row {
                 let angles: Vec<f32> = inv_freq.iter().map(|f| p as f32 * f).collect();
-                for _ in 0..2 {
-                    cos.extend(angles.iter().map(|a| a.cos()));
-                    sin.extend(angles.iter().map(|a| a.sin()));
-                }
+                let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+                let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+                cos_rows.push([cos.as_slice(), cos.as_slice()].concat());
+                sin_rows.push(
+                    sin.iter()
+                        .map(|s| -s)
+                        .chain(sin.iter().copied())
+                        .collect::<Vec<_>>(),
+                );
             }
         }
-        debug_assert_eq!(cos.len(), batch * seq * half * 2);
-        let shape = [batch, 1, seq, self.head_dim];
-        Rotary {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+        let mut tables = Vec::new();
+        for &heads in head_counts {
+            if tables.iter().any(|(h, _, _)| *h == heads) {
+                continue;
+            }
+            let repeat = |rows: &[Vec<f32>]| -> Vec<f32> {
+                rows.iter()
+                    .flat_map(|r| std::iter::repeat_n(r.as_slice(), heads).flatten())
+                    .copied()
+                    .collect()
+            };
+            let shape = [batch, seq, heads, self.head_dim];
+            let cos = Tensor::from_data(TensorData::new(repeat(&cos_rows), shape), device);
+            let sin = Tensor::from_data(TensorData::new(repeat(&sin_rows), shape), device);
+            tables.push((heads, cos, sin));
         }
+        Rotary { tables }
     }
 }
 
 impl<B: Backend> Rotary<B> {
-    /// Rotates queries or keys.
+    /// Rotates queries or keys: `x * cos + rotate_half(x) * sin`.
     ///
     /// # Shapes
-    /// - x: `[batch, heads, seq, head_dim]`
-    /// - output: `[batch, heads, seq, head_dim]`
+    /// - x: `[batch, seq, heads, head_dim]` (heads must be one of the table's head counts)
+    /// - output: `[batch, seq, heads, head_dim]`
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [batch, heads, seq, dim] = x.dims();
+        let [_, _, heads, dim] = x.dims();
+        let (_, cos, sin) = self
+            .tables
+            .iter()
+            .find(|(h, _, _)| *h == heads)
+            .expect("rotary tables are built for every head count of the model");
         let half = dim / 2;
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let cos = self.cos.clone().expand([batch, heads, seq, dim]);
-        let sin = self.sin.clone().expand([batch, heads, seq, dim]);
-        x * cos + rotated * sin
+        let swapped = Tensor::cat(
+            vec![
+                x.clone().narrow(3, half, half),
+                x.clone().narrow(3, 0, half),
+            ],
+            3,
+        );
+        x * cos.clone() + swapped * sin.clone()
     }
 }
 
@@ -97,11 +126,11 @@ mod tests {
         let x = Tensor::<TestBackend, 4>::from_data(
             TensorData::new(
                 (0..16).map(|v| v as f32 - 7.5).collect::<Vec<_>>(),
-                [1, 1, 2, 8],
+                [1, 2, 1, 8],
             ),
             &device,
         );
-        let rot = spec.tables::<TestBackend>(&[vec![0, 5]], &device);
+        let rot = spec.tables::<TestBackend>(&[vec![0, 5]], &[1], &device);
         let y = rot.apply(x.clone());
         let xv = x.to_data().to_vec::<f32>().unwrap();
         let yv = y.to_data().to_vec::<f32>().unwrap();
@@ -131,7 +160,9 @@ mod tests {
             &device,
         );
         let p = 3usize;
-        let y = spec.tables::<TestBackend>(&[vec![p]], &device).apply(x);
+        let y = spec
+            .tables::<TestBackend>(&[vec![p]], &[1], &device)
+            .apply(x);
         let y = y.to_data().to_vec::<f32>().unwrap();
         let (s, c) = (p as f32).sin_cos();
         assert!((y[0] - (0.3 * c - -1.2 * s)).abs() < 1e-6);
