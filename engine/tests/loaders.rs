@@ -11,7 +11,7 @@ use common::{
     TestBackend, export_all, max_rel_diff, tiny_config_json, values, write_tiny_dir_meta,
 };
 use safeedit_engine::weights::{RawTensor, SaveDtype, write_safetensors};
-use safeedit_engine::{Batch, LanguageModel, LayerParam, LlamaConfig, WeightId};
+use safeedit_engine::{Batch, LanguageModel, LayerParam, LlamaConfig, PromptFormat, WeightId};
 
 type B = TestBackend;
 
@@ -79,26 +79,95 @@ fn sharded_checkpoint_round_trip_is_exact() {
 }
 
 #[test]
-fn bf16_checkpoint_is_converted_on_load() {
+fn bf16_and_f16_checkpoints_are_converted_on_load() {
+    let (config, model) = untied_tiny();
+    let round_trips: [(SaveDtype, fn(f32) -> f32); 2] = [
+        (SaveDtype::Bf16, |v| half::bf16::from_f32(v).to_f32()),
+        (SaveDtype::F16, |v| half::f16::from_f32(v).to_f32()),
+    ];
+    for (dtype, round) in round_trips {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_dir_meta(dir.path(), &tiny_config_json());
+        let path = dir.path().join("model.safetensors");
+        write_safetensors(&path, &export_all(&model, &config), dtype, None).unwrap();
+        let lm = LanguageModel::<B>::load(dir.path(), &Default::default()).unwrap();
+        // Every weight is the half-precision rounding of the original.
+        let id = WeightId::layer(1, LayerParam::DownProj);
+        let original = model.export(id).unwrap().data;
+        let loaded = lm.model.export(id).unwrap().data;
+        for (a, b) in loaded.iter().zip(&original) {
+            assert_eq!(*a, round(*b), "{dtype:?}");
+        }
+        let diff = max_rel_diff(&tiny_logits(&lm.model), &tiny_logits(&model));
+        assert!(diff < 2e-2, "{dtype:?}: {diff}");
+    }
+}
+
+#[test]
+fn tokenizer_config_sets_bos_eos_rules_and_chat_template() {
     let dir = tempfile::tempdir().unwrap();
     let (config, model) = untied_tiny();
     write_tiny_dir_meta(dir.path(), &tiny_config_json());
     write_safetensors(
         &dir.path().join("model.safetensors"),
         &export_all(&model, &config),
-        SaveDtype::Bf16,
+        SaveDtype::F32,
         None,
     )
     .unwrap();
+    let tokenizer_config = serde_json::json!({
+        "add_bos_token": true,
+        "add_eos_token": false,
+        "bos_token": {"content": "<|im_start|>", "lstrip": false},
+        "eos_token": "<|im_end|>",
+        "pad_token": null,
+        "chat_template": "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
+    });
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        tokenizer_config.to_string(),
+    )
+    .unwrap();
     let lm = LanguageModel::<B>::load(dir.path(), &Default::default()).unwrap();
-    // Every weight is the bf16 rounding of the original.
-    let id = WeightId::layer(1, LayerParam::DownProj);
-    let original = model.export(id).unwrap().data;
-    let loaded = lm.model.export(id).unwrap().data;
-    for (a, b) in loaded.iter().zip(&original) {
-        assert_eq!(*a, half::bf16::from_f32(*b).to_f32());
-    }
-    assert!(max_rel_diff(&tiny_logits(&lm.model), &tiny_logits(&model)) < 2e-2);
+    let special = &lm.tokenizer.special;
+    assert_eq!(
+        (special.bos, special.eos.clone(), special.pad),
+        (Some(257), vec![258], None)
+    );
+    assert_eq!(special.pad_id(), 258, "padding falls back to EOS");
+    // Plain text gets BOS; a rendered chat template writes its own.
+    assert_eq!(
+        lm.tokenizer
+            .encode_prompt("hi", &PromptFormat::Plain)
+            .unwrap(),
+        vec![257, 104, 105]
+    );
+    assert_eq!(
+        lm.tokenizer
+            .render_prompt("hi", &PromptFormat::chat())
+            .unwrap(),
+        "<|im_start|>[user] hi"
+    );
+    assert_eq!(
+        lm.tokenizer
+            .encode_prompt("hi", &PromptFormat::chat())
+            .unwrap()[0],
+        257
+    );
+    assert_eq!(
+        lm.prompt_format,
+        PromptFormat::Plain,
+        "HF directories default to plain text"
+    );
+
+    // A malformed tokenizer_config.json is named.
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        "{\"add_bos_token\": tru",
+    )
+    .unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("tokenizer_config.json"), "{msg}");
 }
 
 /// llama.cpp's converter permutation of Q/K rows (what `unpermute_rows` must undo).
@@ -187,7 +256,7 @@ fn gguf_round_trip_undoes_qk_permutation() {
         TOKENS.to_vec()
     );
     assert_eq!(lm.tokenizer.special.eos, vec![258]);
-    assert_eq!(lm.prompt_format, safeedit_engine::PromptFormat::chat());
+    assert_eq!(lm.prompt_format, PromptFormat::chat());
 }
 
 #[test]
