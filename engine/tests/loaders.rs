@@ -81,7 +81,8 @@ fn sharded_checkpoint_round_trip_is_exact() {
 #[test]
 fn bf16_and_f16_checkpoints_are_converted_on_load() {
     let (config, model) = untied_tiny();
-    let round_trips: [(SaveDtype, fn(f32) -> f32); 2] = [
+    type Rounding = fn(f32) -> f32;
+    let round_trips: [(SaveDtype, Rounding); 2] = [
         (SaveDtype::Bf16, |v| half::bf16::from_f32(v).to_f32()),
         (SaveDtype::F16, |v| half::f16::from_f32(v).to_f32()),
     ];
