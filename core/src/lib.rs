@@ -1,6 +1,9 @@
 //! SafeEdit Studio core: the types shared by the engine, the server and the browser. Pure Rust,
 //! compiles to WebAssembly (no burn, no tokio, no database).
 //!
+//! - [`safeedit`]: SafeEdit records (verbatim field names), the nine categories, the loader.
+//! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
+//!
 //! ```
 //! use safeedit_core::PromptFormat;
 //!
@@ -11,5 +14,7 @@
 //! ```
 
 mod model;
+pub mod safeedit;
 
 pub use model::{ModelSummary, PromptFormat};
+pub use safeedit::{Category, SafeEditRecord, TestAllRecord};
