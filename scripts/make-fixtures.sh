@@ -15,3 +15,7 @@ THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_golden.py \
   --gguf "$GGUF" \
   --safeedit data/safeedit/SafeEdit_test_sample.json \
   --out engine/tests/fixtures/smollm2_golden.json
+THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_dinm_reference.py \
+  --gguf "$GGUF" \
+  --instances data/safeedit/three_instances_for_editing.json \
+  --out engine/tests/fixtures/smollm2_dinm_reference.json

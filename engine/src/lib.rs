@@ -23,6 +23,7 @@
 //! ```
 
 pub mod config;
+pub mod dinm;
 pub mod error;
 pub mod generate;
 pub mod loader;

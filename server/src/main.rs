@@ -3,7 +3,9 @@
 
 mod backend;
 mod bench;
+mod data;
 mod generate;
+mod locate;
 mod paths;
 mod web;
 
@@ -25,6 +27,8 @@ enum Command {
     Serve(web::ServeArgs),
     /// Generate a continuation of a prompt.
     Generate(generate::GenerateArgs),
+    /// Locate DINM's toxic layer for one SafeEdit instance.
+    Locate(locate::LocateArgs),
     /// Describe a model: config, parameter count, tokenizer, prompt format.
     Info {
         /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => web::serve(args),
         Command::Generate(args) => generate::run(args),
+        Command::Locate(args) => locate::run(args),
         Command::Info { model } => {
             let lm = backend::load(&paths::model_or_default(model)?, true)?;
             println!(

@@ -1,0 +1,109 @@
+//! `safeedit locate`: DINM's toxic layer for one SafeEdit instance (dinm_spec.md §2.3).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use safeedit_engine::PaddingSide;
+use safeedit_engine::dinm::locate_toxic_layer;
+use serde_json::json;
+
+use crate::{backend, data, paths};
+
+/// Padding of the two responses.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PaddingArg {
+    /// Pads after the shorter response (the paper's LLaMA setting).
+    Right,
+    /// Pads before it (EasyEdit's current release; Mistral).
+    Left,
+}
+
+/// Arguments of `safeedit locate`.
+#[derive(Args, Debug)]
+pub struct LocateArgs {
+    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
+    #[arg(long, default_value = "test-sample", env = "SAFEEDIT_DATA")]
+    pub data: String,
+    /// Instance id.
+    #[arg(long)]
+    pub instance: u64,
+    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Padding side for the two responses.
+    #[arg(long, value_enum, default_value = "right")]
+    pub padding: PaddingArg,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: LocateArgs) -> anyhow::Result<()> {
+    let records = data::load(&args.data)?;
+    let record = data::instance(&records, args.instance, &args.data)?;
+    let model_path = paths::model_or_default(args.model)?;
+    let lm = backend::load(&model_path, !args.json)?;
+    let padding = match args.padding {
+        PaddingArg::Right => PaddingSide::Right,
+        PaddingArg::Left => PaddingSide::Left,
+    };
+    let started = Instant::now();
+    let found = locate_toxic_layer(
+        &lm,
+        &record.safe_generation,
+        &record.unsafe_generation,
+        padding,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let report = json!({
+            "model": model_path.display().to_string(),
+            "instance": record.id,
+            "data": args.data,
+            "layer": found.layer,
+            "edited_tensor": format!("model.layers.{}.mlp.down_proj.weight", found.layer),
+            "distances": found.distances,
+            "padding_side": found.padding_side,
+            "response_tokens": {"safe": found.lengths[0], "unsafe": found.lengths[1]},
+            "seconds": seconds,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "instance {} ({}, attack {}): {}",
+        record.id, record.category, record.attack_name, record.question
+    );
+    println!(
+        "responses: safe {} tokens, unsafe {} tokens, padding {:?}",
+        found.lengths[0], found.lengths[1], found.padding_side
+    );
+    let max = found
+        .distances
+        .iter()
+        .copied()
+        .fold(0f32, f32::max)
+        .max(f32::MIN_POSITIVE);
+    for (layer, d) in found.distances.iter().enumerate() {
+        let bar = "#".repeat((d / max * 40.0).round() as usize);
+        let mark = if layer == found.layer {
+            " <- toxic layer"
+        } else {
+            ""
+        };
+        println!("layer {layer:>3}  {d:>12.3}  {bar}{mark}");
+    }
+    if let Some((runner, ratio)) = found.runner_up() {
+        println!(
+            "runner-up: layer {runner} at {:.1}% of the winner",
+            ratio * 100.0
+        );
+    }
+    println!(
+        "DINM edits model.layers.{}.mlp.down_proj.weight ({seconds:.2} s)",
+        found.layer
+    );
+    Ok(())
+}
