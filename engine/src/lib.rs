@@ -46,3 +46,6 @@ pub use tokenizer::{SpecialTokens, TextTokenizer};
 pub(crate) type TestBackend = burn::backend::Flex;
 #[cfg(all(test, feature = "test-cuda"))]
 pub(crate) type TestBackend = burn::backend::Cuda;
+/// The autodiff version of [`TestBackend`].
+#[cfg(test)]
+pub(crate) type TestAutodiffBackend = burn::backend::Autodiff<TestBackend>;

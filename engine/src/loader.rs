@@ -198,6 +198,21 @@ impl<B: Backend> LanguageModel<B> {
         })
     }
 
+    /// The same model description and tokenizer around different weights (an edited copy).
+    pub fn with_model(&self, model: Llama<B>) -> Self {
+        Self {
+            model,
+            config: self.config.clone(),
+            tokenizer: self.tokenizer.clone(),
+            name: self.name.clone(),
+            architecture: self.architecture.clone(),
+            source: self.source.clone(),
+            format: self.format,
+            prompt_format: self.prompt_format.clone(),
+            device: self.device.clone(),
+        }
+    }
+
     /// Longest sequence the model accepts (context length, or Mistral's sliding window).
     pub fn max_len(&self) -> usize {
         match self.config.sliding_window {

@@ -5,7 +5,13 @@
 //!
 //! - [`locate`]: the toxic layer, from the hidden-state distance between the safe and the unsafe
 //!   response (§2.3).
+//! - [`edit`]: tuning that layer's `down_proj` on the instance (§2.4–2.5, §2.8).
+//! - [`config`]: hyperparameters with EasyEdit's presets and the §8 decisions as flags.
 
+pub mod config;
+pub mod edit;
 pub mod locate;
 
+pub use config::{DinmConfig, SUFFIX_SYSTEM_PROMPT};
+pub use edit::{DinmEdit, DinmEvent, EditTokens, StepLoss, dinm_edit, edit_tokens};
 pub use locate::{LocateResult, locate_toxic_layer};

@@ -257,17 +257,37 @@ impl<B: Backend> DecoderLayer<B> {
         cache: Option<&mut Option<LayerCache<B>>>,
         tap_mlp: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
-        let h = x.clone()
+        let h = self.attend(x, rotary, pad_bias, cache);
+        let act = self.mlp_activation(h.clone());
+        let out = h + self.mlp.down_proj.forward(act.clone());
+        (out, tap_mlp.then_some(act))
+    }
+
+    /// The residual stream after attention (TransformerLens `hook_resid_mid`): `x + attn(norm(x))`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_model]`
+    pub fn attend(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &Rotary<B>,
+        pad_bias: Option<&Tensor<B, 4>>,
+        cache: Option<&mut Option<LayerCache<B>>>,
+    ) -> Tensor<B, 3> {
+        x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), rotary, pad_bias, cache);
-        let normed = self.post_attention_layernorm.forward(h.clone());
-        if tap_mlp {
-            let act = self.mlp.activation(normed);
-            let out = h + self.mlp.down_proj.forward(act.clone());
-            (out, Some(act))
-        } else {
-            (h + self.mlp.forward(normed), None)
-        }
+                .forward(self.input_layernorm.forward(x), rotary, pad_bias, cache)
+    }
+
+    /// The activation entering `down_proj` for a residual after attention.
+    ///
+    /// # Shapes
+    /// - resid_mid: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_ff]`
+    pub fn mlp_activation(&self, resid_mid: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.mlp
+            .activation(self.post_attention_layernorm.forward(resid_mid))
     }
 }

@@ -107,19 +107,7 @@ impl<B: Backend> Llama<B> {
         mut cache: Option<&mut KvCache<B>>,
         options: &ForwardOptions,
     ) -> ForwardOutput<B> {
-        let device = batch.tokens.device();
-        let spec = RotarySpec {
-            head_dim: self.head_dim,
-            theta: self.rope_theta,
-            linear_factor: self.rope_linear_factor,
-        };
-        let heads = self
-            .layers
-            .first()
-            .map_or([1, 1], |l| [l.self_attn.n_heads, l.self_attn.n_kv_heads]);
-        let rotary = spec.tables::<B>(&batch.positions, &heads, &device);
-        let pad_bias = batch.pad_bias(&device);
-
+        let (rotary, pad_bias) = self.attention_context(batch);
         let mut x = embedding(self.embed_tokens.val(), batch.tokens.clone());
         let mut hidden_states = Vec::new();
         let mut mlp_activation = None;
@@ -152,6 +140,77 @@ impl<B: Backend> Llama<B> {
             hidden_states,
             mlp_activation,
         }
+    }
+
+    /// Rotary tables and the padding bias of a batch.
+    fn attention_context(&self, batch: &Batch<B>) -> (Rotary<B>, Option<Tensor<B, 4>>) {
+        let device = batch.tokens.device();
+        let spec = RotarySpec {
+            head_dim: self.head_dim,
+            theta: self.rope_theta,
+            linear_factor: self.rope_linear_factor,
+        };
+        let heads = self
+            .layers
+            .first()
+            .map_or([1, 1], |l| [l.self_attn.n_heads, l.self_attn.n_kv_heads]);
+        (
+            spec.tables::<B>(&batch.positions, &heads, &device),
+            batch.pad_bias(&device),
+        )
+    }
+
+    /// Runs the batch up to the input of `down_proj` at `layer`: the residual after that layer's
+    /// attention and the activation entering its `down_proj`. Neither depends on that `down_proj`,
+    /// which is what lets an edit of it reuse them at every step (dinm_spec.md §2.8).
+    ///
+    /// # Shapes
+    /// - output: `[batch, seq, d_model]` and `[batch, seq, d_ff]`
+    pub fn split_at_down_proj(
+        &self,
+        batch: &Batch<B>,
+        layer: usize,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let (rotary, pad_bias) = self.attention_context(batch);
+        let mut x = embedding(self.embed_tokens.val(), batch.tokens.clone());
+        for l in &self.layers[..layer] {
+            x = l.forward(x, &rotary, pad_bias.as_ref(), None, false).0;
+        }
+        let resid_mid = self.layers[layer].attend(x, &rotary, pad_bias.as_ref(), None);
+        let activation = self.layers[layer].mlp_activation(resid_mid.clone());
+        (resid_mid, activation)
+    }
+
+    /// Finishes a forward pass from [`Llama::split_at_down_proj`] with the given `down_proj`
+    /// weight at `layer`, returning the logits of the positions in `positions`.
+    ///
+    /// # Shapes
+    /// - resid_mid: `[batch, seq, d_model]`; activation: `[batch, seq, d_ff]`
+    /// - down_proj: `[d_model, d_ff]`
+    /// - output: `[batch, positions.len(), vocab]`
+    pub fn logits_from_down_proj(
+        &self,
+        resid_mid: Tensor<B, 3>,
+        activation: Tensor<B, 3>,
+        down_proj: Tensor<B, 2>,
+        layer: usize,
+        batch: &Batch<B>,
+        positions: std::ops::Range<usize>,
+    ) -> Tensor<B, 3> {
+        let (rotary, pad_bias) = self.attention_context(batch);
+        let mut x = resid_mid + project(down_proj, activation);
+        for l in &self.layers[layer + 1..] {
+            x = l.forward(x, &rotary, pad_bias.as_ref(), None, false).0;
+        }
+        let x = x.narrow(1, positions.start, positions.len());
+        self.head(self.norm.forward(x))
+    }
+
+    /// A copy whose `down_proj` at `layer` is replaced (every other tensor is shared).
+    pub fn with_down_proj(&self, layer: usize, weight: Tensor<B, 2>) -> Self {
+        let mut model = self.clone();
+        model.layers[layer].mlp.down_proj = HfLinear::new(weight);
+        model
     }
 
     /// Logits of every position of a batch (no cache, nothing captured).

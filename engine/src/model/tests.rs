@@ -217,3 +217,26 @@ fn tiny_parameter_count() {
         c.vocab_size * c.d_model + c.n_layers * per_layer + c.d_model + c.vocab_size * c.d_model;
     assert_eq!(model.num_params(), expected);
 }
+
+#[test]
+fn split_at_down_proj_reproduces_the_full_forward() {
+    let device = Default::default();
+    let model = LlamaConfig::tiny().init::<B>(&device);
+    let tokens = [7u32, 70, 170, 17, 27, 77, 177];
+    let batch = Batch::single(&tokens, &device);
+    for layer in 0..model.n_layers() {
+        let id = WeightId::layer(layer, LayerParam::DownProj);
+        // A different down_proj at `layer`: the split path must equal the edited model's forward.
+        let edited_weight = model.matrix(id).unwrap() * 1.5 + 0.01;
+        let edited = model.with_down_proj(layer, edited_weight.clone());
+        let full = values(edited.logits(&batch).narrow(1, 2, 5));
+        let (resid_mid, act) = model.split_at_down_proj(&batch, layer);
+        let split = model.logits_from_down_proj(resid_mid, act, edited_weight, layer, &batch, 2..7);
+        assert!(max_rel_diff(&values(split), &full) < 1e-5, "layer {layer}");
+        // The base model is untouched.
+        assert_ne!(
+            values(model.matrix(id).unwrap()),
+            values(edited.matrix(id).unwrap())
+        );
+    }
+}
