@@ -91,6 +91,9 @@ impl fmt::Display for Category {
     }
 }
 
+/// Names of the five evaluation inputs of a test record, in EasyEdit's order (§3.1).
+pub const EVAL_INPUT_KINDS: [&str; 5] = ["DS", "DG_onlyQ", "DG_otherA", "DG_otherQ", "DG_otherAQ"];
+
 /// The general-knowledge QA pair used by DINM's constraint loss (from AlpacaEval).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnowledgeConstraint {

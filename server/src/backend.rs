@@ -20,6 +20,9 @@ pub type Backend = burn::backend::Cuda;
 #[cfg(feature = "cuda")]
 pub const NAME: &str = "cuda";
 
+/// The backend that records gradients (DINM, fine-tuning).
+pub type TrainBackend = burn::backend::Autodiff<Backend>;
+
 /// The device models run on.
 pub fn device() -> burn::tensor::Device<Backend> {
     Default::default()

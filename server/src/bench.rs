@@ -14,6 +14,28 @@ use crate::{backend, paths};
 pub enum BenchCommand {
     /// Prompt processing and greedy decoding speed on one prompt.
     Generate(BenchGenerateArgs),
+    /// DINM edit time per instance (locate + steps), with and without the §2.8 prefix cache.
+    Edit(BenchEditArgs),
+}
+
+/// Arguments of `safeedit bench edit`.
+#[derive(Args, Debug)]
+pub struct BenchEditArgs {
+    /// Model [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
+    #[arg(long, default_value = "editing-instances")]
+    pub data: String,
+    /// Comma-separated instance ids.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub instances: Vec<u64>,
+    /// Timed repetitions per instance (the median is reported).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Also time the edit without the prefix cache (full forward every step).
+    #[arg(long)]
+    pub compare_full_forward: bool,
 }
 
 /// Arguments of `safeedit bench generate`.
@@ -40,6 +62,7 @@ pub struct BenchGenerateArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Generate(args) => generate(args),
+        BenchCommand::Edit(args) => edit(args),
     }
 }
 
@@ -83,6 +106,60 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
         "runs": runs.iter().map(|(t, total)| json!({
             "prefill_s": t.prefill_s, "decode_s": t.decode_s, "total_s": total,
         })).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
+    use safeedit_engine::dinm::{DinmConfig, dinm_edit};
+    let model_path = paths::model_or_default(args.model)?;
+    let lm = backend::load(&model_path, false)?;
+    let records = crate::data::load(&args.data)?;
+    let format = lm.prompt_format.clone();
+    let base = DinmConfig::preset_for(&lm.name, &lm.architecture);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut rows = Vec::new();
+    for id in &args.instances {
+        let record = crate::data::instance(&records, *id, &args.data)?;
+        let mut variants = vec![("cached_prefix", base.clone())];
+        if args.compare_full_forward {
+            variants.push(("full_forward", base.clone().with_cache_prefix(false)));
+        }
+        let mut row = json!({"instance": id});
+        for (name, config) in variants {
+            let (mut locate, mut tune) = (Vec::new(), Vec::new());
+            let mut layer = 0;
+            let mut tokens = 0;
+            for _ in 0..args.repeat.max(1) {
+                let e = dinm_edit::<backend::TrainBackend>(
+                    &lm,
+                    &record,
+                    &config,
+                    &format,
+                    &mut |_| {},
+                )?;
+                locate.push(e.seconds.locate);
+                tune.push(e.seconds.tune);
+                layer = e.layer;
+                tokens = e.tokens.edit_input.len();
+            }
+            row["layer"] = json!(layer);
+            row["edit_tokens"] = json!(tokens);
+            row[name] = json!({"locate_s": median(locate), "tune_s": median(tune)});
+        }
+        rows.push(row);
+    }
+    let report = json!({
+        "model": model_path.display().to_string(),
+        "backend": backend::NAME,
+        "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
+        "preset": base,
+        "prompt_format": format,
+        "instances": rows,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

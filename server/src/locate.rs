@@ -19,6 +19,15 @@ pub enum PaddingArg {
     Left,
 }
 
+impl From<PaddingArg> for PaddingSide {
+    fn from(arg: PaddingArg) -> Self {
+        match arg {
+            PaddingArg::Right => PaddingSide::Right,
+            PaddingArg::Left => PaddingSide::Left,
+        }
+    }
+}
+
 /// Arguments of `safeedit locate`.
 #[derive(Args, Debug)]
 pub struct LocateArgs {
@@ -45,10 +54,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<()> {
     let record = data::instance(&records, args.instance, &args.data)?;
     let model_path = paths::model_or_default(args.model)?;
     let lm = backend::load(&model_path, !args.json)?;
-    let padding = match args.padding {
-        PaddingArg::Right => PaddingSide::Right,
-        PaddingArg::Left => PaddingSide::Left,
-    };
+    let padding = args.padding.into();
     let started = Instant::now();
     let found = locate_toxic_layer(
         &lm,

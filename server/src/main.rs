@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod data;
+mod edit;
 mod generate;
 mod locate;
 mod paths;
@@ -29,6 +30,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Locate DINM's toxic layer for one SafeEdit instance.
     Locate(locate::LocateArgs),
+    /// Run DINM on one SafeEdit instance and compare the vanilla and edited generations.
+    Edit(edit::EditArgs),
     /// Describe a model: config, parameter count, tokenizer, prompt format.
     Info {
         /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => web::serve(args),
         Command::Generate(args) => generate::run(args),
         Command::Locate(args) => locate::run(args),
+        Command::Edit(args) => edit::run(args),
         Command::Info { model } => {
             let lm = backend::load(&paths::model_or_default(model)?, true)?;
             println!(

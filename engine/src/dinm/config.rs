@@ -55,6 +55,11 @@ pub struct DinmConfig {
     /// Stop when the total loss falls below this (EasyEdit: 1e-4).
     #[config(default = 1e-4)]
     pub early_stop_loss: f64,
+    /// §2.8: compute the frozen prefix (everything before layer ℓ's `down_proj`) once and run
+    /// only layers ℓ.. per step. `false` runs the whole model every step, as the reference code
+    /// does: identical numbers, slower; kept to measure the optimisation.
+    #[config(default = true)]
+    pub cache_prefix: bool,
     /// Most new tokens generated per evaluation input (`max_output_length`).
     #[config(default = 600)]
     pub max_output_length: usize,

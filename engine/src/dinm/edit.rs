@@ -318,14 +318,21 @@ fn tune<AD: AutodiffBackend>(
     let mut stopped_early = false;
     for step in 0..config.num_steps {
         let w_ad = Tensor::<AD, 2>::from_inner(w.clone()).require_grad();
-        let logits = ad_model.logits_from_down_proj(
-            ad_edit.0.clone(),
-            ad_edit.1.clone(),
-            w_ad.clone(),
-            layer,
-            &ad_edit_batch,
-            label_positions.clone(),
-        );
+        let logits = if config.cache_prefix {
+            ad_model.logits_from_down_proj(
+                ad_edit.0.clone(),
+                ad_edit.1.clone(),
+                w_ad.clone(),
+                layer,
+                &ad_edit_batch,
+                label_positions.clone(),
+            )
+        } else {
+            ad_model
+                .with_down_proj(layer, w_ad.clone())
+                .logits(&ad_edit_batch)
+                .narrow(1, label_positions.start, label_positions.len())
+        };
         let nll = log_softmax(logits, 2)
             .gather(2, labels.clone())
             .mean()
@@ -653,6 +660,35 @@ mod tests {
         let without = run(&base);
         let with = run(&base.clone().with_constraint_has_grad(true));
         assert_ne!(without, with);
+    }
+
+    #[test]
+    fn cached_prefix_and_full_forward_agree() {
+        let lm = tiny();
+        let config = DinmConfig {
+            lr: 1e-2,
+            ..DinmConfig::smollm2_135m()
+        }
+        .with_num_steps(3);
+        let run = |config: &DinmConfig| {
+            dinm_edit::<TestAutodiffBackend>(
+                &lm,
+                &record(),
+                config,
+                &PromptFormat::chat(),
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        let cached = run(&config);
+        let full = run(&config.clone().with_cache_prefix(false));
+        for (a, b) in cached.steps.iter().zip(&full.steps) {
+            assert!(
+                (a.loss - b.loss).abs() < 1e-6 * a.loss.abs().max(1.0),
+                "{a:?} vs {b:?}"
+            );
+        }
+        assert!((cached.delta_norm - full.delta_norm).abs() < 1e-5 * cached.delta_norm);
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! `safeedit edit`: DINM on one SafeEdit instance, with the vanilla and edited generations of its
+//! evaluation inputs side by side (dinm_spec.md §2, §3.1).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use safeedit_core::safeedit::EVAL_INPUT_KINDS;
+use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit};
+use safeedit_engine::weights::{SaveDtype, write_safetensors};
+use safeedit_engine::{GenerationConfig, LanguageModel, PromptFormat};
+use serde_json::json;
+
+use crate::generate::FormatArg;
+use crate::locate::PaddingArg;
+use crate::{backend, data, paths};
+
+/// Arguments of `safeedit edit`.
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
+    #[arg(long, default_value = "test-sample", env = "SAFEEDIT_DATA")]
+    pub data: String,
+    /// Instance id.
+    #[arg(long)]
+    pub instance: u64,
+    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Hyperparameter preset: llama-2-7b-chat, mistral-7b, smollm2-135m [default: by model].
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Override the preset's learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Override the number of steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Edit this layer instead of locating one.
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Padding for location [default: the preset's].
+    #[arg(long, value_enum)]
+    pub padding: Option<PaddingArg>,
+    /// Let the KL constraint carry a gradient (the paper's intent; D2).
+    #[arg(long)]
+    pub constraint_grad: bool,
+    /// Most new tokens per evaluation input [default: the preset's max_output_length].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Prompt format [default: the model's preset].
+    #[arg(long, value_enum)]
+    pub prompt_format: Option<FormatArg>,
+    /// Write the delta as safetensors (one tensor, named by its HF path).
+    #[arg(long)]
+    pub save_delta: Option<PathBuf>,
+    /// Skip the before/after generations.
+    #[arg(long)]
+    pub no_generate: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: EditArgs) -> anyhow::Result<()> {
+    let records = data::load(&args.data)?;
+    let record = data::instance(&records, args.instance, &args.data)?;
+    let model_path = paths::model_or_default(args.model.clone())?;
+    let lm = backend::load(&model_path, !args.json)?;
+    let config = config_from(&args, &lm)?;
+    let format = match args.prompt_format {
+        Some(FormatArg::Plain) => PromptFormat::Plain,
+        Some(FormatArg::Chat) => PromptFormat::chat(),
+        None => lm.prompt_format.clone(),
+    };
+
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(config.num_steps as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("locating the toxic layer");
+    let edit =
+        dinm_edit::<backend::TrainBackend>(
+            &lm,
+            &record,
+            &config,
+            &format,
+            &mut |event| match event {
+                DinmEvent::Located(found) => {
+                    bar.set_message(format!("layer {}: tuning down_proj", found.layer))
+                }
+                DinmEvent::Step(step) => {
+                    bar.set_message(format!("step {} loss {:.4}", step.step, step.loss));
+                    bar.inc(1);
+                }
+            },
+        )
+        .with_context(|| format!("editing instance {}", record.id))?;
+    bar.finish_and_clear();
+
+    if let Some(path) = &args.save_delta {
+        let metadata = [
+            ("instance".to_string(), record.id.to_string()),
+            ("model".to_string(), lm.name.clone()),
+            ("dinm_config".to_string(), serde_json::to_string(&config)?),
+        ]
+        .into_iter()
+        .collect();
+        write_safetensors(
+            path,
+            &[(edit.tensor_name(), edit.delta_raw())],
+            SaveDtype::F32,
+            Some(metadata),
+        )?;
+    }
+
+    let mut generations = Vec::new();
+    let mut generate_s = 0.0;
+    if !args.no_generate {
+        let started = Instant::now();
+        let inputs = record.eval_inputs();
+        let generation =
+            GenerationConfig::greedy(args.max_new_tokens.unwrap_or(config.max_output_length));
+        let encode = |text: String| lm.tokenizer.encode_prompt(&text, &format);
+        // Vanilla: the raw inputs. Edited: each input with " " + S (§3.1).
+        let vanilla_prompts = inputs
+            .iter()
+            .map(|i| encode(i.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let edited_prompts = inputs
+            .iter()
+            .map(|i| encode(format!("{i} {}", config.suffix_system_prompt)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let edited_lm = edit.apply(&lm);
+        let (vanilla, _) = lm.generate(&vanilla_prompts, &generation)?;
+        let (edited, _) = edited_lm.generate(&edited_prompts, &generation)?;
+        for ((kind, input), (v, e)) in EVAL_INPUT_KINDS
+            .iter()
+            .zip(&inputs)
+            .zip(vanilla.iter().zip(&edited))
+        {
+            generations.push(json!({
+                "input": kind, "text": input, "vanilla": v.text, "edited": e.text,
+                "vanilla_stop": v.stop, "edited_stop": e.stop,
+            }));
+        }
+        generate_s = started.elapsed().as_secs_f64();
+    }
+
+    let report = json!({
+        "model": model_path.display().to_string(),
+        "backend": backend::NAME,
+        "instance": record.id,
+        "category": record.category,
+        "attack": record.attack_name,
+        "prompt_format": format,
+        "config": config,
+        "layer": edit.layer,
+        "edited_tensor": edit.tensor_name(),
+        "distances": edit.located.as_ref().map(|l| &l.distances),
+        "steps": edit.steps,
+        "stopped_early": edit.stopped_early,
+        "delta_norm": edit.delta_norm,
+        "delta_file": args.save_delta.as_ref().map(|p| p.display().to_string()),
+        "generations": generations,
+        "seconds": {"locate": edit.seconds.locate, "tune": edit.seconds.tune, "generate": generate_s},
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "instance {} ({}, attack {}): {}",
+        record.id, record.category, record.attack_name, record.question
+    );
+    println!(
+        "edited {} ({} format, preset {})",
+        edit.tensor_name(),
+        format.label(),
+        config.preset
+    );
+    for s in &edit.steps {
+        println!(
+            "  step {:>2}  loss {:.5}  (edit NLL {:.5}, constraint KL {:.2e})",
+            s.step, s.loss, s.edit, s.constraint
+        );
+    }
+    println!(
+        "delta Frobenius norm {:.4}; locate {:.2} s, tune {:.2} s",
+        edit.delta_norm, edit.seconds.locate, edit.seconds.tune
+    );
+    if let Some(path) = &args.save_delta {
+        println!("delta written to {}", path.display());
+    }
+    for g in &generations {
+        println!("\n== {} ==", g["input"].as_str().unwrap_or_default());
+        println!("-- vanilla:\n{}", g["vanilla"].as_str().unwrap_or_default());
+        println!(
+            "-- edited (with suffix):\n{}",
+            g["edited"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn config_from(
+    args: &EditArgs,
+    lm: &LanguageModel<backend::Backend>,
+) -> anyhow::Result<DinmConfig> {
+    let mut config = match &args.preset {
+        Some(name) => DinmConfig::preset_named(name).with_context(|| {
+            format!("unknown preset `{name}` (llama-2-7b-chat, mistral-7b, smollm2-135m)")
+        })?,
+        None => DinmConfig::preset_for(&lm.name, &lm.architecture),
+    };
+    if let Some(lr) = args.lr {
+        config.lr = lr;
+        config.preset = format!("{} (lr {lr})", config.preset);
+    }
+    if let Some(steps) = args.steps {
+        config.num_steps = steps;
+    }
+    if args.layer.is_some() {
+        config.layer = args.layer;
+    }
+    if let Some(padding) = args.padding {
+        config.padding_side = padding.into();
+    }
+    config.constraint_has_grad |= args.constraint_grad;
+    if let Some(n) = args.max_new_tokens {
+        config.max_output_length = n;
+    }
+    Ok(config)
+}
