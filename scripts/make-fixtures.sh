@@ -19,3 +19,7 @@ THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_dinm_reference.
   --gguf "$GGUF" \
   --instances data/safeedit/three_instances_for_editing.json \
   --out engine/tests/fixtures/smollm2_dinm_reference.json
+"$VENV/bin/python" scripts/fixtures/make_judge_reference.py \
+  --minilm "$(scripts/fetch-judge.sh)" \
+  --safeedit data/safeedit/SafeEdit_test_sample.json \
+  --out engine/tests/fixtures

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the app needs on a fresh machine of this kind (idempotent, quick when done):
-# the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate, and the default model.
+# the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate, the default model and the
+# built-in judge's encoder.
 # With --test, also what the tests need: Debian's Chromium and the end-to-end test packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WASM_BINDGEN_V
 fi
 
 scripts/fetch-model.sh >/dev/null
+scripts/fetch-judge.sh >/dev/null
 
 if [ "${1:-}" = "--test" ]; then
   if ! command -v chromium >/dev/null; then

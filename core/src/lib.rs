@@ -2,6 +2,7 @@
 //! compiles to WebAssembly (no burn, no tokio, no database).
 //!
 //! - [`safeedit`]: SafeEdit records (verbatim field names), the nine categories, the loader.
+//! - [`judge`]: verdicts (0 safe / 1 unsafe / 0.5 empty), judge identity, DS/DG defense rate.
 //! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
 //!
 //! ```
@@ -13,8 +14,10 @@
 //! assert_eq!(serde_json::from_str::<PromptFormat>(&json).unwrap(), format);
 //! ```
 
+pub mod judge;
 mod model;
 pub mod safeedit;
 
+pub use judge::{JudgeInfo, Verdict};
 pub use model::{ModelSummary, PromptFormat};
 pub use safeedit::{Category, SafeEditRecord, TestAllRecord};

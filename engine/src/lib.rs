@@ -7,6 +7,8 @@
 //! - [`tokenizer`]: `tokenizer.json` or GGUF vocabularies, BOS/EOS rules, chat templates.
 //! - [`generate`]: greedy and seeded top-p sampling, batched with left padding.
 //! - [`loader`]: one call from a path to a ready [`LanguageModel`].
+//! - [`dinm`]: DINM's toxic-layer location and edit (arXiv 2403.14472).
+//! - [`judge`]: safety judges (the paper's RoBERTa classifier, the built-in MiniLM proxy).
 //!
 //! The engine never picks a backend: the `server` binary does, by Cargo feature.
 //!
@@ -26,6 +28,7 @@ pub mod config;
 pub mod dinm;
 pub mod error;
 pub mod generate;
+pub mod judge;
 pub mod loader;
 pub mod model;
 pub mod names;

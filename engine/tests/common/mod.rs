@@ -74,17 +74,32 @@ pub fn write_tiny_dir_meta(dir: &Path, config: &serde_json::Value) {
         .unwrap();
 }
 
+fn cache_dir() -> PathBuf {
+    std::env::var_os("SAFEEDIT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/safeedit")
+        })
+}
+
+/// The built-in judge's encoder folder (scripts/fetch-judge.sh puts it there).
+pub fn minilm_dir() -> PathBuf {
+    let dir = cache_dir().join("models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the judge encoder is missing at {}: run scripts/fetch-judge.sh (the README's test \
+         command does)",
+        dir.display()
+    );
+    dir
+}
+
 /// Where the default model is (the setup script puts it there).
 pub fn default_gguf() -> PathBuf {
     if let Some(p) = std::env::var_os("SAFEEDIT_MODEL") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var_os("SAFEEDIT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/safeedit")
-        });
-    let path = cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = cache_dir().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(
         path.is_file(),
         "the default model is missing at {}: run scripts/fetch-model.sh (the README's test \
