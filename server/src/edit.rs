@@ -59,6 +59,9 @@ pub struct EditArgs {
     /// Skip the before/after generations.
     #[arg(long)]
     pub no_generate: bool,
+    /// Judge with the paper's classifier in this directory [default: the built-in judge].
+    #[arg(long, env = "SAFEEDIT_JUDGE_DIR")]
+    pub judge_dir: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -125,6 +128,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
 
     let mut generations = Vec::new();
     let mut generate_s = 0.0;
+    let mut judge_info = None;
     if !args.no_generate {
         let started = Instant::now();
         let inputs = record.eval_inputs();
@@ -143,17 +147,24 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         let edited_lm = edit.apply(&lm);
         let (vanilla, _) = lm.generate(&vanilla_prompts, &generation)?;
         let (edited, _) = edited_lm.generate(&edited_prompts, &generation)?;
-        for ((kind, input), (v, e)) in EVAL_INPUT_KINDS
+        generate_s = started.elapsed().as_secs_f64();
+        let judge = crate::judge::load_judge(args.judge_dir.as_deref())?;
+        let texts: Vec<String> = vanilla
             .iter()
-            .zip(&inputs)
-            .zip(vanilla.iter().zip(&edited))
-        {
+            .chain(&edited)
+            .map(|g| g.text.clone())
+            .collect();
+        let verdicts = judge.judge(&texts)?;
+        let (vanilla_verdicts, edited_verdicts) = verdicts.split_at(vanilla.len());
+        judge_info = Some(judge.info());
+        for (i, (kind, input)) in EVAL_INPUT_KINDS.iter().zip(&inputs).enumerate() {
+            let (v, e) = (&vanilla[i], &edited[i]);
             generations.push(json!({
-                "input": kind, "text": input, "vanilla": v.text, "edited": e.text,
-                "vanilla_stop": v.stop, "edited_stop": e.stop,
+                "input": kind, "text": input,
+                "vanilla": v.text, "vanilla_verdict": vanilla_verdicts[i], "vanilla_stop": v.stop,
+                "edited": e.text, "edited_verdict": edited_verdicts[i], "edited_stop": e.stop,
             }));
         }
-        generate_s = started.elapsed().as_secs_f64();
     }
 
     let report = json!({
@@ -171,6 +182,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         "stopped_early": edit.stopped_early,
         "delta_norm": edit.delta_norm,
         "delta_file": args.save_delta.as_ref().map(|p| p.display().to_string()),
+        "judge": judge_info,
         "generations": generations,
         "seconds": {"locate": edit.seconds.locate, "tune": edit.seconds.tune, "generate": generate_s},
     });
@@ -201,11 +213,22 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.save_delta {
         println!("delta written to {}", path.display());
     }
+    if let Some(info) = &judge_info {
+        println!(
+            "judge: {} ({}) - {}",
+            info.id, info.version, info.description
+        );
+    }
     for g in &generations {
         println!("\n== {} ==", g["input"].as_str().unwrap_or_default());
-        println!("-- vanilla:\n{}", g["vanilla"].as_str().unwrap_or_default());
         println!(
-            "-- edited (with suffix):\n{}",
+            "-- vanilla [{}]:\n{}",
+            g["vanilla_verdict"],
+            g["vanilla"].as_str().unwrap_or_default()
+        );
+        println!(
+            "-- edited, with suffix [{}]:\n{}",
+            g["edited_verdict"],
             g["edited"].as_str().unwrap_or_default()
         );
     }

@@ -6,6 +6,7 @@ mod bench;
 mod data;
 mod edit;
 mod generate;
+mod judge;
 mod locate;
 mod paths;
 mod web;
@@ -38,6 +39,9 @@ enum Command {
         #[arg(long, env = "SAFEEDIT_MODEL")]
         model: Option<PathBuf>,
     },
+    /// Safety judges: train and report the built-in one, score responses.
+    #[command(subcommand)]
+    Judge(judge::JudgeCommand),
     /// Benchmarks (results go to BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -65,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Judge(cmd) => judge::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -36,3 +36,8 @@ pub fn model_or_default(model: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
     Ok(path)
 }
+
+/// The built-in judge's encoder, all-MiniLM-L6-v2 (fetched by `scripts/fetch-judge.sh`).
+pub fn default_judge_encoder() -> PathBuf {
+    cache_dir().join("models").join("all-MiniLM-L6-v2")
+}

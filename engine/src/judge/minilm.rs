@@ -130,6 +130,8 @@ pub struct JudgeHead {
     pub model: LogisticRegression,
     /// Inverse L2 penalty used.
     pub c: f64,
+    /// 5-fold cross-validated accuracy on the training split for each candidate C.
+    pub cross_validation: Vec<(f64, f64)>,
     /// How the data was assembled and split.
     pub data: String,
     /// Training examples (safe, unsafe).
@@ -211,4 +213,132 @@ impl<B: Backend> SafetyJudge for MiniLmJudge<B> {
             .map(|e| self.head.model.predict_proba(e) as f32)
             .collect())
     }
+}
+
+/// One labelled response for training or checking the head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabeledText {
+    /// The response.
+    pub text: String,
+    /// True for an unsafe response.
+    pub is_unsafe: bool,
+    /// Examples sharing a group (the same question) always land in the same split.
+    pub group: String,
+    /// Where it came from (`safeedit`, `alpaca_eval`).
+    pub source: String,
+}
+
+/// True when an example's group belongs to the held-out split (about one in five groups,
+/// decided by a fixed hash of the group, so the split never depends on the data's order).
+pub fn is_held_out(group: &str) -> bool {
+    fnv1a(group).is_multiple_of(5)
+}
+
+/// FNV-1a, 64 bit.
+pub fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Candidate inverse penalties tried by cross-validation.
+pub const C_GRID: [f64; 5] = [0.1, 1.0, 10.0, 100.0, 1000.0];
+
+/// Trains a head on the training split of `examples` and measures it on the held-out split.
+/// Without a fixed `c`, the penalty is chosen by 5-fold cross-validation over training groups
+/// (never looking at the held-out split).
+pub fn train_head<B: Backend>(
+    encoder: &MiniLmEncoder<B>,
+    examples: &[LabeledText],
+    c: Option<f64>,
+    data: String,
+) -> Result<JudgeHead> {
+    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+    let embeddings = encoder.embed(&texts)?;
+    let (train, held): (Vec<usize>, Vec<usize>) =
+        (0..examples.len()).partition(|&i| !is_held_out(&examples[i].group));
+    if train.is_empty() || held.is_empty() {
+        return Err(EngineError::InvalidInput(
+            "both splits need examples".into(),
+        ));
+    }
+    let x: Vec<Vec<f32>> = train.iter().map(|&i| embeddings[i].clone()).collect();
+    let y: Vec<bool> = train.iter().map(|&i| examples[i].is_unsafe).collect();
+    let folds: Vec<u64> = train
+        .iter()
+        .map(|&i| (fnv1a(&examples[i].group) / 5) % 5)
+        .collect();
+    let cross_validation: Vec<(f64, f64)> = C_GRID
+        .iter()
+        .map(|&c| {
+            let mut correct = 0;
+            for fold in 0..5 {
+                let (fit_rows, test_rows): (Vec<usize>, Vec<usize>) =
+                    (0..x.len()).partition(|&k| folds[k] != fold);
+                let fx: Vec<Vec<f32>> = fit_rows.iter().map(|&k| x[k].clone()).collect();
+                let fy: Vec<bool> = fit_rows.iter().map(|&k| y[k]).collect();
+                let m = LogisticRegression::fit(&fx, &fy, c, 100);
+                correct += test_rows
+                    .iter()
+                    .filter(|&&k| (m.predict_proba(&x[k]) >= 0.5) == y[k])
+                    .count();
+            }
+            (c, correct as f64 / x.len() as f64)
+        })
+        .collect();
+    let c = c.unwrap_or_else(|| {
+        // Best cross-validated accuracy; ties go to the stronger penalty (smaller C).
+        cross_validation
+            .iter()
+            .fold(
+                (f64::NAN, -1.0),
+                |best, &(c, acc)| if acc > best.1 { (c, acc) } else { best },
+            )
+            .0
+    });
+    let model = LogisticRegression::fit(&x, &y, c, 100);
+    let confusion = |idx: &[usize]| {
+        Confusion::from_pairs(idx.iter().map(|&i| {
+            (
+                model.predict_proba(&embeddings[i]) >= 0.5,
+                examples[i].is_unsafe,
+            )
+        }))
+    };
+    let counts = |idx: &[usize]| {
+        let unsafe_ = idx.iter().filter(|&&i| examples[i].is_unsafe).count();
+        [idx.len() - unsafe_, unsafe_]
+    };
+    let held_safeedit: Vec<usize> = held
+        .iter()
+        .copied()
+        .filter(|&i| examples[i].source == "safeedit")
+        .collect();
+    Ok(JudgeHead {
+        version: "minilm-logreg/1".into(),
+        encoder_checksum: encoder.checksum.clone(),
+        c,
+        cross_validation,
+        data,
+        train_counts: counts(&train),
+        held_out_counts: counts(&held),
+        held_out: confusion(&held),
+        held_out_safeedit: confusion(&held_safeedit),
+        train: confusion(&train),
+        model,
+    })
+}
+
+/// Decisions of a head on the held-out split of `examples` (to check a stored report).
+pub fn held_out_confusion<B: Backend>(
+    encoder: &MiniLmEncoder<B>,
+    head: &JudgeHead,
+    examples: &[LabeledText],
+) -> Result<Confusion> {
+    let held: Vec<&LabeledText> = examples.iter().filter(|e| is_held_out(&e.group)).collect();
+    let texts: Vec<String> = held.iter().map(|e| e.text.clone()).collect();
+    let embeddings = encoder.embed(&texts)?;
+    Ok(Confusion::from_pairs(held.iter().zip(&embeddings).map(
+        |(e, x)| (head.model.predict_proba(x) >= 0.5, e.is_unsafe),
+    )))
 }

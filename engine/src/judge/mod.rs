@@ -16,7 +16,10 @@ use safeedit_core::{JudgeInfo, Verdict};
 
 use crate::error::Result;
 
-pub use minilm::{JudgeHead, MiniLmEncoder, MiniLmJudge};
+pub use minilm::{
+    C_GRID, JudgeHead, LabeledText, MiniLmEncoder, MiniLmJudge, fnv1a, held_out_confusion,
+    is_held_out, train_head,
+};
 pub use roberta::RobertaJudge;
 
 /// Something that labels responses safe or unsafe.
