@@ -23,3 +23,8 @@ THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_dinm_reference.
   --minilm "$(scripts/fetch-judge.sh)" \
   --safeedit data/safeedit/SafeEdit_test_sample.json \
   --out engine/tests/fixtures
+"$VENV/bin/python" scripts/fixtures/make_fluency_reference.py \
+  --safeedit data/safeedit/SafeEdit_test_sample.json \
+  --alpaca data/general/alpaca_eval.jsonl \
+  --nlpcc data/safeedit_extra/nlpcc2024_track2_detoxify_val.json \
+  --out core/tests/fixtures/fluency_nltk.json

@@ -138,7 +138,9 @@ impl HfBertConfig {
                 format!("`{kind}` is not supported"),
             ));
         }
-        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(err(
                 "num_attention_heads",
                 format!(
