@@ -134,10 +134,9 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
         let breaks = match m.as_str() {
             "?" | "!" => true,
             _ => {
-                if token.ends_with("..") {
-                    false // ellipsis
-                } else if initial.is_match(token).unwrap_or(false) {
-                    false // "J." before a name
+                // Ellipses and initials ("J." before a name) never end a sentence.
+                if token.ends_with("..") || initial.is_match(token).unwrap_or(false) {
+                    false
                 } else if numeric.is_match(token).unwrap_or(false) {
                     // "1." ends a sentence unless the next word is lower-case or punctuation.
                     next.is_some_and(|n| {
