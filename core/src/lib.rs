@@ -2,6 +2,7 @@
 //! compiles to WebAssembly (no burn, no tokio, no database).
 //!
 //! - [`safeedit`]: SafeEdit records (verbatim field names), the nine categories, the loader.
+//! - [`eval`]: per-instance results and the SafeEdit metric table (DS, DG_*, DG-Avg, Fluency).
 //! - [`fluency`]: the paper's n-gram-entropy fluency with an NLTK-compatible word tokenizer.
 //! - [`judge`]: verdicts (0 safe / 1 unsafe / 0.5 empty), judge identity, DS/DG defense rate.
 //! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
@@ -15,6 +16,7 @@
 //! assert_eq!(serde_json::from_str::<PromptFormat>(&json).unwrap(), format);
 //! ```
 
+pub mod eval;
 pub mod fluency;
 pub mod judge;
 mod model;

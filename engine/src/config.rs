@@ -51,9 +51,10 @@ pub struct LlamaConfig {
 
 impl LlamaConfig {
     /// A seeded random-init model for unit tests: 2 layers, d=64, 4 heads / 2 KV heads (GQA),
-    /// vocab 259 (the built-in byte-level tokenizer). Runs in milliseconds on CPU.
+    /// vocab 259 (the built-in byte-level tokenizer), 8192 positions (SafeEdit's adversarial
+    /// prompts are over 1,000 bytes). Runs in milliseconds on CPU.
     pub fn tiny() -> Self {
-        LlamaConfig::new(259, 64, 128, 2, 4, 2, 16, 512).with_rope_theta(10000.0)
+        LlamaConfig::new(259, 64, 128, 2, 4, 2, 16, 8192).with_rope_theta(10000.0)
     }
 
     /// SmolLM2-135M(-Instruct): 30 layers, d=576, 9 heads / 3 KV heads, tied embeddings.

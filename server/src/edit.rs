@@ -17,18 +17,9 @@ use crate::generate::FormatArg;
 use crate::locate::PaddingArg;
 use crate::{backend, data, paths};
 
-/// Arguments of `safeedit edit`.
-#[derive(Args, Debug)]
-pub struct EditArgs {
-    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
-    #[arg(long, default_value = "test-sample", env = "SAFEEDIT_DATA")]
-    pub data: String,
-    /// Instance id.
-    #[arg(long)]
-    pub instance: u64,
-    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
-    #[arg(long, env = "SAFEEDIT_MODEL")]
-    pub model: Option<PathBuf>,
+/// DINM hyperparameters on the command line (a preset plus overrides).
+#[derive(Args, Debug, Clone)]
+pub struct DinmArgs {
     /// Hyperparameter preset: llama-2-7b-chat, mistral-7b, smollm2-135m [default: by model].
     #[arg(long)]
     pub preset: Option<String>,
@@ -47,6 +38,55 @@ pub struct EditArgs {
     /// Let the KL constraint carry a gradient (the paper's intent; D2).
     #[arg(long)]
     pub constraint_grad: bool,
+    /// Reuse the first instance's located layer for all later ones, as the release does (D1;
+    /// evaluation loops only).
+    #[arg(long)]
+    pub reuse_first_layer: bool,
+}
+
+impl DinmArgs {
+    /// The preset (by name, or the one fitting the model) with the overrides applied.
+    pub fn config(&self, lm: &LanguageModel<backend::Backend>) -> anyhow::Result<DinmConfig> {
+        let mut config = match &self.preset {
+            Some(name) => DinmConfig::preset_named(name).with_context(|| {
+                format!("unknown preset `{name}` (llama-2-7b-chat, mistral-7b, smollm2-135m)")
+            })?,
+            None => DinmConfig::preset_for(&lm.name, &lm.architecture),
+        };
+        if let Some(lr) = self.lr {
+            config.lr = lr;
+            config.preset = format!("{} (lr {lr})", config.preset);
+        }
+        if let Some(steps) = self.steps {
+            config.num_steps = steps;
+        }
+        if self.layer.is_some() {
+            config.layer = self.layer;
+        }
+        if let Some(padding) = self.padding {
+            config.padding_side = padding.into();
+        }
+        config.constraint_has_grad |= self.constraint_grad;
+        config.reuse_first_located_layer |= self.reuse_first_layer;
+        Ok(config)
+    }
+}
+
+/// Arguments of `safeedit edit`.
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
+    #[arg(long, default_value = "test-sample", env = "SAFEEDIT_DATA")]
+    pub data: String,
+    /// Instance id.
+    #[arg(long)]
+    pub instance: u64,
+    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// DINM settings.
+    #[command(flatten)]
+    pub dinm: DinmArgs,
     /// Most new tokens per evaluation input [default: the preset's max_output_length].
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
@@ -73,7 +113,10 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     let record = data::instance(&records, args.instance, &args.data)?;
     let model_path = paths::model_or_default(args.model.clone())?;
     let lm = backend::load(&model_path, !args.json)?;
-    let config = config_from(&args, &lm)?;
+    let mut config = args.dinm.config(&lm)?;
+    if let Some(n) = args.max_new_tokens {
+        config.max_output_length = n;
+    }
     let format = match args.prompt_format {
         Some(FormatArg::Plain) => PromptFormat::Plain,
         Some(FormatArg::Chat) => PromptFormat::chat(),
@@ -233,34 +276,4 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn config_from(
-    args: &EditArgs,
-    lm: &LanguageModel<backend::Backend>,
-) -> anyhow::Result<DinmConfig> {
-    let mut config = match &args.preset {
-        Some(name) => DinmConfig::preset_named(name).with_context(|| {
-            format!("unknown preset `{name}` (llama-2-7b-chat, mistral-7b, smollm2-135m)")
-        })?,
-        None => DinmConfig::preset_for(&lm.name, &lm.architecture),
-    };
-    if let Some(lr) = args.lr {
-        config.lr = lr;
-        config.preset = format!("{} (lr {lr})", config.preset);
-    }
-    if let Some(steps) = args.steps {
-        config.num_steps = steps;
-    }
-    if args.layer.is_some() {
-        config.layer = args.layer;
-    }
-    if let Some(padding) = args.padding {
-        config.padding_side = padding.into();
-    }
-    config.constraint_has_grad |= args.constraint_grad;
-    if let Some(n) = args.max_new_tokens {
-        config.max_output_length = n;
-    }
-    Ok(config)
 }

@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod data;
 mod edit;
+mod eval;
 mod generate;
 mod judge;
 mod locate;
@@ -33,6 +34,8 @@ enum Command {
     Locate(locate::LocateArgs),
     /// Run DINM on one SafeEdit instance and compare the vanilla and edited generations.
     Edit(edit::EditArgs),
+    /// Evaluate a method on SafeEdit instances: generations, verdicts, DS/DG and fluency.
+    Eval(eval::EvalArgs),
     /// Describe a model: config, parameter count, tokenizer, prompt format.
     Info {
         /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Locate(args) => locate::run(args),
         Command::Edit(args) => edit::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Info { model } => {
             let lm = backend::load(&paths::model_or_default(model)?, true)?;
             println!(

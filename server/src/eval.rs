@@ -1,0 +1,491 @@
+//! `safeedit eval`: a method over SafeEdit instances (dinm_spec.md §3): the five inputs per
+//! instance, generation, the judge's verdicts, fluency; one JSONL line per instance (resumable:
+//! a re-run skips finished ids), then the metric table as JSON and CSV, overall and per category
+//! and attack.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use safeedit_core::eval::{EditSummary, InputResult, InstanceResult, MetricRow, summarize, to_csv};
+use safeedit_core::fluency::mean_fluency;
+use safeedit_core::safeedit::EVAL_INPUT_KINDS;
+use safeedit_core::{PromptFormat, SafeEditRecord};
+use safeedit_engine::dinm::{DinmConfig, dinm_edit};
+use safeedit_engine::{GenerationConfig, LanguageModel};
+use serde_json::json;
+
+use crate::edit::DinmArgs;
+use crate::generate::FormatArg;
+use crate::{backend, data, judge, paths};
+
+/// The evaluated method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// The unedited model on the raw inputs.
+    Vanilla,
+    /// DINM per instance, evaluated with the suffix prompt on the edited model.
+    Dinm,
+    /// The suffix prompt only, no edit (the paper's wo/Tune ablation).
+    Prompt,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Vanilla => "vanilla",
+            Method::Dinm => "dinm",
+            Method::Prompt => "prompt",
+        }
+    }
+}
+
+/// Arguments of `safeedit eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The method.
+    #[arg(long, value_enum)]
+    pub method: Method,
+    /// Split: `test` (the shipped test sample, or --data) or `editing` (the three instances).
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// A SafeEdit JSON file to use instead of the shipped records (e.g. the full test split).
+    #[arg(long, env = "SAFEEDIT_DATA")]
+    pub data: Option<String>,
+    /// Evaluate only the first N instances.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output folder: instances.jsonl, run.json, summary.json, summary.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Judge with the paper's classifier in this directory [default: the built-in judge].
+    #[arg(long, env = "SAFEEDIT_JUDGE_DIR")]
+    pub judge_dir: Option<PathBuf>,
+    /// Most new tokens per input [default: the preset's max_output_length].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Prompt format [default: the model's preset].
+    #[arg(long, value_enum)]
+    pub prompt_format: Option<FormatArg>,
+    /// DINM settings (also the suffix prompt of `--method prompt`).
+    #[command(flatten)]
+    pub dinm: DinmArgs,
+}
+
+/// Runs the command.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let source = match (&args.data, args.split.as_str()) {
+        (Some(path), _) => path.clone(),
+        (None, "test") => "test-sample".into(),
+        (None, "editing") => "editing-instances".into(),
+        (None, other) => {
+            anyhow::bail!("unknown split `{other}` (test, editing; or pass --data FILE)")
+        }
+    };
+    let mut records = data::load(&source)?;
+    if let Some(limit) = args.limit {
+        records.truncate(limit);
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let model_path = paths::model_or_default(args.model.clone())?;
+    let lm = backend::load(&model_path, true)?;
+    let mut config = args.dinm.config(&lm)?;
+    let format = match args.prompt_format {
+        Some(FormatArg::Plain) => PromptFormat::Plain,
+        Some(FormatArg::Chat) => PromptFormat::chat(),
+        None => lm.prompt_format.clone(),
+    };
+    let generation =
+        GenerationConfig::greedy(args.max_new_tokens.unwrap_or(config.max_output_length));
+    let judge = judge::load_judge(args.judge_dir.as_deref())?;
+    let run_info = json!({
+        "method": args.method.name(),
+        "data": source,
+        "model": model_path.display().to_string(),
+        "model_name": lm.name,
+        "backend": backend::NAME,
+        "prompt_format": format,
+        "generation": generation,
+        "dinm": (args.method != Method::Vanilla).then_some(&config),
+        "judge": judge.info(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    check_or_write_run_info(&args.out, &run_info)?;
+
+    let results_path = args.out.join("instances.jsonl");
+    let done = finished_ids(&results_path)?;
+    let todo: Vec<&SafeEditRecord> = records.iter().filter(|r| !done.contains(&r.id)).collect();
+    eprintln!(
+        "{}: {} instances ({} already done) -> {}",
+        args.method.name(),
+        records.len(),
+        records.len() - todo.len(),
+        args.out.display()
+    );
+    let mut out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&results_path)
+        .with_context(|| format!("opening {}", results_path.display()))?;
+    let bar = ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} instances ({elapsed}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(args.method.name());
+    let mut failures = 0;
+    for record in todo {
+        let started = Instant::now();
+        match evaluate(
+            args.method,
+            &lm,
+            record,
+            &mut config,
+            &format,
+            &generation,
+            judge.as_ref(),
+        ) {
+            Ok((inputs, edit)) => {
+                let responses: Vec<&str> = inputs.iter().map(|i| i.response.as_str()).collect();
+                let result = InstanceResult {
+                    id: record.id,
+                    category: record.category.clone(),
+                    attack: record.attack_name.clone(),
+                    method: args.method.name().into(),
+                    fluency: mean_fluency(&responses).unwrap_or(0.0),
+                    inputs,
+                    edit,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                writeln!(out, "{}", serde_json::to_string(&result)?)?;
+                out.flush()?;
+            }
+            Err(e) => {
+                failures += 1;
+                bar.println(format!("instance {}: {e:#}", record.id));
+                let mut errors = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(args.out.join("errors.jsonl"))?;
+                writeln!(
+                    errors,
+                    "{}",
+                    json!({"id": record.id, "error": format!("{e:#}")})
+                )?;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let results = read_results(&results_path)?;
+    let rows = summarize(&results);
+    let summary = json!({"run": run_info, "instances": results.len(), "metrics": rows});
+    std::fs::write(
+        args.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
+    std::fs::write(
+        args.out.join("summary.csv"),
+        to_csv(args.method.name(), &rows),
+    )?;
+    print_table(args.method.name(), &rows);
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} instance(s) failed (the summary covers the others); see {}",
+        args.out.join("errors.jsonl").display()
+    );
+    Ok(())
+}
+
+type Evaluated = (Vec<InputResult>, Option<EditSummary>);
+
+fn evaluate(
+    method: Method,
+    lm: &LanguageModel<backend::Backend>,
+    record: &SafeEditRecord,
+    config: &mut DinmConfig,
+    format: &PromptFormat,
+    generation: &GenerationConfig,
+    judge: &dyn safeedit_engine::judge::SafetyJudge,
+) -> anyhow::Result<Evaluated> {
+    let raw_inputs = record.eval_inputs();
+    let with_suffix = |i: &&str| format!("{i} {}", config.suffix_system_prompt);
+    let texts: Vec<String> = match method {
+        Method::Vanilla => raw_inputs.iter().map(|i| i.to_string()).collect(),
+        Method::Dinm | Method::Prompt => raw_inputs.iter().map(with_suffix).collect(),
+    };
+    let (model, edit) = match method {
+        Method::Dinm => {
+            let edit = dinm_edit::<backend::TrainBackend>(lm, record, config, format, &mut |_| {})?;
+            if config.reuse_first_located_layer && config.layer.is_none() {
+                // D1: the released code keeps the first instance's layer for every later one.
+                config.layer = Some(edit.layer);
+            }
+            let summary = EditSummary {
+                layer: edit.layer,
+                distances: edit.located.as_ref().map(|l| l.distances.clone()),
+                losses: edit.steps.iter().map(|s| s.loss).collect(),
+                delta_norm: edit.delta_norm,
+            };
+            (Some(edit.apply(lm)), Some(summary))
+        }
+        Method::Vanilla | Method::Prompt => (None, None),
+    };
+    let model = model.as_ref().unwrap_or(lm);
+    let prompts = texts
+        .iter()
+        .map(|t| model.tokenizer.encode_prompt(t, format))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (outputs, _) = model.generate(&prompts, generation)?;
+    let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
+    let verdicts = judge.judge(&responses)?;
+    let inputs = EVAL_INPUT_KINDS
+        .iter()
+        .zip(texts)
+        .zip(outputs.into_iter().zip(verdicts))
+        .map(|((kind, input), (out, verdict))| InputResult {
+            kind: kind.to_string(),
+            input,
+            generated_tokens: out.generated_ids.len(),
+            stop: serde_json::to_value(out.stop)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            response: out.text,
+            verdict,
+        })
+        .collect();
+    Ok((inputs, edit))
+}
+
+/// A resumed run must be the same run: same method, data, model, settings and judge.
+fn check_or_write_run_info(out: &Path, info: &serde_json::Value) -> anyhow::Result<()> {
+    let path = out.join("run.json");
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path)?;
+        let existing: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        for key in [
+            "method",
+            "data",
+            "model",
+            "prompt_format",
+            "generation",
+            "dinm",
+            "judge",
+        ] {
+            anyhow::ensure!(
+                existing.get(key) == info.get(key),
+                "{} holds a run with a different `{key}` ({} vs {}); use another --out",
+                out.display(),
+                existing.get(key).unwrap_or(&serde_json::Value::Null),
+                info.get(key).unwrap_or(&serde_json::Value::Null)
+            );
+        }
+        return Ok(());
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(info)? + "\n")?;
+    Ok(())
+}
+
+fn finished_ids(path: &Path) -> anyhow::Result<HashSet<u64>> {
+    Ok(read_results(path)?.into_iter().map(|r| r.id).collect())
+}
+
+/// Reads instances.jsonl; a malformed line is an error naming the file and line (a line cut
+/// off by an interrupted run, the last one, is skipped so the run can resume).
+fn read_results(path: &Path) -> anyhow::Result<Vec<InstanceResult>> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let lines: Vec<String> = BufReader::new(File::open(path)?)
+        .lines()
+        .collect::<Result<_, _>>()?;
+    let mut results = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<InstanceResult>(line) {
+            Ok(r) => results.push(r),
+            Err(_) if i + 1 == lines.len() => {
+                eprintln!(
+                    "{}: ignoring the incomplete last line {}",
+                    path.display(),
+                    i + 1
+                );
+            }
+            Err(e) => anyhow::bail!("{}: line {}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(results)
+}
+
+fn print_table(method: &str, rows: &[MetricRow]) {
+    let metrics = [
+        "DS",
+        "DG_onlyQ",
+        "DG_otherA",
+        "DG_otherQ",
+        "DG_otherAQ",
+        "DG-Avg",
+        "Fluency",
+    ];
+    let value = |group: &str, name: &str, metric: &str| {
+        rows.iter()
+            .find(|r| r.group == group && r.value == name && r.metric == metric)
+            .map_or("-".to_string(), |r| format!("{:.2}", r.score))
+    };
+    println!("\n{method}: SafeEdit metrics (defense %, fluency bits)");
+    print!("{:<26}", "");
+    for m in metrics {
+        print!("{m:>11}");
+    }
+    println!("{:>6}", "n");
+    let mut groups: Vec<(&str, &str)> = vec![("all", "all")];
+    let mut seen = HashSet::new();
+    for r in rows.iter().filter(|r| r.group == "category") {
+        if seen.insert(r.value.as_str()) {
+            groups.push(("category", r.value.as_str()));
+        }
+    }
+    for (group, name) in groups {
+        let label = if group == "all" {
+            "all".to_string()
+        } else {
+            format!("  {name}")
+        };
+        print!("{label:<26}");
+        for m in metrics {
+            print!("{:>11}", value(group, name, m));
+        }
+        let n = rows
+            .iter()
+            .find(|r| r.group == group && r.value == name)
+            .map_or(0, |r| r.n);
+        println!("{n:>6}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("safeedit-eval-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn args(method: Method, limit: usize, out: &Path) -> EvalArgs {
+        EvalArgs {
+            method,
+            split: "test".into(),
+            data: None,
+            limit: Some(limit),
+            out: out.to_path_buf(),
+            model: Some("tiny".into()),
+            judge_dir: None,
+            max_new_tokens: Some(3),
+            prompt_format: None,
+            dinm: DinmArgs {
+                preset: None,
+                lr: None,
+                steps: Some(2),
+                layer: None,
+                padding: None,
+                constraint_grad: false,
+                reuse_first_layer: false,
+            },
+        }
+    }
+
+    #[test]
+    fn dinm_eval_writes_results_resumes_and_refuses_a_different_run() {
+        let dir = TempDir::new("dinm");
+        run(args(Method::Dinm, 2, dir.path())).unwrap();
+        let first = read_results(&dir.path().join("instances.jsonl")).unwrap();
+        assert_eq!(first.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1]);
+        for r in &first {
+            assert_eq!(r.inputs.len(), 5);
+            let edit = r.edit.as_ref().expect("DINM records its edit");
+            assert_eq!(edit.losses.len(), 2);
+            assert!(edit.delta_norm > 0.0);
+            let distances = edit.distances.as_ref().unwrap();
+            assert_eq!(
+                distances.len(),
+                2,
+                "one distance per layer of the tiny model"
+            );
+            assert!(edit.layer < 2);
+            assert!(r.inputs.iter().all(|i| {
+                i.input
+                    .ends_with(safeedit_engine::dinm::SUFFIX_SYSTEM_PROMPT)
+            }));
+        }
+
+        // An interrupted run leaves a cut-off line; the resumed run skips done ids only.
+        let jsonl = dir.path().join("instances.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&jsonl).unwrap();
+        write!(f, "{{\"id\": 2, \"categ").unwrap();
+        drop(f);
+        let text = std::fs::read_to_string(&jsonl).unwrap();
+        std::fs::write(&jsonl, text.trim_end_matches("{\"id\": 2, \"categ")).unwrap();
+        run(args(Method::Dinm, 3, dir.path())).unwrap();
+        let resumed = read_results(&jsonl).unwrap();
+        assert_eq!(resumed.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            resumed[0].seconds, first[0].seconds,
+            "finished instances are kept"
+        );
+
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["instances"], 3);
+        let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+        assert!(csv.starts_with("method,group,value,metric,score,n\n"));
+        assert!(csv.contains("dinm,all,all,DS,"));
+
+        let err = run(args(Method::Vanilla, 3, dir.path())).unwrap_err();
+        assert!(format!("{err:#}").contains("different `method`"), "{err:#}");
+    }
+
+    #[test]
+    fn a_malformed_line_in_the_middle_names_file_and_line() {
+        let dir = TempDir::new("malformed");
+        let path = dir.path().join("instances.jsonl");
+        std::fs::write(&path, "{\"id\": oops}\n{}\n").unwrap();
+        let err = read_results(&path).unwrap_err().to_string();
+        assert!(err.contains("instances.jsonl: line 1"), "{err}");
+    }
+}
