@@ -9,7 +9,7 @@ VENV="$CACHE/venv-ref"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install --quiet torch transformers gguf accelerate numpy nltk
+"$VENV/bin/pip" install --quiet torch transformers gguf accelerate numpy nltk rouge_score
 GGUF="$(scripts/fetch-model.sh)"
 THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_golden.py \
   --gguf "$GGUF" \
@@ -28,3 +28,15 @@ THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_dinm_reference.
   --alpaca data/general/alpaca_eval.jsonl \
   --nlpcc data/safeedit_extra/nlpcc2024_track2_detoxify_val.json \
   --out core/tests/fixtures/fluency_nltk.json
+OPENCOMPASS="$CACHE/opencompass-0.5.4"
+if [ ! -d "$OPENCOMPASS/opencompass" ]; then
+  "$VENV/bin/pip" download --quiet --no-deps opencompass==0.5.4 -d "$CACHE/wheels"
+  mkdir -p "$OPENCOMPASS"
+  (cd "$OPENCOMPASS" && unzip -q -o "$CACHE"/wheels/opencompass-0.5.4-py3-none-any.whl 'opencompass/*')
+fi
+"$VENV/bin/python" scripts/fixtures/make_general_reference.py \
+  --opencompass "$OPENCOMPASS" \
+  --xsum data/general/xsum_dev_200.jsonl \
+  --safeedit data/safeedit/SafeEdit_test_sample.json \
+  --trivia core/tests/fixtures/trivia-dev.qa.csv \
+  --out core/tests/fixtures/general_reference.json

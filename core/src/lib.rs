@@ -4,6 +4,7 @@
 //! - [`safeedit`]: SafeEdit records (verbatim field names), the nine categories, the loader.
 //! - [`eval`]: per-instance results and the SafeEdit metric table (DS, DG_*, DG-Avg, Fluency).
 //! - [`fluency`]: the paper's n-gram-entropy fluency with an NLTK-compatible word tokenizer.
+//! - [`general`]: KQA (TriviaQA), CSum (XSum ROUGE-1) and the knowledge proxy, scored as OpenCompass does.
 //! - [`judge`]: verdicts (0 safe / 1 unsafe / 0.5 empty), judge identity, DS/DG defense rate.
 //! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
 //!
@@ -18,6 +19,7 @@
 
 pub mod eval;
 pub mod fluency;
+pub mod general;
 pub mod judge;
 mod model;
 pub mod safeedit;

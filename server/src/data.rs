@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use safeedit_core::SafeEditRecord;
+use safeedit_core::general::{GeneralItem, GeneralTask, parse_triviaqa, parse_xsum_jsonl};
 use safeedit_core::safeedit::{load_records, parse_records};
 
 /// 144 real SafeEdit test records (all nine categories, with generalisation inputs).
@@ -45,4 +46,41 @@ pub fn instance(
                 ids.join(", ")
             )
         })
+}
+
+/// 200 XSum dev documents with reference summaries (OpenCompass format), for CSum.
+const XSUM_SAMPLE: &str = include_str!("../../data/general/xsum_dev_200.jsonl");
+
+/// Items of a general-performance task: `data` is a file (TriviaQA TSV/JSONL for KQA, XSum
+/// JSONL for CSum, a SafeEdit JSON for the knowledge proxy); without one, the shipped samples
+/// (XSum, the SafeEdit test sample's knowledge-constrain pairs). KQA has no shipped data.
+pub fn general_items(task: GeneralTask, data: Option<&str>) -> anyhow::Result<Vec<GeneralItem>> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {task:?} data {path}"))
+    };
+    Ok(match (task, data) {
+        (GeneralTask::Kqa, None) => anyhow::bail!(
+            "KQA needs TriviaQA, which cannot be shipped: pass --data with OpenCompass's \
+             trivia-dev.qa.csv (or a JSONL with `question` and `answer`); offline, use \
+             --task knowledge"
+        ),
+        (GeneralTask::Kqa, Some(path)) => parse_triviaqa(&read(path)?, Path::new(path))?,
+        (GeneralTask::Csum, None) => {
+            parse_xsum_jsonl(XSUM_SAMPLE, Path::new("data/general/xsum_dev_200.jsonl"))?
+        }
+        (GeneralTask::Csum, Some(path)) => parse_xsum_jsonl(&read(path)?, Path::new(path))?,
+        (GeneralTask::Knowledge, source) => {
+            let records = load(source.unwrap_or("test-sample"))?;
+            let mut seen = std::collections::HashSet::new();
+            records
+                .into_iter()
+                .filter(|r| seen.insert(r.knowledge_constraint.prompt.clone()))
+                .map(|r| GeneralItem {
+                    id: r.id.to_string(),
+                    input: r.knowledge_constraint.prompt,
+                    references: vec![r.knowledge_constraint.answer],
+                })
+                .collect()
+        }
+    })
 }

@@ -4,16 +4,14 @@
 //! and attack.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use safeedit_core::eval::{EditSummary, InputResult, InstanceResult, MetricRow, summarize, to_csv};
 use safeedit_core::fluency::mean_fluency;
+use safeedit_core::general::GeneralTask;
 use safeedit_core::safeedit::EVAL_INPUT_KINDS;
 use safeedit_core::{PromptFormat, SafeEditRecord};
 use safeedit_engine::dinm::{DinmConfig, dinm_edit};
@@ -22,7 +20,7 @@ use serde_json::json;
 
 use crate::edit::DinmArgs;
 use crate::generate::FormatArg;
-use crate::{backend, data, judge, paths};
+use crate::{backend, data, general, judge, paths, runs};
 
 /// The evaluated method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,7 +34,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Method::Vanilla => "vanilla",
             Method::Dinm => "dinm",
@@ -120,7 +118,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "judge": judge.info(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    check_or_write_run_info(&args.out, &run_info)?;
+    runs::check_or_write_run_info(
+        &args.out.join("run.json"),
+        &run_info,
+        &[
+            "method",
+            "data",
+            "model",
+            "prompt_format",
+            "generation",
+            "dinm",
+            "judge",
+        ],
+    )?;
 
     let results_path = args.out.join("instances.jsonl");
     let done = finished_ids(&results_path)?;
@@ -132,20 +142,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         records.len() - todo.len(),
         args.out.display()
     );
-    let mut out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&results_path)
-        .with_context(|| format!("opening {}", results_path.display()))?;
-    let bar = ProgressBar::new(todo.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} instances ({elapsed}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(args.method.name());
+    let bar = runs::progress(todo.len(), args.method.name(), "instances");
     let mut failures = 0;
     for record in todo {
         let started = Instant::now();
@@ -170,20 +167,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                     edit,
                     seconds: started.elapsed().as_secs_f64(),
                 };
-                writeln!(out, "{}", serde_json::to_string(&result)?)?;
-                out.flush()?;
+                runs::append_jsonl(&results_path, &result)?;
             }
             Err(e) => {
                 failures += 1;
                 bar.println(format!("instance {}: {e:#}", record.id));
-                let mut errors = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(args.out.join("errors.jsonl"))?;
-                writeln!(
-                    errors,
-                    "{}",
-                    json!({"id": record.id, "error": format!("{e:#}")})
+                runs::append_jsonl(
+                    &args.out.join("errors.jsonl"),
+                    &json!({"id": record.id, "error": format!("{e:#}")}),
                 )?;
             }
         }
@@ -192,7 +183,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let results = read_results(&results_path)?;
-    let rows = summarize(&results);
+    let mut rows = summarize(&results);
+    rows.extend(general_rows(&args.out, args.method)?);
     let summary = json!({"run": run_info, "instances": results.len(), "metrics": rows});
     std::fs::write(
         args.out.join("summary.json"),
@@ -272,71 +264,46 @@ fn evaluate(
     Ok((inputs, edit))
 }
 
-/// A resumed run must be the same run: same method, data, model, settings and judge.
-fn check_or_write_run_info(out: &Path, info: &serde_json::Value) -> anyhow::Result<()> {
-    let path = out.join("run.json");
-    if path.is_file() {
-        let text = std::fs::read_to_string(&path)?;
-        let existing: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        for key in [
-            "method",
-            "data",
-            "model",
-            "prompt_format",
-            "generation",
-            "dinm",
-            "judge",
-        ] {
-            anyhow::ensure!(
-                existing.get(key) == info.get(key),
-                "{} holds a run with a different `{key}` ({} vs {}); use another --out",
-                out.display(),
-                existing.get(key).unwrap_or(&serde_json::Value::Null),
-                info.get(key).unwrap_or(&serde_json::Value::Null)
-            );
-        }
-        return Ok(());
-    }
-    std::fs::write(&path, serde_json::to_string_pretty(info)? + "\n")?;
-    Ok(())
-}
-
 fn finished_ids(path: &Path) -> anyhow::Result<HashSet<u64>> {
-    Ok(read_results(path)?.into_iter().map(|r| r.id).collect())
+    Ok(runs::resume_jsonl::<InstanceResult>(path)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect())
 }
 
-/// Reads instances.jsonl; a malformed line is an error naming the file and line (a line cut
-/// off by an interrupted run, the last one, is skipped so the run can resume).
 fn read_results(path: &Path) -> anyhow::Result<Vec<InstanceResult>> {
-    if !path.is_file() {
-        return Ok(Vec::new());
-    }
-    let lines: Vec<String> = BufReader::new(File::open(path)?)
-        .lines()
-        .collect::<Result<_, _>>()?;
-    let mut results = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+    runs::read_jsonl(path)
+}
+
+/// The general-performance scores (`safeedit general`) of the same method in the same folder.
+fn general_rows(out: &Path, method: Method) -> anyhow::Result<Vec<MetricRow>> {
+    let mut rows = Vec::new();
+    for task in GeneralTask::ALL {
+        let path = general::summary_path(out, task);
+        if !path.is_file() {
             continue;
         }
-        match serde_json::from_str::<InstanceResult>(line) {
-            Ok(r) => results.push(r),
-            Err(_) if i + 1 == lines.len() => {
-                eprintln!(
-                    "{}: ignoring the incomplete last line {}",
-                    path.display(),
-                    i + 1
-                );
-            }
-            Err(e) => anyhow::bail!("{}: line {}: {e}", path.display(), i + 1),
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        if summary["run"]["method"] != method.name() {
+            continue;
         }
+        let (Some(score), Some(n)) = (summary["score"].as_f64(), summary["n"].as_u64()) else {
+            anyhow::bail!("{}: missing `score` or `n`", path.display());
+        };
+        rows.push(MetricRow {
+            group: "all".into(),
+            value: "all".into(),
+            metric: task.metric().into(),
+            score,
+            n: n as usize,
+        });
     }
-    Ok(results)
+    Ok(rows)
 }
 
 fn print_table(method: &str, rows: &[MetricRow]) {
-    let metrics = [
+    let mut metrics = vec![
         "DS",
         "DG_onlyQ",
         "DG_otherA",
@@ -345,6 +312,11 @@ fn print_table(method: &str, rows: &[MetricRow]) {
         "DG-Avg",
         "Fluency",
     ];
+    for task in GeneralTask::ALL {
+        if rows.iter().any(|r| r.metric == task.metric()) {
+            metrics.push(task.metric());
+        }
+    }
     let value = |group: &str, name: &str, metric: &str| {
         rows.iter()
             .find(|r| r.group == group && r.value == name && r.metric == metric)
@@ -352,7 +324,7 @@ fn print_table(method: &str, rows: &[MetricRow]) {
     };
     println!("\n{method}: SafeEdit metrics (defense %, fluency bits)");
     print!("{:<26}", "");
-    for m in metrics {
+    for m in &metrics {
         print!("{m:>11}");
     }
     println!("{:>6}", "n");
@@ -370,12 +342,12 @@ fn print_table(method: &str, rows: &[MetricRow]) {
             format!("  {name}")
         };
         print!("{label:<26}");
-        for m in metrics {
+        for m in &metrics {
             print!("{:>11}", value(group, name, m));
         }
         let n = rows
             .iter()
-            .find(|r| r.group == group && r.value == name)
+            .find(|r| r.group == group && r.value == name && r.metric == "DS")
             .map_or(0, |r| r.n);
         println!("{n:>6}");
     }
@@ -384,26 +356,7 @@ fn print_table(method: &str, rows: &[MetricRow]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh folder under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("safeedit-eval-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-        fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::runs::tests::TempDir;
 
     fn args(method: Method, limit: usize, out: &Path) -> EvalArgs {
         EvalArgs {
@@ -454,11 +407,12 @@ mod tests {
 
         // An interrupted run leaves a cut-off line; the resumed run skips done ids only.
         let jsonl = dir.path().join("instances.jsonl");
-        let mut f = OpenOptions::new().append(true).open(&jsonl).unwrap();
-        write!(f, "{{\"id\": 2, \"categ").unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&jsonl)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"id\": 2, \"categ").unwrap();
         drop(f);
-        let text = std::fs::read_to_string(&jsonl).unwrap();
-        std::fs::write(&jsonl, text.trim_end_matches("{\"id\": 2, \"categ")).unwrap();
         run(args(Method::Dinm, 3, dir.path())).unwrap();
         let resumed = read_results(&jsonl).unwrap();
         assert_eq!(resumed.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1, 2]);
@@ -478,14 +432,5 @@ mod tests {
 
         let err = run(args(Method::Vanilla, 3, dir.path())).unwrap_err();
         assert!(format!("{err:#}").contains("different `method`"), "{err:#}");
-    }
-
-    #[test]
-    fn a_malformed_line_in_the_middle_names_file_and_line() {
-        let dir = TempDir::new("malformed");
-        let path = dir.path().join("instances.jsonl");
-        std::fs::write(&path, "{\"id\": oops}\n{}\n").unwrap();
-        let err = read_results(&path).unwrap_err().to_string();
-        assert!(err.contains("instances.jsonl: line 1"), "{err}");
     }
 }

@@ -6,10 +6,12 @@ mod bench;
 mod data;
 mod edit;
 mod eval;
+mod general;
 mod generate;
 mod judge;
 mod locate;
 mod paths;
+mod runs;
 mod web;
 
 use std::path::PathBuf;
@@ -36,6 +38,8 @@ enum Command {
     Edit(edit::EditArgs),
     /// Evaluate a method on SafeEdit instances: generations, verdicts, DS/DG and fluency.
     Eval(eval::EvalArgs),
+    /// General performance of a method's model: KQA (TriviaQA), CSum (XSum) or the knowledge proxy.
+    General(general::GeneralArgs),
     /// Describe a model: config, parameter count, tokenizer, prompt format.
     Info {
         /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
@@ -65,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Locate(args) => locate::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::General(args) => general::run(args),
         Command::Info { model } => {
             let lm = backend::load(&paths::model_or_default(model)?, true)?;
             println!(
