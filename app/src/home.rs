@@ -5,13 +5,16 @@
 use leptos::prelude::*;
 use safeedit_core::ModelSummary;
 
-use crate::model_info;
+use safeedit_core::browse::{InstanceQuery, SplitOverview};
+
+use crate::{model_info, overview};
 
 /// `/`
 #[component]
 pub fn HomePage() -> impl IntoView {
     let (asks, set_asks) = signal(0u32);
     let info = Resource::new(move || asks.get(), |_| model_info());
+    let splits = Resource::new(|| (), |_| overview());
     // Set only in the browser, once the page is interactive.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -23,6 +26,17 @@ pub fn HomePage() -> impl IntoView {
                 "Browse the SafeEdit benchmark, detoxify a model instance by instance with DINM, "
                 "compare against SFT and DPO, and export the paper's figures."
             </p>
+        </section>
+        <section class="card" id="overview">
+            <h2>"The benchmark"</h2>
+            <Suspense fallback=|| view! { <p>"Counting instances…"</p> }>
+                {move || Suspend::new(async move {
+                    match splits.await {
+                        Ok(splits) => view! { <Overview splits /> }.into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
         </section>
         <section class="card" id="model" data-hydrated=move || hydrated.get().to_string()>
             <h2>"Loaded model"</h2>
@@ -87,5 +101,110 @@ fn ModelCard(summary: ModelSummary) -> impl IntoView {
                 })
                 .collect_view()}
         </dl>
+    }
+}
+
+/// Instances per category (rows) and split (columns), each count a link to the filtered table.
+#[component]
+fn Overview(splits: Vec<SplitOverview>) -> impl IntoView {
+    let header = splits
+        .iter()
+        .map(|s| {
+            let href = InstanceQuery {
+                split: s.split.clone(),
+                ..Default::default()
+            }
+            .href();
+            view! {
+                <th class="num">
+                    <a href=href>{s.split.clone()}</a>
+                    <div class="muted small">{s.source.clone()}</div>
+                </th>
+            }
+        })
+        .collect_view();
+    let categories = splits
+        .first()
+        .map(|s| s.categories.clone())
+        .unwrap_or_default();
+    let rows = categories
+        .iter()
+        .map(|c| {
+            let cells = splits
+                .iter()
+                .map(|s| {
+                    let count = s
+                        .categories
+                        .iter()
+                        .find(|x| x.value == c.value)
+                        .map_or(0, |x| x.count);
+                    let href = InstanceQuery {
+                        split: s.split.clone(),
+                        category: Some(c.value.clone()),
+                        ..Default::default()
+                    }
+                    .href();
+                    view! {
+                        <td class="num">
+                            <a href=href data-split=s.split.clone() data-category=c.value.clone()>
+                                {count.to_string()}
+                            </a>
+                        </td>
+                    }
+                })
+                .collect_view();
+            view! {
+                <tr>
+                    <th>
+                        <span class=format!("tag cat-{}", c.value)>{c.label.clone()}</span>
+                    </th>
+                    {cells}
+                </tr>
+            }
+        })
+        .collect_view();
+    let totals = splits
+        .iter()
+        .map(|s| view! { <td class="num total">{s.total.to_string()}</td> })
+        .collect_view();
+    let attacks = splits.first().map(|s| {
+        let split = s.split.clone();
+        s.attacks
+            .iter()
+            .map(|a| {
+                let href = InstanceQuery {
+                    split: split.clone(),
+                    attack: Some(a.value.clone()),
+                    ..Default::default()
+                }
+                .href();
+                view! {
+                    <li>
+                        <a href=href>{a.label.clone()}</a>
+                        {format!(" {}", a.count)}
+                    </li>
+                }
+            })
+            .collect_view()
+    });
+    let first_split = splits.first().map(|s| s.split.clone()).unwrap_or_default();
+    view! {
+        <table class="overview">
+            <thead>
+                <tr>
+                    <th>"category"</th>
+                    {header}
+                </tr>
+            </thead>
+            <tbody>
+                {rows}
+                <tr>
+                    <th>"all"</th>
+                    {totals}
+                </tr>
+            </tbody>
+        </table>
+        <h3>{format!("Attacks in {first_split}")}</h3>
+        <ul class="attacks">{attacks}</ul>
     }
 }

@@ -5,11 +5,14 @@
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
-use safeedit_core::ModelSummary;
+use leptos_router::{SsrMode, path};
+use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
+use safeedit_core::{ModelSummary, SafeEditRecord};
 
+mod browse;
 mod home;
 
+pub use browse::{InstanceView, InstancesPage};
 pub use home::HomePage;
 
 /// Name of the site's JS/WASM/CSS bundle under `/pkg`.
@@ -47,10 +50,22 @@ pub fn App() -> impl IntoView {
                     "SafeEdit Studio"
                 </a>
                 <span class="tagline">"Detoxifying LLMs via knowledge editing (DINM, ACL 2024)"</span>
+                <nav class="topnav">
+                    <a href="/">"Overview"</a>
+                    <a href="/instances">"Instances"</a>
+                </nav>
             </header>
             <main>
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=path!("/") view=HomePage />
+                    // Async SSR: the whole page (and a 404 status for a missing instance) is
+                    // rendered before the first byte, so a shared link opens complete.
+                    <Route path=path!("/instances") view=InstancesPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/instances/:split/:id")
+                        view=InstanceView
+                        ssr=SsrMode::Async
+                    />
                 </Routes>
             </main>
         </Router>
@@ -59,7 +74,7 @@ pub fn App() -> impl IntoView {
 
 /// The 404 page (the server also sets the status code).
 #[component]
-fn NotFound() -> impl IntoView {
+pub(crate) fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
     {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
@@ -75,9 +90,30 @@ fn NotFound() -> impl IntoView {
 /// Describes the loaded model, read from the engine.
 #[server(endpoint = "model_info")]
 pub async fn model_info() -> Result<ModelSummary, ServerFnError> {
-    let state = use_context::<ssr::AppState>()
-        .ok_or_else(|| ServerFnError::new("server state is missing"))?;
-    Ok(state.engine.model_summary())
+    Ok(state()?.engine.model_summary())
+}
+
+/// Every split's instance counts per category and attack.
+#[server(endpoint = "overview")]
+pub async fn overview() -> Result<Vec<SplitOverview>, ServerFnError> {
+    Ok(state()?.catalog.overview())
+}
+
+/// One page of the instance table (filters, search, sort; the server does the work).
+#[server(endpoint = "instances", input = leptos::server_fn::codec::Json)]
+pub async fn list_instances(query: InstanceQuery) -> Result<InstancePage, ServerFnError> {
+    state()?.catalog.query(&query).map_err(ServerFnError::new)
+}
+
+/// One instance by split and id (`None`: no such instance).
+#[server(endpoint = "instance")]
+pub async fn get_instance(split: String, id: u64) -> Result<Option<SafeEditRecord>, ServerFnError> {
+    Ok(state()?.catalog.instance(&split, id).cloned())
+}
+
+#[cfg(feature = "ssr")]
+fn state() -> Result<ssr::AppState, ServerFnError> {
+    use_context::<ssr::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
 }
 
 /// Server-side state shared by every request (compiled into the server only).
@@ -88,6 +124,7 @@ pub mod ssr {
     use axum::extract::FromRef;
     use leptos::config::LeptosOptions;
     use safeedit_core::ModelSummary;
+    use safeedit_core::browse::Catalog;
 
     /// What the web layer needs from the engine. The server implements it over a model of
     /// whichever burn backend it was built with, so the app stays backend-agnostic.
@@ -103,5 +140,7 @@ pub mod ssr {
         pub leptos_options: LeptosOptions,
         /// The engine behind the server functions.
         pub engine: Arc<dyn Engine>,
+        /// The SafeEdit splits being browsed.
+        pub catalog: Arc<Catalog>,
     }
 }

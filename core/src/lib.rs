@@ -2,6 +2,7 @@
 //! compiles to WebAssembly (no burn, no tokio, no database).
 //!
 //! - [`safeedit`]: SafeEdit records (verbatim field names), the nine categories, the loader.
+//! - [`browse`]: split overviews and the instance table's query (filters, search, sort, pages).
 //! - [`eval`]: per-instance results and the SafeEdit metric table (DS, DG_*, DG-Avg, Fluency).
 //! - [`fluency`]: the paper's n-gram-entropy fluency with an NLTK-compatible word tokenizer.
 //! - [`general`]: KQA (TriviaQA), CSum (XSum ROUGE-1) and the knowledge proxy, scored as OpenCompass does.
@@ -17,6 +18,7 @@
 //! assert_eq!(serde_json::from_str::<PromptFormat>(&json).unwrap(), format);
 //! ```
 
+pub mod browse;
 pub mod eval;
 pub mod fluency;
 pub mod general;

@@ -76,6 +76,26 @@ impl Category {
         }
     }
 
+    /// URL slug: the short name in lowercase (`offensiveness`, `bias`, ..., `political`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            Category::Offensiveness => "offensiveness",
+            Category::Bias => "bias",
+            Category::Physical => "physical",
+            Category::Mental => "mental",
+            Category::Illegal => "illegal",
+            Category::Ethics => "ethics",
+            Category::Privacy => "privacy",
+            Category::Pornography => "pornography",
+            Category::Political => "political",
+        }
+    }
+
+    /// Parses a URL slug.
+    pub fn from_slug(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.slug() == s)
+    }
+
     /// Parses a dataset string; case-insensitive, since capitalisation varies in the data.
     pub fn from_dataset_str(s: &str) -> Option<Category> {
         let s = s.trim();

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use safeedit_core::SafeEditRecord;
+use safeedit_core::browse::{Catalog, SplitIndex};
 use safeedit_core::general::{GeneralItem, GeneralTask, parse_triviaqa, parse_xsum_jsonl};
 use safeedit_core::safeedit::{load_records, parse_records};
 
@@ -83,4 +84,67 @@ pub fn general_items(task: GeneralTask, data: Option<&str>) -> anyhow::Result<Ve
                 .collect()
         }
     })
+}
+
+/// Two real SafeEdit train records (shipped for tests and the train split's browser view).
+const TRAIN_SAMPLE: &str = include_str!("../../data/safeedit_extra/SafeEdit_train_sample.json");
+
+/// The splits the web app browses. With `dir` (the folder of the full SafeEdit release), each of
+/// `SafeEdit_test.json`, `SafeEdit_val.json`, `SafeEdit_train.json` found there is a split;
+/// without it, the shipped samples. The three editing instances are always there.
+pub fn catalog(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+    let mut splits = Vec::new();
+    let shipped = |name: &str, text: &str, file: &str, label: &str| -> anyhow::Result<SplitIndex> {
+        Ok(SplitIndex::new(
+            name,
+            label,
+            parse_records(text, Path::new(file))?,
+        ))
+    };
+    match dir {
+        Some(dir) => {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "SafeEdit folder {} does not exist",
+                dir.display()
+            );
+            for (name, file) in [
+                ("test", "SafeEdit_test.json"),
+                ("val", "SafeEdit_val.json"),
+                ("train", "SafeEdit_train.json"),
+            ] {
+                let path = dir.join(file);
+                if path.is_file() {
+                    let records = load_records(&path)?;
+                    splits.push(SplitIndex::new(name, &path.display().to_string(), records));
+                }
+            }
+            anyhow::ensure!(
+                !splits.is_empty(),
+                "{} holds none of SafeEdit_test.json, SafeEdit_val.json, SafeEdit_train.json",
+                dir.display()
+            );
+        }
+        None => {
+            splits.push(shipped(
+                "test",
+                TEST_SAMPLE,
+                "data/safeedit/SafeEdit_test_sample.json",
+                "shipped sample (144 of 1,350)",
+            )?);
+            splits.push(shipped(
+                "train",
+                TRAIN_SAMPLE,
+                "data/safeedit_extra/SafeEdit_train_sample.json",
+                "shipped sample (2 of 4,050)",
+            )?);
+        }
+    }
+    splits.push(shipped(
+        "editing",
+        EDITING_INSTANCES,
+        "data/safeedit/three_instances_for_editing.json",
+        "the paper's three editing instances",
+    )?);
+    Ok(Catalog::new(splits))
 }
