@@ -8,7 +8,7 @@ BIN="$CARGO_TARGET_DIR/debug/safeedit"
 PORT="${E2E_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 WORK="$(mktemp -d)"
 "$BIN" info > "$WORK/model-info.json"
-"$BIN" serve --addr "127.0.0.1:$PORT" --site-root "$LEPTOS_SITE_ROOT" > "$WORK/server.log" 2>&1 &
+"$BIN" serve --addr "127.0.0.1:$PORT" --site-root "$LEPTOS_SITE_ROOT" --data-dir "$WORK/data" > "$WORK/server.log" 2>&1 &
 SERVER=$!
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT

@@ -9,6 +9,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use safeedit_core::SafeEditRecord;
 use safeedit_core::browse::{FacetCount, InstancePage, InstanceQuery, SortKey};
 
+use crate::runs::DetoxifyPanel;
 use crate::{NotFound, get_instance, list_instances};
 
 /// `/instances`
@@ -317,6 +318,7 @@ fn RecordView(split: String, record: SafeEditRecord) -> impl IntoView {
             <dt>"Attack categories"</dt>
             <dd>{record.attack_category.clone()}</dd>
         </dl>
+        <DetoxifyPanel split=split.clone() id=record.id />
         <section class="card">
             <h2>"Question"</h2>
             <p id="question">{record.question.clone()}</p>

@@ -7,13 +7,16 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
+use safeedit_core::run::{EditRequest, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::{ModelSummary, SafeEditRecord};
 
 mod browse;
 mod home;
+mod runs;
 
 pub use browse::{InstanceView, InstancesPage};
 pub use home::HomePage;
+pub use runs::{JobPage, RunPage, RunsPage};
 
 /// Name of the site's JS/WASM/CSS bundle under `/pkg`.
 pub const OUTPUT_NAME: &str = "safeedit";
@@ -53,6 +56,7 @@ pub fn App() -> impl IntoView {
                 <nav class="topnav">
                     <a href="/">"Overview"</a>
                     <a href="/instances">"Instances"</a>
+                    <a href="/runs">"Runs"</a>
                 </nav>
             </header>
             <main>
@@ -66,6 +70,9 @@ pub fn App() -> impl IntoView {
                         view=InstanceView
                         ssr=SsrMode::Async
                     />
+                    <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async />
+                    <Route path=path!("/runs") view=RunsPage ssr=SsrMode::Async />
+                    <Route path=path!("/runs/:slug") view=RunPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
@@ -111,6 +118,40 @@ pub async fn get_instance(split: String, id: u64) -> Result<Option<SafeEditRecor
     Ok(state()?.catalog.instance(&split, id).cloned())
 }
 
+/// Queues a DINM edit of one instance; returns the job id at once (or "busy").
+#[server(endpoint = "start_edit", input = leptos::server_fn::codec::Json)]
+pub async fn start_edit(request: EditRequest) -> Result<String, ServerFnError> {
+    state()?
+        .runs
+        .submit(request)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// A job's progress so far (`None`: no such job).
+#[server(endpoint = "job_status")]
+pub async fn job_status(id: String) -> Result<Option<JobSnapshot>, ServerFnError> {
+    state()?.runs.job(id).await.map_err(ServerFnError::new)
+}
+
+/// Cancels a queued or running job; false when it is unknown or finished.
+#[server(endpoint = "cancel_job")]
+pub async fn cancel_job(id: String) -> Result<bool, ServerFnError> {
+    Ok(state()?.runs.cancel(id))
+}
+
+/// A stored run (`None`: no such slug).
+#[server(endpoint = "run")]
+pub async fn get_run(slug: String) -> Result<Option<RunRecord>, ServerFnError> {
+    state()?.runs.run(slug).await.map_err(ServerFnError::new)
+}
+
+/// The newest runs.
+#[server(endpoint = "runs")]
+pub async fn list_runs() -> Result<Vec<RunSummary>, ServerFnError> {
+    state()?.runs.list().await.map_err(ServerFnError::new)
+}
+
 #[cfg(feature = "ssr")]
 fn state() -> Result<ssr::AppState, ServerFnError> {
     use_context::<ssr::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
@@ -124,7 +165,28 @@ pub mod ssr {
     use axum::extract::FromRef;
     use leptos::config::LeptosOptions;
     use safeedit_core::ModelSummary;
+    use std::future::Future;
+    use std::pin::Pin;
+
     use safeedit_core::browse::Catalog;
+    use safeedit_core::run::{EditRequest, JobSnapshot, RunRecord, RunSummary};
+
+    /// A boxed future, for the object-safe [`Runs`] trait.
+    pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+    /// Jobs and stored runs, implemented by the server (job worker + database).
+    pub trait Runs: Send + Sync + 'static {
+        /// Queues an edit; the job id, or why not (e.g. busy).
+        fn submit(&self, request: EditRequest) -> BoxFuture<'_, Result<String, String>>;
+        /// A job's progress.
+        fn job(&self, id: String) -> BoxFuture<'_, Result<Option<JobSnapshot>, String>>;
+        /// Cancels a job.
+        fn cancel(&self, id: String) -> bool;
+        /// A stored run.
+        fn run(&self, slug: String) -> BoxFuture<'_, Result<Option<RunRecord>, String>>;
+        /// The newest runs.
+        fn list(&self) -> BoxFuture<'_, Result<Vec<RunSummary>, String>>;
+    }
 
     /// What the web layer needs from the engine. The server implements it over a model of
     /// whichever burn backend it was built with, so the app stays backend-agnostic.
@@ -142,5 +204,7 @@ pub mod ssr {
         pub engine: Arc<dyn Engine>,
         /// The SafeEdit splits being browsed.
         pub catalog: Arc<Catalog>,
+        /// Jobs and runs.
+        pub runs: Arc<dyn Runs>,
     }
 }

@@ -6,6 +6,7 @@
 //! - [`eval`]: per-instance results and the SafeEdit metric table (DS, DG_*, DG-Avg, Fluency).
 //! - [`fluency`]: the paper's n-gram-entropy fluency with an NLTK-compatible word tokenizer.
 //! - [`general`]: KQA (TriviaQA), CSum (XSum ROUGE-1) and the knowledge proxy, scored as OpenCompass does.
+//! - [`run`]: edit requests, job events, stored runs (what the web app shows and shares).
 //! - [`judge`]: verdicts (0 safe / 1 unsafe / 0.5 empty), judge identity, DS/DG defense rate.
 //! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
 //!
@@ -24,6 +25,7 @@ pub mod fluency;
 pub mod general;
 pub mod judge;
 mod model;
+pub mod run;
 pub mod safeedit;
 
 pub use judge::{JudgeInfo, Verdict};

@@ -7,8 +7,11 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use safeedit_core::SafeEditRecord;
+use safeedit_core::run::Comparison;
 use safeedit_core::safeedit::EVAL_INPUT_KINDS;
 use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit};
+use safeedit_engine::judge::SafetyJudge;
 use safeedit_engine::weights::{SaveDtype, write_safetensors};
 use safeedit_engine::{GenerationConfig, LanguageModel, PromptFormat};
 use serde_json::json;
@@ -174,38 +177,27 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     let mut judge_info = None;
     if !args.no_generate {
         let started = Instant::now();
-        let inputs = record.eval_inputs();
         let generation =
             GenerationConfig::greedy(args.max_new_tokens.unwrap_or(config.max_output_length));
-        let encode = |text: String| lm.tokenizer.encode_prompt(&text, &format);
-        // Vanilla: the raw inputs. Edited: each input with " " + S (§3.1).
-        let vanilla_prompts = inputs
-            .iter()
-            .map(|i| encode(i.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let edited_prompts = inputs
-            .iter()
-            .map(|i| encode(format!("{i} {}", config.suffix_system_prompt)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let edited_lm = edit.apply(&lm);
-        let (vanilla, _) = lm.generate(&vanilla_prompts, &generation)?;
-        let (edited, _) = edited_lm.generate(&edited_prompts, &generation)?;
-        generate_s = started.elapsed().as_secs_f64();
         let judge = crate::judge::load_judge(args.judge_dir.as_deref())?;
-        let texts: Vec<String> = vanilla
-            .iter()
-            .chain(&edited)
-            .map(|g| g.text.clone())
-            .collect();
-        let verdicts = judge.judge(&texts)?;
-        let (vanilla_verdicts, edited_verdicts) = verdicts.split_at(vanilla.len());
+        let edited_lm = edit.apply(&lm);
+        let comparisons = compare(
+            &lm,
+            &edited_lm,
+            &record,
+            &config,
+            &format,
+            &generation,
+            judge.as_ref(),
+            &mut || {},
+        )?;
+        generate_s = started.elapsed().as_secs_f64();
         judge_info = Some(judge.info());
-        for (i, (kind, input)) in EVAL_INPUT_KINDS.iter().zip(&inputs).enumerate() {
-            let (v, e) = (&vanilla[i], &edited[i]);
+        for c in comparisons {
             generations.push(json!({
-                "input": kind, "text": input,
-                "vanilla": v.text, "vanilla_verdict": vanilla_verdicts[i], "vanilla_stop": v.stop,
-                "edited": e.text, "edited_verdict": edited_verdicts[i], "edited_stop": e.stop,
+                "input": c.kind, "text": c.input,
+                "vanilla": c.vanilla, "vanilla_verdict": c.vanilla_verdict,
+                "edited": c.edited, "edited_verdict": c.edited_verdict,
             }));
         }
     }
@@ -276,4 +268,52 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// DS and the DG inputs of `record` answered by the unedited model (raw inputs) and the edited
+/// one (each input + " " + the suffix prompt, §3.1), then judged; `on_judging` is called between.
+#[allow(clippy::too_many_arguments)]
+pub fn compare(
+    lm: &LanguageModel<backend::Backend>,
+    edited: &LanguageModel<backend::Backend>,
+    record: &SafeEditRecord,
+    config: &DinmConfig,
+    format: &PromptFormat,
+    generation: &GenerationConfig,
+    judge: &dyn SafetyJudge,
+    on_judging: &mut dyn FnMut(),
+) -> anyhow::Result<Vec<Comparison>> {
+    let inputs = record.eval_inputs();
+    let encode = |text: String| lm.tokenizer.encode_prompt(&text, format);
+    let vanilla_prompts = inputs
+        .iter()
+        .map(|i| encode(i.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let edited_prompts = inputs
+        .iter()
+        .map(|i| encode(format!("{i} {}", config.suffix_system_prompt)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (vanilla, _) = lm.generate(&vanilla_prompts, generation)?;
+    let (after, _) = edited.generate(&edited_prompts, generation)?;
+    on_judging();
+    let texts: Vec<String> = vanilla
+        .iter()
+        .chain(&after)
+        .map(|g| g.text.clone())
+        .collect();
+    let verdicts = judge.judge(&texts)?;
+    let (before_v, after_v) = verdicts.split_at(vanilla.len());
+    Ok(EVAL_INPUT_KINDS
+        .iter()
+        .zip(&inputs)
+        .enumerate()
+        .map(|(i, (kind, input))| Comparison {
+            kind: kind.to_string(),
+            input: input.to_string(),
+            vanilla: vanilla[i].text.clone(),
+            vanilla_verdict: before_v[i],
+            edited: after[i].text.clone(),
+            edited_verdict: after_v[i],
+        })
+        .collect())
 }

@@ -8,10 +8,12 @@ mod edit;
 mod eval;
 mod general;
 mod generate;
+mod jobs;
 mod judge;
 mod locate;
 mod paths;
 mod runs;
+mod store;
 mod web;
 
 use std::path::PathBuf;

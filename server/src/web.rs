@@ -1,20 +1,30 @@
-//! `safeedit serve`: the Leptos app on axum, with the engine behind its server functions.
+//! `safeedit serve`: the Leptos app on axum, with the engine behind its server functions, the
+//! DINM job worker, the runs database, the progress stream (SSE) and the run downloads.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use app::ssr::{AppState, Engine};
+use app::ssr::{AppState, BoxFuture, Engine, Runs};
 use app::{App, OUTPUT_NAME, shell};
 use axum::Router;
-use axum::response::IntoResponse;
+use axum::extract::{Path as UrlPath, Query};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use clap::Args;
 use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use safeedit_core::ModelSummary;
+use safeedit_core::run::{EditRequest, JobSnapshot, RunRecord, RunSummary};
 use safeedit_engine::LanguageModel;
+use sha2::{Digest, Sha256};
 
+use crate::jobs::{Jobs, WorkerContext};
+use crate::store::Store;
 use crate::{backend, data, paths};
 
 /// Arguments of `safeedit serve`.
@@ -30,6 +40,15 @@ pub struct ServeArgs {
     /// SafeEdit_train.json) [default: the shipped samples].
     #[arg(long, env = "SAFEEDIT_DIR")]
     pub safeedit_dir: Option<PathBuf>,
+    /// Where runs live: the SQLite database and the edits' deltas [default: ~/.cache/safeedit/data].
+    #[arg(long, env = "SAFEEDIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A database URL instead of the SQLite file (e.g. postgres://user@host/safeedit).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Judge with the paper's classifier in this directory [default: the built-in judge].
+    #[arg(long, env = "SAFEEDIT_JUDGE_DIR")]
+    pub judge_dir: Option<PathBuf>,
     /// The built site (scripts/build-site.sh writes it): `pkg/` with the wasm bundle and CSS.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -37,47 +56,70 @@ pub struct ServeArgs {
 
 /// The engine as the web layer sees it: one loaded model.
 struct LocalEngine {
-    model: Mutex<LanguageModel<backend::Backend>>,
+    model: Arc<Mutex<LanguageModel<backend::Backend>>>,
+    summary: ModelSummary,
 }
 
 impl Engine for LocalEngine {
     fn model_summary(&self) -> ModelSummary {
-        let model = self
-            .model
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        model.summary(backend::NAME)
+        // Read once at start-up, so the page never waits for a running edit.
+        let _ = &self.model;
+        self.summary.clone()
     }
 }
 
-/// Server functions answer every error with 500; input that does not parse is the client's
-/// fault, so those become 400 (the body keeps the message naming the field).
-async fn client_errors_are_4xx(response: axum::response::Response) -> axum::response::Response {
-    use axum::body::Body;
-    use axum::http::StatusCode;
-    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
-        || !response.headers().contains_key("serverfnerror")
-    {
-        return response;
+/// Jobs and runs for the web layer.
+struct RunService {
+    jobs: Jobs,
+    store: Store,
+}
+
+impl Runs for RunService {
+    fn submit(&self, request: EditRequest) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            match self.jobs.submit(request).await {
+                Ok((id, _)) => Ok(id),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     }
-    let (mut parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, 1 << 20).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading an error body: {e}"),
-            )
-                .into_response();
-        }
+
+    fn job(&self, id: String) -> BoxFuture<'_, Result<Option<JobSnapshot>, String>> {
+        Box::pin(async move { self.jobs.snapshot(&id).await.map_err(|e| format!("{e:#}")) })
+    }
+
+    fn cancel(&self, id: String) -> bool {
+        self.jobs.cancel(&id)
+    }
+
+    fn run(&self, slug: String) -> BoxFuture<'_, Result<Option<RunRecord>, String>> {
+        Box::pin(async move { self.store.run(&slug).await.map_err(|e| format!("{e:#}")) })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<RunSummary>, String>> {
+        Box::pin(async move {
+            self.store
+                .list_runs(200)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+}
+
+/// SHA-256 (first 16 hex digits) of a model file, or of `config.json` in a model folder.
+fn model_checksum(path: &Path) -> String {
+    let file = if path.is_dir() {
+        path.join("config.json")
+    } else {
+        path.to_path_buf()
     };
-    let client_side = ["Args|", "MissingArg|", "Deserialization|"]
-        .iter()
-        .any(|p| bytes.starts_with(p.as_bytes()));
-    if client_side {
-        parts.status = StatusCode::BAD_REQUEST;
+    match std::fs::read(&file) {
+        Ok(bytes) => {
+            let digest = Sha256::digest(&bytes);
+            digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        }
+        Err(_) => "none".into(),
     }
-    axum::response::Response::from_parts(parts, Body::from(bytes))
 }
 
 /// Runs the server until Ctrl-C.
@@ -99,14 +141,47 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let model_path = paths::model_or_default(args.model)?;
     let model = backend::load(&model_path, true)?;
     tracing::info!(model = %model.name, backend = backend::NAME, "model loaded");
+    let summary = model.summary(backend::NAME);
+    let preset = safeedit_engine::dinm::DinmConfig::preset_for(&model.name, &model.architecture);
+    let n_layers = model.config.n_layers;
+    let model = Arc::new(Mutex::new(model));
     let engine: Arc<dyn Engine> = Arc::new(LocalEngine {
-        model: Mutex::new(model),
+        model: model.clone(),
+        summary,
     });
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| paths::cache_dir().join("data"));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let store = Store::open(args.database_url.as_deref(), &data_dir).await?;
+        let interrupted = store.fail_interrupted_jobs().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "jobs of the previous server process marked failed"
+            );
+        }
+        let jobs = Jobs::start(WorkerContext {
+            model,
+            catalog: catalog.clone(),
+            judge_dir: args.judge_dir.clone(),
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            model_path: model_path.display().to_string(),
+            model_checksum: model_checksum(&model_path),
+            delta_dir: data_dir.join("deltas"),
+            preset,
+            n_layers,
+        });
+        let runs = Arc::new(RunService {
+            jobs: jobs.clone(),
+            store: store.clone(),
+        });
         let options = LeptosOptions::builder()
             .output_name(OUTPUT_NAME)
             .site_root(args.site_root.display().to_string())
@@ -118,16 +193,38 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             leptos_options: options.clone(),
             engine,
             catalog,
+            runs,
         };
         let routes = generate_route_list(App);
+        let api = Router::new()
+            .route(
+                "/api/jobs/{id}/events",
+                get({
+                    let jobs = jobs.clone();
+                    move |UrlPath(id): UrlPath<String>, Query(q): Query<EventsQuery>| {
+                        job_events(jobs.clone(), id, q.from.unwrap_or(0))
+                    }
+                }),
+            )
+            .route(
+                "/api/runs/{slug}/{file}",
+                get({
+                    let store = store.clone();
+                    let deltas = data_dir.join("deltas");
+                    move |UrlPath((slug, file)): UrlPath<(String, String)>| {
+                        run_file(store.clone(), deltas.clone(), slug, file)
+                    }
+                }),
+            );
         let router = Router::new()
             .leptos_routes(&state, routes, {
                 let options = options.clone();
                 move || shell(options.clone())
             })
             .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-            .layer(axum::middleware::map_response(client_errors_are_4xx))
-            .with_state(state);
+            .with_state(state)
+            .merge(api)
+            .layer(axum::middleware::map_response(client_errors_are_4xx));
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
@@ -139,4 +236,151 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await?;
         Ok(())
     })
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    from: Option<usize>,
+}
+
+/// `GET /api/jobs/{id}/events?from=N`: the job's events from the N-th on, as SSE messages (one
+/// JSON [`safeedit_core::run::JobEvent`] each), until the job ends.
+async fn job_events(jobs: Jobs, id: String, from: usize) -> Response {
+    let Some(job) = jobs.get(&id) else {
+        // A job of an earlier process: its final state, if the database knows it.
+        return match jobs.snapshot(&id).await {
+            Ok(Some(snapshot)) => {
+                let events: Vec<Result<Event, Infallible>> = snapshot
+                    .events
+                    .iter()
+                    .skip(from)
+                    .map(
+                        |e| Ok(Event::default().data(serde_json::to_string(e).unwrap_or_default())),
+                    )
+                    .collect();
+                Sse::new(futures::stream::iter(events)).into_response()
+            }
+            Ok(None) => (StatusCode::NOT_FOUND, format!("no job `{id}`")).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+        };
+    };
+    let rx = job.subscribe();
+    let stream = futures::stream::unfold(
+        (job, rx, from, false),
+        |(job, mut rx, next, finished)| async move {
+            if finished {
+                return None;
+            }
+            loop {
+                let event = job.snapshot().events.get(next).cloned();
+                if let Some(event) = event {
+                    let last = event.status().is_final();
+                    let sse =
+                        Event::default().data(serde_json::to_string(&event).unwrap_or_default());
+                    return Some((Ok::<_, Infallible>(sse), (job, rx, next + 1, last)));
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `GET /api/runs/{slug}/{run.json | generations.jsonl | delta.safetensors}`.
+async fn run_file(store: Store, deltas: PathBuf, slug: String, file: String) -> Response {
+    let run = match store.run(&slug).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("no run `{slug}`")).into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+    };
+    let attachment = |name: &str| format!("attachment; filename=\"safeedit-{slug}-{name}\"");
+    match file.as_str() {
+        "run.json" => (
+            [
+                (header::CONTENT_TYPE, "application/json".to_string()),
+                (header::CONTENT_DISPOSITION, attachment("run.json")),
+            ],
+            serde_json::to_string_pretty(&run).unwrap_or_default(),
+        )
+            .into_response(),
+        "generations.jsonl" => {
+            let body: String = run
+                .outcome
+                .comparisons
+                .iter()
+                .map(|c| serde_json::to_string(c).unwrap_or_default() + "\n")
+                .collect();
+            (
+                [
+                    (header::CONTENT_TYPE, "application/jsonl".to_string()),
+                    (header::CONTENT_DISPOSITION, attachment("generations.jsonl")),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        "delta.safetensors" => {
+            match tokio::fs::read(deltas.join(format!("{slug}.safetensors"))).await {
+                Ok(bytes) => (
+                    [
+                        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                        (header::CONTENT_DISPOSITION, attachment("delta.safetensors")),
+                    ],
+                    bytes,
+                )
+                    .into_response(),
+                Err(_) => (
+                    StatusCode::NOT_FOUND,
+                    format!("the delta of run `{slug}` is not on this server"),
+                )
+                    .into_response(),
+            }
+        }
+        other => (
+            StatusCode::NOT_FOUND,
+            format!("no file `{other}` (run.json, generations.jsonl, delta.safetensors)"),
+        )
+            .into_response(),
+    }
+}
+
+/// Server functions answer every error with 500; input that does not parse, or names no
+/// instance, or has an out-of-range hyperparameter, is the client's fault, so those become 400;
+/// a full job queue is 503 (try again later). The body keeps the message naming the field.
+async fn client_errors_are_4xx(response: Response) -> Response {
+    use axum::body::Body;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading an error body: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let client_side = [
+        "Args|",
+        "MissingArg|",
+        "Deserialization|",
+        "ServerError|invalid request:",
+    ]
+    .iter()
+    .any(|p| bytes.starts_with(p.as_bytes()));
+    if client_side {
+        parts.status = StatusCode::BAD_REQUEST;
+    } else if bytes.starts_with(b"ServerError|busy:") {
+        parts.status = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
