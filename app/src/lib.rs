@@ -7,10 +7,11 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
-use safeedit_core::run::{EditRequest, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::{ModelSummary, SafeEditRecord};
 
 mod browse;
+mod figure;
 mod home;
 mod runs;
 
@@ -152,6 +153,16 @@ pub async fn list_runs() -> Result<Vec<RunSummary>, ServerFnError> {
     state()?.runs.list().await.map_err(ServerFnError::new)
 }
 
+/// One of a run's charts as SVG (`None`: no such run or nothing to draw).
+#[server(endpoint = "run_figure")]
+pub async fn run_figure(slug: String, chart: String) -> Result<Option<FigureSvg>, ServerFnError> {
+    state()?
+        .runs
+        .figure(slug, chart)
+        .await
+        .map_err(ServerFnError::new)
+}
+
 #[cfg(feature = "ssr")]
 fn state() -> Result<ssr::AppState, ServerFnError> {
     use_context::<ssr::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
@@ -169,7 +180,7 @@ pub mod ssr {
     use std::pin::Pin;
 
     use safeedit_core::browse::Catalog;
-    use safeedit_core::run::{EditRequest, JobSnapshot, RunRecord, RunSummary};
+    use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 
     /// A boxed future, for the object-safe [`Runs`] trait.
     pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -186,6 +197,13 @@ pub mod ssr {
         fn run(&self, slug: String) -> BoxFuture<'_, Result<Option<RunRecord>, String>>;
         /// The newest runs.
         fn list(&self) -> BoxFuture<'_, Result<Vec<RunSummary>, String>>;
+        /// One of a run's charts at the ACL column width (`None`: no such run, or nothing to
+        /// draw for that chart).
+        fn figure(
+            &self,
+            slug: String,
+            chart: String,
+        ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>>;
     }
 
     /// What the web layer needs from the engine. The server implements it over a model of

@@ -9,6 +9,7 @@ use safeedit_core::run::{
 };
 use safeedit_core::{Category, Verdict};
 
+use crate::figure::RunFigure;
 use crate::{NotFound, cancel_job, get_run, job_status, list_runs, start_edit};
 
 fn parse_opt<T: std::str::FromStr>(s: &str) -> Result<Option<T>, String> {
@@ -525,13 +526,26 @@ fn RunView(run: RunRecord) -> impl IntoView {
         </section>
         <section class="card">
             <h2>"Location"</h2>
-            {match distances {
-                Some(d) => view! { <DistanceBars distances=d layer /> }.into_any(),
-                None => view! { <DistanceBars distances=Vec::new() layer /> }.into_any(),
-            }}
+            <RunFigure
+                slug=slug.clone()
+                chart="distances"
+                caption="Distance between the hidden states of the safe and the unsafe response at each layer (DINM §2.3); the located toxic layer in vermillion."
+            />
+            <details class="numbers">
+                <summary>"distances as a table"</summary>
+                {match distances {
+                    Some(d) => view! { <DistanceBars distances=d layer /> }.into_any(),
+                    None => view! { <DistanceBars distances=Vec::new() layer /> }.into_any(),
+                }}
+            </details>
         </section>
         <section class="card">
             <h2>"Tuning"</h2>
+            <RunFigure
+                slug=slug.clone()
+                chart="losses"
+                caption="Objective at each step: the weighted edit NLL of the safe response plus the KL constraint on the knowledge pair (DINM §2.4)."
+            />
             <table class="steps">
                 <thead>
                     <tr>

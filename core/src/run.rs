@@ -300,3 +300,13 @@ mod tests {
         );
     }
 }
+
+/// A chart drawn by the server (plotters SVG at its paper size), for inline display; the same
+/// SVG is what the download links export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FigureSvg {
+    /// Chart name (`distances`, `losses`, ...), used in download URLs.
+    pub name: String,
+    /// The SVG document.
+    pub svg: String,
+}

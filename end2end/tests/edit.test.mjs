@@ -115,3 +115,55 @@ test('re-run with this config reproduces the run exactly', async () => {
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('figures: the run page shows the charts and downloads SVG, PDF and PNG for a paper', async () => {
+  assert.ok(runUrl, 'the first test produced a run');
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(runUrl);
+  // The preview is the server's SVG, inline, at paper size (inches) in the figure font.
+  const inline = page.locator('#fig-distances .svg svg');
+  assert.match(await inline.getAttribute('width'), /^\d+\.\d+in$/);
+  assert.ok((await page.locator('#fig-distances text').allTextContents()).some((t) => /^toxic layer \d+$/.test(t.trim())));
+  assert.equal(await page.locator('#fig-losses .svg svg').count(), 1);
+
+  const download = async (format, preset) => {
+    const [file] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click(`#fig-distances a[data-format="${format}"][data-preset="${preset}"]`),
+    ]);
+    assert.match(file.suggestedFilename(), new RegExp(`-distances-${preset}\\.${format}$`));
+    const chunks = [];
+    for await (const c of await file.createReadStream()) chunks.push(c);
+    return Buffer.concat(chunks);
+  };
+
+  // SVG: well-formed XML (the browser's parser), ACL column width, same drawing as the preview.
+  const svg = (await download('svg', 'column')).toString('utf8');
+  const parsed = await page.evaluate((text) => {
+    const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+    return { error: doc.querySelector('parsererror') !== null, width: doc.documentElement.getAttribute('width') };
+  }, svg);
+  assert.deepEqual(parsed, { error: false, width: '3.031in' });
+  // The page's innerHTML writes empty elements as <rect ...></rect>; the file has <rect .../>.
+  const preview = (await page.evaluate(() => document.querySelector('#fig-distances .svg').innerHTML))
+    .replace(/<(\w+)([^<>]*)><\/\1>/g, '<$1$2/>');
+  assert.ok(preview === svg, 'the download is the previewed drawing');
+
+  // PDF: a complete file, vector page 16 cm wide, the font embedded.
+  const pdf = (await download('pdf', 'full')).toString('latin1');
+  assert.ok(pdf.startsWith('%PDF-') && pdf.trimEnd().endsWith('%%EOF'));
+  assert.ok(pdf.includes('/FontFile2'), 'TrueType font embedded');
+  const box = pdf.match(/\/MediaBox \[([^\]]+)\]/)[1].trim().split(/\s+/).map(Number);
+  assert.ok(Math.abs(box[2] - (16 / 2.54) * 72) < 0.5, `MediaBox ${box}`);
+
+  // PNG: signature, 300 dpi in pHYs (11811 px/m), 7.7 cm = 909 px wide.
+  const png = await download('png', 'column');
+  assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
+  assert.equal(png.readUInt32BE(16), Math.round((7.7 / 2.54) * 300));
+  const phys = png.indexOf(Buffer.from('pHYs'));
+  assert.ok(phys > 0, 'pHYs chunk');
+  assert.equal(png.readUInt32BE(phys + 4), 11811);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -6,6 +6,7 @@ mod bench;
 mod data;
 mod edit;
 mod eval;
+mod figures;
 mod general;
 mod generate;
 mod jobs;
@@ -42,6 +43,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// General performance of a method's model: KQA (TriviaQA), CSum (XSum) or the knowledge proxy.
     General(general::GeneralArgs),
+    /// Draw a run's chart for a paper (SVG, vector PDF, 300 dpi PNG; ACL column or full width).
+    Figure(figures::FigureArgs),
     /// Describe a model: config, parameter count, tokenizer, prompt format.
     Info {
         /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Edit(args) => edit::run(args),
         Command::Eval(args) => eval::run(args),
         Command::General(args) => general::run(args),
+        Command::Figure(args) => figures::run(args),
         Command::Info { model } => {
             let lm = backend::load(&paths::model_or_default(model)?, true)?;
             println!(

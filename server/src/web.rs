@@ -19,10 +19,11 @@ use clap::Args;
 use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use safeedit_core::ModelSummary;
-use safeedit_core::run::{EditRequest, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_engine::LanguageModel;
 use sha2::{Digest, Sha256};
 
+use crate::figures::{self, Format, Preset};
 use crate::jobs::{Jobs, WorkerContext};
 use crate::store::Store;
 use crate::{backend, data, paths};
@@ -94,6 +95,21 @@ impl Runs for RunService {
 
     fn run(&self, slug: String) -> BoxFuture<'_, Result<Option<RunRecord>, String>> {
         Box::pin(async move { self.store.run(&slug).await.map_err(|e| format!("{e:#}")) })
+    }
+
+    fn figure(
+        &self,
+        slug: String,
+        chart: String,
+    ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>> {
+        Box::pin(async move {
+            let Some(run) = self.store.run(&slug).await.map_err(|e| format!("{e:#}"))? else {
+                return Ok(None);
+            };
+            let svg =
+                figures::run_chart(&run, &chart, Preset::Column).map_err(|e| format!("{e:#}"))?;
+            Ok(svg.map(|svg| FigureSvg { name: chart, svg }))
+        })
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<RunSummary>, String>> {
@@ -207,6 +223,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }),
             )
             .route(
+                "/api/runs/{slug}/figures/{file}",
+                get({
+                    let store = store.clone();
+                    move |UrlPath((slug, file)): UrlPath<(String, String)>,
+                          Query(q): Query<FigureQuery>| {
+                        run_figure_file(store.clone(), slug, file, q.preset)
+                    }
+                }),
+            )
+            .route(
                 "/api/runs/{slug}/{file}",
                 get({
                     let store = store.clone();
@@ -288,6 +314,84 @@ async fn job_events(jobs: Jobs, id: String, from: usize) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct FigureQuery {
+    preset: Option<String>,
+}
+
+/// `GET /api/runs/{slug}/figures/{chart}.{svg|pdf|png}?preset=column|full`: a run's chart as a
+/// file for a paper (the same drawing the run page shows).
+async fn run_figure_file(
+    store: Store,
+    slug: String,
+    file: String,
+    preset: Option<String>,
+) -> Response {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message).into_response();
+    let Some((chart, ext)) = file.rsplit_once('.') else {
+        return bad(format!(
+            "`{file}`: expected CHART.svg, CHART.pdf or CHART.png"
+        ));
+    };
+    let format: Format = match ext.parse() {
+        Ok(f) => f,
+        Err(e) => return bad(format!("{e:#}")),
+    };
+    let preset: Preset = match preset.as_deref().unwrap_or("column").parse() {
+        Ok(p) => p,
+        Err(e) => return bad(format!("{e:#}")),
+    };
+    if !figures::RUN_CHARTS.contains(&chart) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no chart `{chart}` ({})", figures::RUN_CHARTS.join(", ")),
+        )
+            .into_response();
+    }
+    let run = match store.run(&slug).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("no run `{slug}`")).into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+    };
+    let chart = chart.to_string();
+    // Rasterising and PDF conversion take milliseconds to tens of them: off the async threads.
+    let drawn = tokio::task::spawn_blocking(move || {
+        figures::run_chart(&run, &chart, preset)?
+            .map(|svg| figures::export(&svg, format))
+            .transpose()
+    })
+    .await;
+    match drawn {
+        Ok(Ok(Some(bytes))) => (
+            [
+                (header::CONTENT_TYPE, format.mime().to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"safeedit-{slug}-{}-{}.{}\"",
+                        file.rsplit_once('.').map_or("", |(c, _)| c),
+                        preset.as_str(),
+                        format.extension()
+                    ),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            format!("run `{slug}` has nothing to draw for `{file}`"),
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("drawing failed: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /api/runs/{slug}/{run.json | generations.jsonl | delta.safetensors}`.

@@ -1,0 +1,84 @@
+//! A chart as the server drew it (inline SVG, so the preview is the export), with its downloads:
+//! SVG, vector PDF and 300 dpi PNG, each at the ACL column and full-width presets.
+
+use leptos::prelude::*;
+use safeedit_core::run::FigureSvg;
+
+use crate::run_figure;
+
+/// Width presets, as the download URLs name them.
+const PRESETS: [(&str, &str); 2] = [
+    ("column", "column (7.7 cm)"),
+    ("full", "full width (16 cm)"),
+];
+/// Formats, as the download URLs name them.
+const FORMATS: [(&str, &str); 3] = [("svg", "SVG"), ("pdf", "PDF"), ("png", "PNG 300 dpi")];
+
+/// One figure with its download links; `base` is the URL the format is appended to
+/// (`{base}.{svg|pdf|png}?preset=...`).
+#[component]
+pub fn FigureCard(figure: FigureSvg, base: String, caption: String) -> impl IntoView {
+    let downloads = PRESETS
+        .iter()
+        .map(|(preset, preset_label)| {
+            let links = FORMATS
+                .iter()
+                .map(|(format, format_label)| {
+                    let href = format!("{base}.{format}?preset={preset}");
+                    view! {
+                        <a
+                            class="download"
+                            href=href
+                            download=""
+                            data-format=*format
+                            data-preset=*preset
+                        >
+                            {*format_label}
+                        </a>
+                        " "
+                    }
+                })
+                .collect_view();
+            view! {
+                <li>
+                    <span class="muted">{*preset_label} ": "</span>
+                    {links}
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <figure class="chart" id=format!("fig-{}", figure.name)>
+            <div class="svg" inner_html=figure.svg></div>
+            <figcaption>{caption}</figcaption>
+            <ul class="downloads">{downloads}</ul>
+        </figure>
+    }
+}
+
+/// One of a stored run's charts, fetched from the server.
+#[component]
+pub fn RunFigure(slug: String, chart: &'static str, caption: &'static str) -> impl IntoView {
+    let base = format!("/api/runs/{slug}/figures/{chart}");
+    let figure = Resource::new(
+        move || (slug.clone(), chart),
+        |(slug, chart)| run_figure(slug, chart.to_string()),
+    );
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Drawing…"</p> }>
+            {move || {
+                let base = base.clone();
+                Suspend::new(async move {
+                    match figure.await {
+                        Ok(Some(figure)) => {
+                            view! { <FigureCard figure base caption=caption.to_string() /> }
+                                .into_any()
+                        }
+                        Ok(None) => ().into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
