@@ -7,11 +7,20 @@ source scripts/env.sh
 BIN="$CARGO_TARGET_DIR/debug/safeedit"
 PORT="${E2E_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 WORK="$(mktemp -d)"
+SERVER=""
+cleanup() {
+  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 "$BIN" info > "$WORK/model-info.json"
+# Two small batch evaluations stored in the server's database (results.test.mjs reads them).
+for method in vanilla prompt; do
+  "$BIN" eval --method "$method" --limit 2 --max-new-tokens 8 --out "$WORK/eval-$method" \
+    --data-dir "$WORK/data" > "$WORK/eval-$method.log" 2>&1 || { cat "$WORK/eval-$method.log" >&2; exit 1; }
+done
 "$BIN" serve --addr "127.0.0.1:$PORT" --site-root "$LEPTOS_SITE_ROOT" --data-dir "$WORK/data" > "$WORK/server.log" 2>&1 &
 SERVER=$!
-cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
 for _ in $(seq 1 240); do
   curl -sf -o /dev/null "http://127.0.0.1:$PORT/" && break
   if ! kill -0 "$SERVER" 2>/dev/null; then cat "$WORK/server.log" >&2; exit 1; fi

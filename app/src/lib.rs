@@ -7,15 +7,19 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
-use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::eval::InstanceResult;
+use safeedit_core::run::{EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::table::ResultsView;
 use safeedit_core::{ModelSummary, SafeEditRecord};
 
 mod browse;
+mod evals;
 mod figure;
 mod home;
 mod runs;
 
 pub use browse::{InstanceView, InstancesPage};
+pub use evals::{EvalPage, ResultsPage};
 pub use home::HomePage;
 pub use runs::{JobPage, RunPage, RunsPage};
 
@@ -58,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <a href="/">"Overview"</a>
                     <a href="/instances">"Instances"</a>
                     <a href="/runs">"Runs"</a>
+                    <a href="/results">"Results"</a>
                 </nav>
             </header>
             <main>
@@ -74,6 +79,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async />
                     <Route path=path!("/runs") view=RunsPage ssr=SsrMode::Async />
                     <Route path=path!("/runs/:slug") view=RunPage ssr=SsrMode::Async />
+                    <Route path=path!("/evals/:slug") view=EvalPage ssr=SsrMode::Async />
+                    <Route path=path!("/results") view=ResultsPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
@@ -163,6 +170,29 @@ pub async fn run_figure(slug: String, chart: String) -> Result<Option<FigureSvg>
         .map_err(ServerFnError::new)
 }
 
+/// A stored evaluation (`None`: no such slug) with its instances.
+#[server(endpoint = "eval")]
+pub async fn get_eval(
+    slug: String,
+) -> Result<Option<(EvalRecord, Vec<InstanceResult>)>, ServerFnError> {
+    state()?.runs.eval(slug).await.map_err(ServerFnError::new)
+}
+
+/// The SafeEdit metric table across evaluation runs (`runs`: comma-separated slugs, default the
+/// newest of each method; one slice: `group` all/category/attack and its `value`).
+#[server(endpoint = "results")]
+pub async fn results(
+    runs: Option<String>,
+    group: String,
+    value: String,
+) -> Result<ResultsView, ServerFnError> {
+    state()?
+        .runs
+        .results(runs, group, value)
+        .await
+        .map_err(ServerFnError::new)
+}
+
 #[cfg(feature = "ssr")]
 fn state() -> Result<ssr::AppState, ServerFnError> {
     use_context::<ssr::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
@@ -180,7 +210,11 @@ pub mod ssr {
     use std::pin::Pin;
 
     use safeedit_core::browse::Catalog;
-    use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+    use safeedit_core::eval::InstanceResult;
+    use safeedit_core::run::{
+        EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
+    };
+    use safeedit_core::table::ResultsView;
 
     /// A boxed future, for the object-safe [`Runs`] trait.
     pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -204,7 +238,19 @@ pub mod ssr {
             slug: String,
             chart: String,
         ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>>;
+        /// A stored evaluation with its instances.
+        fn eval(&self, slug: String) -> BoxFuture<'_, Result<Option<EvalPageData>, String>>;
+        /// The results table (see [`ResultsView::build`]).
+        fn results(
+            &self,
+            runs: Option<String>,
+            group: String,
+            value: String,
+        ) -> BoxFuture<'_, Result<ResultsView, String>>;
     }
+
+    /// An evaluation and its instances.
+    pub type EvalPageData = (EvalRecord, Vec<InstanceResult>);
 
     /// What the web layer needs from the engine. The server implements it over a model of
     /// whichever burn backend it was built with, so the app stays backend-agnostic.

@@ -585,6 +585,13 @@ pub fn RunsPage() -> impl IntoView {
     let runs = Resource::new(|| (), |_| list_runs());
     view! {
         <h1>"Runs"</h1>
+        <p class="muted">
+            "DINM edits started from instance pages. Batch evaluations ("
+            <code>"safeedit eval"</code>
+            ") are on the "
+            <a href="/results">"results"</a>
+            " page."
+        </p>
         <Suspense fallback=|| view! { <p>"Loading runs…"</p> }>
             {move || Suspend::new(async move {
                 match runs.await {

@@ -27,6 +27,7 @@ pub mod judge;
 mod model;
 pub mod run;
 pub mod safeedit;
+pub mod table;
 
 pub use judge::{JudgeInfo, Verdict};
 pub use model::{ModelSummary, PromptFormat};

@@ -310,3 +310,27 @@ pub struct FigureSvg {
     /// The SVG document.
     pub svg: String,
 }
+
+/// A batch evaluation (`safeedit eval`) as stored in the runs database (`/evals/{slug}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Random slug, kept in the output folder's `slug.txt`.
+    pub slug: String,
+    /// When the run was first stored (RFC 3339 UTC).
+    pub created_at: String,
+    /// When it was last updated (a resumed run, new general scores).
+    pub updated_at: String,
+    /// `vanilla`, `dinm`, `prompt`, ...
+    pub method: String,
+    /// The data evaluated (`test-sample` or a file path).
+    pub data: String,
+    /// Model name.
+    pub model: String,
+    /// Instances evaluated.
+    pub instances: usize,
+    /// The run's settings (`run.json`: model path, prompt format, generation, DINM config,
+    /// judge, version).
+    pub run: serde_json::Value,
+    /// The metric table (overall, per category, per attack, general scores).
+    pub metrics: Vec<crate::eval::MetricRow>,
+}

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use crate::edit::DinmArgs;
 use crate::generate::FormatArg;
+use crate::publish::{DbArgs, publish};
 use crate::{backend, data, general, judge, paths, runs};
 
 /// The evaluated method.
@@ -76,6 +77,9 @@ pub struct EvalArgs {
     /// DINM settings (also the suffix prompt of `--method prompt`).
     #[command(flatten)]
     pub dinm: DinmArgs,
+    /// The runs database the results are stored in (shown by the web app).
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// Runs the command.
@@ -184,7 +188,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 
     let results = read_results(&results_path)?;
     let mut rows = summarize(&results);
-    rows.extend(general_rows(&args.out, args.method)?);
+    rows.extend(general_rows(&args.out, args.method.name())?);
     let summary = json!({"run": run_info, "instances": results.len(), "metrics": rows});
     std::fs::write(
         args.out.join("summary.json"),
@@ -195,6 +199,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         to_csv(args.method.name(), &rows),
     )?;
     print_table(args.method.name(), &rows);
+    match publish(&args.out, &args.db) {
+        Ok(Some(slug)) => eprintln!("stored in the runs database: /evals/{slug}"),
+        Ok(None) => {}
+        // The files are written; a database problem must not hide the results.
+        Err(e) => eprintln!("warning: not stored in the runs database: {e:#}"),
+    }
     anyhow::ensure!(
         failures == 0,
         "{failures} instance(s) failed (the summary covers the others); see {}",
@@ -271,12 +281,13 @@ fn finished_ids(path: &Path) -> anyhow::Result<HashSet<u64>> {
         .collect())
 }
 
-fn read_results(path: &Path) -> anyhow::Result<Vec<InstanceResult>> {
+pub fn read_results(path: &Path) -> anyhow::Result<Vec<InstanceResult>> {
     runs::read_jsonl(path)
 }
 
 /// The general-performance scores (`safeedit general`) of the same method in the same folder.
-fn general_rows(out: &Path, method: Method) -> anyhow::Result<Vec<MetricRow>> {
+/// The general-performance scores (`general_*.json`) of `method` in an eval folder.
+pub fn general_rows(out: &Path, method: &str) -> anyhow::Result<Vec<MetricRow>> {
     let mut rows = Vec::new();
     for task in GeneralTask::ALL {
         let path = general::summary_path(out, task);
@@ -285,7 +296,7 @@ fn general_rows(out: &Path, method: Method) -> anyhow::Result<Vec<MetricRow>> {
         }
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
             .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        if summary["run"]["method"] != method.name() {
+        if summary["run"]["method"] != method {
             continue;
         }
         let (Some(score), Some(n)) = (summary["score"].as_f64(), summary["n"].as_u64()) else {
@@ -378,6 +389,12 @@ mod tests {
                 constraint_grad: false,
                 reuse_first_layer: false,
             },
+            // The folder's own database, so tests never touch the user's.
+            db: DbArgs {
+                data_dir: Some(out.join("db")),
+                database_url: None,
+                no_db: false,
+            },
         }
     }
 
@@ -429,6 +446,31 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
         assert!(csv.starts_with("method,group,value,metric,score,n\n"));
         assert!(csv.contains("dinm,all,all,DS,"));
+
+        // Stored in the runs database under the folder's slug; the resumed run updated it.
+        let slug = std::fs::read_to_string(dir.path().join("slug.txt")).unwrap();
+        let slug = slug.lines().next().unwrap().to_string();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (stored, instances) = rt.block_on(async {
+            let store = crate::store::Store::open(None, &dir.path().join("db"))
+                .await
+                .unwrap();
+            (
+                store.eval(&slug).await.unwrap().expect("stored evaluation"),
+                store.eval_instances(&slug).await.unwrap(),
+            )
+        });
+        assert_eq!(stored.method, "dinm");
+        assert_eq!(stored.instances, 3);
+        assert_eq!(
+            instances, resumed,
+            "the database holds exactly the JSONL's instances"
+        );
+        assert_eq!(
+            serde_json::to_value(&stored.metrics).unwrap(),
+            summary["metrics"],
+            "the stored metrics are the summary's"
+        );
 
         let err = run(args(Method::Vanilla, 3, dir.path())).unwrap_err();
         assert!(format!("{err:#}").contains("different `method`"), "{err:#}");

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::edit::DinmArgs;
 use crate::eval::Method;
 use crate::generate::FormatArg;
+use crate::publish::{DbArgs, publish};
 use crate::{backend, data, paths, runs};
 
 /// Arguments of `safeedit general`.
@@ -63,6 +64,9 @@ pub struct GeneralArgs {
     /// DINM settings (also the suffix prompt of `--method prompt`).
     #[command(flatten)]
     pub dinm: DinmArgs,
+    /// The runs database (an eval folder's stored run gets the new score).
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// The file names of a task's results in an output folder.
@@ -221,6 +225,11 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
         score,
         results.len()
     );
+    match publish(&args.out, &args.db) {
+        Ok(Some(slug)) => eprintln!("stored in the runs database: /evals/{slug}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: not stored in the runs database: {e:#}"),
+    }
     Ok(())
 }
 
@@ -271,6 +280,10 @@ mod tests {
                 padding: None,
                 constraint_grad: false,
                 reuse_first_layer: false,
+            },
+            db: DbArgs {
+                no_db: true,
+                ..DbArgs::default()
             },
         }
     }

@@ -13,6 +13,7 @@ mod jobs;
 mod judge;
 mod locate;
 mod paths;
+mod publish;
 mod runs;
 mod store;
 mod web;

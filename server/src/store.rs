@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use safeedit_core::run::{EditRequest, JobStatus, RunRecord, RunSummary};
+use safeedit_core::eval::InstanceResult;
+use safeedit_core::run::{EditRequest, EvalRecord, JobStatus, RunRecord, RunSummary};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
@@ -176,6 +177,88 @@ impl Store {
             ))
         })
         .transpose()
+    }
+    /// Stores an evaluation run (replacing an earlier version of the same slug) with its
+    /// instances, in one transaction.
+    pub async fn upsert_eval(
+        &self,
+        record: &EvalRecord,
+        instances: &[InstanceResult],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM eval_instances WHERE slug = $1")
+            .bind(&record.slug)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM evals WHERE slug = $1")
+            .bind(&record.slug)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO evals (slug, created_at, updated_at, method, data, model, instances, \
+             record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&record.slug)
+        .bind(&record.created_at)
+        .bind(&record.updated_at)
+        .bind(&record.method)
+        .bind(&record.data)
+        .bind(&record.model)
+        .bind(record.instances as i64)
+        .bind(serde_json::to_string(record)?)
+        .execute(&mut *tx)
+        .await?;
+        for r in instances {
+            sqlx::query("INSERT INTO eval_instances (slug, id, record) VALUES ($1, $2, $3)")
+                .bind(&record.slug)
+                .bind(r.id as i64)
+                .bind(serde_json::to_string(r)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await.context("storing the evaluation")?;
+        Ok(())
+    }
+
+    /// An evaluation run by slug.
+    pub async fn eval(&self, slug: &str) -> anyhow::Result<Option<EvalRecord>> {
+        let row = sqlx::query("SELECT record FROM evals WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let text: String = r.try_get("record")?;
+            serde_json::from_str(&text).with_context(|| format!("evaluation {slug}: stored record"))
+        })
+        .transpose()
+    }
+
+    /// An evaluation's instances, by id.
+    pub async fn eval_instances(&self, slug: &str) -> anyhow::Result<Vec<InstanceResult>> {
+        let rows = sqlx::query("SELECT record FROM eval_instances WHERE slug = $1 ORDER BY id")
+            .bind(slug)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("record")?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("evaluation {slug}: stored instance"))
+            })
+            .collect()
+    }
+
+    /// Every evaluation run, newest first (full records: the metric rows are small).
+    pub async fn list_evals(&self) -> anyhow::Result<Vec<EvalRecord>> {
+        let rows = sqlx::query("SELECT record FROM evals ORDER BY updated_at DESC, slug")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("record")?;
+                serde_json::from_str(&text).context("a stored evaluation")
+            })
+            .collect()
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use app::ssr::{AppState, BoxFuture, Engine, Runs};
+use app::ssr::{AppState, BoxFuture, Engine, EvalPageData, Runs};
 use app::{App, OUTPUT_NAME, shell};
 use axum::Router;
 use axum::extract::{Path as UrlPath, Query};
@@ -20,6 +20,7 @@ use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use safeedit_core::ModelSummary;
 use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::table::{EvalEntry, MetricTable, ResultsView, to_tidy_csv};
 use safeedit_engine::LanguageModel;
 use sha2::{Digest, Sha256};
 
@@ -109,6 +110,33 @@ impl Runs for RunService {
             let svg =
                 figures::run_chart(&run, &chart, Preset::Column).map_err(|e| format!("{e:#}"))?;
             Ok(svg.map(|svg| FigureSvg { name: chart, svg }))
+        })
+    }
+
+    fn eval(&self, slug: String) -> BoxFuture<'_, Result<Option<EvalPageData>, String>> {
+        Box::pin(async move {
+            let err = |e: anyhow::Error| format!("{e:#}");
+            let Some(record) = self.store.eval(&slug).await.map_err(err)? else {
+                return Ok(None);
+            };
+            let instances = self.store.eval_instances(&slug).await.map_err(err)?;
+            Ok(Some((record, instances)))
+        })
+    }
+
+    fn results(
+        &self,
+        runs: Option<String>,
+        group: String,
+        value: String,
+    ) -> BoxFuture<'_, Result<ResultsView, String>> {
+        Box::pin(async move {
+            let all = self
+                .store
+                .list_evals()
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            ResultsView::build(all, runs.as_deref(), &group, &value)
         })
     }
 
@@ -223,6 +251,33 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }),
             )
             .route(
+                "/api/evals/{slug}/{file}",
+                get({
+                    let store = store.clone();
+                    move |UrlPath((slug, file)): UrlPath<(String, String)>| {
+                        eval_file(store.clone(), slug, file)
+                    }
+                }),
+            )
+            .route(
+                "/api/results.csv",
+                get({
+                    let store = store.clone();
+                    move |Query(q): Query<ResultsQuery>, headers: axum::http::HeaderMap| {
+                        results_file(store.clone(), ResultsFormat::Csv, q, headers)
+                    }
+                }),
+            )
+            .route(
+                "/api/results.tex",
+                get({
+                    let store = store.clone();
+                    move |Query(q): Query<ResultsQuery>, headers: axum::http::HeaderMap| {
+                        results_file(store.clone(), ResultsFormat::Latex, q, headers)
+                    }
+                }),
+            )
+            .route(
                 "/api/runs/{slug}/figures/{file}",
                 get({
                     let store = store.clone();
@@ -314,6 +369,174 @@ async fn job_events(jobs: Jobs, id: String, from: usize) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// A text download.
+fn attachment(mime: &str, name: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response()
+}
+
+/// `GET /api/evals/{slug}/{summary.csv | table.tex | instances.jsonl}`: an evaluation's metric
+/// table (tidy CSV; LaTeX with one row per slice) and every instance's responses and verdicts.
+async fn eval_file(store: Store, slug: String, file: String) -> Response {
+    let record = match store.eval(&slug).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, format!("no evaluation `{slug}`")).into_response();
+        }
+        Err(e) => return internal(e),
+    };
+    let name = |ext: &str| format!("safeedit-eval-{slug}-{}.{ext}", record.method);
+    match file.as_str() {
+        "summary.csv" => attachment(
+            "text/csv",
+            &name("csv"),
+            safeedit_core::eval::to_csv(&record.method, &record.metrics),
+        ),
+        "table.tex" => {
+            // One row per slice: the run overall, then per category and per attack.
+            let mut slices: Vec<(String, String)> = Vec::new();
+            for r in &record.metrics {
+                let key = (r.group.clone(), r.value.clone());
+                if !slices.contains(&key) {
+                    slices.push(key);
+                }
+            }
+            let entries: Vec<EvalEntry> = slices
+                .iter()
+                .map(|(g, v)| EvalEntry {
+                    method: if g == "all" {
+                        format!("{} (all)", record.method)
+                    } else {
+                        v.clone()
+                    },
+                    link: format!("/evals/{slug} ({g})"),
+                    metrics: record
+                        .metrics
+                        .iter()
+                        .filter(|r| &r.group == g && &r.value == v)
+                        .map(|r| safeedit_core::eval::MetricRow {
+                            group: "all".into(),
+                            value: "all".into(),
+                            ..r.clone()
+                        })
+                        .collect(),
+                })
+                .collect();
+            let table = MetricTable::build(&entries, "all", "all");
+            let caption = format!(
+                "SafeEdit metrics of {} on {} ({}, {} instances), overall, per category and per attack.",
+                record.method, record.data, record.model, record.instances
+            );
+            attachment("application/x-tex", &name("tex"), table.to_latex(&caption))
+        }
+        "instances.jsonl" => match store.eval_instances(&slug).await {
+            Ok(instances) => attachment(
+                "application/jsonl",
+                &name("jsonl"),
+                instances
+                    .iter()
+                    .map(|i| serde_json::to_string(i).unwrap_or_default() + "\n")
+                    .collect(),
+            ),
+            Err(e) => internal(e),
+        },
+        other => (
+            StatusCode::NOT_FOUND,
+            format!("no file `{other}` (summary.csv, table.tex, instances.jsonl)"),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResultsFormat {
+    Csv,
+    Latex,
+}
+
+#[derive(serde::Deserialize)]
+struct ResultsQuery {
+    runs: Option<String>,
+    group: Option<String>,
+    value: Option<String>,
+}
+
+/// `GET /api/results.csv` (every number of the chosen runs, tidy) and `/api/results.tex` (the
+/// chosen slice's table, booktabs, best bold, the runs' absolute links in a comment).
+async fn results_file(
+    store: Store,
+    format: ResultsFormat,
+    q: ResultsQuery,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let all = match store.list_evals().await {
+        Ok(all) => all,
+        Err(e) => return internal(e),
+    };
+    let (group, value) = (
+        q.group.unwrap_or_else(|| "all".into()),
+        q.value.unwrap_or_else(|| "all".into()),
+    );
+    let by_slug: std::collections::HashMap<String, safeedit_core::run::EvalRecord> =
+        all.iter().map(|e| (e.slug.clone(), e.clone())).collect();
+    let view = match ResultsView::build(all, q.runs.as_deref(), &group, &value) {
+        Ok(v) => v,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    let base = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_default();
+    let entries: Vec<EvalEntry> = view
+        .selected
+        .iter()
+        .filter_map(|slug| by_slug.get(slug))
+        .map(|e| EvalEntry {
+            method: e.method.clone(),
+            link: format!("{base}/evals/{}", e.slug),
+            metrics: e.metrics.clone(),
+        })
+        .collect();
+    if format == ResultsFormat::Csv {
+        return attachment("text/csv", "safeedit-results.csv", to_tidy_csv(&entries));
+    }
+    let table = MetricTable::build(&entries, &group, &value);
+    let slice = if group == "all" {
+        "all instances".to_string()
+    } else {
+        format!("{group} {value}")
+    };
+    let models: std::collections::BTreeSet<&str> = view
+        .selected
+        .iter()
+        .filter_map(|s| by_slug.get(s))
+        .map(|e| e.model.as_str())
+        .collect();
+    let caption = format!(
+        "SafeEdit results ({slice}; {}). DS and DG: defense success and generalisation (%), Fluency: n-gram entropy.",
+        models.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    attachment(
+        "application/x-tex",
+        "safeedit-results.tex",
+        table.to_latex(&caption),
+    )
 }
 
 #[derive(serde::Deserialize)]

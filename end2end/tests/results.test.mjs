@@ -1,0 +1,75 @@
+// Batch evaluations from the CLI appear in the app: end2end/run.sh runs `safeedit eval` for
+// vanilla and prompt-only into the server's database before starting it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { BASE, launch, watchErrors } from './helpers.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test('the results page shows the CLI runs as the SafeEdit table, sliced in the URL', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  const res = await page.goto(`${BASE}/results`);
+  assert.equal(res.status(), 200);
+  const methods = await page.locator('#results-table tbody th a').allTextContents();
+  assert.deepEqual(methods, ['vanilla', 'prompt'], 'vanilla first, then the others');
+  const columns = await page.locator('#results-table thead th').allTextContents();
+  for (const c of ['DS', 'DG_onlyQ', 'DG_otherA', 'DG_otherQ', 'DG_otherAQ', 'DG-Avg', 'Fluency']) {
+    assert.ok(columns.includes(c), `column ${c}`);
+  }
+  // Every column with two values has a bold best.
+  assert.ok(await page.locator('#results-table td.best').count() >= 7);
+  // A category slice is a link; the table follows it.
+  const chip = page.locator('p.slices a.chip').nth(1);
+  const label = (await chip.textContent()).trim();
+  await chip.click();
+  await page.waitForURL(/group=category/);
+  assert.match(await page.textContent('section.card h2'), new RegExp(label));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('results download as tidy CSV and booktabs LaTeX naming the run links', async () => {
+  const html = await (await fetch(`${BASE}/results`)).text();
+  const slugs = [...html.matchAll(/href="\/evals\/([a-z0-9]+)"/g)].map((m) => m[1]);
+  assert.ok(slugs.length >= 2);
+  const csv = (await (await fetch(`${BASE}/api/results.csv`)).text()).trim().split('\n');
+  assert.equal(csv[0], 'method,run,group,value,metric,score,n');
+  const ds = csv.filter((l) => /,all,all,DS,/.test(l));
+  assert.equal(ds.length, 2);
+  for (const line of csv.slice(1)) {
+    const score = Number(line.split(',').at(-2));
+    assert.ok(Number.isFinite(score), line);
+  }
+  const tex = await (await fetch(`${BASE}/api/results.tex`)).text();
+  assert.match(tex, /\\toprule[\s\S]*\\midrule[\s\S]*\\bottomrule/);
+  assert.match(tex, /^vanilla & /m);
+  assert.match(tex, /\\textbf\{/);
+  for (const slug of new Set(slugs)) assert.ok(tex.includes(`/evals/${slug}`), `link to ${slug}`);
+  const bad = await fetch(`${BASE}/api/results.csv?runs=nosuchrun`);
+  assert.equal(bad.status, 400);
+  assert.match(await bad.text(), /no evaluation run `nosuchrun`/);
+});
+
+test('an evaluation page renders fully on the server with metrics, instances and downloads', async () => {
+  const html = await (await fetch(`${BASE}/results`)).text();
+  const slug = html.match(/href="\/evals\/([a-z0-9]+)"/)[1];
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  const res = await page.goto(`${BASE}/evals/${slug}`);
+  assert.equal(res.status(), 200);
+  assert.match(await page.textContent('#eval-title'), / on test-sample$/);
+  assert.ok(await page.locator('#eval-metrics tr[data-group="category"]').count() >= 1);
+  assert.equal(await page.locator('#eval-instances tbody tr').count(), 2);
+  assert.match(await page.textContent('#eval-provenance'), /"judge"/);
+  await context.close();
+  const jsonl = (await (await fetch(`${BASE}/api/evals/${slug}/instances.jsonl`)).text()).trim().split('\n');
+  assert.equal(jsonl.length, 2);
+  assert.equal(JSON.parse(jsonl[0]).inputs.length, 5);
+  const tex = await (await fetch(`${BASE}/api/evals/${slug}/table.tex`)).text();
+  assert.match(tex, /\\begin\{tabular\}/);
+  assert.equal((await fetch(`${BASE}/evals/nosuchrun0`)).status, 404);
+  assert.equal((await fetch(`${BASE}/api/evals/nosuchrun0/summary.csv`)).status, 404);
+});

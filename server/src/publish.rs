@@ -1,0 +1,110 @@
+//! Evaluation folders into the runs database: `safeedit eval` (and `safeedit general`, whose
+//! scores join the same table) store their results where the web app reads them, under a random
+//! slug kept in the folder (`slug.txt`), so a resumed or extended run updates the same link.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use safeedit_core::eval::{InstanceResult, summarize};
+use safeedit_core::run::EvalRecord;
+
+use crate::jobs::{now_rfc3339, random_slug};
+use crate::store::Store;
+use crate::{eval, paths};
+
+/// Where results are stored (the same settings as `safeedit serve`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DbArgs {
+    /// The runs database's folder [default: ~/.cache/safeedit/data].
+    #[arg(long, env = "SAFEEDIT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A database URL instead of the SQLite file (e.g. postgres://user@host/safeedit).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Do not store the results in the runs database (files only).
+    #[arg(long)]
+    pub no_db: bool,
+}
+
+impl DbArgs {
+    /// The data folder, defaulted.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| paths::cache_dir().join("data"))
+    }
+}
+
+/// Stores (or updates) the evaluation in `out`; returns its slug, or `None` with `--no-db` or
+/// when `out` holds no evaluation yet.
+pub fn publish(out: &Path, db: &DbArgs) -> anyhow::Result<Option<String>> {
+    if db.no_db {
+        return Ok(None);
+    }
+    let run_path = out.join("run.json");
+    let results_path = out.join("instances.jsonl");
+    if !run_path.is_file() || !results_path.is_file() {
+        return Ok(None);
+    }
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&run_path)
+            .with_context(|| format!("reading {}", run_path.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", run_path.display()))?;
+    let field = |name: &str| {
+        run[name]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{}: no string field `{name}`", run_path.display()))
+    };
+    let method = field("method")?;
+    let results: Vec<InstanceResult> = eval::read_results(&results_path)?;
+    let mut metrics = summarize(&results);
+    metrics.extend(eval::general_rows(out, &method)?);
+
+    let slug_path = out.join("slug.txt");
+    let (slug, created_at) = match std::fs::read_to_string(&slug_path) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            let slug = lines.next().unwrap_or_default().trim().to_string();
+            anyhow::ensure!(
+                !slug.is_empty() && slug.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{}: line 1 should be the run's slug, found {slug:?}",
+                slug_path.display()
+            );
+            let created = lines
+                .next()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map_or_else(now_rfc3339, str::to_string);
+            (slug, created)
+        }
+        Err(_) => {
+            let slug = random_slug(10);
+            let created = now_rfc3339();
+            std::fs::write(&slug_path, format!("{slug}\n{created}\n"))
+                .with_context(|| format!("writing {}", slug_path.display()))?;
+            (slug, created)
+        }
+    };
+    let record = EvalRecord {
+        slug: slug.clone(),
+        created_at,
+        updated_at: now_rfc3339(),
+        method,
+        data: field("data")?,
+        model: field("model_name").or_else(|_| field("model"))?,
+        instances: results.len(),
+        run,
+        metrics,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = Store::open(db.database_url.as_deref(), &db.data_dir()).await?;
+        store.upsert_eval(&record, &results).await
+    })?;
+    Ok(Some(slug))
+}
