@@ -13,12 +13,14 @@ use safeedit_core::table::ResultsView;
 use safeedit_core::{ModelSummary, SafeEditRecord};
 
 mod browse;
+mod compare;
 mod evals;
 mod figure;
 mod home;
 mod runs;
 
 pub use browse::{InstanceView, InstancesPage};
+pub use compare::ComparePage;
 pub use evals::{EvalPage, ResultsPage};
 pub use home::HomePage;
 pub use runs::{JobPage, RunPage, RunsPage};
@@ -80,6 +82,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/runs") view=RunsPage ssr=SsrMode::Async />
                     <Route path=path!("/runs/:slug") view=RunPage ssr=SsrMode::Async />
                     <Route path=path!("/evals/:slug") view=EvalPage ssr=SsrMode::Async />
+                    <Route path=path!("/compare") view=ComparePage ssr=SsrMode::Async />
                     <Route path=path!("/results") view=ResultsPage ssr=SsrMode::Async />
                 </Routes>
             </main>
@@ -168,6 +171,35 @@ pub async fn run_figure(slug: String, chart: String) -> Result<Option<FigureSvg>
         .figure(slug, chart)
         .await
         .map_err(ServerFnError::new)
+}
+
+/// Two to four stored runs, for side-by-side comparison.
+#[server(endpoint = "compare_runs", input = leptos::server_fn::codec::Json)]
+pub async fn compare_runs(runs: Vec<String>) -> Result<Vec<RunRecord>, ServerFnError> {
+    if !(2..=4).contains(&runs.len()) {
+        return Err(ServerFnError::new(format!(
+            "invalid request: compare 2 to 4 runs (got {})",
+            runs.len()
+        )));
+    }
+    let state = state()?;
+    let mut out = Vec::new();
+    for slug in runs {
+        match state
+            .runs
+            .run(slug.clone())
+            .await
+            .map_err(ServerFnError::new)?
+        {
+            Some(run) => out.push(run),
+            None => {
+                return Err(ServerFnError::new(format!(
+                    "invalid request: no run `{slug}`"
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A stored evaluation (`None`: no such slug) with its instances.

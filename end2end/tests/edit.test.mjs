@@ -167,3 +167,35 @@ test('figures: the run page shows the charts and downloads SVG, PDF and PNG for 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('runs list: filter in the URL, tick two runs and compare them side by side', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${BASE}/runs?split=editing&instance=2`);
+  assert.match(await page.textContent('#runs-count'), /^\d+ of \d+ runs$/);
+  const boxes = page.locator('#runs-table input[type=checkbox]');
+  assert.ok(await boxes.count() >= 2, 'the edit and its re-run');
+  await page.goto(`${BASE}/runs?split=train`);
+  assert.match(await page.textContent('#runs-count'), /^0 of /);
+  await page.goto(`${BASE}/runs?split=editing`);
+  await boxes.nth(0).check();
+  await boxes.nth(1).check();
+  await page.click('#compare-button');
+  await page.waitForURL(/\/compare\?run=[a-z0-9]+&run=[a-z0-9]+$/);
+  assert.equal(await page.locator('#compare-metrics tr[data-metric="DS"]').count(), 1);
+  assert.match(await page.textContent('#compare-metrics tr[data-metric="DS"]'), /\(\+0\)/,
+    'the re-run defends exactly like the run');
+  const allRows = await page.locator('#compare-settings tbody tr').count();
+  assert.ok(allRows > 10, 'every setting is listed');
+  await page.click('#diff-toggle');
+  await page.waitForURL(/diff=1$/);
+  assert.equal(await page.getAttribute('#compare-settings', 'data-diff'), 'true');
+  assert.equal(await page.locator('#compare-settings tbody tr').count(), 0,
+    'a re-run has the same settings');
+  // One run is not a comparison: the page says so.
+  const res = await page.goto(`${BASE}/compare?run=${runUrl.split('/').pop()}`);
+  assert.equal(res.status(), 200);
+  assert.match(await page.textContent('#compare-error'), /compare 2 to 4 runs \(got 1\)/);
+  assert.deepEqual(errors.filter((e) => !e.includes('HTTP 400')), []);
+  await page.close();
+});
