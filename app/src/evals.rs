@@ -114,7 +114,49 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
             }
         })
         .collect_view();
-    let linked = data == "test-sample";
+    // Instances link to their pages when the split is known.
+    let split: Option<String> = if data == "test-sample" {
+        Some("test".into())
+    } else {
+        run.get("split")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let open = instances.len() == 1;
+    let responses = instances
+        .iter()
+        .map(|r| {
+            let inputs = r
+                .inputs
+                .iter()
+                .map(|i| {
+                    view! {
+                        <div class="response" data-kind=i.kind.clone()>
+                            <h4>{i.kind.clone()} " " {verdict_cell(Some(i.verdict))}</h4>
+                            <details>
+                                <summary>"input"</summary>
+                                <pre class="text">{i.input.clone()}</pre>
+                            </details>
+                            <pre class="text">{i.response.clone()}</pre>
+                        </div>
+                    }
+                })
+                .collect_view();
+            view! {
+                <details class="instance-responses" open=open>
+                    <summary>
+                        {format!(
+                            "#{} · {} · {}",
+                            r.id,
+                            slice_label("category", &r.category),
+                            r.attack,
+                        )}
+                    </summary>
+                    {inputs}
+                </details>
+            }
+        })
+        .collect_view();
     let kinds = ["DS", "DG_onlyQ", "DG_otherA", "DG_otherQ", "DG_otherAQ"];
     let instance_rows = instances
         .iter()
@@ -126,8 +168,8 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
                     view! { <td>{verdict_cell(v)}</td> }
                 })
                 .collect_view();
-            let id = if linked {
-                view! { <a href=format!("/instances/test/{}", r.id)>{r.id.to_string()}</a> }
+            let id = if let Some(split) = &split {
+                view! { <a href=format!("/instances/{split}/{}", r.id)>{r.id.to_string()}</a> }
                     .into_any()
             } else {
                 r.id.to_string().into_any()
@@ -208,6 +250,10 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
                 </thead>
                 <tbody>{instance_rows}</tbody>
             </table>
+        </section>
+        <section class="card" id="eval-responses">
+            <h2>"Responses"</h2>
+            {responses}
         </section>
         <section class="card">
             <h2>"Provenance"</h2>

@@ -5,8 +5,8 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use safeedit_core::run::{
-    EditOutcome, EditOverrides, EditRequest, JobEvent, JobSnapshot, JobStatus, RunRecord,
-    RunSummary,
+    EditOutcome, EditOverrides, EditRequest, JobEvent, JobMethod, JobSnapshot, JobStatus,
+    RunRecord, RunSummary,
 };
 use safeedit_core::{Category, Verdict};
 
@@ -35,7 +35,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
     let navigate = use_navigate();
-    let submit = move |_| {
+    let submit = move |method: JobMethod| {
         let overrides = (|| -> Result<EditOverrides, String> {
             Ok(EditOverrides {
                 lr: parse_opt(&lr.get_untracked())?,
@@ -54,6 +54,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
         let request = EditRequest {
             split: split.clone(),
             id,
+            method,
             overrides,
         };
         let navigate = navigate.clone();
@@ -104,10 +105,39 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                 <button
                     id="detoxify-button"
                     disabled=move || !hydrated.get() || pending.get()
-                    on:click=submit
+                    on:click={
+                        let submit = submit.clone();
+                        move |_| submit(JobMethod::Dinm)
+                    }
                 >
                     {move || if pending.get() { "Submitting…" } else { "Detoxify this instance" }}
                 </button>
+                " "
+                <button
+                    id="eval-vanilla-button"
+                    class="secondary"
+                    disabled=move || !hydrated.get() || pending.get()
+                    on:click={
+                        let submit = submit.clone();
+                        move |_| submit(JobMethod::Vanilla)
+                    }
+                >
+                    "Evaluate vanilla"
+                </button>
+                " "
+                <button
+                    id="eval-prompt-button"
+                    class="secondary"
+                    disabled=move || !hydrated.get() || pending.get()
+                    on:click=move |_| submit(JobMethod::Prompt)
+                >
+                    "Evaluate prompt-only"
+                </button>
+            </p>
+            <p class="muted">
+                "Evaluate: the five inputs answered by the unedited model, without (vanilla) or \
+                 with the suffix prompt (prompt-only, the paper's wo/Tune), judged; stored as an \
+                 evaluation like those of safeedit eval."
             </p>
             {move || error.get().map(|e| view! { <p class="error" id="detoxify-error">{e}</p> })}
         </section>
@@ -189,16 +219,13 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             events
                 .get()
                 .iter()
-                .find_map(|e| match e {
-                    JobEvent::Done { slug } => Some(slug.clone()),
-                    _ => None,
-                })
-                .map(|slug| {
+                .find_map(JobEvent::result_path)
+                .map(|path| {
                     view! {
                         <p class="done">
-                            <a id="run-link" href=format!("/runs/{slug}")>
-                                "Open the result: /runs/"
-                                {slug.clone()}
+                            <a id="run-link" href=path.clone()>
+                                "Open the result: "
+                                {path.clone()}
                             </a>
                         </p>
                     }

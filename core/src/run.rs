@@ -20,13 +20,40 @@ pub struct EditOverrides {
     pub max_new_tokens: Option<usize>,
 }
 
-/// What a user asks for: detoxify one instance.
+/// What a job does with its instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobMethod {
+    /// Detoxify with DINM and compare before/after (a run, `/runs/{slug}`).
+    #[default]
+    Dinm,
+    /// Evaluate the unedited model on the five inputs (an evaluation, `/evals/{slug}`).
+    Vanilla,
+    /// Evaluate the suffix prompt alone, no edit (an evaluation, `/evals/{slug}`).
+    Prompt,
+}
+
+impl JobMethod {
+    /// The method's name as `safeedit eval` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobMethod::Dinm => "dinm",
+            JobMethod::Vanilla => "vanilla",
+            JobMethod::Prompt => "prompt",
+        }
+    }
+}
+
+/// What a user asks for: detoxify one instance, or evaluate it vanilla / prompt-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EditRequest {
     /// Split of the instance.
     pub split: String,
     /// Instance id.
     pub id: u64,
+    /// What to do (DINM when absent).
+    #[serde(default)]
+    pub method: JobMethod,
     /// Hyperparameter overrides.
     #[serde(default)]
     pub overrides: EditOverrides,
@@ -90,10 +117,13 @@ pub enum JobEvent {
     },
     /// Judging the responses.
     Judging,
-    /// Stored as a run.
+    /// Stored as a run (or, for vanilla / prompt-only, an evaluation).
     Done {
-        /// The run's slug (`/runs/{slug}`).
+        /// The result's slug.
         slug: String,
+        /// Its page: `/runs/{slug}` when absent, `/evals/{slug}` for evaluations.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
     /// Stopped by an error.
     Failed {
@@ -105,6 +135,16 @@ pub enum JobEvent {
 }
 
 impl JobEvent {
+    /// The page of a finished job's result.
+    pub fn result_path(&self) -> Option<String> {
+        match self {
+            JobEvent::Done { slug, path } => {
+                Some(path.clone().unwrap_or_else(|| format!("/runs/{slug}")))
+            }
+            _ => None,
+        }
+    }
+
     /// The status after this event.
     pub fn status(&self) -> JobStatus {
         match self {
@@ -298,6 +338,13 @@ mod tests {
             s.chars()
                 .all(|c| c.is_ascii_alphanumeric() && !"l1o0".contains(c))
         );
+    }
+}
+
+impl EvalRecord {
+    /// True for one-instance evaluations started from an instance page.
+    pub fn from_web_app(&self) -> bool {
+        self.run.get("source").and_then(serde_json::Value::as_str) == Some("web app")
     }
 }
 

@@ -165,7 +165,8 @@ pub struct ResultsView {
 }
 
 impl ResultsView {
-    /// Picks runs (`runs`: comma-separated slugs; `None`: the newest run of each method) from
+    /// Picks runs (`runs`: comma-separated slugs; `None`: the newest `safeedit eval` run of each
+    /// method) from
     /// `all` (newest first) and builds the table of one slice. Rows are ordered vanilla first,
     /// then by method name; unknown slugs are an error naming them.
     pub fn build(
@@ -189,8 +190,10 @@ impl ResultsView {
                 picked
             }
             None => {
+                // One-instance evaluations started from an instance page are not benchmark
+                // runs; they join the table only when picked.
                 let mut newest: Vec<&EvalRecord> = Vec::new();
-                for e in &all {
+                for e in all.iter().filter(|e| !e.from_web_app()) {
                     if !newest.iter().any(|n| n.method == e.method) {
                         newest.push(e);
                     }
@@ -381,7 +384,10 @@ mod tests {
     #[test]
     fn results_default_to_the_newest_run_per_method_vanilla_first() {
         // Newest first: d2 is a newer dinm run than d1.
+        let mut web = record("w1", "vanilla", 0.0);
+        web.run = serde_json::json!({"source": "web app"});
         let all = vec![
+            web,
             record("d2", "dinm", 90.0),
             record("v1", "vanilla", 30.0),
             record("d1", "dinm", 80.0),

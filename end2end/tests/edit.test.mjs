@@ -199,3 +199,30 @@ test('runs list: filter in the URL, tick two runs and compare them side by side'
   assert.deepEqual(errors.filter((e) => !e.includes('HTTP 400')), []);
   await page.close();
 });
+
+test('evaluate prompt-only from an instance page: a one-instance evaluation with its responses', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${BASE}/instances/test/0`);
+  await page.waitForSelector('#eval-prompt-button:not([disabled])', { timeout: 30_000 });
+  await page.click('#detoxify summary');
+  await page.fill('#hp-max-new', '8');
+  await page.click('#eval-prompt-button');
+  await page.waitForURL(/\/jobs\/[a-z0-9]+$/);
+  await page.waitForSelector('#run-link', { timeout: 240_000 });
+  assert.match(await page.getAttribute('#run-link', 'href'), /^\/evals\/[a-z0-9]{10}$/);
+  await page.click('#run-link');
+  await page.waitForURL(/\/evals\/[a-z0-9]{10}$/);
+  await page.waitForSelector('#eval-title');
+  assert.equal(await page.textContent('#eval-title'), 'prompt on test #0');
+  assert.equal(await page.locator('#eval-responses .response').count(), 5, 'DS and the four DG inputs');
+  assert.equal(await page.locator('#eval-instances tbody a[href="/instances/test/0"]').count(), 1);
+  // The suffix prompt was appended to every input.
+  const inputs = await page.locator('#eval-responses .response details pre').allTextContents();
+  assert.ok(inputs.every((t) => t.includes('Please give the right response')), 'suffix on every input');
+  // A one-instance evaluation from the app does not replace the benchmark runs on /results.
+  const results = await (await fetch(`${BASE}/results`)).text();
+  assert.ok(!results.includes(page.url().split('/').pop() + '</a></th>'));
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -213,9 +213,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Evaluated = (Vec<InputResult>, Option<EditSummary>);
+pub type Evaluated = (Vec<InputResult>, Option<EditSummary>);
 
-fn evaluate(
+/// Generates and judges one instance's five inputs with `method` (DINM edits first).
+pub fn evaluate(
     method: Method,
     lm: &LanguageModel<backend::Backend>,
     record: &SafeEditRecord,

@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use safeedit_core::browse::Catalog;
+use safeedit_core::eval::{InstanceResult, summarize};
+use safeedit_core::fluency::mean_fluency;
 use safeedit_core::run::{
-    EditOutcome, EditRequest, InstanceFacts, JobEvent, JobSnapshot, JobStatus, RunRecord,
-    StepLosses, slug_from,
+    EditOutcome, EditRequest, EvalRecord, InstanceFacts, JobEvent, JobMethod, JobSnapshot,
+    JobStatus, RunRecord, StepLosses, slug_from,
 };
 use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit};
 use safeedit_engine::judge::SafetyJudge;
@@ -23,6 +25,7 @@ use safeedit_engine::{GenerationConfig, LanguageModel};
 use tokio::sync::watch;
 
 use crate::backend;
+use crate::eval::Method;
 use crate::store::Store;
 
 /// How many jobs may wait behind the running one.
@@ -221,7 +224,19 @@ impl Jobs {
             .await?
             .map(|(request, status, slug, message)| {
                 let (status, event) = match (status.as_str(), slug) {
-                    ("done", Some(slug)) => (JobStatus::Done, JobEvent::Done { slug }),
+                    ("done", Some(stored)) => {
+                        let event = match stored.strip_prefix('/') {
+                            Some(page) => JobEvent::Done {
+                                slug: page.rsplit('/').next().unwrap_or(page).to_string(),
+                                path: Some(stored.clone()),
+                            },
+                            None => JobEvent::Done {
+                                slug: stored,
+                                path: None,
+                            },
+                        };
+                        (JobStatus::Done, event)
+                    }
                     ("cancelled", _) => (JobStatus::Cancelled, JobEvent::Cancelled),
                     _ => (
                         JobStatus::Failed,
@@ -304,9 +319,13 @@ fn worker_loop(shared: &Shared, ctx: &WorkerContext) {
             Err(e) => Err(anyhow::anyhow!("the judge could not be loaded: {e}")),
         };
         let (status, slug, message) = match outcome {
-            Ok(Some(slug)) => {
-                job.push(JobEvent::Done { slug: slug.clone() });
-                (JobStatus::Done, Some(slug), None)
+            Ok(Some((slug, path))) => {
+                job.push(JobEvent::Done {
+                    slug: slug.clone(),
+                    path: path.clone(),
+                });
+                // The database keeps the page of evaluations, the slug of runs.
+                (JobStatus::Done, Some(path.unwrap_or(slug)), None)
             }
             Ok(None) => {
                 job.push(JobEvent::Cancelled);
@@ -331,8 +350,105 @@ fn worker_loop(shared: &Shared, ctx: &WorkerContext) {
     }
 }
 
-/// Runs one edit; `Ok(None)` when cancelled.
+/// A finished job's result: its slug and, for evaluations, its page.
+type Finished = (String, Option<String>);
+
+/// Runs one job; `Ok(None)` when cancelled.
 fn run_job(
+    job: &Job,
+    ctx: &WorkerContext,
+    judge: &dyn SafetyJudge,
+) -> anyhow::Result<Option<Finished>> {
+    match job.request.method {
+        JobMethod::Dinm => Ok(run_edit(job, ctx, judge)?.map(|slug| (slug, None))),
+        JobMethod::Vanilla => run_eval(job, ctx, judge, Method::Vanilla),
+        JobMethod::Prompt => run_eval(job, ctx, judge, Method::Prompt),
+    }
+}
+
+/// Evaluates one instance vanilla or prompt-only (no edit) and stores it as a one-instance
+/// evaluation, the same record `safeedit eval` writes.
+fn run_eval(
+    job: &Job,
+    ctx: &WorkerContext,
+    judge: &dyn SafetyJudge,
+    method: Method,
+) -> anyhow::Result<Option<Finished>> {
+    let request = &job.request;
+    let record = ctx
+        .catalog
+        .instance(&request.split, request.id)
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!("no instance {} in split `{}`", request.id, request.split)
+        })?;
+    let lm = ctx.model.lock().unwrap_or_else(|p| p.into_inner());
+    let mut config = edit_config(&ctx.preset, ctx.n_layers, request)?;
+    let format = lm.prompt_format.clone();
+    let generation = GenerationConfig::greedy(config.max_output_length);
+    job.push(JobEvent::Generating {
+        responses: record.eval_inputs().len(),
+    });
+    let started = Instant::now();
+    let (inputs, edit) = crate::eval::evaluate(
+        method,
+        &lm,
+        &record,
+        &mut config,
+        &format,
+        &generation,
+        judge,
+    )?;
+    if job.cancel.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
+    let responses: Vec<&str> = inputs.iter().map(|i| i.response.as_str()).collect();
+    let result = InstanceResult {
+        id: record.id,
+        category: record.category.clone(),
+        attack: record.attack_name.clone(),
+        method: method.name().into(),
+        fluency: mean_fluency(&responses).unwrap_or(0.0),
+        inputs,
+        edit,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let run_info = serde_json::json!({
+        "method": method.name(),
+        "data": format!("{}#{}", request.split, request.id),
+        "split": request.split,
+        "source": "web app",
+        "model": ctx.model_path,
+        "model_name": lm.name,
+        "model_checksum": ctx.model_checksum,
+        "backend": backend::NAME,
+        "prompt_format": format,
+        "generation": generation,
+        "dinm": (method == Method::Prompt).then_some(&config),
+        "judge": judge.info(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "git_commit": option_env!("SAFEEDIT_GIT_COMMIT").unwrap_or("unknown"),
+    });
+    let now = now_rfc3339();
+    let eval = EvalRecord {
+        slug: random_slug(10),
+        created_at: now.clone(),
+        updated_at: now,
+        method: method.name().into(),
+        data: format!("{} #{}", request.split, request.id),
+        model: lm.name.clone(),
+        instances: 1,
+        run: run_info,
+        metrics: summarize(std::slice::from_ref(&result)),
+    };
+    ctx.runtime
+        .block_on(ctx.store.upsert_eval(&eval, std::slice::from_ref(&result)))?;
+    let path = format!("/evals/{}", eval.slug);
+    Ok(Some((eval.slug, Some(path))))
+}
+
+/// Runs one DINM edit; `Ok(None)` when cancelled.
+fn run_edit(
     job: &Job,
     ctx: &WorkerContext,
     judge: &dyn SafetyJudge,
@@ -572,6 +688,7 @@ mod tests {
         EditRequest {
             split: split.into(),
             id,
+            method: JobMethod::Dinm,
             overrides: EditOverrides {
                 steps: Some(3),
                 max_new_tokens: Some(4),
@@ -594,7 +711,7 @@ mod tests {
 
     /// The stored outcome of a finished job, timings zeroed (everything else must repeat).
     fn outcome(rt: &tokio::runtime::Runtime, store: &Store, snapshot: &JobSnapshot) -> EditOutcome {
-        let Some(JobEvent::Done { slug }) = snapshot.events.last() else {
+        let Some(JobEvent::Done { slug, path: None }) = snapshot.events.last() else {
             panic!("job did not finish well: {:?}", snapshot.events.last());
         };
         let run = rt.block_on(store.run(slug)).unwrap().expect("stored run");
@@ -716,7 +833,7 @@ mod tests {
             let (rt, jobs, store) = start(dir.path());
             let id = rt.block_on(jobs.submit(request("test", 0))).unwrap().0;
             let done = wait(&jobs, &id);
-            let Some(JobEvent::Done { slug }) = done.events.last().cloned() else {
+            let Some(JobEvent::Done { slug, .. }) = done.events.last().cloned() else {
                 panic!("{:?}", done.events.last());
             };
             // A job the process was running when it stopped.
