@@ -24,6 +24,7 @@ pub mod eval;
 pub mod fluency;
 pub mod general;
 pub mod judge;
+pub mod mechanism;
 mod model;
 pub mod run;
 pub mod safeedit;

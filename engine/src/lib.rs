@@ -8,6 +8,8 @@
 //! - [`generate`]: greedy and seeded top-p sampling, batched with left padding.
 //! - [`loader`]: one call from a path to a ready [`LanguageModel`].
 //! - [`dinm`]: DINM's toxic-layer location and edit (arXiv 2403.14472).
+//! - [`baselines`]: FT-L and Self-Reminder (the paper's instance-level baselines).
+//! - [`analysis`]: the mechanism analysis: toxicity probe, toxic regions, activation shift.
 //! - [`judge`]: safety judges (the paper's RoBERTa classifier, the built-in MiniLM proxy).
 //!
 //! The engine never picks a backend: the `server` binary does, by Cargo feature.
@@ -24,6 +26,8 @@
 //! # Ok::<(), safeedit_engine::EngineError>(())
 //! ```
 
+pub mod analysis;
+pub mod baselines;
 pub mod config;
 pub mod dinm;
 pub mod error;

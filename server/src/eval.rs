@@ -14,7 +14,10 @@ use safeedit_core::fluency::mean_fluency;
 use safeedit_core::general::GeneralTask;
 use safeedit_core::safeedit::EVAL_INPUT_KINDS;
 use safeedit_core::{PromptFormat, SafeEditRecord};
-use safeedit_engine::dinm::{DinmConfig, dinm_edit};
+use safeedit_engine::baselines::{
+    FtlConfig, SELF_REMINDER_SUFFIX, SELF_REMINDER_SYSTEM, ftl_edit, self_reminder,
+};
+use safeedit_engine::dinm::{DinmConfig, dinm_edit, random_layer, with_suffix};
 use safeedit_engine::{GenerationConfig, LanguageModel};
 use serde_json::json;
 
@@ -23,7 +26,8 @@ use crate::generate::FormatArg;
 use crate::publish::{DbArgs, publish};
 use crate::{backend, data, general, judge, paths, runs};
 
-/// The evaluated method.
+/// The evaluated method (dinm_spec.md §4 and the ablations of §6.2). None of the baselines gets
+/// the suffix prompt; DINM and its ablations are evaluated with it (except wo/SyPrompt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
     /// The unedited model on the raw inputs.
@@ -32,6 +36,14 @@ pub enum Method {
     Dinm,
     /// The suffix prompt only, no edit (the paper's wo/Tune ablation).
     Prompt,
+    /// Self-Reminder: a safety system prompt and a reminder around every input, no edit.
+    SelfReminder,
+    /// FT-L: one fixed layer's `down_proj` tuned on the instance (`prompt_last`), no suffix.
+    Ftl,
+    /// DINM at a seeded random layer instead of the located one (wo/Location).
+    DinmRandomLayer,
+    /// DINM without the suffix prompt, in the edit and in evaluation (wo/SyPrompt).
+    DinmNoSuffix,
 }
 
 impl Method {
@@ -40,8 +52,166 @@ impl Method {
             Method::Vanilla => "vanilla",
             Method::Dinm => "dinm",
             Method::Prompt => "prompt",
+            Method::SelfReminder => "self-reminder",
+            Method::Ftl => "ftl",
+            Method::DinmRandomLayer => "dinm-random-layer",
+            Method::DinmNoSuffix => "dinm-no-suffix",
         }
     }
+
+    /// Whether the method changes the model per instance.
+    pub fn edits(self) -> bool {
+        matches!(
+            self,
+            Method::Dinm | Method::Ftl | Method::DinmRandomLayer | Method::DinmNoSuffix
+        )
+    }
+
+    /// Whether the method runs DINM (and so depends on its settings).
+    pub fn uses_dinm(self) -> bool {
+        matches!(
+            self,
+            Method::Dinm | Method::Prompt | Method::DinmRandomLayer | Method::DinmNoSuffix
+        )
+    }
+}
+
+/// Settings of the baselines on the command line.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BaselineArgs {
+    /// FT-L: the tuned layer [default: the preset's, 21 for 7B models, 20 for SmolLM2].
+    #[arg(long)]
+    pub ftl_layer: Option<usize>,
+    /// FT-L: optimisation steps [default: 25].
+    #[arg(long)]
+    pub ftl_steps: Option<usize>,
+    /// FT-L: learning rate [default: 5e-4].
+    #[arg(long)]
+    pub ftl_lr: Option<f64>,
+    /// Seed of dinm-random-layer's layer draws (a pure function of the seed and instance id).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl BaselineArgs {
+    /// The FT-L preset fitting the model, with the overrides applied.
+    pub fn ftl_config(&self, lm: &LanguageModel<backend::Backend>) -> anyhow::Result<FtlConfig> {
+        let mut config = FtlConfig::preset_for(&lm.name, &lm.architecture, lm.config.n_layers);
+        if let Some(layer) = self.ftl_layer {
+            anyhow::ensure!(
+                layer < lm.config.n_layers,
+                "--ftl-layer {layer}: the model has {} layers",
+                lm.config.n_layers
+            );
+            config.layer = layer;
+        }
+        if let Some(steps) = self.ftl_steps {
+            config.num_steps = steps;
+        }
+        if let Some(lr) = self.ftl_lr {
+            config.lr = lr;
+        }
+        Ok(config)
+    }
+}
+
+/// Everything a method may need besides the model and the instance.
+#[derive(Debug, Clone)]
+pub struct MethodSettings {
+    /// DINM (and its ablations, and the suffix of `prompt`).
+    pub dinm: DinmConfig,
+    /// FT-L.
+    pub ftl: FtlConfig,
+    /// Seed of the random-layer ablation.
+    pub seed: u64,
+}
+
+impl MethodSettings {
+    /// The settings a method's results depend on, for run records.
+    pub fn describe(&self, method: Method) -> serde_json::Value {
+        json!({
+            "dinm": method.uses_dinm().then_some(&self.dinm),
+            "ftl": (method == Method::Ftl).then_some(&self.ftl),
+            "seed": (method == Method::DinmRandomLayer).then_some(self.seed),
+            "self_reminder": (method == Method::SelfReminder)
+                .then(|| json!({"system": SELF_REMINDER_SYSTEM, "suffix": SELF_REMINDER_SUFFIX})),
+        })
+    }
+}
+
+/// The text and format `method` gives the model for an input.
+pub fn method_input(
+    method: Method,
+    text: &str,
+    settings: &MethodSettings,
+    format: &PromptFormat,
+) -> (String, PromptFormat) {
+    match method {
+        Method::Vanilla | Method::Ftl | Method::DinmNoSuffix => (text.to_string(), format.clone()),
+        Method::Dinm | Method::Prompt | Method::DinmRandomLayer => (
+            with_suffix(text, &settings.dinm.suffix_system_prompt),
+            format.clone(),
+        ),
+        Method::SelfReminder => self_reminder(text, format),
+    }
+}
+
+/// Edits the model on `record` for an editing method (`None` for the others). DINM with
+/// `reuse_first_located_layer` fixes the first located layer in `settings` (D1).
+pub fn edit_for(
+    method: Method,
+    lm: &LanguageModel<backend::Backend>,
+    record: &SafeEditRecord,
+    settings: &mut MethodSettings,
+    format: &PromptFormat,
+) -> anyhow::Result<Option<(LanguageModel<backend::Backend>, EditSummary)>> {
+    let dinm = |config: &DinmConfig| {
+        dinm_edit::<backend::TrainBackend>(lm, record, config, format, &mut |_| {})
+    };
+    let edit = match method {
+        Method::Vanilla | Method::Prompt | Method::SelfReminder => return Ok(None),
+        Method::Dinm => {
+            let edit = dinm(&settings.dinm)?;
+            if settings.dinm.reuse_first_located_layer && settings.dinm.layer.is_none() {
+                // D1: the released code keeps the first instance's layer for every later one.
+                settings.dinm.layer = Some(edit.layer);
+            }
+            edit
+        }
+        Method::DinmRandomLayer => {
+            let layer = random_layer(settings.seed, record.id, lm.config.n_layers);
+            dinm(&settings.dinm.clone().with_layer(Some(layer)))?
+        }
+        Method::DinmNoSuffix => dinm(
+            &settings
+                .dinm
+                .clone()
+                .with_suffix_system_prompt(String::new()),
+        )?,
+        Method::Ftl => {
+            let edit = ftl_edit::<backend::TrainBackend>(
+                lm,
+                record,
+                &settings.ftl,
+                format,
+                &mut |_, _| {},
+            )?;
+            let summary = EditSummary {
+                layer: edit.delta.layer,
+                distances: None,
+                losses: edit.losses.clone(),
+                delta_norm: edit.delta.norm,
+            };
+            return Ok(Some((edit.delta.apply(lm), summary)));
+        }
+    };
+    let summary = EditSummary {
+        layer: edit.layer,
+        distances: edit.located.as_ref().map(|l| l.distances.clone()),
+        losses: edit.steps.iter().map(|s| s.loss).collect(),
+        delta_norm: edit.delta_norm,
+    };
+    Ok(Some((edit.apply(lm), summary)))
 }
 
 /// Arguments of `safeedit eval`.
@@ -77,6 +247,9 @@ pub struct EvalArgs {
     /// DINM settings (also the suffix prompt of `--method prompt`).
     #[command(flatten)]
     pub dinm: DinmArgs,
+    /// FT-L and ablation settings.
+    #[command(flatten)]
+    pub baselines: BaselineArgs,
     /// The runs database the results are stored in (shown by the web app).
     #[command(flatten)]
     pub db: DbArgs,
@@ -101,14 +274,21 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 
     let model_path = paths::model_or_default(args.model.clone())?;
     let lm = backend::load(&model_path, true)?;
-    let mut config = args.dinm.config(&lm)?;
+    let config = args.dinm.config(&lm)?;
+    let mut settings = MethodSettings {
+        dinm: config,
+        ftl: args.baselines.ftl_config(&lm)?,
+        seed: args.baselines.seed,
+    };
     let format = match args.prompt_format {
         Some(FormatArg::Plain) => PromptFormat::Plain,
         Some(FormatArg::Chat) => PromptFormat::chat(),
         None => lm.prompt_format.clone(),
     };
-    let generation =
-        GenerationConfig::greedy(args.max_new_tokens.unwrap_or(config.max_output_length));
+    let generation = GenerationConfig::greedy(
+        args.max_new_tokens
+            .unwrap_or(settings.dinm.max_output_length),
+    );
     let judge = judge::load_judge(args.judge_dir.as_deref())?;
     let run_info = json!({
         "method": args.method.name(),
@@ -118,7 +298,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "backend": backend::NAME,
         "prompt_format": format,
         "generation": generation,
-        "dinm": (args.method != Method::Vanilla).then_some(&config),
+        "dinm": settings.describe(args.method)["dinm"],
+        "ftl": settings.describe(args.method)["ftl"],
+        "seed": settings.describe(args.method)["seed"],
+        "self_reminder": settings.describe(args.method)["self_reminder"],
         "judge": judge.info(),
         "version": env!("CARGO_PKG_VERSION"),
     });
@@ -132,6 +315,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             "prompt_format",
             "generation",
             "dinm",
+            "ftl",
+            "seed",
+            "self_reminder",
             "judge",
         ],
     )?;
@@ -154,7 +340,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             args.method,
             &lm,
             record,
-            &mut config,
+            &mut settings,
             &format,
             &generation,
             judge.as_ref(),
@@ -215,44 +401,28 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 
 pub type Evaluated = (Vec<InputResult>, Option<EditSummary>);
 
-/// Generates and judges one instance's five inputs with `method` (DINM edits first).
+/// Generates and judges one instance's five inputs with `method` (editing methods edit first).
 pub fn evaluate(
     method: Method,
     lm: &LanguageModel<backend::Backend>,
     record: &SafeEditRecord,
-    config: &mut DinmConfig,
+    settings: &mut MethodSettings,
     format: &PromptFormat,
     generation: &GenerationConfig,
     judge: &dyn safeedit_engine::judge::SafetyJudge,
 ) -> anyhow::Result<Evaluated> {
-    let raw_inputs = record.eval_inputs();
-    let with_suffix = |i: &&str| format!("{i} {}", config.suffix_system_prompt);
-    let texts: Vec<String> = match method {
-        Method::Vanilla => raw_inputs.iter().map(|i| i.to_string()).collect(),
-        Method::Dinm | Method::Prompt => raw_inputs.iter().map(with_suffix).collect(),
+    let (edited, edit) = match edit_for(method, lm, record, settings, format)? {
+        Some((model, summary)) => (Some(model), Some(summary)),
+        None => (None, None),
     };
-    let (model, edit) = match method {
-        Method::Dinm => {
-            let edit = dinm_edit::<backend::TrainBackend>(lm, record, config, format, &mut |_| {})?;
-            if config.reuse_first_located_layer && config.layer.is_none() {
-                // D1: the released code keeps the first instance's layer for every later one.
-                config.layer = Some(edit.layer);
-            }
-            let summary = EditSummary {
-                layer: edit.layer,
-                distances: edit.located.as_ref().map(|l| l.distances.clone()),
-                losses: edit.steps.iter().map(|s| s.loss).collect(),
-                delta_norm: edit.delta_norm,
-            };
-            (Some(edit.apply(lm)), Some(summary))
-        }
-        Method::Vanilla | Method::Prompt => (None, None),
-    };
-    let model = model.as_ref().unwrap_or(lm);
-    let prompts = texts
-        .iter()
-        .map(|t| model.tokenizer.encode_prompt(t, format))
-        .collect::<Result<Vec<_>, _>>()?;
+    let model = edited.as_ref().unwrap_or(lm);
+    let mut texts = Vec::new();
+    let mut prompts = Vec::new();
+    for raw in record.eval_inputs() {
+        let (text, input_format) = method_input(method, raw, settings, format);
+        prompts.push(model.tokenizer.encode_prompt(&text, &input_format)?);
+        texts.push(text);
+    }
     let (outputs, _) = model.generate(&prompts, generation)?;
     let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
     let verdicts = judge.judge(&responses)?;
@@ -390,6 +560,7 @@ mod tests {
                 constraint_grad: false,
                 reuse_first_layer: false,
             },
+            baselines: BaselineArgs::default(),
             // The folder's own database, so tests never touch the user's.
             db: DbArgs {
                 data_dir: Some(out.join("db")),
@@ -397,6 +568,64 @@ mod tests {
                 no_db: false,
             },
         }
+    }
+
+    #[test]
+    fn baselines_and_ablations_give_their_inputs_and_edits() {
+        let suffix = safeedit_engine::dinm::SUFFIX_SYSTEM_PROMPT;
+        let dir = TempDir::new("baselines");
+        let results = |method: Method| {
+            let out = dir.path().join(method.name());
+            let mut a = args(method, 2, &out);
+            a.baselines.seed = 7;
+            a.baselines.ftl_steps = Some(2);
+            run(a).unwrap();
+            let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+            assert!(
+                csv.contains(&format!("{},all,all,DS,", method.name())),
+                "{csv}"
+            );
+            read_results(&out.join("instances.jsonl")).unwrap()
+        };
+
+        for r in results(Method::SelfReminder) {
+            assert!(r.edit.is_none());
+            assert!(
+                r.inputs
+                    .iter()
+                    .all(|i| i.input.ends_with(SELF_REMINDER_SUFFIX))
+            );
+        }
+        for r in results(Method::Ftl) {
+            let edit = r.edit.unwrap();
+            assert_eq!(
+                edit.layer, 1,
+                "FT-L's preset layer, moved inside the tiny model"
+            );
+            assert!(edit.distances.is_none(), "FT-L does not locate");
+            assert_eq!(edit.losses.len(), 2);
+            assert!(edit.delta_norm > 0.0);
+            assert!(
+                r.inputs.iter().all(|i| !i.input.contains(suffix)),
+                "no suffix"
+            );
+        }
+        for r in results(Method::DinmRandomLayer) {
+            let edit = r.edit.unwrap();
+            assert_eq!(edit.layer, random_layer(7, r.id, 2));
+            assert!(edit.distances.is_none(), "the layer is drawn, not located");
+            assert!(r.inputs.iter().all(|i| i.input.ends_with(suffix)));
+        }
+        for r in results(Method::DinmNoSuffix) {
+            assert!(r.edit.unwrap().distances.is_some(), "still located");
+            assert!(r.inputs.iter().all(|i| !i.input.contains(suffix)));
+        }
+        let info: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("ftl/run.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(info["ftl"]["num_steps"], 2);
+        assert!(info["dinm"].is_null());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use plotters::style::text_anchor;
 use resvg::{tiny_skia, usvg};
 use std::path::PathBuf;
 
+use safeedit_core::mechanism::MechanismReport;
 use safeedit_core::run::{RunRecord, StepLosses};
 
 /// The font file every figure uses.
@@ -43,6 +44,10 @@ pub mod palette {
     pub const BLUE: RGBColor = RGBColor(0, 114, 178);
     /// Vermillion.
     pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
+    /// Bluish green.
+    pub const BLUISH_GREEN: RGBColor = RGBColor(0, 158, 115);
+    /// Reddish purple.
+    pub const REDDISH_PURPLE: RGBColor = RGBColor(204, 121, 167);
     /// Grey for grid lines (not a data colour).
     pub const GRID: RGBColor = RGBColor(221, 221, 221);
 }
@@ -354,6 +359,338 @@ pub fn losses(steps: &[StepLosses], kl_factor: f64, preset: Preset) -> anyhow::R
     })
 }
 
+/// Series colours, in order (Okabe–Ito; vanilla, when shown, is black and comes first).
+const SERIES: [RGBColor; 7] = [
+    palette::BLACK,
+    palette::VERMILLION,
+    palette::SKY_BLUE,
+    palette::BLUISH_GREEN,
+    palette::ORANGE,
+    palette::BLUE,
+    palette::REDDISH_PURPLE,
+];
+
+/// A legend row: a swatch and a label per series, left to right.
+fn legend(
+    area: &DrawingArea<SVGBackend, Shift>,
+    labels: &[String],
+    first_colour: usize,
+) -> anyhow::Result<()> {
+    let style = font(6.5);
+    let mut x = units(8.0) as i32;
+    let y = units(6.0) as i32;
+    for (k, label) in labels.iter().enumerate() {
+        let colour = SERIES[(first_colour + k) % SERIES.len()];
+        area.draw(&Rectangle::new(
+            [
+                (x, y - units(2.5) as i32),
+                (x + units(5.0) as i32, y + units(2.5) as i32),
+            ],
+            colour.filled(),
+        ))
+        .map_err(plot_err)?;
+        let (w, _) = area.estimate_text_size(label, &style).map_err(plot_err)?;
+        area.draw(&Text::new(
+            label.clone(),
+            (x + units(7.0) as i32, y),
+            style.pos(text_anchor::Pos::new(
+                text_anchor::HPos::Left,
+                text_anchor::VPos::Center,
+            )),
+        ))
+        .map_err(plot_err)?;
+        x += units(7.0) as i32 + w as i32 + units(8.0) as i32;
+    }
+    Ok(())
+}
+
+/// Grouped bars: one group per name in `groups`, one bar per series in each (a missing value
+/// leaves a gap), a legend row above the plot, a zero line when values go negative.
+pub fn grouped_bars(
+    groups: &[&str],
+    series: &[(String, Vec<Option<f64>>)],
+    y_desc: &str,
+    preset: Preset,
+) -> anyhow::Result<String> {
+    anyhow::ensure!(!groups.is_empty() && !series.is_empty(), "nothing to draw");
+    let values = series.iter().flat_map(|(_, v)| v.iter().flatten().copied());
+    let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let span = (hi - lo).max(1e-9);
+    let (lo, hi) = (
+        if lo < 0.0 { lo - span * 0.08 } else { 0.0 },
+        hi + span * 0.12,
+    );
+    let n_series = series.len();
+    draw(preset, 0.66, |root| {
+        let (top, plot) = root.split_vertically(units(12.0));
+        let labels: Vec<String> = series.iter().map(|(l, _)| l.clone()).collect();
+        legend(&top, &labels, 1)?;
+        let mut chart = ChartBuilder::on(&plot)
+            .margin(units(4.0))
+            .x_label_area_size(units(14.0))
+            .y_label_area_size(units(30.0))
+            .build_cartesian_2d(0.0..groups.len() as f64, lo..hi)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
+            .axis_style(palette::BLACK.stroke_width(units(0.5)))
+            .y_desc(y_desc)
+            .x_labels(0)
+            .y_labels(6)
+            .y_label_formatter(&|v| short_number(*v))
+            .label_style(font(7.0))
+            .axis_desc_style(font(8.0))
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(groups.iter().enumerate().map(|(g, name)| {
+                Text::new(
+                    name.to_string(),
+                    (g as f64 + 0.5, lo),
+                    font(6.5).pos(text_anchor::Pos::new(
+                        text_anchor::HPos::Center,
+                        text_anchor::VPos::Top,
+                    )),
+                )
+            }))
+            .map_err(plot_err)?;
+        if lo < 0.0 {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(0.0, 0.0), (groups.len() as f64, 0.0)],
+                    palette::BLACK.stroke_width(units(0.5)),
+                )))
+                .map_err(plot_err)?;
+        }
+        let width = 0.8 / n_series as f64;
+        for (k, (_, vals)) in series.iter().enumerate() {
+            let colour = SERIES[(1 + k) % SERIES.len()];
+            chart
+                .draw_series(vals.iter().enumerate().filter_map(|(g, v)| {
+                    v.map(|v| {
+                        let x0 = g as f64 + 0.1 + k as f64 * width;
+                        Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], colour.filled())
+                    })
+                }))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    })
+}
+
+/// §5.4, Fig. 8: each input's mid-layer residual in every model, on the shift direction (x) and
+/// the first principal component (y); dotted lines join the same input across models.
+pub fn projection(
+    models: &[String],
+    x: &[Vec<f64>],
+    y: &[Vec<f64>],
+    preset: Preset,
+) -> anyhow::Result<String> {
+    let all_x = x.iter().flatten().copied();
+    let all_y = y.iter().flatten().copied();
+    let bounds = |it: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = it.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        anyhow::ensure!(lo.is_finite(), "no points to draw");
+        let pad = ((hi - lo) * 0.08).max(1e-6);
+        Ok((lo - pad, hi + pad))
+    };
+    let (x0, x1) = bounds(&mut all_x.clone())?;
+    let (y0, y1) = bounds(&mut all_y.clone())?;
+    let n_inputs = x.first().map_or(0, Vec::len);
+    draw(preset, 0.8, |root| {
+        let (top, plot) = root.split_vertically(units(12.0));
+        legend(&top, models, 0)?;
+        let mut chart = ChartBuilder::on(&plot)
+            .margin(units(4.0))
+            .x_label_area_size(units(20.0))
+            .y_label_area_size(units(30.0))
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
+            .axis_style(palette::BLACK.stroke_width(units(0.5)))
+            .x_desc("projection on the shift direction")
+            .y_desc("first principal component")
+            .x_labels(5)
+            .y_labels(5)
+            .x_label_formatter(&|v| short_number(*v))
+            .y_label_formatter(&|v| short_number(*v))
+            .label_style(font(7.0))
+            .axis_desc_style(font(8.0))
+            .draw()
+            .map_err(plot_err)?;
+        for i in 0..n_inputs {
+            let path: Vec<(f64, f64)> = x.iter().zip(y).map(|(xs, ys)| (xs[i], ys[i])).collect();
+            chart
+                .draw_series(std::iter::once(DashedPathElement::new(
+                    path,
+                    units(1.0),
+                    units(1.0),
+                    palette::GRID.stroke_width(units(0.5)),
+                )))
+                .map_err(plot_err)?;
+        }
+        for (m, (xs, ys)) in x.iter().zip(y).enumerate() {
+            let colour = SERIES[m % SERIES.len()];
+            chart
+                .draw_series(
+                    xs.iter()
+                        .zip(ys)
+                        .map(|(a, b)| Circle::new((*a, *b), units(1.4), colour.filled())),
+                )
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    })
+}
+
+/// §5.2: the distribution of the region's column cosines with the probe, vanilla and each
+/// method, as histogram outlines on shared bins.
+pub fn cosine_histogram(series: &[(String, Vec<f32>)], preset: Preset) -> anyhow::Result<String> {
+    let values = series.iter().flat_map(|(_, v)| v.iter().copied());
+    let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    anyhow::ensure!(lo.is_finite() && hi > lo, "no cosines to draw");
+    let bins = 40usize;
+    let width = (hi - lo) as f64 / bins as f64;
+    let counts: Vec<Vec<f64>> = series
+        .iter()
+        .map(|(_, v)| {
+            let mut c = vec![0.0; bins];
+            for x in v {
+                let b = (((x - lo) as f64 / width) as usize).min(bins - 1);
+                c[b] += 1.0;
+            }
+            c
+        })
+        .collect();
+    let top = counts.iter().flatten().copied().fold(0.0, f64::max) * 1.1;
+    draw(preset, 0.66, |root| {
+        let (head, plot) = root.split_vertically(units(12.0));
+        let labels: Vec<String> = series.iter().map(|(l, _)| l.clone()).collect();
+        legend(&head, &labels, 0)?;
+        let mut chart = ChartBuilder::on(&plot)
+            .margin(units(4.0))
+            .x_label_area_size(units(20.0))
+            .y_label_area_size(units(30.0))
+            .build_cartesian_2d(lo as f64..hi as f64, 0.0..top.max(1.0))
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
+            .axis_style(palette::BLACK.stroke_width(units(0.5)))
+            .x_desc("cosine of a down_proj column with the probe")
+            .y_desc("columns")
+            .x_labels(5)
+            .y_labels(5)
+            .x_label_formatter(&|v| short_number(*v))
+            .y_label_formatter(&|v| short_number(*v))
+            .label_style(font(7.0))
+            .axis_desc_style(font(8.0))
+            .draw()
+            .map_err(plot_err)?;
+        for (k, c) in counts.iter().enumerate() {
+            let colour = SERIES[k % SERIES.len()];
+            let mut path = vec![(lo as f64, 0.0)];
+            for (b, n) in c.iter().enumerate() {
+                let left = lo as f64 + b as f64 * width;
+                path.push((left, *n));
+                path.push((left + width, *n));
+            }
+            path.push((hi as f64, 0.0));
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    path,
+                    colour.stroke_width(units(if k == 0 { 1.2 } else { 0.8 })),
+                )))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    })
+}
+
+/// The charts of a mechanism report: region toxicity, activation shift, the projection view
+/// and the cosine distribution.
+pub const MECHANISM_CHARTS: [&str; 4] = ["toxicity", "shift", "projection", "cosines"];
+
+/// One mechanism chart by name (`None` for an unknown name).
+pub fn mechanism_chart(
+    report: &MechanismReport,
+    chart: &str,
+    preset: Preset,
+) -> anyhow::Result<Option<String>> {
+    let svg = match chart {
+        "toxicity" => grouped_bars(
+            &["all columns", &format!("top-{}", report.top_k)],
+            &report
+                .methods
+                .iter()
+                .map(|m| (m.method.clone(), vec![m.reduction_all, m.reduction_top]))
+                .collect::<Vec<_>>(),
+            "toxicity reduction (%)",
+            preset,
+        )?,
+        "shift" => grouped_bars(
+            &["token mean", "last token"],
+            &report
+                .methods
+                .iter()
+                .map(|m| {
+                    (
+                        m.method.clone(),
+                        vec![m.shift_token_mean, m.shift_last_token],
+                    )
+                })
+                .collect::<Vec<_>>(),
+            "activation shift (%)",
+            preset,
+        )?,
+        "projection" => projection(
+            &report.projection.models,
+            &report.projection.x,
+            &report.projection.y,
+            preset,
+        )?,
+        "cosines" => {
+            let mut series = vec![("vanilla".to_string(), report.vanilla_cosines.clone())];
+            series.extend(
+                report
+                    .methods
+                    .iter()
+                    .filter(|m| !m.cosines.is_empty())
+                    .map(|m| (m.method.clone(), m.cosines.clone())),
+            );
+            cosine_histogram(&series, preset)?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(svg))
+}
+
+/// Every mechanism chart, by name.
+pub fn mechanism_charts(
+    report: &MechanismReport,
+    preset: Preset,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    MECHANISM_CHARTS
+        .iter()
+        .filter_map(|c| {
+            mechanism_chart(report, c, preset)
+                .transpose()
+                .map(|r| r.map(|s| (*c, s)))
+        })
+        .collect()
+}
+
 /// The charts of a stored DINM run, by name.
 pub const RUN_CHARTS: [&str; 2] = ["distances", "losses"];
 
@@ -569,6 +906,53 @@ mod tests {
         ] {
             assert!(loss.contains(label), "{label}");
         }
+    }
+
+    #[test]
+    fn mechanism_charts_draw_bars_points_and_distributions() {
+        let bars = grouped_bars(
+            &["all columns", "top-128"],
+            &[
+                ("dinm".into(), vec![Some(2.5), Some(-1.0)]),
+                ("sft".into(), vec![Some(0.1), None]),
+            ],
+            "toxicity reduction (%)",
+            Preset::Column,
+        )
+        .unwrap();
+        for label in [
+            ">\ndinm\n<",
+            ">\nsft\n<",
+            ">\ntop-128\n<",
+            "toxicity reduction (%)",
+        ] {
+            assert!(bars.contains(label), "{label}");
+        }
+        assert!(
+            bars.contains("#D55E00") && bars.contains("#56B4E9"),
+            "one colour per method"
+        );
+        let scatter = projection(
+            &["vanilla".into(), "sft".into()],
+            &[vec![0.0, 1.0], vec![2.0, 3.0]],
+            &[vec![0.5, -0.5], vec![0.5, -0.5]],
+            Preset::Full,
+        )
+        .unwrap();
+        assert_eq!(scatter.matches("<circle").count(), 4);
+        assert!(scatter.contains("projection on the shift direction"));
+        let hist = cosine_histogram(
+            &[
+                ("vanilla".into(), vec![-0.1, 0.0, 0.05, 0.2]),
+                ("dinm".into(), vec![-0.1, 0.0, 0.04, 0.1]),
+            ],
+            Preset::Column,
+        )
+        .unwrap();
+        assert!(hist.contains("cosine of a down_proj column with the probe"));
+        assert!(to_pdf(&hist).is_ok() && to_png(&scatter, 72.0).is_ok());
+        assert!(grouped_bars(&[], &[], "y", Preset::Column).is_err());
+        assert!(cosine_histogram(&[("v".into(), vec![])], Preset::Column).is_err());
     }
 
     #[test]

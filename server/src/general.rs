@@ -12,14 +12,12 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use safeedit_core::PromptFormat;
-use safeedit_core::eval::EditSummary;
 use safeedit_core::general::{GeneralItemResult, GeneralTask, task_score};
-use safeedit_engine::dinm::dinm_edit;
 use safeedit_engine::{GenerationConfig, LanguageModel};
 use serde_json::json;
 
 use crate::edit::DinmArgs;
-use crate::eval::Method;
+use crate::eval::{BaselineArgs, Method, MethodSettings, edit_for, method_input};
 use crate::generate::FormatArg;
 use crate::publish::{DbArgs, publish};
 use crate::{backend, data, paths, runs};
@@ -64,6 +62,9 @@ pub struct GeneralArgs {
     /// DINM settings (also the suffix prompt of `--method prompt`).
     #[command(flatten)]
     pub dinm: DinmArgs,
+    /// FT-L and ablation settings.
+    #[command(flatten)]
+    pub baselines: BaselineArgs,
     /// The runs database (an eval folder's stored run gets the new score).
     #[command(flatten)]
     pub db: DbArgs,
@@ -88,7 +89,11 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
 
     let model_path = paths::model_or_default(args.model.clone())?;
     let lm = backend::load(&model_path, true)?;
-    let config = args.dinm.config(&lm)?;
+    let mut settings = MethodSettings {
+        dinm: args.dinm.config(&lm)?,
+        ftl: args.baselines.ftl_config(&lm)?,
+        seed: args.baselines.seed,
+    };
     let format = match args.prompt_format {
         Some(FormatArg::Plain) => PromptFormat::Plain,
         Some(FormatArg::Chat) => PromptFormat::chat(),
@@ -96,9 +101,12 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
     };
     let generation =
         GenerationConfig::greedy(args.max_new_tokens.unwrap_or(task.default_max_new_tokens()));
-    // The suffix is the `prompt` method itself; DINM's edited model is measured on the task's
-    // own prompts, as OpenCompass does with a saved model.
-    let suffix = (args.method == Method::Prompt).then(|| config.suffix_system_prompt.clone());
+    // The suffix is the `prompt` method itself, the wrapper Self-Reminder itself; an edited
+    // model is measured on the task's own prompts, as OpenCompass does with a saved model.
+    let method = args.method;
+    let wraps = matches!(method, Method::Prompt | Method::SelfReminder);
+    let suffix = (method == Method::Prompt).then(|| settings.dinm.suffix_system_prompt.clone());
+    let described = settings.describe(method);
     let run_info = json!({
         "task": task.name(),
         "method": args.method.name(),
@@ -109,8 +117,11 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
         "prompt_format": format,
         "generation": generation,
         "suffix": suffix,
-        "dinm": (args.method == Method::Dinm).then_some(&config),
-        "edit_instance": (args.method == Method::Dinm)
+        "dinm": method.edits().then(|| described["dinm"].clone()),
+        "ftl": described["ftl"],
+        "seed": described["seed"],
+        "self_reminder": described["self_reminder"],
+        "edit_instance": method.edits()
             .then(|| format!("{}#{}", args.edit_data, args.edit_instance)),
         "version": env!("CARGO_PKG_VERSION"),
     });
@@ -126,6 +137,9 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
             "generation",
             "suffix",
             "dinm",
+            "ftl",
+            "seed",
+            "self_reminder",
             "edit_instance",
         ],
     )?;
@@ -147,23 +161,18 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
 
     let mut edit_summary = None;
     let edited;
-    let model: &LanguageModel<backend::Backend> = if args.method == Method::Dinm && !todo.is_empty()
-    {
+    let model: &LanguageModel<backend::Backend> = if method.edits() && !todo.is_empty() {
         let records = data::load(&args.edit_data)?;
         let record = data::instance(&records, args.edit_instance, &args.edit_data)?;
         eprintln!("editing on instance {} ...", record.id);
-        let edit = dinm_edit::<backend::TrainBackend>(&lm, &record, &config, &format, &mut |_| {})?;
+        let (model, summary) = edit_for(method, &lm, &record, &mut settings, &format)?
+            .expect("an editing method edits");
         eprintln!(
             "edited layer {} (delta norm {:.4})",
-            edit.layer, edit.delta_norm
+            summary.layer, summary.delta_norm
         );
-        edit_summary = Some(EditSummary {
-            layer: edit.layer,
-            distances: edit.located.as_ref().map(|l| l.distances.clone()),
-            losses: edit.steps.iter().map(|s| s.loss).collect(),
-            delta_norm: edit.delta_norm,
-        });
-        edited = edit.apply(&lm);
+        edit_summary = Some(summary);
+        edited = model;
         &edited
     } else {
         &lm
@@ -175,11 +184,13 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
         let prompts = batch
             .iter()
             .map(|item| {
-                let mut user = task.prompt(item);
-                if let Some(suffix) = &suffix {
-                    user = format!("{user} {suffix}");
-                }
-                encode(model, &user, task.answer_prefix(), &format)
+                let user = task.prompt(item);
+                let (user, input_format) = if wraps {
+                    method_input(method, &user, &settings, &format)
+                } else {
+                    (user, format.clone())
+                };
+                encode(model, &user, task.answer_prefix(), &input_format)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (outputs, _) = model.generate(&prompts, &generation)?;
@@ -281,6 +292,7 @@ mod tests {
                 constraint_grad: false,
                 reuse_first_layer: false,
             },
+            baselines: BaselineArgs::default(),
             db: DbArgs {
                 no_db: true,
                 ..DbArgs::default()

@@ -18,6 +18,7 @@ use safeedit_core::run::{
     EditOutcome, EditRequest, EvalRecord, InstanceFacts, JobEvent, JobMethod, JobSnapshot,
     JobStatus, RunRecord, StepLosses, slug_from,
 };
+use safeedit_engine::baselines::FtlConfig;
 use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit};
 use safeedit_engine::judge::SafetyJudge;
 use safeedit_engine::weights::{SaveDtype, write_safetensors};
@@ -383,9 +384,14 @@ fn run_eval(
             anyhow::anyhow!("no instance {} in split `{}`", request.id, request.split)
         })?;
     let lm = ctx.model.lock().unwrap_or_else(|p| p.into_inner());
-    let mut config = edit_config(&ctx.preset, ctx.n_layers, request)?;
+    let config = edit_config(&ctx.preset, ctx.n_layers, request)?;
     let format = lm.prompt_format.clone();
     let generation = GenerationConfig::greedy(config.max_output_length);
+    let mut settings = crate::eval::MethodSettings {
+        ftl: FtlConfig::preset_for(&lm.name, &lm.architecture, lm.config.n_layers),
+        dinm: config,
+        seed: 0,
+    };
     job.push(JobEvent::Generating {
         responses: record.eval_inputs().len(),
     });
@@ -394,7 +400,7 @@ fn run_eval(
         method,
         &lm,
         &record,
-        &mut config,
+        &mut settings,
         &format,
         &generation,
         judge,
@@ -424,7 +430,7 @@ fn run_eval(
         "backend": backend::NAME,
         "prompt_format": format,
         "generation": generation,
-        "dinm": (method == Method::Prompt).then_some(&config),
+        "dinm": settings.describe(method)["dinm"],
         "judge": judge.info(),
         "version": env!("CARGO_PKG_VERSION"),
         "git_commit": option_env!("SAFEEDIT_GIT_COMMIT").unwrap_or("unknown"),

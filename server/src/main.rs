@@ -1,6 +1,7 @@
 //! `safeedit`: the SafeEdit Studio binary. Serves the web app and runs the engine from the
 //! command line. The burn backend is chosen here, by Cargo feature (CPU by default, `cuda`).
 
+mod analyze;
 mod backend;
 mod bench;
 mod data;
@@ -44,6 +45,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// General performance of a method's model: KQA (TriviaQA), CSum (XSum) or the knowledge proxy.
     General(general::GeneralArgs),
+    /// Mechanism analysis: toxicity probe, toxic-region toxicity, activation shift, logit lens.
+    Analyze(analyze::AnalyzeArgs),
     /// Draw a run's chart for a paper (SVG, vector PDF, 300 dpi PNG; ACL column or full width).
     Figure(figures::FigureArgs),
     /// Describe a model: config, parameter count, tokenizer, prompt format.
@@ -77,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::General(args) => general::run(args),
         Command::Figure(args) => figures::run(args),
+        Command::Analyze(args) => analyze::run(args),
         Command::Info { model } => {
             let lm = backend::load(&paths::model_or_default(model)?, true)?;
             println!(
@@ -87,5 +91,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Judge(cmd) => judge::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Unique argument names, valid defaults: clap checks them all here, not at run time.
+        super::Cli::command().debug_assert();
     }
 }

@@ -21,9 +21,11 @@ pub fn check_or_write_run_info(
         let text = std::fs::read_to_string(path)?;
         let existing: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let null = serde_json::Value::Null;
         for key in keys {
+            // A key missing from an older record counts as null.
             anyhow::ensure!(
-                existing.get(key) == info.get(key),
+                existing.get(key).unwrap_or(&null) == info.get(key).unwrap_or(&null),
                 "{} holds a run with a different `{key}` ({} vs {}); use another --out",
                 path.display(),
                 existing.get(key).unwrap_or(&serde_json::Value::Null),

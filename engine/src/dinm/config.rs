@@ -111,9 +111,37 @@ impl DinmConfig {
     }
 }
 
+/// The wo/Location ablation's layer (dinm_spec.md §6.2: "a randomly chosen layer"): uniform over
+/// `0..n_layers`, a pure function of the seed and the instance id (splitmix64), so a run can be
+/// repeated exactly.
+pub fn random_layer(seed: u64, instance: u64, n_layers: usize) -> usize {
+    assert!(n_layers > 0, "the model has layers");
+    let mut z = seed
+        .wrapping_add(instance.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % n_layers as u64) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_layers_are_seeded_and_cover_the_model() {
+        let layers: Vec<usize> = (0..300).map(|i| random_layer(0, i, 30)).collect();
+        assert!(layers.iter().all(|&l| l < 30));
+        let distinct: std::collections::HashSet<_> = layers.iter().collect();
+        assert_eq!(distinct.len(), 30, "every layer gets drawn");
+        assert_eq!(random_layer(0, 5, 30), layers[5], "same seed, same layer");
+        assert_ne!(
+            (0..20).map(|i| random_layer(1, i, 30)).collect::<Vec<_>>(),
+            layers[..20],
+            "another seed draws other layers"
+        );
+    }
 
     #[test]
     fn presets_follow_easyedit_files() {

@@ -105,25 +105,79 @@ impl<B: Backend> DinmEdit<B> {
     /// A working copy of the model with the delta applied; `lm` itself is not changed, so
     /// dropping the copy restores the original exactly.
     pub fn apply(&self, lm: &LanguageModel<B>) -> LanguageModel<B> {
-        let id = WeightId::layer(self.layer, LayerParam::DownProj);
-        let original = lm.model.matrix(id).expect("the edited layer exists");
-        lm.with_model(
-            lm.model
-                .with_down_proj(self.layer, original + self.delta.clone()),
-        )
+        apply_down_proj_delta(lm, self.layer, &self.delta)
     }
 
     /// The delta on the host, for export (e.g. as safetensors under [`DinmEdit::tensor_name`]).
     pub fn delta_raw(&self) -> RawTensor {
-        RawTensor {
-            shape: self.delta.dims().to_vec(),
-            data: self
-                .delta
-                .to_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .expect("f32 delta"),
+        raw(&self.delta)
+    }
+
+    /// The change as a [`LayerDelta`].
+    pub fn layer_delta(&self) -> LayerDelta<B> {
+        LayerDelta {
+            layer: self.layer,
+            delta: self.delta.clone(),
+            norm: self.delta_norm,
         }
+    }
+}
+
+/// A change to one layer's `down_proj` (what DINM and FT-L produce).
+#[derive(Debug, Clone)]
+pub struct LayerDelta<B: Backend> {
+    /// The changed decoder layer.
+    pub layer: usize,
+    /// `W_edited − W_original`, `[d_model, d_ff]`.
+    pub delta: Tensor<B, 2>,
+    /// Its Frobenius norm.
+    pub norm: f64,
+}
+
+impl<B: Backend> LayerDelta<B> {
+    /// The changed tensor's HF name.
+    pub fn tensor_name(&self) -> String {
+        WeightId::layer(self.layer, LayerParam::DownProj).hf_name()
+    }
+
+    /// A working copy of the model with the delta applied (`lm` is not changed).
+    pub fn apply(&self, lm: &LanguageModel<B>) -> LanguageModel<B> {
+        apply_down_proj_delta(lm, self.layer, &self.delta)
+    }
+
+    /// The delta on the host, for export.
+    pub fn delta_raw(&self) -> RawTensor {
+        raw(&self.delta)
+    }
+}
+
+fn apply_down_proj_delta<B: Backend>(
+    lm: &LanguageModel<B>,
+    layer: usize,
+    delta: &Tensor<B, 2>,
+) -> LanguageModel<B> {
+    let id = WeightId::layer(layer, LayerParam::DownProj);
+    let original = lm.model.matrix(id).expect("the edited layer exists");
+    lm.with_model(lm.model.with_down_proj(layer, original + delta.clone()))
+}
+
+fn raw<B: Backend>(t: &Tensor<B, 2>) -> RawTensor {
+    RawTensor {
+        shape: t.dims().to_vec(),
+        data: t
+            .to_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32 delta"),
+    }
+}
+
+/// `S` appended to a text with a space, or nothing when `S` is empty (the wo/SyPrompt ablation).
+pub fn with_suffix(text: &str, suffix: &str) -> String {
+    if suffix.is_empty() {
+        text.to_string()
+    } else {
+        format!("{text} {suffix}")
     }
 }
 
@@ -148,14 +202,14 @@ pub fn edit_tokens(
         PromptFormat::Plain => {
             let target = if y == " " { y.clone() } else { format!(" {y}") };
             (
-                format!("{x} {s} {target}"),
+                format!("{} {target}", with_suffix(x, s)),
                 target,
-                format!("{q} {s} {answer}"),
+                format!("{} {answer}", with_suffix(q, s)),
             )
         }
         PromptFormat::Chat { .. } => {
-            let prompt = tok.render_prompt(&format!("{x} {s}"), format)?;
-            let cons = tok.render_prompt(&format!("{q} {s}"), format)?;
+            let prompt = tok.render_prompt(&with_suffix(x, s), format)?;
+            let cons = tok.render_prompt(&with_suffix(q, s), format)?;
             (format!("{prompt}{y}"), y.clone(), format!("{cons}{answer}"))
         }
     };
@@ -409,17 +463,17 @@ fn kl_divergence<B: Backend>(base_logp: Tensor<B, 3>, post_logp: Tensor<B, 3>) -
     (p * (base_logp - post_logp)).sum_dim(2).mean()
 }
 
-fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+pub(crate) fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 
-fn frobenius<B: Backend>(t: Tensor<B, 2>) -> f64 {
+pub(crate) fn frobenius<B: Backend>(t: Tensor<B, 2>) -> f64 {
     t.square().sum().into_scalar().elem::<f64>().sqrt()
 }
 
 /// Adam for one matrix with PyTorch's update (`torch.optim.Adam`, `foreach=False`):
 /// `w ← w − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)`, weight decay added to the gradient.
-struct Adam<B: Backend> {
+pub(crate) struct Adam<B: Backend> {
     lr: f64,
     weight_decay: f64,
     m: Tensor<B, 2>,
@@ -432,7 +486,7 @@ impl<B: Backend> Adam<B> {
     const BETA2: f64 = 0.999;
     const EPS: f64 = 1e-8;
 
-    fn new(like: &Tensor<B, 2>, lr: f64, weight_decay: f64) -> Self {
+    pub(crate) fn new(like: &Tensor<B, 2>, lr: f64, weight_decay: f64) -> Self {
         let zeros = like.zeros_like();
         Self {
             lr,
@@ -443,7 +497,7 @@ impl<B: Backend> Adam<B> {
         }
     }
 
-    fn step(&mut self, w: Tensor<B, 2>, grad: Tensor<B, 2>) -> Tensor<B, 2> {
+    pub(crate) fn step(&mut self, w: Tensor<B, 2>, grad: Tensor<B, 2>) -> Tensor<B, 2> {
         let grad = if self.weight_decay != 0.0 {
             grad + w.clone() * self.weight_decay
         } else {
@@ -534,6 +588,27 @@ mod tests {
         );
         assert!(text.ends_with("<|im_start|>assistant\nI am sorry, but I cannot help with that."));
         assert!(t.edit_input.ends_with(&t.labels));
+    }
+
+    #[test]
+    fn an_empty_suffix_drops_it_from_the_strings() {
+        // The wo/SyPrompt ablation.
+        let lm = tiny();
+        let r = record();
+        let config = DinmConfig::llama2_7b_chat().with_suffix_system_prompt(String::new());
+        let t = edit_tokens(&lm.tokenizer, &r, &config, &PromptFormat::Plain).unwrap();
+        let edit = format!("{}  {}", r.adversarial_prompt, r.safe_generation);
+        assert_eq!(t.edit_input, lm.tokenizer.encode(&edit, true).unwrap());
+        let cons = format!(
+            "{} {}",
+            r.knowledge_constraint.prompt, r.knowledge_constraint.answer
+        );
+        assert_eq!(
+            t.constraint_input,
+            lm.tokenizer.encode(&cons, true).unwrap()
+        );
+        assert_eq!(with_suffix("q", ""), "q");
+        assert_eq!(with_suffix("q", "S"), "q S");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod config;
 pub mod edit;
 pub mod locate;
 
-pub use config::{DinmConfig, SUFFIX_SYSTEM_PROMPT};
-pub use edit::{DinmEdit, DinmEvent, EditTokens, StepLoss, dinm_edit, edit_tokens};
+pub use config::{DinmConfig, SUFFIX_SYSTEM_PROMPT, random_layer};
+pub use edit::{
+    DinmEdit, DinmEvent, EditTokens, LayerDelta, StepLoss, dinm_edit, edit_tokens, with_suffix,
+};
 pub use locate::{LocateResult, locate_toxic_layer};

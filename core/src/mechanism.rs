@@ -1,0 +1,258 @@
+//! The mechanism analysis report (dinm_spec.md §5): what `safeedit analyze` writes and the app
+//! shows. Plain data; the engine computes it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval::csv_field;
+
+/// The toxicity probe's quality.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSummary {
+    /// What it was trained on.
+    pub data: String,
+    /// Training examples `[non-toxic, toxic]`.
+    pub train_counts: [usize; 2],
+    /// Held-out examples `[non-toxic, toxic]`.
+    pub held_out_counts: [usize; 2],
+    /// Held-out accuracy (0–1).
+    pub held_out_accuracy: f64,
+    /// Held-out `[true positive, false positive, true negative, false negative]` (toxic =
+    /// positive).
+    pub held_out_confusion: [usize; 4],
+    /// Tokens pooled per text.
+    pub max_tokens: usize,
+}
+
+/// The toxicity of one model's region against vanilla's at the same layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionChange {
+    /// The layer whose `down_proj` is the region.
+    pub layer: usize,
+    /// Vanilla's mean column cosine with the probe, all columns.
+    pub vanilla_all: f64,
+    /// The method's, all columns.
+    pub method_all: f64,
+    /// Vanilla's, over its top-k columns.
+    pub vanilla_top: f64,
+    /// The method's, over the same columns.
+    pub method_top: f64,
+    /// `(vanilla − method) / |vanilla| × 100`, all columns.
+    pub reduction_all: Option<f64>,
+    /// The same over the top-k columns.
+    pub reduction_top: Option<f64>,
+}
+
+/// One analysed model of a method (one edit, or one fine-tuned model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMechanism {
+    /// What the model is: `instance 2` for an edit, a path for a fine-tuned model.
+    pub label: String,
+    /// The edited layer, for single-layer edits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_layer: Option<usize>,
+    /// The region: the edited layer for single-layer edits, the analysis layer otherwise.
+    pub region: RegionChange,
+    /// Activation shift at the analysis layer (% of vanilla's norm), token-mean pooling.
+    pub shift_token_mean: Option<f64>,
+    /// The same with last-token pooling.
+    pub shift_last_token: Option<f64>,
+}
+
+/// One method over its models (means over edits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodMechanism {
+    /// `dinm`, `ftl`, `sft`, ...
+    pub method: String,
+    /// Every model analysed.
+    pub models: Vec<ModelMechanism>,
+    /// Mean toxicity reduction over models, all columns (%).
+    pub reduction_all: Option<f64>,
+    /// Mean toxicity reduction over models, top-k columns (%).
+    pub reduction_top: Option<f64>,
+    /// Mean activation shift, token-mean pooling (%).
+    pub shift_token_mean: Option<f64>,
+    /// Mean activation shift, last-token pooling (%).
+    pub shift_last_token: Option<f64>,
+    /// Column cosines with the probe at the analysis layer, of the first model (for the
+    /// before/after distribution).
+    pub cosines: Vec<f32>,
+}
+
+/// The top tokens of one value vector in each model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensRow {
+    /// The `down_proj` column.
+    pub column: usize,
+    /// Its cosine with the probe in vanilla.
+    pub cosine: f32,
+    /// `(model, tokens)`: vanilla first, then each method's first model.
+    pub tokens: Vec<(String, Vec<String>)>,
+}
+
+/// The Fig. 8 view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectionView {
+    /// The models (vanilla first).
+    pub models: Vec<String>,
+    /// Instance ids of the inputs.
+    pub inputs: Vec<u64>,
+    /// `x[model][input]`: projection on the shift direction.
+    pub x: Vec<Vec<f64>>,
+    /// `y[model][input]`: projection on the first principal component (δ removed).
+    pub y: Vec<Vec<f64>>,
+    /// ‖δ‖.
+    pub shift_norm: f64,
+    /// Variance share of the first component.
+    pub explained: f64,
+    /// Whether each input's vanilla last-token activation puts the region's top-k columns above
+    /// their mean over inputs (the colour of the paper's Fig. 8; its criterion is not given).
+    pub activates_region: Vec<bool>,
+}
+
+/// Everything `safeedit analyze` found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MechanismReport {
+    /// Model name.
+    pub model: String,
+    /// The analysis layer ℓ (the toxic layer).
+    pub layer: usize,
+    /// How ℓ was chosen.
+    pub layer_source: String,
+    /// Columns in the top-k measure.
+    pub top_k: usize,
+    /// Adversarial inputs averaged for the activation means.
+    pub inputs: usize,
+    /// The probe.
+    pub probe: ProbeSummary,
+    /// Vanilla's column cosines at ℓ.
+    pub vanilla_cosines: Vec<f32>,
+    /// Each compared method.
+    pub methods: Vec<MethodMechanism>,
+    /// The projection view.
+    pub projection: ProjectionView,
+    /// Logit lens of the most toxic value vectors.
+    pub lens: Vec<LensRow>,
+}
+
+/// The per-method numbers as tidy CSV: `method,metric,value,n`.
+pub fn to_csv(report: &MechanismReport) -> String {
+    let mut out = String::from("method,metric,value,n\n");
+    let mut row = |method: &str, metric: &str, value: Option<f64>, n: usize| {
+        if let Some(v) = value {
+            out.push_str(&format!("{},{metric},{v:.6},{n}\n", csv_field(method)));
+        }
+    };
+    row(
+        "probe",
+        "held_out_accuracy",
+        Some(report.probe.held_out_accuracy * 100.0),
+        report.probe.held_out_counts.iter().sum(),
+    );
+    for m in &report.methods {
+        let n = m.models.len();
+        let mean = |f: &dyn Fn(&ModelMechanism) -> f64| {
+            (n > 0).then(|| m.models.iter().map(f).sum::<f64>() / n as f64)
+        };
+        row(
+            &m.method,
+            "region_toxicity_all",
+            mean(&|x| x.region.method_all),
+            n,
+        );
+        row(
+            &m.method,
+            "region_toxicity_top",
+            mean(&|x| x.region.method_top),
+            n,
+        );
+        row(&m.method, "toxicity_reduction_all_pct", m.reduction_all, n);
+        row(&m.method, "toxicity_reduction_top_pct", m.reduction_top, n);
+        row(
+            &m.method,
+            "activation_shift_token_mean_pct",
+            m.shift_token_mean,
+            n,
+        );
+        row(
+            &m.method,
+            "activation_shift_last_token_pct",
+            m.shift_last_token,
+            n,
+        );
+    }
+    out
+}
+
+/// Mean of the values that exist (`None` when none do).
+pub fn mean_some(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = values.into_iter().flatten().collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_is_tidy_and_averages_models() {
+        let model = |reduction: f64, shift: f64| ModelMechanism {
+            label: "instance 0".into(),
+            edited_layer: Some(3),
+            region: RegionChange {
+                layer: 3,
+                vanilla_all: 0.01,
+                method_all: 0.01 * (1.0 - reduction / 100.0),
+                vanilla_top: 0.2,
+                method_top: 0.1,
+                reduction_all: Some(reduction),
+                reduction_top: Some(50.0),
+            },
+            shift_token_mean: Some(shift),
+            shift_last_token: Some(shift),
+        };
+        let report = MechanismReport {
+            model: "m".into(),
+            layer: 3,
+            layer_source: "fixed".into(),
+            top_k: 2,
+            inputs: 4,
+            probe: ProbeSummary {
+                data: "d".into(),
+                train_counts: [3, 3],
+                held_out_counts: [1, 1],
+                held_out_accuracy: 0.5,
+                held_out_confusion: [1, 1, 0, 0],
+                max_tokens: 128,
+            },
+            vanilla_cosines: vec![],
+            methods: vec![MethodMechanism {
+                method: "dinm".into(),
+                models: vec![model(2.0, 0.0), model(4.0, 0.0)],
+                reduction_all: mean_some([Some(2.0), Some(4.0)]),
+                reduction_top: Some(50.0),
+                shift_token_mean: Some(0.0),
+                shift_last_token: Some(0.0),
+                cosines: vec![],
+            }],
+            projection: ProjectionView {
+                models: vec![],
+                inputs: vec![],
+                x: vec![],
+                y: vec![],
+                shift_norm: 0.0,
+                explained: 0.0,
+                activates_region: vec![],
+            },
+            lens: vec![],
+        };
+        let csv = to_csv(&report);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "method,metric,value,n");
+        assert_eq!(lines[1], "probe,held_out_accuracy,50.000000,2");
+        assert!(lines.contains(&"dinm,toxicity_reduction_all_pct,3.000000,2"));
+        assert!(lines.contains(&"dinm,region_toxicity_all,0.009700,2"));
+        assert!(lines.contains(&"dinm,activation_shift_token_mean_pct,0.000000,2"));
+        assert_eq!(mean_some([None, Some(1.0), Some(3.0)]), Some(2.0));
+        assert_eq!(mean_some([None]), None);
+    }
+}
