@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+use crate::baselines::train::TrainedModelCard;
 use crate::config::{HfLlamaConfig, LlamaConfig};
 use crate::error::{EngineError, Result};
 use crate::generate::{Generated, GenerationConfig, GenerationTimings, generate_ids};
@@ -185,6 +186,10 @@ impl<B: Backend> LanguageModel<B> {
         let tokenizer = TextTokenizer::from_hf_dir(dir, eos)?;
         let store = SafetensorsStore::open(dir)?;
         let model = build(&config, &store, device, progress)?;
+        // Models trained here carry the format they were trained in; others are plain.
+        let prompt_format = TrainedModelCard::read(dir)?
+            .map(|card| card.prompt_format)
+            .unwrap_or(PromptFormat::Plain);
         Ok(Self {
             model,
             config,
@@ -193,7 +198,7 @@ impl<B: Backend> LanguageModel<B> {
             architecture,
             source: dir.to_path_buf(),
             format: ModelFormat::Safetensors,
-            prompt_format: PromptFormat::Plain,
+            prompt_format,
             device: device.clone(),
         })
     }

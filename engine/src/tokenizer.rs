@@ -107,9 +107,13 @@ impl TextTokenizer {
             .map_err(|e| tok_err(tokenizer_json, e))?;
         let probe_ids = probe.get_ids();
         let bos = id_of("bos_token");
+        // `config.json` may list more end ids (chat models end a turn with their own token), and
+        // generation stops at any of them, as transformers' generation config does.
         let mut eos: Vec<u32> = id_of("eos_token").into_iter().collect();
-        if eos.is_empty() {
-            eos = config_eos.unwrap_or_default();
+        for id in config_eos.unwrap_or_default() {
+            if !eos.contains(&id) {
+                eos.push(id);
+            }
         }
         let add_bos = cfg
             .get("add_bos_token")
@@ -298,6 +302,28 @@ impl TextTokenizer {
     /// Writes the tokenizer as a Hugging Face `tokenizer.json`.
     pub fn save_json(&self, path: &Path) -> Result<()> {
         self.inner.save(path, false).map_err(|e| tok_err(path, e))
+    }
+
+    /// Writes `tokenizer.json` and a `tokenizer_config.json` with the special tokens, their
+    /// rules and the chat template into a model directory (read back by
+    /// [`TextTokenizer::from_hf_dir`]).
+    pub fn save_hf_dir(&self, dir: &Path) -> Result<()> {
+        let partial = dir.join("tokenizer.json.partial");
+        self.save_json(&partial)?;
+        let path = dir.join("tokenizer.json");
+        std::fs::rename(&partial, &path).map_err(|e| EngineError::io(&path, e))?;
+        let name = |id: Option<u32>| id.and_then(|id| self.id_to_token(id));
+        let config = json!({
+            "bos_token": name(self.special.bos),
+            "eos_token": name(self.special.eos.first().copied()),
+            "pad_token": name(self.special.pad),
+            "add_bos_token": self.special.add_bos,
+            "add_eos_token": self.special.add_eos,
+            "chat_template": self.chat_template,
+        });
+        let path = dir.join("tokenizer_config.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json"))
+            .map_err(|e| EngineError::io(&path, e))
     }
 
     /// Where the tokenizer came from.

@@ -50,6 +50,10 @@ pub struct AnalyzeArgs {
     /// Adversarial inputs (shipped test prompts) for the activation means [default: all].
     #[arg(long)]
     pub inputs: Option<usize>,
+    /// Which test prompts feed the activation means: `all`, or `held-out` when a compared model
+    /// was trained on the shipped sample's `train` fold.
+    #[arg(long, value_enum, default_value = "all")]
+    pub fold: crate::train::FoldArg,
     /// Inputs in the projection view (the paper's Fig. 8 uses 30).
     #[arg(long, default_value_t = 30)]
     pub projection_inputs: usize,
@@ -102,6 +106,11 @@ fn parse_methods(methods: &[String]) -> anyhow::Result<Vec<(String, Compared)>> 
         }
         let method = <Method as clap::ValueEnum>::from_str(m, false)
             .map_err(|_| anyhow::anyhow!("--methods: unknown method `{m}`"))?;
+        anyhow::ensure!(
+            !matches!(method, Method::Sft | Method::Dpo),
+            "--methods: `{m}` is a trained model; name its directory, e.g. `{m}=runs/{m}` \
+             (from `safeedit train {m}`)"
+        );
         anyhow::ensure!(
             method.edits(),
             "--methods: `{m}` does not change the model; analyse dinm, ftl, \
@@ -244,7 +253,8 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     eprintln!("analysis layer {layer} ({layer_source})");
 
     // Inputs for the activation means: the shipped test prompts, as the model sees them.
-    let mut inputs = data::load("test-sample")?;
+    let fold = args.fold.fold();
+    let mut inputs = fold.select(data::load("test-sample")?);
     if let Some(n) = args.inputs {
         inputs.truncate(n);
     }
@@ -401,6 +411,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             "prompt_format": format,
             "methods": args.methods,
             "edit_split": args.edit_split,
+            "inputs_fold": fold.as_str(),
             "edit_instances": edit_records.iter().map(|r| r.id).collect::<Vec<_>>(),
             "settings": {
                 "dinm": settings.dinm,
@@ -493,6 +504,7 @@ mod tests {
             edit_split: "editing".into(),
             edits: Some(2),
             inputs: Some(3),
+            fold: crate::train::FoldArg::All,
             projection_inputs: 3,
             region_layer: None,
             top_k: 16,
@@ -566,6 +578,48 @@ mod tests {
     }
 
     #[test]
+    fn a_model_trained_by_safeedit_train_is_analysed_by_path() {
+        let dir = TempDir::new("analyze-sft");
+        let sft = dir.path().join("sft");
+        crate::train::run(crate::train::TrainArgs {
+            objective: crate::train::ObjectiveArg::Sft,
+            out: sft.clone(),
+            resume: false,
+            model: Some("tiny".into()),
+            data: "test-sample".into(),
+            fold: None,
+            limit: Some(2),
+            prompt_format: None,
+            preset: None,
+            lr: Some(1e-3),
+            batch_size: Some(2),
+            epochs: Some(1),
+            warmup_steps: None,
+            optimizer: None,
+            beta: None,
+            seed: None,
+            save_every: 10,
+        })
+        .unwrap();
+        let out = dir.path().join("analysis");
+        let mut a = args(&out, &format!("vanilla,sft={}", sft.display()));
+        a.fold = crate::train::FoldArg::HeldOut;
+        a.region_layer = Some(1);
+        run(a).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["run"]["inputs_fold"], "held-out");
+        let report: MechanismReport = serde_json::from_value(json["report"].clone()).unwrap();
+        let m = &report.methods[0];
+        assert_eq!(m.method, "sft");
+        assert_eq!(m.models[0].edited_layer, None);
+        // Full fine-tuning moves everything, the activations entering the layer included.
+        assert!(m.shift_token_mean.unwrap() > 0.0);
+        assert!(m.models[0].region.method_all != m.models[0].region.vanilla_all);
+    }
+
+    #[test]
     fn methods_are_checked_before_any_work() {
         let dir = TempDir::new("analyze-bad");
         for (methods, needle) in [
@@ -573,6 +627,7 @@ mod tests {
             ("prompt", "does not change the model"),
             ("dpo2", "unknown method `dpo2`"),
             ("=x", "needs a name"),
+            ("sft", "is a trained model"),
         ] {
             let err = run(args(dir.path(), methods)).unwrap_err();
             assert!(format!("{err:#}").contains(needle), "{methods}: {err:#}");

@@ -44,6 +44,10 @@ pub enum Method {
     DinmRandomLayer,
     /// DINM without the suffix prompt, in the edit and in evaluation (wo/SyPrompt).
     DinmNoSuffix,
+    /// A model fine-tuned by `safeedit train sft` (pass it with --model), on the raw inputs.
+    Sft,
+    /// A model trained by `safeedit train dpo` (pass it with --model), on the raw inputs.
+    Dpo,
 }
 
 impl Method {
@@ -56,6 +60,8 @@ impl Method {
             Method::Ftl => "ftl",
             Method::DinmRandomLayer => "dinm-random-layer",
             Method::DinmNoSuffix => "dinm-no-suffix",
+            Method::Sft => "sft",
+            Method::Dpo => "dpo",
         }
     }
 
@@ -139,6 +145,21 @@ impl MethodSettings {
     }
 }
 
+/// For `sft` / `dpo`, the card of the trained model at `model` (refusing any other model);
+/// `None` for the other methods.
+pub fn trained_card(
+    method: Method,
+    model: &Path,
+) -> anyhow::Result<Option<safeedit_engine::baselines::TrainedModelCard>> {
+    use safeedit_engine::baselines::Objective;
+    let objective = match method {
+        Method::Sft => Objective::Sft,
+        Method::Dpo => Objective::Dpo,
+        _ => return Ok(None),
+    };
+    crate::train::trained_card(model, objective).map(Some)
+}
+
 /// The text and format `method` gives the model for an input.
 pub fn method_input(
     method: Method,
@@ -147,7 +168,9 @@ pub fn method_input(
     format: &PromptFormat,
 ) -> (String, PromptFormat) {
     match method {
-        Method::Vanilla | Method::Ftl | Method::DinmNoSuffix => (text.to_string(), format.clone()),
+        Method::Vanilla | Method::Ftl | Method::DinmNoSuffix | Method::Sft | Method::Dpo => {
+            (text.to_string(), format.clone())
+        }
         Method::Dinm | Method::Prompt | Method::DinmRandomLayer => (
             with_suffix(text, &settings.dinm.suffix_system_prompt),
             format.clone(),
@@ -169,7 +192,9 @@ pub fn edit_for(
         dinm_edit::<backend::TrainBackend>(lm, record, config, format, &mut |_| {})
     };
     let edit = match method {
-        Method::Vanilla | Method::Prompt | Method::SelfReminder => return Ok(None),
+        Method::Vanilla | Method::Prompt | Method::SelfReminder | Method::Sft | Method::Dpo => {
+            return Ok(None);
+        }
         Method::Dinm => {
             let edit = dinm(&settings.dinm)?;
             if settings.dinm.reuse_first_located_layer && settings.dinm.layer.is_none() {
@@ -226,6 +251,10 @@ pub struct EvalArgs {
     /// A SafeEdit JSON file to use instead of the shipped records (e.g. the full test split).
     #[arg(long, env = "SAFEEDIT_DATA")]
     pub data: Option<String>,
+    /// Which records: `all`, or a question-disjoint fold (`held-out` for models trained on
+    /// the shipped sample's `train` fold).
+    #[arg(long, value_enum, default_value = "all")]
+    pub fold: crate::train::FoldArg,
     /// Evaluate only the first N instances.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -265,7 +294,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             anyhow::bail!("unknown split `{other}` (test, editing; or pass --data FILE)")
         }
     };
-    let mut records = data::load(&source)?;
+    let fold = args.fold.fold();
+    let mut records = fold.select(data::load(&source)?);
     if let Some(limit) = args.limit {
         records.truncate(limit);
     }
@@ -273,6 +303,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
 
     let model_path = paths::model_or_default(args.model.clone())?;
+    let trained = trained_card(args.method, &model_path)?;
     let lm = backend::load(&model_path, true)?;
     let config = args.dinm.config(&lm)?;
     let mut settings = MethodSettings {
@@ -292,8 +323,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let judge = judge::load_judge(args.judge_dir.as_deref())?;
     let run_info = json!({
         "method": args.method.name(),
-        "data": source,
+        "data": if fold == safeedit_core::safeedit::Fold::All {
+            source.clone()
+        } else {
+            format!("{source} (fold {})", fold.as_str())
+        },
         "model": model_path.display().to_string(),
+        "trained": trained,
         "model_name": lm.name,
         "backend": backend::NAME,
         "prompt_format": format,
@@ -545,6 +581,7 @@ mod tests {
             method,
             split: "test".into(),
             data: None,
+            fold: crate::train::FoldArg::All,
             limit: Some(limit),
             out: out.to_path_buf(),
             model: Some("tiny".into()),
@@ -704,5 +741,50 @@ mod tests {
 
         let err = run(args(Method::Vanilla, 3, dir.path())).unwrap_err();
         assert!(format!("{err:#}").contains("different `method`"), "{err:#}");
+    }
+
+    #[test]
+    fn sft_evaluates_a_trained_model_on_the_held_out_fold_and_refuses_others() {
+        let dir = TempDir::new("eval-sft");
+        let sft = dir.path().join("sft");
+        crate::train::run(crate::train::TrainArgs {
+            objective: crate::train::ObjectiveArg::Sft,
+            out: sft.clone(),
+            resume: false,
+            model: Some("tiny".into()),
+            data: "test-sample".into(),
+            fold: None,
+            limit: Some(2),
+            prompt_format: None,
+            preset: None,
+            lr: Some(1e-3),
+            batch_size: Some(2),
+            epochs: Some(1),
+            warmup_steps: None,
+            optimizer: None,
+            beta: None,
+            seed: None,
+            save_every: 10,
+        })
+        .unwrap();
+        let out = dir.path().join("eval");
+        let mut a = args(Method::Sft, 2, &out);
+        a.model = Some(sft.clone());
+        a.fold = crate::train::FoldArg::HeldOut;
+        run(a).unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+        assert_eq!(info["trained"]["method"], "sft");
+        assert_eq!(info["data"], "test-sample (fold held-out)");
+        let results = read_results(&out.join("instances.jsonl")).unwrap();
+        let records =
+            safeedit_core::safeedit::Fold::HeldOut.select(data::load("test-sample").unwrap());
+        assert_eq!(
+            results.iter().map(|r| r.id).collect::<Vec<_>>(),
+            records.iter().take(2).map(|r| r.id).collect::<Vec<_>>()
+        );
+        assert!(results.iter().all(|r| r.edit.is_none()));
+        let err = run(args(Method::Sft, 1, &dir.path().join("tiny"))).unwrap_err();
+        assert!(format!("{err:#}").contains("safeedit train sft"), "{err:#}");
     }
 }

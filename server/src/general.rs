@@ -88,6 +88,7 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
 
     let model_path = paths::model_or_default(args.model.clone())?;
+    let trained = crate::eval::trained_card(args.method, &model_path)?;
     let lm = backend::load(&model_path, true)?;
     let mut settings = MethodSettings {
         dinm: args.dinm.config(&lm)?,
@@ -113,6 +114,7 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
         "data": args.data.clone().unwrap_or_else(|| "shipped".into()),
         "model": model_path.display().to_string(),
         "model_name": lm.name,
+        "trained": trained,
         "backend": backend::NAME,
         "prompt_format": format,
         "generation": generation,

@@ -17,6 +17,7 @@ mod paths;
 mod publish;
 mod runs;
 mod store;
+mod train;
 mod web;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// General performance of a method's model: KQA (TriviaQA), CSum (XSum) or the knowledge proxy.
     General(general::GeneralArgs),
+    /// Fine-tune every parameter with SFT or DPO on SafeEdit pairs (resumable; writes a model
+    /// directory).
+    Train(train::TrainArgs),
     /// Mechanism analysis: toxicity probe, toxic-region toxicity, activation shift, logit lens.
     Analyze(analyze::AnalyzeArgs),
     /// Draw a run's chart for a paper (SVG, vector PDF, 300 dpi PNG; ACL column or full width).
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Command::General(args) => general::run(args),
         Command::Figure(args) => figures::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Train(args) => train::run(args),
         Command::Info { model } => {
             let lm = backend::load(&paths::model_or_default(model)?, true)?;
             println!(
