@@ -19,6 +19,10 @@ for method in vanilla prompt; do
   "$BIN" eval --method "$method" --limit 2 --max-new-tokens 8 --out "$WORK/eval-$method" \
     --data-dir "$WORK/data" > "$WORK/eval-$method.log" 2>&1 || { cat "$WORK/eval-$method.log" >&2; exit 1; }
 done
+# A small mechanism analysis (vanilla vs one DINM edit) for mechanisms.test.mjs.
+"$BIN" analyze --methods vanilla,dinm --edits 1 --inputs 4 --projection-inputs 4 --probe-tokens 32 \
+  --top-k 32 --lens-vectors 2 --lens-tokens 4 --out "$WORK/analysis" --data-dir "$WORK/data" \
+  > "$WORK/analysis.log" 2>&1 || { cat "$WORK/analysis.log" >&2; exit 1; }
 "$BIN" serve --addr "127.0.0.1:$PORT" --site-root "$LEPTOS_SITE_ROOT" --data-dir "$WORK/data" > "$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 240); do

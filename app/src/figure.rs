@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use safeedit_core::run::FigureSvg;
 
-use crate::run_figure;
+use crate::{analysis_figure, run_figure};
 
 /// Width presets, as the download URLs name them.
 const PRESETS: [(&str, &str); 2] = [
@@ -56,13 +56,35 @@ pub fn FigureCard(figure: FigureSvg, base: String, caption: String) -> impl Into
     }
 }
 
-/// One of a stored run's charts, fetched from the server.
+/// What a stored chart belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FigureOf {
+    /// An edit run (`/runs/{slug}`).
+    Run,
+    /// A mechanism analysis (`/mechanisms/{slug}`).
+    Analysis,
+}
+
+/// One of a stored run's or analysis's charts, fetched from the server.
 #[component]
-pub fn RunFigure(slug: String, chart: &'static str, caption: &'static str) -> impl IntoView {
-    let base = format!("/api/runs/{slug}/figures/{chart}");
+pub fn StoredFigure(
+    of: FigureOf,
+    slug: String,
+    chart: &'static str,
+    caption: &'static str,
+) -> impl IntoView {
+    let base = match of {
+        FigureOf::Run => format!("/api/runs/{slug}/figures/{chart}"),
+        FigureOf::Analysis => format!("/api/mechanisms/{slug}/figures/{chart}"),
+    };
     let figure = Resource::new(
         move || (slug.clone(), chart),
-        |(slug, chart)| run_figure(slug, chart.to_string()),
+        move |(slug, chart)| async move {
+            match of {
+                FigureOf::Run => run_figure(slug, chart.to_string()).await,
+                FigureOf::Analysis => analysis_figure(slug, chart.to_string()).await,
+            }
+        },
     );
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Drawing…"</p> }>

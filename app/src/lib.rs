@@ -8,6 +8,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
 use safeedit_core::eval::InstanceResult;
+use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::{ModelSummary, SafeEditRecord};
@@ -17,12 +18,14 @@ mod compare;
 mod evals;
 mod figure;
 mod home;
+mod mechanisms;
 mod runs;
 
 pub use browse::{InstanceView, InstancesPage};
 pub use compare::ComparePage;
 pub use evals::{EvalPage, ResultsPage};
 pub use home::HomePage;
+pub use mechanisms::{MechanismPage, MechanismsPage};
 pub use runs::{JobPage, RunPage, RunsPage};
 
 /// Name of the site's JS/WASM/CSS bundle under `/pkg`.
@@ -65,6 +68,7 @@ pub fn App() -> impl IntoView {
                     <a href="/instances">"Instances"</a>
                     <a href="/runs">"Runs"</a>
                     <a href="/results">"Results"</a>
+                    <a href="/mechanisms">"Mechanisms"</a>
                 </nav>
             </header>
             <main>
@@ -84,6 +88,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/evals/:slug") view=EvalPage ssr=SsrMode::Async />
                     <Route path=path!("/compare") view=ComparePage ssr=SsrMode::Async />
                     <Route path=path!("/results") view=ResultsPage ssr=SsrMode::Async />
+                    <Route path=path!("/mechanisms") view=MechanismsPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/mechanisms/:slug")
+                        view=MechanismPage
+                        ssr=SsrMode::Async
+                    />
                 </Routes>
             </main>
         </Router>
@@ -225,6 +235,35 @@ pub async fn results(
         .map_err(ServerFnError::new)
 }
 
+/// A stored mechanism analysis (`None`: no such slug).
+#[server(endpoint = "analysis")]
+pub async fn get_analysis(slug: String) -> Result<Option<AnalysisRecord>, ServerFnError> {
+    state()?
+        .runs
+        .analysis(slug)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// Every stored mechanism analysis, newest first.
+#[server(endpoint = "analyses")]
+pub async fn list_analyses() -> Result<Vec<AnalysisSummary>, ServerFnError> {
+    state()?.runs.analyses().await.map_err(ServerFnError::new)
+}
+
+/// One of an analysis's charts as SVG (`None`: no such analysis or nothing to draw).
+#[server(endpoint = "analysis_figure")]
+pub async fn analysis_figure(
+    slug: String,
+    chart: String,
+) -> Result<Option<FigureSvg>, ServerFnError> {
+    state()?
+        .runs
+        .analysis_figure(slug, chart)
+        .await
+        .map_err(ServerFnError::new)
+}
+
 #[cfg(feature = "ssr")]
 fn state() -> Result<ssr::AppState, ServerFnError> {
     use_context::<ssr::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
@@ -243,6 +282,7 @@ pub mod ssr {
 
     use safeedit_core::browse::Catalog;
     use safeedit_core::eval::InstanceResult;
+    use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
     use safeedit_core::run::{
         EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
     };
@@ -272,6 +312,16 @@ pub mod ssr {
         ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>>;
         /// A stored evaluation with its instances.
         fn eval(&self, slug: String) -> BoxFuture<'_, Result<Option<EvalPageData>, String>>;
+        /// A stored mechanism analysis.
+        fn analysis(&self, slug: String) -> BoxFuture<'_, Result<Option<AnalysisRecord>, String>>;
+        /// Every stored analysis, newest first.
+        fn analyses(&self) -> BoxFuture<'_, Result<Vec<AnalysisSummary>, String>>;
+        /// One of an analysis's charts at the ACL column width.
+        fn analysis_figure(
+            &self,
+            slug: String,
+            chart: String,
+        ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>>;
         /// The results table (see [`ResultsView::build`]).
         fn results(
             &self,

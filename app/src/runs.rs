@@ -10,7 +10,7 @@ use safeedit_core::run::{
 };
 use safeedit_core::{Category, Verdict};
 
-use crate::figure::RunFigure;
+use crate::figure::{FigureOf, StoredFigure};
 use crate::{NotFound, cancel_job, get_run, job_status, list_runs, start_edit};
 
 fn parse_opt<T: std::str::FromStr>(s: &str) -> Result<Option<T>, String> {
@@ -554,7 +554,8 @@ fn RunView(run: RunRecord) -> impl IntoView {
         </section>
         <section class="card">
             <h2>"Location"</h2>
-            <RunFigure
+            <StoredFigure
+                of=FigureOf::Run
                 slug=slug.clone()
                 chart="distances"
                 caption="Distance between the hidden states of the safe and the unsafe response at each layer (DINM §2.3); the located toxic layer in vermillion."
@@ -569,7 +570,8 @@ fn RunView(run: RunRecord) -> impl IntoView {
         </section>
         <section class="card">
             <h2>"Tuning"</h2>
-            <RunFigure
+            <StoredFigure
+                of=FigureOf::Run
                 slug=slug.clone()
                 chart="losses"
                 caption="Objective at each step: the weighted edit NLL of the safe response plus the KL constraint on the knowledge pair (DINM §2.4)."

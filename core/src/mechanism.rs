@@ -183,6 +183,106 @@ pub fn to_csv(report: &MechanismReport) -> String {
     out
 }
 
+/// A stored analysis: what `safeedit analyze` wrote, under a shareable slug.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisRecord {
+    /// Random slug (`/mechanisms/{slug}`).
+    pub slug: String,
+    /// RFC 3339 time it was stored.
+    pub created_at: String,
+    /// The analysed model's name.
+    pub model: String,
+    /// The compared methods, vanilla excluded.
+    pub methods: Vec<String>,
+    /// The settings `analyze` recorded (`analysis.json`'s `run`).
+    pub run: serde_json::Value,
+    /// The numbers.
+    pub report: MechanismReport,
+}
+
+/// One line of the analyses list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisSummary {
+    /// Slug.
+    pub slug: String,
+    /// When stored.
+    pub created_at: String,
+    /// Model name.
+    pub model: String,
+    /// Compared methods.
+    pub methods: Vec<String>,
+    /// The analysis layer.
+    pub layer: usize,
+    /// Activation inputs.
+    pub inputs: usize,
+}
+
+impl AnalysisRecord {
+    /// Its line in the list.
+    pub fn summary(&self) -> AnalysisSummary {
+        AnalysisSummary {
+            slug: self.slug.clone(),
+            created_at: self.created_at.clone(),
+            model: self.model.clone(),
+            methods: self.methods.clone(),
+            layer: self.report.layer,
+            inputs: self.report.inputs,
+        }
+    }
+}
+
+/// A column of the comparison table: its heading and a method's value.
+pub type TableColumn = (&'static str, fn(&MethodMechanism) -> Option<f64>);
+
+/// The comparison table's columns.
+pub const TABLE_COLUMNS: [TableColumn; 4] = [
+    ("Toxicity reduction, all columns (%)", |m| m.reduction_all),
+    ("Toxicity reduction, top-k (%)", |m| m.reduction_top),
+    ("Activation shift, token mean (%)", |m| m.shift_token_mean),
+    ("Activation shift, last token (%)", |m| m.shift_last_token),
+];
+
+/// The comparison table (the paper's Fig. 7 numbers) as a booktabs LaTeX table: one row per
+/// method with N, the models it averages; the analysis link and settings in comments.
+pub fn to_latex(report: &MechanismReport, link: &str) -> String {
+    use crate::table::latex_escape;
+    let mut out = String::new();
+    out.push_str("% Mechanism analysis made by SafeEdit Studio\n");
+    out.push_str(&format!("% {link}\n"));
+    out.push_str(&format!(
+        "% model {}, layer {} ({}), top-k {}, {} inputs\n",
+        report.model, report.layer, report.layer_source, report.top_k, report.inputs
+    ));
+    out.push_str("% requires \\usepackage{booktabs}\n");
+    out.push_str("\\begin{table}[t]\n\\centering\n\\small\n");
+    out.push_str("\\begin{tabular}{lrrrrr}\n\\toprule\n");
+    out.push_str("Method & \\multicolumn{2}{c}{Toxicity reduction (\\%)} & ");
+    out.push_str("\\multicolumn{2}{c}{Activation shift (\\%)} & N \\\\\n");
+    out.push_str(&format!(
+        " & all & top-{} & token mean & last token & \\\\\n\\midrule\n",
+        report.top_k
+    ));
+    for m in &report.methods {
+        out.push_str(&latex_escape(&m.method));
+        for (_, value) in TABLE_COLUMNS {
+            match value(m) {
+                Some(v) => out.push_str(&format!(" & {v:.2}")),
+                None => out.push_str(" & --"),
+            }
+        }
+        out.push_str(&format!(" & {} \\\\\n", m.models.len()));
+    }
+    out.push_str("\\bottomrule\n\\end{tabular}\n");
+    out.push_str(&format!(
+        "\\caption{{Toxicity of the toxic region (layer {}) and activation shift into it, \\
+         relative to the vanilla {}.}}\n",
+        report.layer,
+        latex_escape(&report.model)
+    ));
+    out.push_str("\\end{table}\n");
+    out
+}
+
 /// Mean of the values that exist (`None` when none do).
 pub fn mean_some(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
     let v: Vec<f64> = values.into_iter().flatten().collect();
@@ -252,6 +352,14 @@ mod tests {
         assert!(lines.contains(&"dinm,toxicity_reduction_all_pct,3.000000,2"));
         assert!(lines.contains(&"dinm,region_toxicity_all,0.009700,2"));
         assert!(lines.contains(&"dinm,activation_shift_token_mean_pct,0.000000,2"));
+        let tex = to_latex(&report, "http://host/mechanisms/abc");
+        assert!(tex.contains("% http://host/mechanisms/abc\n"));
+        assert!(tex.contains("\\begin{tabular}{lrrrrr}"));
+        assert!(tex.contains(" & all & top-"));
+        let dinm_row = tex.lines().find(|l| l.starts_with("dinm &")).unwrap();
+        assert_eq!(dinm_row.matches('&').count(), 5, "{dinm_row}");
+        assert!(dinm_row.ends_with("& 2 \\\\"), "{dinm_row}");
+        assert!(dinm_row.contains("& 3.00 &"), "{dinm_row}");
         assert_eq!(mean_some([None, Some(1.0), Some(3.0)]), Some(2.0));
         assert_eq!(mean_some([None]), None);
     }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use safeedit_core::SafeEditRecord;
 use safeedit_core::mechanism::{
-    LensRow, MechanismReport, MethodMechanism, ModelMechanism, ProbeSummary, ProjectionView,
+    self, LensRow, MechanismReport, MethodMechanism, ModelMechanism, ProbeSummary, ProjectionView,
     RegionChange, mean_some, to_csv,
 };
 use safeedit_engine::analysis::{
@@ -85,6 +85,9 @@ pub struct AnalyzeArgs {
     /// FT-L and ablation settings.
     #[command(flatten)]
     pub baselines: BaselineArgs,
+    /// The runs database the analysis is stored in (the web app's Mechanisms page).
+    #[command(flatten)]
+    pub db: crate::publish::DbArgs,
 }
 
 /// A compared method, parsed.
@@ -430,8 +433,18 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     for (chart, svg) in figures::mechanism_charts(&report, Preset::Column)? {
         std::fs::write(args.out.join("figures").join(format!("{chart}.svg")), svg)?;
     }
+    std::fs::write(
+        args.out.join("analysis.tex"),
+        mechanism::to_latex(&report, &args.out.display().to_string()),
+    )?;
     print_summary(&report);
     eprintln!("wrote {}", args.out.display());
+    match crate::publish::publish_analysis(&args.out, &args.db) {
+        Ok(Some(slug)) => eprintln!("stored in the runs database: /mechanisms/{slug}"),
+        Ok(None) => {}
+        // The files are written; a database problem must not hide them.
+        Err(e) => eprintln!("warning: not stored in the runs database: {e:#}"),
+    }
     Ok(())
 }
 
@@ -526,6 +539,11 @@ mod tests {
                 ftl_steps: Some(2),
                 ..BaselineArgs::default()
             },
+            db: crate::publish::DbArgs {
+                data_dir: Some(out.join("db")),
+                database_url: None,
+                no_db: false,
+            },
         }
     }
 
@@ -567,6 +585,28 @@ mod tests {
         assert_eq!(report.projection.inputs.len(), 3);
         assert_eq!(report.lens.len(), 2);
         assert_eq!(report.lens[0].tokens.len(), 3, "vanilla, dinm, ftl");
+        // Stored under the folder's slug, re-publishing keeps the link.
+        let slug = std::fs::read_to_string(dir.path().join("slug.txt")).unwrap();
+        let slug = slug.lines().next().unwrap().to_string();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let stored = rt.block_on(async {
+            let store = crate::store::Store::open(None, &dir.path().join("db"))
+                .await
+                .unwrap();
+            store
+                .analysis(&slug)
+                .await
+                .unwrap()
+                .expect("stored analysis")
+        });
+        assert_eq!(stored.report, report);
+        assert_eq!(stored.methods, ["dinm", "ftl"]);
+        assert_eq!(stored.run["edit_split"], "editing");
+        assert!(
+            std::fs::read_to_string(dir.path().join("analysis.tex"))
+                .unwrap()
+                .contains("\\toprule")
+        );
         let csv = std::fs::read_to_string(dir.path().join("analysis.csv")).unwrap();
         assert!(csv.starts_with("method,metric,value,n\nprobe,held_out_accuracy,"));
         assert!(csv.contains("\nftl,toxicity_reduction_all_pct,"));

@@ -415,7 +415,8 @@ pub fn grouped_bars(
     anyhow::ensure!(!groups.is_empty() && !series.is_empty(), "nothing to draw");
     let values = series.iter().flat_map(|(_, v)| v.iter().flatten().copied());
     let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let span = (hi - lo).max(1e-9);
+    // All zeros (e.g. DINM's shift): a unit axis, not a degenerate one.
+    let span = if hi - lo > 1e-9 { hi - lo } else { 1.0 };
     let (lo, hi) = (
         if lo < 0.0 { lo - span * 0.08 } else { 0.0 },
         hi + span * 0.12,
@@ -496,7 +497,13 @@ pub fn projection(
             (a.min(v), b.max(v))
         });
         anyhow::ensure!(lo.is_finite(), "no points to draw");
-        let pad = ((hi - lo) * 0.08).max(1e-6);
+        // Coinciding points (no shift at all) get a readable unit range around them.
+        let scale = lo.abs().max(hi.abs()).max(1.0);
+        let pad = if hi - lo > 1e-6 * scale {
+            (hi - lo) * 0.08
+        } else {
+            scale
+        };
         Ok((lo - pad, hi + pad))
     };
     let (x0, x1) = bounds(&mut all_x.clone())?;
@@ -906,6 +913,43 @@ mod tests {
         ] {
             assert!(loss.contains(label), "{label}");
         }
+    }
+
+    /// The distinct text labels of a plotters SVG.
+    fn labels(svg: &str) -> std::collections::BTreeSet<String> {
+        svg.split(">\n")
+            .skip(1)
+            .filter_map(|t| t.split_once("\n<").map(|(text, _)| text.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn all_zero_values_still_get_a_readable_axis() {
+        // DINM shifts nothing: its bars are 0 and its projection points coincide on x = 0.
+        let bars = grouped_bars(
+            &["token mean", "last token"],
+            &[("dinm".to_string(), vec![Some(0.0), Some(0.0)])],
+            "activation shift (%)",
+            Preset::Column,
+        )
+        .unwrap();
+        let numbers = |svg: &str| {
+            labels(svg)
+                .into_iter()
+                .filter(|l| l.parse::<f64>().is_ok())
+                .collect::<Vec<_>>()
+        };
+        assert!(numbers(&bars).len() >= 3, "{:?}", labels(&bars));
+        let names = vec!["vanilla".to_string(), "dinm".to_string()];
+        let points = projection(
+            &names,
+            &[vec![0.0, 0.0], vec![0.0, 0.0]],
+            &[vec![1.0, -2.0], vec![1.0, -2.0]],
+            Preset::Column,
+        )
+        .unwrap();
+        assert!(numbers(&points).len() >= 5, "{:?}", labels(&points));
+        assert!(!labels(&points).contains("-0"), "{:?}", labels(&points));
     }
 
     #[test]

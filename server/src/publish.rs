@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use safeedit_core::eval::{InstanceResult, summarize};
+use safeedit_core::mechanism::{AnalysisRecord, MechanismReport};
 use safeedit_core::run::EvalRecord;
 
 use crate::jobs::{now_rfc3339, random_slug};
@@ -63,8 +64,28 @@ pub fn publish(out: &Path, db: &DbArgs) -> anyhow::Result<Option<String>> {
     let mut metrics = summarize(&results);
     metrics.extend(eval::general_rows(out, &method)?);
 
+    let (slug, created_at) = folder_slug(out)?;
+    let record = EvalRecord {
+        slug: slug.clone(),
+        created_at,
+        updated_at: now_rfc3339(),
+        method,
+        data: field("data")?,
+        model: field("model_name").or_else(|_| field("model"))?,
+        instances: results.len(),
+        run,
+        metrics,
+    };
+    with_store(db, |store| async move {
+        store.upsert_eval(&record, &results).await
+    })?;
+    Ok(Some(slug))
+}
+
+/// The slug kept in a results folder (`slug.txt`: slug, creation time), made on first use.
+fn folder_slug(out: &Path) -> anyhow::Result<(String, String)> {
     let slug_path = out.join("slug.txt");
-    let (slug, created_at) = match std::fs::read_to_string(&slug_path) {
+    match std::fs::read_to_string(&slug_path) {
         Ok(text) => {
             let mut lines = text.lines();
             let slug = lines.next().unwrap_or_default().trim().to_string();
@@ -78,33 +99,58 @@ pub fn publish(out: &Path, db: &DbArgs) -> anyhow::Result<Option<String>> {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map_or_else(now_rfc3339, str::to_string);
-            (slug, created)
+            Ok((slug, created))
         }
         Err(_) => {
             let slug = random_slug(10);
             let created = now_rfc3339();
             std::fs::write(&slug_path, format!("{slug}\n{created}\n"))
                 .with_context(|| format!("writing {}", slug_path.display()))?;
-            (slug, created)
+            Ok((slug, created))
         }
-    };
-    let record = EvalRecord {
-        slug: slug.clone(),
-        created_at,
-        updated_at: now_rfc3339(),
-        method,
-        data: field("data")?,
-        model: field("model_name").or_else(|_| field("model"))?,
-        instances: results.len(),
-        run,
-        metrics,
-    };
+    }
+}
+
+/// Runs `f` on the database `db` names, on a small runtime of its own.
+fn with_store<F, Fut>(db: &DbArgs, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let store = Store::open(db.database_url.as_deref(), &db.data_dir()).await?;
-        store.upsert_eval(&record, &results).await
-    })?;
+        f(store).await
+    })
+}
+
+/// Stores the analysis in `out` (`analysis.json` of `safeedit analyze`); returns its slug, or
+/// `None` with `--no-db`. Re-publishing the same folder replaces the stored copy.
+pub fn publish_analysis(out: &Path, db: &DbArgs) -> anyhow::Result<Option<String>> {
+    if db.no_db {
+        return Ok(None);
+    }
+    let path = out.join("analysis.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let report: MechanismReport = serde_json::from_value(json["report"].clone())
+        .with_context(|| format!("{}: field `report`", path.display()))?;
+    let (slug, created_at) = folder_slug(out)?;
+    let record = AnalysisRecord {
+        slug: slug.clone(),
+        created_at,
+        model: report.model.clone(),
+        methods: report.methods.iter().map(|m| m.method.clone()).collect(),
+        run: json["run"].clone(),
+        report,
+    };
+    with_store(
+        db,
+        |store| async move { store.upsert_analysis(&record).await },
+    )?;
     Ok(Some(slug))
 }

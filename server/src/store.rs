@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use safeedit_core::eval::InstanceResult;
+use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, EvalRecord, JobStatus, RunRecord, RunSummary};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -244,6 +245,56 @@ impl Store {
                 let text: String = r.try_get("record")?;
                 serde_json::from_str(&text)
                     .with_context(|| format!("evaluation {slug}: stored instance"))
+            })
+            .collect()
+    }
+
+    /// Stores (or replaces) an analysis.
+    pub async fn upsert_analysis(&self, record: &AnalysisRecord) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM analyses WHERE slug = $1")
+            .bind(&record.slug)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO analyses (slug, created_at, model, methods, record) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&record.slug)
+        .bind(&record.created_at)
+        .bind(&record.model)
+        .bind(record.methods.join(","))
+        .bind(serde_json::to_string(record)?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("storing the analysis")?;
+        Ok(())
+    }
+
+    /// An analysis by slug.
+    pub async fn analysis(&self, slug: &str) -> anyhow::Result<Option<AnalysisRecord>> {
+        let row = sqlx::query("SELECT record FROM analyses WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let text: String = r.try_get("record")?;
+            serde_json::from_str(&text).with_context(|| format!("analysis {slug}: stored record"))
+        })
+        .transpose()
+    }
+
+    /// Every analysis, newest first.
+    pub async fn list_analyses(&self) -> anyhow::Result<Vec<AnalysisSummary>> {
+        let rows = sqlx::query("SELECT record FROM analyses ORDER BY created_at DESC, slug")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("record")?;
+                let record: AnalysisRecord =
+                    serde_json::from_str(&text).context("a stored analysis")?;
+                Ok(record.summary())
             })
             .collect()
     }

@@ -342,11 +342,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     trainer.save(&base_lm, &args.out, &card(&trainer), true)?;
     let log = trainer.log();
+    // Batches differ in length, so a step's summed loss is noisy: compare epochs.
+    let epoch_means: Vec<String> = (0..config.epochs)
+        .filter_map(|e| {
+            let losses: Vec<f64> = log
+                .iter()
+                .filter(|l| l.epoch == e)
+                .map(|l| l.loss)
+                .collect();
+            (!losses.is_empty())
+                .then(|| format!("{:.4}", losses.iter().sum::<f64>() / losses.len() as f64))
+        })
+        .collect();
     eprintln!(
-        "{}: loss {:.4} (first step) -> {:.4} (last step), {} steps, {:.0} s; model in {}",
+        "{}: mean loss per epoch {}, {} steps, {:.0} s; model in {}",
         config.objective.as_str(),
-        log.first().map(|l| l.loss).unwrap_or(f64::NAN),
-        log.last().map(|l| l.loss).unwrap_or(f64::NAN),
+        epoch_means.join(" -> "),
         log.len(),
         log.iter().map(|l| l.seconds).sum::<f64>(),
         args.out.display()

@@ -19,6 +19,7 @@ use clap::Args;
 use leptos::config::{Env, LeptosOptions};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use safeedit_core::ModelSummary;
+use safeedit_core::mechanism::{self, AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::{EvalEntry, MetricTable, ResultsView, to_tidy_csv};
 use safeedit_engine::LanguageModel;
@@ -137,6 +138,40 @@ impl Runs for RunService {
                 .await
                 .map_err(|e| format!("{e:#}"))?;
             ResultsView::build(all, runs.as_deref(), &group, &value)
+        })
+    }
+
+    fn analysis(&self, slug: String) -> BoxFuture<'_, Result<Option<AnalysisRecord>, String>> {
+        Box::pin(async move {
+            self.store
+                .analysis(&slug)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    fn analyses(&self) -> BoxFuture<'_, Result<Vec<AnalysisSummary>, String>> {
+        Box::pin(async move {
+            self.store
+                .list_analyses()
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    fn analysis_figure(
+        &self,
+        slug: String,
+        chart: String,
+    ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>> {
+        Box::pin(async move {
+            let err = |e: anyhow::Error| format!("{e:#}");
+            let Some(record) = self.store.analysis(&slug).await.map_err(err)? else {
+                return Ok(None);
+            };
+            let svg =
+                figures::mechanism_chart(&record.report, &chart, Preset::Column).map_err(err)?;
+            Ok(svg.map(|svg| FigureSvg { name: chart, svg }))
         })
     }
 
@@ -284,6 +319,26 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     move |UrlPath((slug, file)): UrlPath<(String, String)>,
                           Query(q): Query<FigureQuery>| {
                         run_figure_file(store.clone(), slug, file, q.preset)
+                    }
+                }),
+            )
+            .route(
+                "/api/mechanisms/{slug}/figures/{file}",
+                get({
+                    let store = store.clone();
+                    move |UrlPath((slug, file)): UrlPath<(String, String)>,
+                          Query(q): Query<FigureQuery>| {
+                        analysis_figure_file(store.clone(), slug, file, q.preset)
+                    }
+                }),
+            )
+            .route(
+                "/api/mechanisms/{slug}/{file}",
+                get({
+                    let store = store.clone();
+                    move |UrlPath((slug, file)): UrlPath<(String, String)>,
+                          headers: axum::http::HeaderMap| {
+                        analysis_file(store.clone(), slug, file, origin(&headers))
                     }
                 }),
             )
@@ -478,6 +533,15 @@ struct ResultsQuery {
 
 /// `GET /api/results.csv` (every number of the chosen runs, tidy) and `/api/results.tex` (the
 /// chosen slice's table, booktabs, best bold, the runs' absolute links in a comment).
+/// `http://{Host}` of a request, for links in downloaded tables (empty without a Host).
+fn origin(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_default()
+}
+
 async fn results_file(
     store: Store,
     format: ResultsFormat,
@@ -498,11 +562,7 @@ async fn results_file(
         Ok(v) => v,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
-    let base = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| format!("http://{h}"))
-        .unwrap_or_default();
+    let base = origin(&headers);
     let entries: Vec<EvalEntry> = view
         .selected
         .iter()
@@ -552,6 +612,50 @@ async fn run_figure_file(
     file: String,
     preset: Option<String>,
 ) -> Response {
+    let record = store.run(&slug).await;
+    figure_file(
+        "run",
+        &figures::RUN_CHARTS,
+        slug,
+        file,
+        preset,
+        record,
+        figures::run_chart,
+    )
+    .await
+}
+
+/// `GET /api/mechanisms/{slug}/figures/{chart}.{svg|pdf|png}?preset=column|full`: an analysis's
+/// chart for a paper (the Mechanisms page's drawing).
+async fn analysis_figure_file(
+    store: Store,
+    slug: String,
+    file: String,
+    preset: Option<String>,
+) -> Response {
+    let record = store.analysis(&slug).await;
+    figure_file(
+        "analysis",
+        &figures::MECHANISM_CHARTS,
+        slug,
+        file,
+        preset,
+        record,
+        |a: &AnalysisRecord, chart, preset| figures::mechanism_chart(&a.report, chart, preset),
+    )
+    .await
+}
+
+/// A stored record's chart `file` (`CHART.svg|pdf|png`) at `preset`, drawn by `draw`.
+async fn figure_file<T: Send + 'static>(
+    what: &'static str,
+    charts: &'static [&'static str],
+    slug: String,
+    file: String,
+    preset: Option<String>,
+    record: anyhow::Result<Option<T>>,
+    draw: fn(&T, &str, Preset) -> anyhow::Result<Option<String>>,
+) -> Response {
     let bad = |message: String| (StatusCode::BAD_REQUEST, message).into_response();
     let Some((chart, ext)) = file.rsplit_once('.') else {
         return bad(format!(
@@ -566,22 +670,22 @@ async fn run_figure_file(
         Ok(p) => p,
         Err(e) => return bad(format!("{e:#}")),
     };
-    if !figures::RUN_CHARTS.contains(&chart) {
+    if !charts.contains(&chart) {
         return (
             StatusCode::NOT_FOUND,
-            format!("no chart `{chart}` ({})", figures::RUN_CHARTS.join(", ")),
+            format!("no chart `{chart}` ({})", charts.join(", ")),
         )
             .into_response();
     }
-    let run = match store.run(&slug).await {
-        Ok(Some(run)) => run,
-        Ok(None) => return (StatusCode::NOT_FOUND, format!("no run `{slug}`")).into_response(),
+    let record = match record {
+        Ok(Some(r)) => r,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("no {what} `{slug}`")).into_response(),
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
     };
     let chart = chart.to_string();
     // Rasterising and PDF conversion take milliseconds to tens of them: off the async threads.
     let drawn = tokio::task::spawn_blocking(move || {
-        figures::run_chart(&run, &chart, preset)?
+        draw(&record, &chart, preset)?
             .map(|svg| figures::export(&svg, format))
             .transpose()
     })
@@ -605,7 +709,7 @@ async fn run_figure_file(
             .into_response(),
         Ok(Ok(None)) => (
             StatusCode::NOT_FOUND,
-            format!("run `{slug}` has nothing to draw for `{file}`"),
+            format!("{what} `{slug}` has nothing to draw for `{file}`"),
         )
             .into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
@@ -615,6 +719,46 @@ async fn run_figure_file(
         )
             .into_response(),
     }
+}
+
+/// `GET /api/mechanisms/{slug}/{analysis.json | analysis.csv | analysis.tex}`.
+async fn analysis_file(store: Store, slug: String, file: String, base: String) -> Response {
+    let record = match store.analysis(&slug).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, format!("no analysis `{slug}`")).into_response();
+        }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+    };
+    let (mime, body) = match file.as_str() {
+        "analysis.json" => (
+            "application/json",
+            serde_json::to_string_pretty(&record).unwrap_or_default(),
+        ),
+        "analysis.csv" => ("text/csv", mechanism::to_csv(&record.report)),
+        "analysis.tex" => (
+            "application/x-tex",
+            mechanism::to_latex(&record.report, &format!("{base}/mechanisms/{slug}")),
+        ),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no file `{file}` (analysis.json, analysis.csv, analysis.tex)"),
+            )
+                .into_response();
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"safeedit-{slug}-{file}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /api/runs/{slug}/{run.json | generations.jsonl | delta.safetensors}`.
