@@ -161,20 +161,20 @@ fn dinm_edit_matches_reference() {
             );
         }
         let want_norm = case["delta_norm"].as_f64().unwrap();
-        let rel = (edit.delta_norm - want_norm).abs() / want_norm;
+        let rel = (edit.delta.norm - want_norm).abs() / want_norm;
         assert!(
             rel < 1e-3,
             "instance {id}: delta norm {} vs {want_norm} ({rel:.2e})",
-            edit.delta_norm
+            edit.delta.norm
         );
         eprintln!(
             "instance {id}: layer {layer}, final loss {:.5} (reference {:.5}), |delta| {:.4} (reference {want_norm:.4})",
             edit.steps.last().unwrap().loss,
             steps.last().unwrap()["loss"].as_f64().unwrap(),
-            edit.delta_norm
+            edit.delta.norm
         );
 
-        let edited = edit.apply(&lm);
+        let edited = edit.delta.apply(&lm);
         let prompt = ids(&case["post_prompt_ids"]);
         let want = ids(&case["post_greedy_ids"]);
         let (out, _) = edited

@@ -343,7 +343,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         .collect();
     let proj = shift_projection(&points);
     let vanilla_top = top_columns(&vanilla_cos[&layer], args.top_k);
-    let activates = activates_region(&lm, &prompts[..p], layer, &vanilla_top)?;
+    let activates = activates_region(&vanilla_means.last_by_input[..p], &vanilla_top);
     let projection = ProjectionView {
         models: projection_models.iter().map(|(n, _)| n.clone()).collect(),
         inputs: inputs[..p].iter().map(|r| r.id).collect(),
@@ -464,20 +464,13 @@ fn edit_records(args: &AnalyzeArgs) -> anyhow::Result<Vec<SafeEditRecord>> {
 
 /// Whether each input's last-token activation of the region's top columns is above that
 /// column set's mean over the inputs.
-fn activates_region(
-    lm: &Lm,
-    prompts: &[Vec<u32>],
-    layer: usize,
-    top: &[usize],
-) -> anyhow::Result<Vec<bool>> {
-    let mut scores = Vec::with_capacity(prompts.len());
-    for ids in prompts {
-        let single = [ids.clone()];
-        let m = mean_activations(&lm.model, &single, layer, &lm.device, &mut |_| {})?;
-        scores.push(top.iter().map(|&j| m.last_token[j] as f64).sum::<f64>());
-    }
+fn activates_region(last_by_input: &[Vec<f32>], top: &[usize]) -> Vec<bool> {
+    let scores: Vec<f64> = last_by_input
+        .iter()
+        .map(|row| top.iter().map(|&j| row[j] as f64).sum::<f64>())
+        .collect();
     let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
-    Ok(scores.into_iter().map(|s| s > mean).collect())
+    scores.into_iter().map(|s| s > mean).collect()
 }
 
 fn print_summary(report: &MechanismReport) {

@@ -144,7 +144,7 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
                 )?;
                 locate.push(e.seconds.locate);
                 tune.push(e.seconds.tune);
-                layer = e.layer;
+                layer = e.delta.layer;
                 tokens = e.tokens.edit_input.len();
             }
             row["layer"] = json!(layer);

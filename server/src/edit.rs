@@ -166,7 +166,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         .collect();
         write_safetensors(
             path,
-            &[(edit.tensor_name(), edit.delta_raw())],
+            &[(edit.delta.tensor_name(), edit.delta.delta_raw())],
             SaveDtype::F32,
             Some(metadata),
         )?;
@@ -180,7 +180,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         let generation =
             GenerationConfig::greedy(args.max_new_tokens.unwrap_or(config.max_output_length));
         let judge = crate::judge::load_judge(args.judge_dir.as_deref())?;
-        let edited_lm = edit.apply(&lm);
+        let edited_lm = edit.delta.apply(&lm);
         let comparisons = compare(
             &lm,
             &edited_lm,
@@ -210,12 +210,12 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
         "attack": record.attack_name,
         "prompt_format": format,
         "config": config,
-        "layer": edit.layer,
-        "edited_tensor": edit.tensor_name(),
+        "layer": edit.delta.layer,
+        "edited_tensor": edit.delta.tensor_name(),
         "distances": edit.located.as_ref().map(|l| &l.distances),
         "steps": edit.steps,
         "stopped_early": edit.stopped_early,
-        "delta_norm": edit.delta_norm,
+        "delta_norm": edit.delta.norm,
         "delta_file": args.save_delta.as_ref().map(|p| p.display().to_string()),
         "judge": judge_info,
         "generations": generations,
@@ -231,7 +231,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     );
     println!(
         "edited {} ({} format, preset {})",
-        edit.tensor_name(),
+        edit.delta.tensor_name(),
         format.label(),
         config.preset
     );
@@ -243,7 +243,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     }
     println!(
         "delta Frobenius norm {:.4}; locate {:.2} s, tune {:.2} s",
-        edit.delta_norm, edit.seconds.locate, edit.seconds.tune
+        edit.delta.norm, edit.seconds.locate, edit.seconds.tune
     );
     if let Some(path) = &args.save_delta {
         println!("delta written to {}", path.display());

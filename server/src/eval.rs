@@ -199,7 +199,7 @@ pub fn edit_for(
             let edit = dinm(&settings.dinm)?;
             if settings.dinm.reuse_first_located_layer && settings.dinm.layer.is_none() {
                 // D1: the released code keeps the first instance's layer for every later one.
-                settings.dinm.layer = Some(edit.layer);
+                settings.dinm.layer = Some(edit.delta.layer);
             }
             edit
         }
@@ -231,12 +231,12 @@ pub fn edit_for(
         }
     };
     let summary = EditSummary {
-        layer: edit.layer,
+        layer: edit.delta.layer,
         distances: edit.located.as_ref().map(|l| l.distances.clone()),
         losses: edit.steps.iter().map(|s| s.loss).collect(),
-        delta_norm: edit.delta_norm,
+        delta_norm: edit.delta.norm,
     };
-    Ok(Some((edit.apply(lm), summary)))
+    Ok(Some((edit.delta.apply(lm), summary)))
 }
 
 /// Arguments of `safeedit eval`.

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::sync::Once;
 
 use anyhow::Context;
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -161,6 +162,22 @@ fn font(pt: f64) -> TextStyle<'static> {
         .into()
 }
 
+/// The house style of every chart's mesh: grid lines only at labelled ticks, thin black axes,
+/// 7 pt labels and 8 pt axis titles.
+trait HouseStyle {
+    fn house_style(&mut self) -> &mut Self;
+}
+
+impl<X: Ranged, Y: Ranged, DB: DrawingBackend> HouseStyle for MeshStyle<'_, '_, X, Y, DB> {
+    fn house_style(&mut self) -> &mut Self {
+        self.light_line_style(TRANSPARENT)
+            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
+            .axis_style(palette::BLACK.stroke_width(units(0.5)))
+            .label_style(font(7.0))
+            .axis_desc_style(font(8.0))
+    }
+}
+
 fn units(pt: f64) -> u32 {
     (pt * UNITS_PER_PT).round() as u32
 }
@@ -213,10 +230,8 @@ pub fn distances(distances: &[f32], layer: usize, preset: Preset) -> anyhow::Res
             .map_err(plot_err)?;
         chart
             .configure_mesh()
+            .house_style()
             .disable_x_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
-            .axis_style(palette::BLACK.stroke_width(units(0.5)))
             .x_desc("layer")
             .y_desc("distance (safe vs unsafe)")
             .x_labels(n.min(16))
@@ -226,8 +241,6 @@ pub fn distances(distances: &[f32], layer: usize, preset: Preset) -> anyhow::Res
                 _ => String::new(),
             })
             .y_label_formatter(&|v| short_number(*v))
-            .label_style(font(7.0))
-            .axis_desc_style(font(8.0))
             .draw()
             .map_err(plot_err)?;
         chart
@@ -290,17 +303,13 @@ pub fn losses(steps: &[StepLosses], kl_factor: f64, preset: Preset) -> anyhow::R
             .map_err(plot_err)?;
         chart
             .configure_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
-            .axis_style(palette::BLACK.stroke_width(units(0.5)))
+            .house_style()
             .x_desc("step")
             .y_desc("loss")
             .x_labels((last - first + 1).min(11))
             .y_labels(5)
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_label_formatter(&|v| short_number(*v))
-            .label_style(font(7.0))
-            .axis_desc_style(font(8.0))
             .draw()
             .map_err(plot_err)?;
         // The total is drawn last and dashed: when the constraint is ~0 it lies on the edit line.
@@ -434,16 +443,12 @@ pub fn grouped_bars(
             .map_err(plot_err)?;
         chart
             .configure_mesh()
+            .house_style()
             .disable_x_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
-            .axis_style(palette::BLACK.stroke_width(units(0.5)))
             .y_desc(y_desc)
             .x_labels(0)
             .y_labels(6)
             .y_label_formatter(&|v| short_number(*v))
-            .label_style(font(7.0))
-            .axis_desc_style(font(8.0))
             .draw()
             .map_err(plot_err)?;
         chart
@@ -520,17 +525,13 @@ pub fn projection(
             .map_err(plot_err)?;
         chart
             .configure_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
-            .axis_style(palette::BLACK.stroke_width(units(0.5)))
+            .house_style()
             .x_desc("projection on the shift direction")
             .y_desc("first principal component")
             .x_labels(5)
             .y_labels(5)
             .x_label_formatter(&|v| short_number(*v))
             .y_label_formatter(&|v| short_number(*v))
-            .label_style(font(7.0))
-            .axis_desc_style(font(8.0))
             .draw()
             .map_err(plot_err)?;
         for i in 0..n_inputs {
@@ -592,17 +593,13 @@ pub fn cosine_histogram(series: &[(String, Vec<f32>)], preset: Preset) -> anyhow
             .map_err(plot_err)?;
         chart
             .configure_mesh()
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(palette::GRID.stroke_width(units(0.5)))
-            .axis_style(palette::BLACK.stroke_width(units(0.5)))
+            .house_style()
             .x_desc("cosine of a down_proj column with the probe")
             .y_desc("columns")
             .x_labels(5)
             .y_labels(5)
             .x_label_formatter(&|v| short_number(*v))
             .y_label_formatter(&|v| short_number(*v))
-            .label_style(font(7.0))
-            .axis_desc_style(font(8.0))
             .draw()
             .map_err(plot_err)?;
         for (k, c) in counts.iter().enumerate() {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
+use safeedit_core::SafeEditRecord;
 use safeedit_core::browse::Catalog;
 use safeedit_core::eval::{InstanceResult, summarize};
 use safeedit_core::fluency::mean_fluency;
@@ -367,14 +368,15 @@ fn run_job(
     }
 }
 
-/// Evaluates one instance vanilla or prompt-only (no edit) and stores it as a one-instance
-/// evaluation, the same record `safeedit eval` writes.
-fn run_eval(
+/// A job's instance, the model (locked for the job) and its DINM settings.
+fn job_inputs<'a>(
     job: &Job,
-    ctx: &WorkerContext,
-    judge: &dyn SafetyJudge,
-    method: Method,
-) -> anyhow::Result<Option<Finished>> {
+    ctx: &'a WorkerContext,
+) -> anyhow::Result<(
+    SafeEditRecord,
+    std::sync::MutexGuard<'a, LanguageModel<backend::Backend>>,
+    DinmConfig,
+)> {
     let request = &job.request;
     let record = ctx
         .catalog
@@ -385,6 +387,19 @@ fn run_eval(
         })?;
     let lm = ctx.model.lock().unwrap_or_else(|p| p.into_inner());
     let config = edit_config(&ctx.preset, ctx.n_layers, request)?;
+    Ok((record, lm, config))
+}
+
+/// Evaluates one instance vanilla or prompt-only (no edit) and stores it as a one-instance
+/// evaluation, the same record `safeedit eval` writes.
+fn run_eval(
+    job: &Job,
+    ctx: &WorkerContext,
+    judge: &dyn SafetyJudge,
+    method: Method,
+) -> anyhow::Result<Option<Finished>> {
+    let request = &job.request;
+    let (record, lm, config) = job_inputs(job, ctx)?;
     let format = lm.prompt_format.clone();
     let generation = GenerationConfig::greedy(config.max_output_length);
     let mut settings = crate::eval::MethodSettings {
@@ -460,15 +475,7 @@ fn run_edit(
     judge: &dyn SafetyJudge,
 ) -> anyhow::Result<Option<String>> {
     let request = &job.request;
-    let record = ctx
-        .catalog
-        .instance(&request.split, request.id)
-        .cloned()
-        .ok_or_else(|| {
-            anyhow::anyhow!("no instance {} in split `{}`", request.id, request.split)
-        })?;
-    let lm = ctx.model.lock().unwrap_or_else(|p| p.into_inner());
-    let config = edit_config(&ctx.preset, ctx.n_layers, request)?;
+    let (record, lm, config) = job_inputs(job, ctx)?;
     let format = lm.prompt_format.clone();
     let cancelled = || job.cancel.load(Ordering::SeqCst);
 
@@ -494,7 +501,7 @@ fn run_edit(
     }
     if edit.located.is_none() {
         job.push(JobEvent::Located {
-            layer: edit.layer,
+            layer: edit.delta.layer,
             distances: Vec::new(),
         });
     }
@@ -503,7 +510,7 @@ fn run_edit(
         responses: 2 * record.eval_inputs().len(),
     });
     let generation = GenerationConfig::greedy(config.max_output_length);
-    let edited = edit.apply(&lm);
+    let edited = edit.delta.apply(&lm);
     let comparisons = crate::edit::compare(
         &lm,
         &edited,
@@ -518,8 +525,8 @@ fn run_edit(
         return Ok(None);
     }
     let outcome = EditOutcome {
-        layer: edit.layer,
-        tensor: edit.tensor_name(),
+        layer: edit.delta.layer,
+        tensor: edit.delta.tensor_name(),
         distances: edit.located.as_ref().map(|l| l.distances.clone()),
         steps: edit
             .steps
@@ -532,7 +539,7 @@ fn run_edit(
             })
             .collect(),
         stopped_early: edit.stopped_early,
-        delta_norm: edit.delta_norm,
+        delta_norm: edit.delta.norm,
         comparisons,
         seconds: [
             edit.seconds.locate,
@@ -578,7 +585,7 @@ fn run_edit(
     .collect();
     write_safetensors(
         &ctx.delta_dir.join(format!("{}.safetensors", run.slug)),
-        &[(edit.tensor_name(), edit.delta_raw())],
+        &[(edit.delta.tensor_name(), edit.delta.delta_raw())],
         SaveDtype::F32,
         Some(metadata),
     )?;

@@ -30,6 +30,8 @@ pub struct ActivationMeans {
     pub last_token: Vec<f32>,
     /// Each input's `resid_mid` at its last token (`d_model`), for the projection view.
     pub mid_last: Vec<Vec<f32>>,
+    /// Each input's last-token activation (`d_ff`), e.g. to tell which inputs fire the region.
+    pub last_by_input: Vec<Vec<f32>>,
 }
 
 /// Runs every prompt (one at a time, so no padding) up to layer ℓ's `down_proj` and pools.
@@ -54,6 +56,7 @@ pub fn mean_activations<B: Backend>(
     let mut token_sum: Vec<f64> = Vec::new();
     let mut last_sum: Vec<f64> = Vec::new();
     let mut mid_last = Vec::with_capacity(prompts.len());
+    let mut last_by_input = Vec::with_capacity(prompts.len());
     for (i, ids) in prompts.iter().enumerate() {
         let (mid, act) = model.split_at_down_proj(&Batch::single(ids, device), layer);
         let n = ids.len();
@@ -72,6 +75,7 @@ pub fn mean_activations<B: Backend>(
         for (s, v) in last_sum.iter_mut().zip(&last) {
             *s += *v as f64;
         }
+        last_by_input.push(last);
         on_input(i);
     }
     let k = prompts.len() as f64;
@@ -82,6 +86,7 @@ pub fn mean_activations<B: Backend>(
         token_mean: average(token_sum),
         last_token: average(last_sum),
         mid_last,
+        last_by_input,
     })
 }
 

@@ -18,6 +18,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::dinm::ModelFamily;
 use crate::dinm::edit::{Adam, LayerDelta, frobenius, scalar};
 use crate::error::{EngineError, Result};
 use crate::loader::LanguageModel;
@@ -89,13 +90,10 @@ impl FtlConfig {
     /// The preset that fits a model (same rule as DINM's), with the layer moved inside a model
     /// shallower than the preset assumes.
     pub fn preset_for(model_name: &str, architecture: &str, n_layers: usize) -> Self {
-        let name = model_name.to_ascii_lowercase();
-        let mut config = if architecture == "mistral" || name.contains("mistral") {
-            Self::mistral_7b()
-        } else if name.contains("smollm") {
-            Self::smollm2_135m()
-        } else {
-            Self::llama2_7b_chat()
+        let mut config = match ModelFamily::of(model_name, architecture) {
+            ModelFamily::Mistral => Self::mistral_7b(),
+            ModelFamily::SmolLm2 => Self::smollm2_135m(),
+            ModelFamily::Llama => Self::llama2_7b_chat(),
         };
         if config.layer >= n_layers {
             // The same relative depth (21/32) in a smaller model, e.g. the tiny test model.

@@ -100,13 +100,36 @@ impl DinmConfig {
     /// `mistral-7b`, SmolLM2 models `smollm2-135m`, every other LLaMA-family model
     /// `llama-2-7b-chat`.
     pub fn preset_for(model_name: &str, architecture: &str) -> Self {
+        match ModelFamily::of(model_name, architecture) {
+            ModelFamily::Mistral => Self::mistral_7b(),
+            ModelFamily::SmolLm2 => Self::smollm2_135m(),
+            ModelFamily::Llama => Self::llama2_7b_chat(),
+        }
+    }
+}
+
+/// Which of the paper's model families a checkpoint's presets come from (DINM, FT-L).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// Mistral-7B-v0.1 and other Mistral models.
+    Mistral,
+    /// SmolLM2 (the default small model).
+    SmolLm2,
+    /// Every other LLaMA-family model (presets of LLaMA-2-7B-chat).
+    Llama,
+}
+
+impl ModelFamily {
+    /// From the model's name and architecture: `mistral` by architecture or name, SmolLM2 by
+    /// name, LLaMA otherwise.
+    pub fn of(model_name: &str, architecture: &str) -> Self {
         let name = model_name.to_ascii_lowercase();
         if architecture == "mistral" || name.contains("mistral") {
-            Self::mistral_7b()
+            ModelFamily::Mistral
         } else if name.contains("smollm") {
-            Self::smollm2_135m()
+            ModelFamily::SmolLm2
         } else {
-            Self::llama2_7b_chat()
+            ModelFamily::Llama
         }
     }
 }

@@ -69,18 +69,15 @@ pub enum DinmEvent {
 /// The outcome of one edit.
 #[derive(Debug, Clone)]
 pub struct DinmEdit<B: Backend> {
-    /// The edited decoder layer.
-    pub layer: usize,
+    /// The change: the edited layer, `W_edited − W_original` of its `down_proj`
+    /// (`[d_model, d_ff]`) and the delta's Frobenius norm. Apply and export through it.
+    pub delta: LayerDelta<B>,
     /// The location evidence (`None` when the layer was fixed by the config).
     pub located: Option<LocateResult>,
     /// Losses of every step run.
     pub steps: Vec<StepLoss>,
     /// Whether the early-stop rule ended the loop.
     pub stopped_early: bool,
-    /// `W_edited − W_original` for `model.layers.{layer}.mlp.down_proj.weight`, `[d_model, d_ff]`.
-    pub delta: Tensor<B, 2>,
-    /// Frobenius norm of the delta.
-    pub delta_norm: f64,
     /// The token ids used.
     pub tokens: EditTokens,
     /// Wall-clock seconds for location and for the optimisation.
@@ -94,33 +91,6 @@ pub struct EditSeconds {
     pub locate: f64,
     /// The frozen prefix, the constraint baseline and every step.
     pub tune: f64,
-}
-
-impl<B: Backend> DinmEdit<B> {
-    /// The edited tensor's HF name.
-    pub fn tensor_name(&self) -> String {
-        WeightId::layer(self.layer, LayerParam::DownProj).hf_name()
-    }
-
-    /// A working copy of the model with the delta applied; `lm` itself is not changed, so
-    /// dropping the copy restores the original exactly.
-    pub fn apply(&self, lm: &LanguageModel<B>) -> LanguageModel<B> {
-        apply_down_proj_delta(lm, self.layer, &self.delta)
-    }
-
-    /// The delta on the host, for export (e.g. as safetensors under [`DinmEdit::tensor_name`]).
-    pub fn delta_raw(&self) -> RawTensor {
-        raw(&self.delta)
-    }
-
-    /// The change as a [`LayerDelta`].
-    pub fn layer_delta(&self) -> LayerDelta<B> {
-        LayerDelta {
-            layer: self.layer,
-            delta: self.delta.clone(),
-            norm: self.delta_norm,
-        }
-    }
 }
 
 /// A change to one layer's `down_proj` (what DINM and FT-L produce).
@@ -291,14 +261,15 @@ pub fn dinm_edit<AD: AutodiffBackend>(
         locate: locate_s,
         tune: tune_started.elapsed().as_secs_f64(),
     };
-    let delta_norm = frobenius(tuned.delta.clone());
     Ok(DinmEdit {
-        layer,
+        delta: LayerDelta {
+            layer,
+            norm: frobenius(tuned.delta.clone()),
+            delta: tuned.delta,
+        },
         located,
         steps: tuned.steps,
         stopped_early: tuned.stopped_early,
-        delta: tuned.delta,
-        delta_norm,
         tokens,
         seconds,
     })
@@ -645,8 +616,8 @@ mod tests {
         );
         assert_eq!(first.constraint, 0.0, "no change before the first update");
         assert!(last.constraint > 0.0, "the constraint sees the change");
-        assert!(edit.delta_norm > 0.0);
-        assert_eq!(edit.delta.dims(), [64, 128]);
+        assert!(edit.delta.norm > 0.0);
+        assert_eq!(edit.delta.delta.dims(), [64, 128]);
         // The base model is untouched.
         assert_eq!(
             lm.model
@@ -655,8 +626,8 @@ mod tests {
             before
         );
         assert_eq!(
-            edit.tensor_name(),
-            format!("model.layers.{}.mlp.down_proj.weight", edit.layer)
+            edit.delta.tensor_name(),
+            format!("model.layers.{}.mlp.down_proj.weight", edit.delta.layer)
         );
     }
 
@@ -674,11 +645,11 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        assert_eq!(edit.layer, 1);
+        assert_eq!(edit.delta.layer, 1);
         assert!(edit.located.is_none());
         // At t = 1, m̂ / (√v̂ + ε) = g / (|g| + ε): every moved entry moves by at most lr, and by
         // almost exactly lr unless its gradient is as small as ε.
-        let raw = edit.delta_raw();
+        let raw = edit.delta.delta_raw();
         let mut moved: Vec<f32> = raw
             .data
             .iter()
@@ -709,7 +680,13 @@ mod tests {
             &mut |_| {},
         )
         .unwrap();
-        assert!(edit.delta_raw().data.iter().all(|d| d.abs() <= 1e-3 + 1e-7));
+        assert!(
+            edit.delta
+                .delta_raw()
+                .data
+                .iter()
+                .all(|d| d.abs() <= 1e-3 + 1e-7)
+        );
     }
 
     #[test]
@@ -730,6 +707,7 @@ mod tests {
                 &mut |_| {},
             )
             .unwrap()
+            .delta
             .delta_raw()
         };
         let without = run(&base);
@@ -763,7 +741,7 @@ mod tests {
                 "{a:?} vs {b:?}"
             );
         }
-        assert!((cached.delta_norm - full.delta_norm).abs() < 1e-5 * cached.delta_norm);
+        assert!((cached.delta.norm - full.delta.norm).abs() < 1e-5 * cached.delta.norm);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod config;
 pub mod edit;
 pub mod locate;
 
-pub use config::{DinmConfig, SUFFIX_SYSTEM_PROMPT, random_layer};
+pub use config::{DinmConfig, ModelFamily, SUFFIX_SYSTEM_PROMPT, random_layer};
 pub use edit::{
     DinmEdit, DinmEvent, EditTokens, LayerDelta, StepLoss, dinm_edit, edit_tokens, with_suffix,
 };
