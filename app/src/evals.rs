@@ -10,7 +10,8 @@ use safeedit_core::run::EvalRecord;
 use safeedit_core::table::{MetricTable, ResultsView, TABLE_METRICS};
 use safeedit_core::{Category, Verdict};
 
-use crate::{NotFound, get_eval, results};
+use crate::figure::FigureCard;
+use crate::{NotFound, get_eval, results, results_figure};
 
 /// A slice's label: categories by their display name.
 fn slice_label(group: &str, value: &str) -> String {
@@ -434,6 +435,7 @@ fn ResultsView(data: ResultsView) -> impl IntoView {
                 <tbody>{body}</tbody>
             </table>
             <p class="muted">"Bold: best in its column (every metric is higher-is-better)."</p>
+            <ResultsFigure runs=selected.join(",") group=group.clone() value=value.clone() />
             <p class="downloads">
                 <a class="button" id="results-csv" href=format!("/api/results.csv?{q}") download="">
                     "All numbers (CSV, tidy)"
@@ -463,4 +465,42 @@ fn ResultsView(data: ResultsView) -> impl IntoView {
         </section>
     }
     .into_any()
+}
+
+/// The table's defense metrics as grouped bars, exportable like every figure.
+#[component]
+fn ResultsFigure(runs: String, group: String, value: String) -> impl IntoView {
+    let query = results_query(
+        &runs.split(',').map(str::to_string).collect::<Vec<_>>(),
+        &group,
+        &value,
+    );
+    let figure = Resource::new(
+        move || (runs.clone(), group.clone(), value.clone()),
+        |(runs, group, value)| results_figure(Some(runs), group, value),
+    );
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Drawing…"</p> }>
+            {move || {
+                let query = query.clone();
+                Suspend::new(async move {
+                    match figure.await {
+                        Ok(Some(figure)) => {
+                            view! {
+                                <FigureCard
+                                    figure
+                                    base="/api/results/figures/defense".to_string()
+                                    caption="Defense success (DS) and generalisation (DG) per method for this slice, judged by the run's judge; fluency and general scores are on other scales and stay in the table.".to_string()
+                                    query
+                                />
+                            }
+                                .into_any()
+                        }
+                        Ok(None) => ().into_any(),
+                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
 }

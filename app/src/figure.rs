@@ -15,16 +15,25 @@ const PRESETS: [(&str, &str); 2] = [
 const FORMATS: [(&str, &str); 3] = [("svg", "SVG"), ("pdf", "PDF"), ("png", "PNG 300 dpi")];
 
 /// One figure with its download links; `base` is the URL the format is appended to
-/// (`{base}.{svg|pdf|png}?preset=...`).
+/// (`{base}.{svg|pdf|png}?preset=...`, then `&{query}` when given).
 #[component]
-pub fn FigureCard(figure: FigureSvg, base: String, caption: String) -> impl IntoView {
+pub fn FigureCard(
+    figure: FigureSvg,
+    base: String,
+    caption: String,
+    #[prop(optional)] query: String,
+) -> impl IntoView {
     let downloads = PRESETS
         .iter()
         .map(|(preset, preset_label)| {
             let links = FORMATS
                 .iter()
                 .map(|(format, format_label)| {
-                    let href = format!("{base}.{format}?preset={preset}");
+                    let href = if query.is_empty() {
+                        format!("{base}.{format}?preset={preset}")
+                    } else {
+                        format!("{base}.{format}?preset={preset}&{query}")
+                    };
                     view! {
                         <a
                             class="download"

@@ -235,6 +235,20 @@ pub async fn results(
         .map_err(ServerFnError::new)
 }
 
+/// The results table's defense metrics as a chart (`None`: nothing to draw).
+#[server(endpoint = "results_figure")]
+pub async fn results_figure(
+    runs: Option<String>,
+    group: String,
+    value: String,
+) -> Result<Option<FigureSvg>, ServerFnError> {
+    state()?
+        .runs
+        .results_figure(runs, group, value)
+        .await
+        .map_err(ServerFnError::new)
+}
+
 /// A stored mechanism analysis (`None`: no such slug).
 #[server(endpoint = "analysis")]
 pub async fn get_analysis(slug: String) -> Result<Option<AnalysisRecord>, ServerFnError> {
@@ -312,6 +326,14 @@ pub mod ssr {
         ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>>;
         /// A stored evaluation with its instances.
         fn eval(&self, slug: String) -> BoxFuture<'_, Result<Option<EvalPageData>, String>>;
+        /// The results table's defense chart at the ACL column width (`None`: nothing to
+        /// draw).
+        fn results_figure(
+            &self,
+            runs: Option<String>,
+            group: String,
+            value: String,
+        ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>>;
         /// A stored mechanism analysis.
         fn analysis(&self, slug: String) -> BoxFuture<'_, Result<Option<AnalysisRecord>, String>>;
         /// Every stored analysis, newest first.

@@ -75,3 +75,20 @@ test('an evaluation page renders fully on the server with metrics, instances and
   assert.equal((await fetch(`${BASE}/evals/nosuchrun0`)).status, 404);
   assert.equal((await fetch(`${BASE}/api/evals/nosuchrun0/summary.csv`)).status, 404);
 });
+
+test('the results table has a defense chart that exports for a paper with the same runs', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${BASE}/results`);
+  await page.locator('#fig-defense svg').waitFor();
+  const text = await page.locator('#fig-defense svg').textContent();
+  for (const label of ['DS', 'DG-Avg', 'vanilla', 'prompt']) assert.ok(text.includes(label), label);
+  const href = await page.locator('#fig-defense a[data-format="pdf"][data-preset="full"]').getAttribute('href');
+  assert.match(href, /^\/api\/results\/figures\/defense\.pdf\?preset=full&runs=[a-z0-9,]+$/);
+  const pdf = Buffer.from(await (await fetch(`${BASE}${href}`)).arrayBuffer());
+  assert.ok(pdf.toString('latin1').startsWith('%PDF-'));
+  const bad = await fetch(`${BASE}/api/results/figures/defense.svg?runs=nosuchrun`);
+  assert.equal(bad.status, 400);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -626,6 +626,47 @@ pub fn cosine_histogram(series: &[(String, Vec<f32>)], preset: Preset) -> anyhow
 /// and the cosine distribution.
 pub const MECHANISM_CHARTS: [&str; 4] = ["toxicity", "shift", "projection", "cosines"];
 
+/// The results page's charts.
+pub const RESULTS_CHARTS: [&str; 1] = ["defense"];
+
+/// The defense metrics present in a results table (DS, the DG inputs, DG-Avg), as grouped bars
+/// per method (`None` when the table has none of them or no rows).
+pub fn results_chart(
+    table: &safeedit_core::table::MetricTable,
+    preset: Preset,
+) -> anyhow::Result<Option<String>> {
+    const DEFENSE: [&str; 6] = [
+        "DS",
+        "DG_onlyQ",
+        "DG_otherA",
+        "DG_otherQ",
+        "DG_otherAQ",
+        "DG-Avg",
+    ];
+    let columns: Vec<(usize, &str)> = table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| DEFENSE.contains(&c.as_str()))
+        .map(|(i, c)| (i, c.as_str()))
+        .collect();
+    if columns.is_empty() || table.rows.is_empty() {
+        return Ok(None);
+    }
+    let groups: Vec<&str> = columns.iter().map(|(_, c)| *c).collect();
+    let series: Vec<(String, Vec<Option<f64>>)> = table
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.method.clone(),
+                columns.iter().map(|(i, _)| r.values[*i]).collect(),
+            )
+        })
+        .collect();
+    grouped_bars(&groups, &series, "defense (%)", preset).map(Some)
+}
+
 /// One mechanism chart by name (`None` for an unknown name).
 pub fn mechanism_chart(
     report: &MechanismReport,
@@ -918,6 +959,31 @@ mod tests {
             .skip(1)
             .filter_map(|t| t.split_once("\n<").map(|(text, _)| text.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_results_chart_draws_the_defense_columns_per_method() {
+        use safeedit_core::table::{MetricTable, TableRow};
+        let row = |method: &str, v: f64| TableRow {
+            method: method.into(),
+            link: format!("/evals/{method}"),
+            values: vec![Some(v), Some(v + 10.0), Some(3.9)],
+            n: Some(2),
+        };
+        let mut table = MetricTable {
+            group: "all".into(),
+            value: "all".into(),
+            columns: vec!["DS".into(), "DG-Avg".into(), "Fluency".into()],
+            rows: vec![row("vanilla", 20.0), row("sft", 80.0)],
+        };
+        let svg = results_chart(&table, Preset::Column).unwrap().unwrap();
+        let l = labels(&svg);
+        for want in ["DS", "DG-Avg", "vanilla", "sft", "defense (%)"] {
+            assert!(l.contains(want), "{want}: {l:?}");
+        }
+        assert!(!l.contains("Fluency"), "fluency is on another scale");
+        table.columns = vec!["Fluency".into()];
+        assert!(results_chart(&table, Preset::Column).unwrap().is_none());
     }
 
     #[test]

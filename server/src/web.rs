@@ -175,6 +175,28 @@ impl Runs for RunService {
         })
     }
 
+    fn results_figure(
+        &self,
+        runs: Option<String>,
+        group: String,
+        value: String,
+    ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>> {
+        Box::pin(async move {
+            let all = self
+                .store
+                .list_evals()
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let view = ResultsView::build(all, runs.as_deref(), &group, &value)?;
+            let svg = figures::results_chart(&view.table, Preset::Column)
+                .map_err(|e| format!("{e:#}"))?;
+            Ok(svg.map(|svg| FigureSvg {
+                name: "defense".into(),
+                svg,
+            }))
+        })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<RunSummary>, String>> {
         Box::pin(async move {
             self.store
@@ -319,6 +341,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     move |UrlPath((slug, file)): UrlPath<(String, String)>,
                           Query(q): Query<FigureQuery>| {
                         run_figure_file(store.clone(), slug, file, q.preset)
+                    }
+                }),
+            )
+            .route(
+                "/api/results/figures/{file}",
+                get({
+                    let store = store.clone();
+                    move |UrlPath(file): UrlPath<String>, Query(q): Query<ResultsQuery>| {
+                        results_figure_file(store.clone(), file, q)
                     }
                 }),
             )
@@ -529,10 +560,10 @@ struct ResultsQuery {
     runs: Option<String>,
     group: Option<String>,
     value: Option<String>,
+    /// Figures only: `column` or `full`.
+    preset: Option<String>,
 }
 
-/// `GET /api/results.csv` (every number of the chosen runs, tidy) and `/api/results.tex` (the
-/// chosen slice's table, booktabs, best bold, the runs' absolute links in a comment).
 /// `http://{Host}` of a request, for links in downloaded tables (empty without a Host).
 fn origin(headers: &axum::http::HeaderMap) -> String {
     headers
@@ -542,6 +573,8 @@ fn origin(headers: &axum::http::HeaderMap) -> String {
         .unwrap_or_default()
 }
 
+/// `GET /api/results.csv` (every number of the chosen runs, tidy) and `/api/results.tex` (the
+/// chosen slice's table, booktabs, best bold, the runs' absolute links in a comment).
 async fn results_file(
     store: Store,
     format: ResultsFormat,
@@ -719,6 +752,36 @@ async fn figure_file<T: Send + 'static>(
         )
             .into_response(),
     }
+}
+
+/// `GET /api/results/figures/defense.{svg|pdf|png}?runs=&group=&value=&preset=`: the results
+/// table's defense metrics as grouped bars, for a paper.
+async fn results_figure_file(store: Store, file: String, q: ResultsQuery) -> Response {
+    let table = match store.list_evals().await {
+        Ok(all) => ResultsView::build(
+            all,
+            q.runs.as_deref(),
+            q.group.as_deref().unwrap_or("all"),
+            q.value.as_deref().unwrap_or("all"),
+        )
+        .map(|view| Some(view.table))
+        .map_err(|message| anyhow::anyhow!(message)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &table {
+        // An unknown run or group is the request's fault.
+        return (StatusCode::BAD_REQUEST, format!("{e:#}")).into_response();
+    }
+    figure_file(
+        "results table",
+        &figures::RESULTS_CHARTS,
+        "results".into(),
+        file,
+        q.preset,
+        table,
+        |t: &MetricTable, _, preset| figures::results_chart(t, preset),
+    )
+    .await
 }
 
 /// `GET /api/mechanisms/{slug}/{analysis.json | analysis.csv | analysis.tex}`.
