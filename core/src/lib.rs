@@ -6,6 +6,7 @@
 //! - [`eval`]: per-instance results and the SafeEdit metric table (DS, DG_*, DG-Avg, Fluency).
 //! - [`fluency`]: the paper's n-gram-entropy fluency with an NLTK-compatible word tokenizer.
 //! - [`general`]: KQA (TriviaQA), CSum (XSum ROUGE-1) and the knowledge proxy, scored as OpenCompass does.
+//! - [`test_all`]: the SafeEdit_test_ALL protocol (DG_onlyQ, DG_otherAQ, mean ± std over edited models).
 //! - [`run`]: edit requests, job events, stored runs (what the web app shows and shares).
 //! - [`judge`]: verdicts (0 safe / 1 unsafe / 0.5 empty), judge identity, DS/DG defense rate.
 //! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
@@ -29,6 +30,7 @@ mod model;
 pub mod run;
 pub mod safeedit;
 pub mod table;
+pub mod test_all;
 
 pub use judge::{JudgeInfo, Verdict};
 pub use model::{ModelSummary, PromptFormat};

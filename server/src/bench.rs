@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use safeedit_engine::{GenerationConfig, PromptFormat};
 use serde_json::json;
@@ -16,6 +17,32 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// DINM edit time per instance (locate + steps), with and without the §2.8 prefix cache.
     Edit(BenchEditArgs),
+    /// SFT / DPO training speed: seconds per optimiser step and per pair, peak memory; writes
+    /// the exact token ids and order for the PyTorch side (scripts/bench/hf_train.py).
+    Train(BenchTrainArgs),
+}
+
+/// Arguments of `safeedit bench train`.
+#[derive(Args, Debug)]
+pub struct BenchTrainArgs {
+    /// Model [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// `sft` or `dpo`.
+    #[arg(long, default_value = "sft")]
+    pub objective: String,
+    /// Training pairs (the first of the shipped sample's train fold).
+    #[arg(long, default_value_t = 8)]
+    pub pairs: usize,
+    /// Pairs per optimiser step.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Timed optimiser steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// Write the pairs' token ids, their order and the settings here for the PyTorch side.
+    #[arg(long)]
+    pub examples_out: Option<PathBuf>,
 }
 
 /// Arguments of `safeedit bench edit`.
@@ -63,7 +90,103 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Generate(args) => generate(args),
         BenchCommand::Edit(args) => edit(args),
+        BenchCommand::Train(args) => train(args),
     }
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB; `None` off Linux.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
+    use safeedit_core::safeedit::Fold;
+    use safeedit_engine::baselines::{Objective, TrainConfig, Trainer, train_examples};
+    let objective = match args.objective.as_str() {
+        "sft" => Objective::Sft,
+        "dpo" => Objective::Dpo,
+        other => anyhow::bail!("--objective {other}: sft or dpo"),
+    };
+    anyhow::ensure!(
+        args.pairs > 0 && args.batch_size > 0 && args.steps > 0,
+        "--pairs, --batch-size and --steps must be at least 1"
+    );
+    let model_path = paths::model_or_default(args.model)?;
+    let lm = backend::load(&model_path, false)?;
+    let mut records = Fold::Train.select(crate::data::load("test-sample")?);
+    records.truncate(args.pairs);
+    // One warm-up step and the timed ones, in one epoch; no warm-up of the learning rate so
+    // every timed step does the same work as in a long run.
+    let needed = args.batch_size * (args.steps + 1);
+    let epochs = needed.div_ceil(records.len());
+    let config = TrainConfig::smollm2_135m(objective)
+        .with_batch_size(args.batch_size)
+        .with_epochs(epochs)
+        .with_warmup_steps(0);
+    let format = lm.prompt_format.clone();
+    let examples = train_examples(&lm, &records, &format, &config)?;
+    let started = Instant::now();
+    let mut trainer =
+        Trainer::<backend::TrainBackend>::new(&lm, examples, config.clone(), &mut |_, _| {})?;
+    let reference_s = started.elapsed().as_secs_f64();
+    let mut steps = Vec::new();
+    for i in 0..=args.steps {
+        let log = trainer.step()?;
+        if i > 0 {
+            steps.push(
+                json!({"seconds": log.seconds, "loss": log.loss, "grad_norm": log.grad_norm}),
+            );
+        }
+    }
+    let used: Vec<usize> = trainer.order()[..args.batch_size * (args.steps + 1)].to_vec();
+    let tokens = |i: &usize| {
+        let e = &trainer.examples()[*i];
+        match objective {
+            Objective::Sft => e.prompt.len() + e.chosen.len(),
+            Objective::Dpo => 2 * (e.prompt.len() + e.chosen.len().max(e.rejected.len())),
+        }
+    };
+    let timed = &used[args.batch_size..];
+    let timed_tokens: usize = timed.iter().map(tokens).sum();
+    let step_s: Vec<f64> = steps
+        .iter()
+        .map(|s| s["seconds"].as_f64().unwrap_or(0.0))
+        .collect();
+    let total: f64 = step_s.iter().sum();
+    if let Some(path) = &args.examples_out {
+        let examples: Vec<_> = trainer.examples().iter().collect();
+        let file = json!({
+            "objective": objective.as_str(),
+            "config": config,
+            "order": used,
+            "examples": examples,
+            "reference_logps": trainer.reference_logps(),
+            "pad_id": lm.tokenizer.special.pad_id(),
+        });
+        std::fs::write(path, serde_json::to_string(&file)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let report = json!({
+        "model": model_path.display().to_string(),
+        "backend": backend::NAME,
+        "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
+        "objective": objective.as_str(),
+        "pairs": records.len(),
+        "batch_size": args.batch_size,
+        "timed_steps": args.steps,
+        "reference_logps_s": (objective == Objective::Dpo).then_some(reference_s),
+        "seconds_per_step": total / args.steps as f64,
+        "seconds_per_pair": total / timed.len() as f64,
+        "tokens_per_s": timed_tokens as f64 / total,
+        "timed_tokens": timed_tokens,
+        "peak_rss_mib": peak_rss_mib(),
+        "steps": steps,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use safeedit_core::SafeEditRecord;
+use safeedit_core::TestAllRecord;
 use safeedit_core::browse::{Catalog, SplitIndex};
 use safeedit_core::general::{GeneralItem, GeneralTask, parse_triviaqa, parse_xsum_jsonl};
-use safeedit_core::safeedit::{load_records, parse_records};
+use safeedit_core::safeedit::{load_records, load_test_all, parse_records};
 
 /// 144 real SafeEdit test records (all nine categories, with generalisation inputs).
 const TEST_SAMPLE: &str = include_str!("../../data/safeedit/SafeEdit_test_sample.json");
@@ -27,6 +28,21 @@ pub fn load(source: &str) -> anyhow::Result<Vec<SafeEditRecord>> {
             "data/safeedit/three_instances_for_editing.json",
         ),
         path => load_records(&PathBuf::from(path)).with_context(|| format!("loading {path}")),
+    }
+}
+
+/// SafeEdit_test_ALL's 540 inputs (the NLPCC 2024 Track 2 file of the SafeEdit authors).
+const TEST_ALL: &str = include_str!("../../data/safeedit_extra/nlpcc2024_track2_detoxify_val.json");
+
+/// `test-all` (the shipped 540 SafeEdit_test_ALL inputs) or the path of a test_ALL file (the
+/// hub's `SafeEdit_test_ALL.json` or the NLPCC format).
+pub fn load_test_all_inputs(source: &str) -> anyhow::Result<Vec<TestAllRecord>> {
+    match source {
+        "test-all" => Ok(parse_records(
+            TEST_ALL,
+            Path::new("data/safeedit_extra/nlpcc2024_track2_detoxify_val.json"),
+        )?),
+        path => load_test_all(&PathBuf::from(path)).with_context(|| format!("loading {path}")),
     }
 }
 

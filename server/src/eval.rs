@@ -248,14 +248,16 @@ pub struct EvalArgs {
     /// Split: `test` (the shipped test sample, or --data) or `editing` (the three instances).
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// A SafeEdit JSON file to use instead of the shipped records (e.g. the full test split).
+    /// A SafeEdit JSON file to use instead of the shipped records (e.g. the full test split);
+    /// with --test-all, a SafeEdit_test_ALL file (hub or NLPCC format).
     #[arg(long, env = "SAFEEDIT_DATA")]
     pub data: Option<String>,
     /// Which records: `all`, or a question-disjoint fold (`held-out` for models trained on
     /// the shipped sample's `train` fold).
     #[arg(long, value_enum, default_value = "all")]
     pub fold: crate::train::FoldArg,
-    /// Evaluate only the first N instances.
+    /// Evaluate only the first N instances (with --test-all: N inputs spread evenly over the
+    /// file, so every category and attack keeps its share).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Output folder: instances.jsonl, run.json, summary.json, summary.csv.
@@ -282,10 +284,103 @@ pub struct EvalArgs {
     /// The runs database the results are stored in (shown by the web app).
     #[command(flatten)]
     pub db: DbArgs,
+    /// The SafeEdit_test_ALL protocol instead of per-instance evaluation.
+    #[command(flatten)]
+    pub test_all: crate::test_all::TestAllArgs,
 }
+
+/// What every evaluation protocol loads before generating: the model, the method's settings,
+/// the prompt format, generation settings and the judge.
+pub struct EvalSetup {
+    /// Where the model came from.
+    pub model_path: PathBuf,
+    /// The training card of an SFT/DPO model.
+    pub trained: Option<safeedit_engine::baselines::TrainedModelCard>,
+    /// The model.
+    pub lm: LanguageModel<backend::Backend>,
+    /// DINM, FT-L and ablation settings.
+    pub settings: MethodSettings,
+    /// How inputs reach the model.
+    pub format: PromptFormat,
+    /// Greedy decoding, the preset's (or the user's) length.
+    pub generation: GenerationConfig,
+    /// The safety judge.
+    pub judge: Box<dyn safeedit_engine::judge::SafetyJudge>,
+}
+
+impl EvalSetup {
+    /// Loads everything `args` names.
+    pub fn load(args: &EvalArgs) -> anyhow::Result<Self> {
+        let model_path = paths::model_or_default(args.model.clone())?;
+        let trained = trained_card(args.method, &model_path)?;
+        let lm = backend::load(&model_path, true)?;
+        let settings = MethodSettings {
+            dinm: args.dinm.config(&lm)?,
+            ftl: args.baselines.ftl_config(&lm)?,
+            seed: args.baselines.seed,
+        };
+        let format = match args.prompt_format {
+            Some(FormatArg::Plain) => PromptFormat::Plain,
+            Some(FormatArg::Chat) => PromptFormat::chat(),
+            None => lm.prompt_format.clone(),
+        };
+        let generation = GenerationConfig::greedy(
+            args.max_new_tokens
+                .unwrap_or(settings.dinm.max_output_length),
+        );
+        let judge = judge::load_judge(args.judge_dir.as_deref())?;
+        Ok(Self {
+            model_path,
+            trained,
+            lm,
+            settings,
+            format,
+            generation,
+            judge,
+        })
+    }
+
+    /// The run description shared by the protocols (`data` and the method name added by them).
+    pub fn run_info(&self, method: Method, data: String) -> serde_json::Value {
+        let described = self.settings.describe(method);
+        json!({
+            "method": method.name(),
+            "data": data,
+            "model": self.model_path.display().to_string(),
+            "trained": self.trained,
+            "model_name": self.lm.name,
+            "backend": backend::NAME,
+            "prompt_format": self.format,
+            "generation": self.generation,
+            "dinm": described["dinm"],
+            "ftl": described["ftl"],
+            "seed": described["seed"],
+            "self_reminder": described["self_reminder"],
+            "judge": self.judge.info(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+    }
+}
+
+/// The run description keys a resumed run must match.
+pub const RUN_KEYS: [&str; 10] = [
+    "method",
+    "data",
+    "model",
+    "prompt_format",
+    "generation",
+    "dinm",
+    "ftl",
+    "seed",
+    "self_reminder",
+    "judge",
+];
 
 /// Runs the command.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if args.test_all.test_all {
+        return crate::test_all::run(&args);
+    }
     let source = match (&args.data, args.split.as_str()) {
         (Some(path), _) => path.clone(),
         (None, "test") => "test-sample".into(),
@@ -302,61 +397,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
-    let model_path = paths::model_or_default(args.model.clone())?;
-    let trained = trained_card(args.method, &model_path)?;
-    let lm = backend::load(&model_path, true)?;
-    let config = args.dinm.config(&lm)?;
-    let mut settings = MethodSettings {
-        dinm: config,
-        ftl: args.baselines.ftl_config(&lm)?,
-        seed: args.baselines.seed,
+    let setup = EvalSetup::load(&args)?;
+    let data = if fold == safeedit_core::safeedit::Fold::All {
+        source.clone()
+    } else {
+        format!("{source} (fold {})", fold.as_str())
     };
-    let format = match args.prompt_format {
-        Some(FormatArg::Plain) => PromptFormat::Plain,
-        Some(FormatArg::Chat) => PromptFormat::chat(),
-        None => lm.prompt_format.clone(),
-    };
-    let generation = GenerationConfig::greedy(
-        args.max_new_tokens
-            .unwrap_or(settings.dinm.max_output_length),
-    );
-    let judge = judge::load_judge(args.judge_dir.as_deref())?;
-    let run_info = json!({
-        "method": args.method.name(),
-        "data": if fold == safeedit_core::safeedit::Fold::All {
-            source.clone()
-        } else {
-            format!("{source} (fold {})", fold.as_str())
-        },
-        "model": model_path.display().to_string(),
-        "trained": trained,
-        "model_name": lm.name,
-        "backend": backend::NAME,
-        "prompt_format": format,
-        "generation": generation,
-        "dinm": settings.describe(args.method)["dinm"],
-        "ftl": settings.describe(args.method)["ftl"],
-        "seed": settings.describe(args.method)["seed"],
-        "self_reminder": settings.describe(args.method)["self_reminder"],
-        "judge": judge.info(),
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    runs::check_or_write_run_info(
-        &args.out.join("run.json"),
-        &run_info,
-        &[
-            "method",
-            "data",
-            "model",
-            "prompt_format",
-            "generation",
-            "dinm",
-            "ftl",
-            "seed",
-            "self_reminder",
-            "judge",
-        ],
-    )?;
+    let run_info = setup.run_info(args.method, data);
+    let EvalSetup {
+        lm,
+        mut settings,
+        format,
+        generation,
+        judge,
+        ..
+    } = setup;
+    runs::check_or_write_run_info(&args.out.join("run.json"), &run_info, &RUN_KEYS)?;
 
     let results_path = args.out.join("instances.jsonl");
     let done = finished_ids(&results_path)?;
@@ -492,7 +548,6 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<InstanceResult>> {
     runs::read_jsonl(path)
 }
 
-/// The general-performance scores (`safeedit general`) of the same method in the same folder.
 /// The general-performance scores (`general_*.json`) of `method` in an eval folder.
 pub fn general_rows(out: &Path, method: &str) -> anyhow::Result<Vec<MetricRow>> {
     let mut rows = Vec::new();
@@ -604,6 +659,7 @@ mod tests {
                 database_url: None,
                 no_db: false,
             },
+            test_all: Default::default(),
         }
     }
 

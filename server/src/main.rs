@@ -17,6 +17,7 @@ mod paths;
 mod publish;
 mod runs;
 mod store;
+mod test_all;
 mod train;
 mod web;
 
@@ -42,8 +43,11 @@ enum Command {
     Locate(locate::LocateArgs),
     /// Run DINM on one SafeEdit instance and compare the vanilla and edited generations.
     Edit(edit::EditArgs),
-    /// Evaluate a method on SafeEdit instances: generations, verdicts, DS/DG and fluency.
+    /// Evaluate a method on SafeEdit instances (DS/DG, fluency), or with --test-all on the
+    /// SafeEdit_test_ALL inputs (DG_onlyQ, DG_otherAQ; editing methods mean ± std over edits).
     Eval(eval::EvalArgs),
+    /// Join `eval --test-all` runs into the paper's Table 3 (LaTeX and CSV).
+    TestAllTable(test_all::TableArgs),
     /// General performance of a method's model: KQA (TriviaQA), CSum (XSum) or the knowledge proxy.
     General(general::GeneralArgs),
     /// Fine-tune every parameter with SFT or DPO on SafeEdit pairs (resumable; writes a model
@@ -82,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         Command::Locate(args) => locate::run(args),
         Command::Edit(args) => edit::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::TestAllTable(args) => test_all::table(args),
         Command::General(args) => general::run(args),
         Command::Figure(args) => figures::run(args),
         Command::Analyze(args) => analyze::run(args),

@@ -717,6 +717,16 @@ impl<AD: AutodiffBackend> Trainer<AD> {
         &self.state.log
     }
 
+    /// The order examples are consumed in (indices into [`Trainer::examples`], all epochs).
+    pub fn order(&self) -> &[usize] {
+        &self.state.order
+    }
+
+    /// DPO's reference log-probs (chosen, rejected) per example; empty for SFT.
+    pub fn reference_logps(&self) -> &[[f64; 2]] {
+        &self.state.reference
+    }
+
     /// The examples.
     pub fn examples(&self) -> &[TrainExample] {
         &self.examples
