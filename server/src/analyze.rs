@@ -631,6 +631,9 @@ mod tests {
             optimizer: None,
             beta: None,
             seed: None,
+            lora_rank: None,
+            lora_alpha: None,
+            lora_targets: None,
             save_every: 10,
         })
         .unwrap();

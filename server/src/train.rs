@@ -112,6 +112,16 @@ pub struct TrainArgs {
     /// Seed of the example order [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Train LoRA adapters of this rank instead of every parameter (for 7B models on a GPU;
+    /// the output is still a merged model directory, with PEFT's adapter files in `adapter/`).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA α (the update is scaled by α / r) [default: 16].
+    #[arg(long, requires = "lora_rank")]
+    pub lora_alpha: Option<f64>,
+    /// LoRA target projections [default: q_proj,v_proj, PEFT's for LLaMA-family models].
+    #[arg(long, value_delimiter = ',', requires = "lora_rank")]
+    pub lora_targets: Option<Vec<String>>,
     /// Checkpoint every N steps (and at the end).
     #[arg(long, default_value_t = 10)]
     pub save_every: usize,
@@ -154,6 +164,19 @@ impl TrainArgs {
         }
         if let Some(seed) = self.seed {
             config.seed = seed;
+        }
+        if let Some(rank) = self.lora_rank {
+            let mut lora = safeedit_engine::baselines::LoraConfig::new()
+                .with_rank(rank)
+                .with_seed(config.seed);
+            if let Some(alpha) = self.lora_alpha {
+                lora.alpha = alpha;
+            }
+            if let Some(targets) = &self.lora_targets {
+                lora.targets = targets.clone();
+            }
+            lora.params()?;
+            config.lora = Some(lora);
         }
         config.validate()?;
         Ok(config)
@@ -207,7 +230,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (base_lm, card_base) = if resuming {
         let card = TrainedModelCard::read(&args.out)?
             .with_context(|| format!("{}: no safeedit_model.json", args.out.display()))?;
-        let lm = backend::load(&args.out, true)?;
+        // Full fine-tuning continues from the checkpoint's weights; LoRA from the base model
+        // and the saved adapters.
+        let lora = card.config.lora.is_some();
+        let lm = backend::load(
+            if lora {
+                Path::new(&card.base_source)
+            } else {
+                &args.out
+            },
+            true,
+        )
+        .with_context(|| {
+            if lora {
+                format!("loading the LoRA base model {}", card.base_source)
+            } else {
+                format!("loading the checkpoint {}", args.out.display())
+            }
+        })?;
         (lm, (card.base_model, card.base_source))
     } else {
         let lm = backend::load(&base_path, true)?;
@@ -284,6 +324,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         card_base.0,
         args.out.display()
     );
+    if let Some(lora) = &config.lora {
+        eprintln!(
+            "LoRA rank {} (alpha {}) on {}: {} trained numbers",
+            lora.rank,
+            lora.alpha,
+            lora.targets.join(", "),
+            trainer.trained_params()
+        );
+    }
     if resuming {
         eprintln!(
             "resuming at step {} of {}",
@@ -418,6 +467,9 @@ mod tests {
             optimizer: Some(OptimizerArg::Adamw),
             beta: None,
             seed: None,
+            lora_rank: None,
+            lora_alpha: None,
+            lora_targets: None,
             save_every: 1,
         }
     }
@@ -453,5 +505,44 @@ mod tests {
         let lm = backend::load(&dpo, false).unwrap();
         assert_eq!(lm.prompt_format, PromptFormat::chat());
         assert!(trained_card(Path::new("tiny"), Objective::Sft).is_err());
+    }
+
+    #[test]
+    fn lora_training_writes_a_merged_model_and_peft_adapters_and_resumes_from_the_base() {
+        let dir = TempDir::new("train-lora");
+        let out = dir.path().join("sft-lora");
+        let mut a = args(&out, ObjectiveArg::Sft);
+        a.lora_rank = Some(2);
+        a.lora_targets = Some(vec!["q_proj".into(), "down_proj".into()]);
+        run(a).unwrap();
+        let card = trained_card(&out, Objective::Sft).unwrap();
+        let lora = card.config.lora.clone().expect("the card records LoRA");
+        assert_eq!((lora.rank, lora.alpha), (2, 16.0));
+        assert_eq!(lora.targets, ["q_proj", "down_proj"]);
+        let peft: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("adapter/adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(peft["base_model_name_or_path"], "tiny");
+        assert!(out.join("adapter/adapter_model.safetensors").is_file());
+        // The merged model differs from the base only in the targeted projections.
+        use safeedit_engine::names::{LayerParam, WeightId};
+        let trained = backend::load(&out, false).unwrap();
+        let base = backend::load(Path::new("tiny"), false).unwrap();
+        let differs = |id: WeightId| {
+            trained.model.export(id).unwrap().data != base.model.export(id).unwrap().data
+        };
+        assert!(differs(WeightId::layer(0, LayerParam::DownProj)));
+        assert!(!differs(WeightId::layer(0, LayerParam::VProj)));
+        // --resume reads the base model named by the card, not the merged weights.
+        let mut again = args(&out, ObjectiveArg::Sft);
+        again.resume = true;
+        run(again).unwrap();
+        // A bad target is refused before anything is written.
+        let mut bad = args(&dir.path().join("bad"), ObjectiveArg::Sft);
+        bad.lora_rank = Some(2);
+        bad.lora_targets = Some(vec!["attn".into()]);
+        let err = run(bad).unwrap_err();
+        assert!(format!("{err:#}").contains("`attn`"), "{err:#}");
     }
 }

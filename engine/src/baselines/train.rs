@@ -16,6 +16,9 @@
 //!   warm-up `min(1, (step + 1) / (warmup + 1))`, gradients accumulated over `batch_size`
 //!   examples (one sequence pair at a time) and clipped to a global norm.
 //!
+//! - LoRA ([`super::lora`], `TrainConfig::lora`): the same objectives and update, applied to
+//!   low-rank adapters of chosen projections instead of every parameter.
+//!
 //! A [`Trainer`] steps, saves a checkpoint that is a loadable Hugging Face directory plus the
 //! optimiser state, and resumes from it to the same weights an uninterrupted run reaches.
 
@@ -34,6 +37,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::lora::{LoraAdapters, LoraConfig};
 use crate::config::LlamaConfig;
 use crate::dinm::edit::scalar;
 use crate::error::{EngineError, Result};
@@ -114,6 +118,9 @@ pub struct TrainConfig {
     /// Seed of the example order.
     #[config(default = 0)]
     pub seed: u64,
+    /// Train LoRA adapters instead of every parameter (see [`super::lora`]).
+    #[config(default = "None")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl TrainConfig {
@@ -575,7 +582,10 @@ const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// Full fine-tuning of a model with SFT or DPO.
 pub struct Trainer<AD: AutodiffBackend> {
+    /// Every parameter trained; with LoRA the frozen base (no gradient tracked).
     model: Llama<AD>,
+    /// The LoRA adapters, when training them instead of the model.
+    lora: Option<LoraAdapters<AD::InnerBackend>>,
     optimizer: FullOptimizer<AD::InnerBackend>,
     examples: Vec<TrainExample>,
     state: TrainerState,
@@ -631,8 +641,16 @@ impl<AD: AutodiffBackend> Trainer<AD> {
             epoch.shuffle(&mut rng);
             order.extend(epoch);
         }
+        let lora = match &config.lora {
+            Some(lora) => Some(LoraAdapters::init(&lm.model, lora.clone(), &device)?),
+            None => None,
+        };
         Ok(Self {
-            model: trainable::<AD>(&lm.model),
+            model: match lora {
+                Some(_) => lm.model.clone().train::<AD>(),
+                None => trainable::<AD>(&lm.model),
+            },
+            lora,
             optimizer: FullOptimizer::new(config.optimizer, config.weight_decay),
             state: TrainerState {
                 fingerprint: fingerprint(&examples),
@@ -674,13 +692,32 @@ impl<AD: AutodiffBackend> Trainer<AD> {
         let mut optimizer = FullOptimizer::new(state.config.optimizer, state.config.weight_decay);
         optimizer.t = state.adam_t;
         let finished = state.step >= state.order.len().div_ceil(state.config.batch_size);
+        let lora = match &state.config.lora {
+            Some(config) => Some(LoraAdapters::load(
+                &dir.join(super::lora::ADAPTER_DIR),
+                &lm.model,
+                config.clone(),
+                &lm.device,
+            )?),
+            None => None,
+        };
         if state.step > 0 && !finished {
-            let mut count = CountParams(0);
-            lm.model.visit(&mut count);
-            optimizer.load(&dir.join(OPTIMIZER_FILE), count.0, &lm.device)?;
+            let count = match &lora {
+                Some(lora) => 2 * lora.adapters.len(),
+                None => {
+                    let mut count = CountParams(0);
+                    lm.model.visit(&mut count);
+                    count.0
+                }
+            };
+            optimizer.load(&dir.join(OPTIMIZER_FILE), count, &lm.device)?;
         }
         Ok(Self {
-            model: trainable::<AD>(&lm.model),
+            model: match lora {
+                Some(_) => lm.model.clone().train::<AD>(),
+                None => trainable::<AD>(&lm.model),
+            },
+            lora,
             optimizer,
             examples,
             pad_id: lm.tokenizer.special.pad_id(),
@@ -732,28 +769,63 @@ impl<AD: AutodiffBackend> Trainer<AD> {
         &self.examples
     }
 
-    /// The current weights, off the autodiff graph.
+    /// The current weights, off the autodiff graph (LoRA: merged into the base).
     pub fn model(&self) -> Llama<AD::InnerBackend> {
-        self.model.valid()
+        match &self.lora {
+            Some(lora) => lora.merged(&self.model.valid()),
+            None => self.model.valid(),
+        }
+    }
+
+    /// The LoRA adapters, when training them.
+    pub fn lora(&self) -> Option<&LoraAdapters<AD::InnerBackend>> {
+        self.lora.as_ref()
+    }
+
+    /// Numbers the optimiser updates.
+    pub fn trained_params(&self) -> usize {
+        match &self.lora {
+            Some(lora) => lora.num_params(),
+            None => self.model.num_params(),
+        }
+    }
+
+    /// With LoRA: the model whose targeted weights are `W + (α / r) B A` on the autodiff
+    /// graph, and the A / B leaves (optimiser order) to read the gradients from.
+    fn lora_forward_model(
+        &self,
+        lora: &LoraAdapters<AD::InnerBackend>,
+    ) -> (Llama<AD>, Vec<Tensor<AD, 2>>) {
+        let leaves: Vec<Tensor<AD, 2>> = lora
+            .tensors()
+            .into_iter()
+            .map(|t| Tensor::from_inner(t).require_grad())
+            .collect();
+        let scale = lora.config.scale();
+        let mut model = self.model.clone();
+        for (n, adapter) in lora.adapters.iter().enumerate() {
+            let w = self
+                .model
+                .matrix(adapter.id)
+                .expect("adapter targets a matrix");
+            let delta = leaves[2 * n + 1].clone().matmul(leaves[2 * n].clone()) * scale;
+            model = model.with_matrix(adapter.id, w + delta);
+        }
+        (model, leaves)
     }
 
     /// Loss of one example (DPO: also the two policy log-probs).
-    fn example_loss(&self, index: usize) -> (Tensor<AD, 1>, Option<[f64; 2]>) {
+    fn example_loss(&self, model: &Llama<AD>, index: usize) -> (Tensor<AD, 1>, Option<[f64; 2]>) {
         let e = &self.examples[index];
         match self.state.config.objective {
             Objective::Sft => {
-                let logp = response_logps(
-                    &self.model,
-                    &e.prompt,
-                    &[&e.chosen],
-                    self.pad_id,
-                    &self.device,
-                );
+                let logp =
+                    response_logps(model, &e.prompt, &[&e.chosen], self.pad_id, &self.device);
                 (logp.neg(), None)
             }
             Objective::Dpo => {
                 let logps = response_logps(
-                    &self.model,
+                    model,
                     &e.prompt,
                     &[&e.chosen, &e.rejected],
                     self.pad_id,
@@ -789,7 +861,14 @@ impl<AD: AutodiffBackend> Trainer<AD> {
         let mut loss_sum = 0.0;
         let (mut reward_c, mut reward_r, mut wins) = (0.0, 0.0, 0.0);
         for &i in &indices {
-            let (loss, policy) = self.example_loss(i);
+            let (model, leaves) = match &self.lora {
+                Some(lora) => {
+                    let (model, leaves) = self.lora_forward_model(lora);
+                    (model, Some(leaves))
+                }
+                None => (self.model.clone(), None),
+            };
+            let (loss, policy) = self.example_loss(&model, i);
             let value = scalar(loss.clone().inner());
             if !value.is_finite() {
                 return Err(EngineError::InvalidInput(format!(
@@ -807,11 +886,27 @@ impl<AD: AutodiffBackend> Trainer<AD> {
                 wins += f64::from(u8::from(rc > rr));
             }
             let mut grads = (loss / k).backward();
-            self.model.visit(&mut Accumulate::<AD> {
-                grads: &mut grads,
-                acc: &mut acc,
-                index: 0,
-            });
+            match leaves {
+                Some(leaves) => {
+                    for (j, leaf) in leaves.iter().enumerate() {
+                        let n = leaf.shape().num_elements();
+                        let grad = leaf
+                            .grad_remove(&mut grads)
+                            .map(|g| g.reshape([n]))
+                            .unwrap_or_else(|| Tensor::zeros([n], &self.device));
+                        if j == acc.len() {
+                            acc.push(grad);
+                        } else {
+                            acc[j] = acc[j].clone() + grad;
+                        }
+                    }
+                }
+                None => self.model.visit(&mut Accumulate::<AD> {
+                    grads: &mut grads,
+                    acc: &mut acc,
+                    index: 0,
+                }),
+            }
         }
         let norm = acc
             .iter()
@@ -826,14 +921,29 @@ impl<AD: AutodiffBackend> Trainer<AD> {
         };
         let lr = config.lr_at(step);
         self.optimizer.t += 1;
-        let model = self.model.clone();
-        self.model = model.map(&mut Apply::<AD> {
-            grads: &acc,
-            optimizer: &mut self.optimizer,
-            scale,
-            lr,
-            index: 0,
-        });
+        if let Some(lora) = &mut self.lora {
+            let updated = lora
+                .tensors()
+                .into_iter()
+                .enumerate()
+                .map(|(j, t)| {
+                    let dims = t.dims();
+                    let w = t.reshape([dims[0] * dims[1]]);
+                    let g = acc[j].clone() * scale;
+                    self.optimizer.update(j, w, g, lr).reshape(dims)
+                })
+                .collect();
+            lora.set_tensors(updated);
+        } else {
+            let model = self.model.clone();
+            self.model = model.map(&mut Apply::<AD> {
+                grads: &acc,
+                optimizer: &mut self.optimizer,
+                scale,
+                lr,
+                index: 0,
+            });
+        }
         self.state.adam_t = self.optimizer.t;
         self.state.step += 1;
         let log = StepLog {
@@ -866,6 +976,9 @@ impl<AD: AutodiffBackend> Trainer<AD> {
     ) -> Result<()> {
         let trained = lm.with_model(self.model());
         save_model_dir(&trained, dir, Some(card))?;
+        if let Some(lora) = &self.lora {
+            lora.save(&dir.join(super::lora::ADAPTER_DIR), &card.base_source)?;
+        }
         let optimizer = dir.join(OPTIMIZER_FILE);
         if final_model {
             if optimizer.exists() {
@@ -1217,6 +1330,96 @@ mod tests {
         assert_eq!(weights(&back.model), b);
         let read = TrainedModelCard::read(&dir).unwrap().unwrap();
         assert!(read.finished());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lora_trains_only_the_adapters_lowers_the_loss_and_resumes_exactly() {
+        let lm = tiny();
+        let lora = LoraConfig::new().with_rank(2).with_alpha(4.0);
+        let cfg = config(Objective::Sft).with_epochs(2).with_lora(Some(lora));
+        let ex = train_examples(&lm, &records(), &PromptFormat::chat(), &cfg).unwrap();
+        let card = |t: &Trainer<TestAutodiffBackend>| TrainedModelCard {
+            method: Objective::Sft,
+            base_model: "tiny".into(),
+            base_source: "tiny".into(),
+            prompt_format: PromptFormat::chat(),
+            config: t.config().clone(),
+            data: "test records".into(),
+            n_examples: 3,
+            steps_done: t.steps_done(),
+            total_steps: t.total_steps(),
+            final_loss: t.log().last().map(|l| l.loss),
+        };
+        let mut straight =
+            Trainer::<TestAutodiffBackend>::new(&lm, ex.clone(), cfg.clone(), &mut |_, _| {})
+                .unwrap();
+        // 2 adapters (q, v) per layer, rank 2: A [2, 64] + B [out, 2].
+        let c = LlamaConfig::tiny();
+        let q_out = c.n_heads * c.head_dim;
+        let v_out = c.n_kv_heads * c.head_dim;
+        assert_eq!(
+            straight.trained_params(),
+            c.n_layers * (2 * c.d_model + q_out * 2 + 2 * c.d_model + v_out * 2)
+        );
+        assert_eq!(
+            weights(&straight.model()),
+            weights(&lm.model),
+            "B = 0: training starts at the base model"
+        );
+        let mut losses = Vec::new();
+        while !straight.finished() {
+            losses.push(straight.step().unwrap().loss);
+        }
+        assert!(
+            losses.last().unwrap() < &losses[0],
+            "SFT loss with LoRA falls: {losses:?}"
+        );
+        // Only the targeted projections moved, and by exactly (α / r) B A.
+        let trained = straight.model();
+        let adapters = straight.lora().unwrap();
+        for id in WeightId::all(&c) {
+            let before = lm.model.export(id).unwrap().data;
+            let after = trained.export(id).unwrap().data;
+            let targeted = adapters.adapters.iter().any(|a| a.id == id);
+            assert_eq!(before != after, targeted, "{id}");
+        }
+        let a = &adapters.adapters[0];
+        let expected = lm.model.matrix(a.id).unwrap() + a.b.clone().matmul(a.a.clone()) * 2.0;
+        trained
+            .matrix(a.id)
+            .unwrap()
+            .to_data()
+            .assert_approx_eq::<f32>(&expected.to_data(), Default::default());
+
+        // A checkpoint holds the merged model and the PEFT adapters; resuming from the base
+        // model and the adapters reaches the straight run's weights.
+        let dir = std::env::temp_dir().join(format!("safeedit-lora-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut first =
+            Trainer::<TestAutodiffBackend>::new(&lm, ex.clone(), cfg, &mut |_, _| {}).unwrap();
+        first.step().unwrap();
+        first.save(&lm, &dir, &card(&first), false).unwrap();
+        let adapter_dir = dir.join(super::super::lora::ADAPTER_DIR);
+        assert!(adapter_dir.join(super::super::lora::ADAPTER_FILE).is_file());
+        assert!(
+            !dir.join(super::super::lora::ADAPTER_CONFIG_FILE).exists(),
+            "not beside the merged weights"
+        );
+        let merged = LanguageModel::<TestBackend>::load(&dir, &Default::default()).unwrap();
+        assert_eq!(weights(&merged.model), weights(&first.model()));
+        drop(first);
+        let mut resumed = Trainer::<TestAutodiffBackend>::resume(&lm, &dir, ex).unwrap();
+        while !resumed.finished() {
+            resumed.step().unwrap();
+        }
+        let (x, y) = (weights(&straight.model()), weights(&resumed.model()));
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "resumed LoRA weights differ by {worst}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,6 +26,14 @@ impl<B: Backend> HfLinear<B> {
         }
     }
 
+    /// Wraps a weight as it is: unlike [`HfLinear::new`] it does not mark it as trained, so it
+    /// may be a computed tensor on an autodiff graph (LoRA's `W + s·BA`).
+    pub fn from_value(weight: Tensor<B, 2>) -> Self {
+        Self {
+            weight: Param::initialized(burn::module::ParamId::new(), weight),
+        }
+    }
+
     /// `x · Wᵀ`.
     ///
     /// # Shapes

@@ -213,6 +213,30 @@ impl<B: Backend> Llama<B> {
         model
     }
 
+    /// A copy with one projection's weight replaced as it is (`id` must name a layer's
+    /// projection; the tensor's gradient tracking is left alone).
+    pub fn with_matrix(&self, id: WeightId, weight: Tensor<B, 2>) -> Self {
+        let mut model = self.clone();
+        let WeightId::Layer { layer, param } = id else {
+            panic!("with_matrix: {id} is not a layer projection");
+        };
+        let l = &mut model.layers[layer];
+        let slot = match param {
+            LayerParam::QProj => &mut l.self_attn.q_proj,
+            LayerParam::KProj => &mut l.self_attn.k_proj,
+            LayerParam::VProj => &mut l.self_attn.v_proj,
+            LayerParam::OProj => &mut l.self_attn.o_proj,
+            LayerParam::GateProj => &mut l.mlp.gate_proj,
+            LayerParam::UpProj => &mut l.mlp.up_proj,
+            LayerParam::DownProj => &mut l.mlp.down_proj,
+            LayerParam::InputNorm | LayerParam::PostAttentionNorm => {
+                panic!("with_matrix: {id} is a norm")
+            }
+        };
+        *slot = HfLinear::from_value(weight);
+        model
+    }
+
     /// Logits of every position of a batch (no cache, nothing captured).
     ///
     /// # Shapes
