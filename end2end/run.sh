@@ -23,6 +23,11 @@ done
 "$BIN" analyze --methods vanilla,dinm --edits 1 --inputs 4 --projection-inputs 4 --probe-tokens 32 \
   --top-k 32 --lens-vectors 2 --lens-tokens 4 --out "$WORK/analysis" --data-dir "$WORK/data" \
   > "$WORK/analysis.log" 2>&1 || { cat "$WORK/analysis.log" >&2; exit 1; }
+# Two small SafeEdit_test_ALL runs (vanilla, and FT-L edited on two instances) for test_all.test.mjs.
+"$BIN" eval --test-all --method vanilla --limit 6 --max-new-tokens 4 --out "$WORK/all-vanilla" \
+  --data-dir "$WORK/data" > "$WORK/all-vanilla.log" 2>&1 || { cat "$WORK/all-vanilla.log" >&2; exit 1; }
+"$BIN" eval --test-all --method ftl --edit-instances 1,2 --ftl-steps 1 --limit 6 --max-new-tokens 4 \
+  --out "$WORK/all-ftl" --data-dir "$WORK/data" > "$WORK/all-ftl.log" 2>&1 || { cat "$WORK/all-ftl.log" >&2; exit 1; }
 "$BIN" serve --addr "127.0.0.1:$PORT" --site-root "$LEPTOS_SITE_ROOT" --data-dir "$WORK/data" > "$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 240); do

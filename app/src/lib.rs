@@ -11,6 +11,7 @@ use safeedit_core::eval::InstanceResult;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
+use safeedit_core::test_all::TestAllRunRecord;
 use safeedit_core::{ModelSummary, SafeEditRecord};
 
 mod browse;
@@ -20,6 +21,7 @@ mod figure;
 mod home;
 mod mechanisms;
 mod runs;
+mod test_all;
 
 pub use browse::{InstanceView, InstancesPage};
 pub use compare::ComparePage;
@@ -27,6 +29,7 @@ pub use evals::{EvalPage, ResultsPage};
 pub use home::HomePage;
 pub use mechanisms::{MechanismPage, MechanismsPage};
 pub use runs::{JobPage, RunPage, RunsPage};
+pub use test_all::{TestAllPage, TestAllRunPage};
 
 /// Name of the site's JS/WASM/CSS bundle under `/pkg`.
 pub const OUTPUT_NAME: &str = "safeedit";
@@ -68,6 +71,7 @@ pub fn App() -> impl IntoView {
                     <a href="/instances">"Instances"</a>
                     <a href="/runs">"Runs"</a>
                     <a href="/results">"Results"</a>
+                    <a href="/test-all">"test_ALL"</a>
                     <a href="/mechanisms">"Mechanisms"</a>
                 </nav>
             </header>
@@ -88,6 +92,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/evals/:slug") view=EvalPage ssr=SsrMode::Async />
                     <Route path=path!("/compare") view=ComparePage ssr=SsrMode::Async />
                     <Route path=path!("/results") view=ResultsPage ssr=SsrMode::Async />
+                    <Route path=path!("/test-all") view=TestAllPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/test-all/:slug")
+                        view=TestAllRunPage
+                        ssr=SsrMode::Async
+                    />
                     <Route path=path!("/mechanisms") view=MechanismsPage ssr=SsrMode::Async />
                     <Route
                         path=path!("/mechanisms/:slug")
@@ -278,6 +288,26 @@ pub async fn analysis_figure(
         .map_err(ServerFnError::new)
 }
 
+/// A stored SafeEdit_test_ALL run (`None`: no such slug).
+#[server(endpoint = "test_all_run")]
+pub async fn get_test_all_run(slug: String) -> Result<Option<TestAllRunRecord>, ServerFnError> {
+    state()?
+        .runs
+        .test_all_run(slug)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+/// Every stored test_ALL run, oldest first.
+#[server(endpoint = "test_all_runs")]
+pub async fn list_test_all_runs() -> Result<Vec<TestAllRunRecord>, ServerFnError> {
+    state()?
+        .runs
+        .test_all_runs()
+        .await
+        .map_err(ServerFnError::new)
+}
+
 #[cfg(feature = "ssr")]
 fn state() -> Result<ssr::AppState, ServerFnError> {
     use_context::<ssr::AppState>().ok_or_else(|| ServerFnError::new("server state is missing"))
@@ -301,6 +331,7 @@ pub mod ssr {
         EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
     };
     use safeedit_core::table::ResultsView;
+    use safeedit_core::test_all::TestAllRunRecord;
 
     /// A boxed future, for the object-safe [`Runs`] trait.
     pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -338,6 +369,13 @@ pub mod ssr {
         fn analysis(&self, slug: String) -> BoxFuture<'_, Result<Option<AnalysisRecord>, String>>;
         /// Every stored analysis, newest first.
         fn analyses(&self) -> BoxFuture<'_, Result<Vec<AnalysisSummary>, String>>;
+        /// A stored SafeEdit_test_ALL run.
+        fn test_all_run(
+            &self,
+            slug: String,
+        ) -> BoxFuture<'_, Result<Option<TestAllRunRecord>, String>>;
+        /// Every stored test_ALL run, oldest first.
+        fn test_all_runs(&self) -> BoxFuture<'_, Result<Vec<TestAllRunRecord>, String>>;
         /// One of an analysis's charts at the ACL column width.
         fn analysis_figure(
             &self,

@@ -250,6 +250,120 @@ pub fn table3_latex(methods: &[(String, Vec<AggregateRow>)], caption: &str) -> S
     out
 }
 
+/// One model of a stored test_ALL run: the method's model, or one edited model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestAllModel {
+    /// `vanilla`, `sft`, ..., or `edit-{id}` for an edited model.
+    pub model: String,
+    /// Inputs answered.
+    pub inputs: usize,
+    /// The editing instance, for edited models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_instance: Option<u64>,
+    /// The edited layer, for edited models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_layer: Option<usize>,
+    /// Its metrics (overall, per category, per attack).
+    pub metrics: Vec<MetricRow>,
+}
+
+/// A test_ALL run as stored in the runs database (what `/test-all/{slug}` shows and shares).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestAllRunRecord {
+    /// Shareable id.
+    pub slug: String,
+    /// RFC 3339 time the run was first stored.
+    pub created_at: String,
+    /// RFC 3339 time of the last update.
+    pub updated_at: String,
+    /// The method.
+    pub method: String,
+    /// The model's display name.
+    pub model: String,
+    /// The inputs (file, and the sample when `--limit` was used).
+    pub data: String,
+    /// Inputs per model.
+    pub inputs: usize,
+    /// The judge's id.
+    pub judge: String,
+    /// The run description (`run.json`).
+    pub run: serde_json::Value,
+    /// Every model's metrics.
+    pub models: Vec<TestAllModel>,
+    /// Mean ± std over the models.
+    pub aggregate: Vec<AggregateRow>,
+}
+
+impl TestAllRunRecord {
+    /// An overall metric of the run (`None` when absent).
+    pub fn overall(&self, metric: &str) -> Option<MeanStd> {
+        self.aggregate
+            .iter()
+            .find(|r| r.group == "all" && r.value == "all" && r.metric == metric)
+            .map(|r| r.score)
+    }
+}
+
+/// The runs a Table 3 is made of: `runs` (comma-separated slugs, in that order) or every run;
+/// an unknown slug is an error naming it.
+pub fn select_runs<'a>(
+    all: &'a [TestAllRunRecord],
+    runs: Option<&str>,
+) -> Result<Vec<&'a TestAllRunRecord>, String> {
+    match runs.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(all.iter().collect()),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|slug| {
+                all.iter()
+                    .find(|r| r.slug == slug)
+                    .ok_or_else(|| format!("no test_ALL run `{slug}`"))
+            })
+            .collect(),
+    }
+}
+
+/// Table 3 of stored runs: LaTeX (with the runs' links in a comment) and tidy CSV.
+pub fn runs_table(runs: &[&TestAllRunRecord], base: &str) -> (String, String) {
+    let methods: Vec<(String, Vec<AggregateRow>)> = runs
+        .iter()
+        .map(|r| (r.method.clone(), r.aggregate.clone()))
+        .collect();
+    let models: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.model.as_str()).collect();
+    let inputs: std::collections::BTreeSet<usize> = runs.iter().map(|r| r.inputs).collect();
+    let caption = format!(
+        "SafeEdit_test_ALL ({} inputs), {}; editing methods: mean ± std over the edited models.",
+        inputs
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("/"),
+        models.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    let mut tex = String::new();
+    for r in runs {
+        tex.push_str(&format!("% {}: {base}/test-all/{}\n", r.method, r.slug));
+    }
+    tex.push_str(&table3_latex(&methods, &caption));
+    let mut csv = String::from("method,group,value,metric,mean,std,runs,n\n");
+    for (method, rows) in &methods {
+        let part = aggregate_csv(method, rows);
+        csv.push_str(part.split_once('\n').map_or("", |(_, body)| body));
+    }
+    (tex, csv)
+}
+
+/// `mean` or `mean ± std` (two decimals; `–` when absent).
+pub fn format_mean_std(score: Option<MeanStd>) -> String {
+    match score {
+        None => "–".into(),
+        Some(s) if s.runs > 1 => format!("{:.2} ± {:.2}", s.mean, s.std),
+        Some(s) => format!("{:.2}", s.mean),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +460,10 @@ mod tests {
         assert!(
             tex.contains("dinm & \\textbf{99.75} $\\pm$ 0.35 & --"),
             "{tex}"
+        );
+        assert!(
+            tex.contains("\\caption{test\\_ALL}"),
+            "plain captions are escaped once: {tex}"
         );
     }
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use safeedit_core::eval::{InstanceResult, summarize};
 use safeedit_core::mechanism::{AnalysisRecord, MechanismReport};
 use safeedit_core::run::EvalRecord;
+use safeedit_core::test_all::{AggregateRow, TestAllModel, TestAllRunRecord};
 
 use crate::jobs::{now_rfc3339, random_slug};
 use crate::store::Store;
@@ -151,6 +152,49 @@ pub fn publish_analysis(out: &Path, db: &DbArgs) -> anyhow::Result<Option<String
     with_store(
         db,
         |store| async move { store.upsert_analysis(&record).await },
+    )?;
+    Ok(Some(slug))
+}
+
+/// Stores the test_ALL run in `out` (`summary.json` of `safeedit eval --test-all`); returns its
+/// slug, or `None` with `--no-db`. Re-publishing the same folder replaces the stored copy.
+pub fn publish_test_all(out: &Path, db: &DbArgs) -> anyhow::Result<Option<String>> {
+    if db.no_db {
+        return Ok(None);
+    }
+    let path = out.join("summary.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let summary: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let field = |value: &serde_json::Value, name: &str| -> anyhow::Result<String> {
+        value[name]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{}: no string field `{name}`", path.display()))
+    };
+    let run = summary["run"].clone();
+    let models: Vec<TestAllModel> = serde_json::from_value(summary["models"].clone())
+        .with_context(|| format!("{}: field `models`", path.display()))?;
+    let aggregate: Vec<AggregateRow> = serde_json::from_value(summary["aggregate"].clone())
+        .with_context(|| format!("{}: field `aggregate`", path.display()))?;
+    let (slug, created_at) = folder_slug(out)?;
+    let record = TestAllRunRecord {
+        slug: slug.clone(),
+        created_at,
+        updated_at: now_rfc3339(),
+        method: field(&summary, "method")?,
+        model: field(&run, "model_name").or_else(|_| field(&run, "model"))?,
+        data: field(&run, "data")?,
+        inputs: models.first().map_or(0, |m| m.inputs),
+        judge: run["judge"]["id"].as_str().unwrap_or("?").to_string(),
+        run,
+        models,
+        aggregate,
+    };
+    with_store(
+        db,
+        |store| async move { store.upsert_test_all(&record).await },
     )?;
     Ok(Some(slug))
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use safeedit_core::eval::InstanceResult;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, EvalRecord, JobStatus, RunRecord, RunSummary};
+use safeedit_core::test_all::TestAllRunRecord;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
@@ -295,6 +296,55 @@ impl Store {
                 let record: AnalysisRecord =
                     serde_json::from_str(&text).context("a stored analysis")?;
                 Ok(record.summary())
+            })
+            .collect()
+    }
+
+    /// Stores (or replaces) a test_ALL run.
+    pub async fn upsert_test_all(&self, record: &TestAllRunRecord) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM test_all_runs WHERE slug = $1")
+            .bind(&record.slug)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO test_all_runs (slug, created_at, method, model, record) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&record.slug)
+        .bind(&record.created_at)
+        .bind(&record.method)
+        .bind(&record.model)
+        .bind(serde_json::to_string(record)?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("storing the test_ALL run")?;
+        Ok(())
+    }
+
+    /// A test_ALL run by slug.
+    pub async fn test_all(&self, slug: &str) -> anyhow::Result<Option<TestAllRunRecord>> {
+        let row = sqlx::query("SELECT record FROM test_all_runs WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let text: String = r.try_get("record")?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("test_ALL run {slug}: stored record"))
+        })
+        .transpose()
+    }
+
+    /// Every test_ALL run, oldest first (the order rows are added to a table).
+    pub async fn list_test_all(&self) -> anyhow::Result<Vec<TestAllRunRecord>> {
+        let rows = sqlx::query("SELECT record FROM test_all_runs ORDER BY created_at, slug")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("record")?;
+                serde_json::from_str(&text).context("a stored test_ALL run")
             })
             .collect()
     }

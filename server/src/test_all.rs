@@ -349,6 +349,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         models.push(json!({
             "model": slot.label,
             "inputs": results.len(),
+            "edit_instance": edit.as_ref().map(|e| e.instance),
+            "edit_layer": edit.as_ref().map(|e| e.edit.layer),
             "edit": edit,
             "metrics": rows,
         }));
@@ -380,16 +382,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     print_models(&per_model_rows);
     print_methods(&[(method.name().to_string(), aggregated)]);
     eprintln!(
-        "written: {}/{{summary.json,summary.csv,table.tex}} (test_ALL runs are files; \
-         `safeedit test-all-table` joins several into one Table 3)",
+        "written: {}/{{summary.json,summary.csv,table.tex}} (`safeedit test-all-table` joins \
+         several runs into one Table 3)",
         args.out.display()
     );
+    match crate::publish::publish_test_all(&args.out, &args.db) {
+        Ok(Some(slug)) => eprintln!("stored in the runs database: /test-all/{slug}"),
+        Ok(None) => {}
+        // The files are written; a database problem must not hide the results.
+        Err(e) => eprintln!("warning: not stored in the runs database: {e:#}"),
+    }
     Ok(())
 }
 
 fn caption(n: usize, info: &serde_json::Value) -> String {
     format!(
-        "SafeEdit\\_test\\_ALL ({n} inputs), {}, judge {}; editing methods: mean $\\pm$ std over the edited models.",
+        "SafeEdit_test_ALL ({n} inputs), {}, judge {}; editing methods: mean ± std over the edited models.",
         info["model_name"].as_str().unwrap_or("model"),
         info["judge"]["id"].as_str().unwrap_or("?")
     )
@@ -689,7 +697,27 @@ mod tests {
 
         // A vanilla run, then both in one Table 3.
         let vanilla = dir.path().join("vanilla");
-        run(&args(Method::Vanilla, 8, &vanilla)).unwrap();
+        let mut stored = args(Method::Vanilla, 8, &vanilla);
+        stored.db = DbArgs {
+            data_dir: Some(dir.path().join("db")),
+            database_url: None,
+            no_db: false,
+        };
+        run(&stored).unwrap();
+        // Stored in the runs database under the folder's slug, with the summary's numbers.
+        let slug = std::fs::read_to_string(vanilla.join("slug.txt")).unwrap();
+        let slug = slug.lines().next().unwrap().to_string();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let record = rt.block_on(async {
+            let store = crate::store::Store::open(None, &dir.path().join("db"))
+                .await
+                .unwrap();
+            assert_eq!(store.list_test_all().await.unwrap().len(), 1);
+            store.test_all(&slug).await.unwrap().expect("stored run")
+        });
+        assert_eq!(record.method, "vanilla");
+        assert_eq!((record.inputs, record.models.len()), (8, 1));
+        assert_eq!(record.aggregate, read_summary(&vanilla).unwrap().1);
         let results: Vec<TestAllResult> = runs::read_jsonl(&vanilla.join("inputs.jsonl")).unwrap();
         assert!(results.iter().all(|r| !r.input.contains(suffix)));
         assert_eq!(read_summary(&vanilla).unwrap().1[0].score.runs, 1);

@@ -22,6 +22,7 @@ use safeedit_core::ModelSummary;
 use safeedit_core::mechanism::{self, AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::{EvalEntry, MetricTable, ResultsView, to_tidy_csv};
+use safeedit_core::test_all::{self, TestAllRunRecord};
 use safeedit_engine::LanguageModel;
 use sha2::{Digest, Sha256};
 
@@ -145,6 +146,27 @@ impl Runs for RunService {
         Box::pin(async move {
             self.store
                 .analysis(&slug)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    fn test_all_run(
+        &self,
+        slug: String,
+    ) -> BoxFuture<'_, Result<Option<TestAllRunRecord>, String>> {
+        Box::pin(async move {
+            self.store
+                .test_all(&slug)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+
+    fn test_all_runs(&self) -> BoxFuture<'_, Result<Vec<TestAllRunRecord>, String>> {
+        Box::pin(async move {
+            self.store
+                .list_test_all()
                 .await
                 .map_err(|e| format!("{e:#}"))
         })
@@ -370,6 +392,34 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     move |UrlPath((slug, file)): UrlPath<(String, String)>,
                           headers: axum::http::HeaderMap| {
                         analysis_file(store.clone(), slug, file, origin(&headers))
+                    }
+                }),
+            )
+            .route(
+                "/api/test-all.tex",
+                get({
+                    let store = store.clone();
+                    move |Query(q): Query<ResultsQuery>, headers: axum::http::HeaderMap| {
+                        test_all_table_file(store.clone(), true, q.runs, origin(&headers))
+                    }
+                }),
+            )
+            .route(
+                "/api/test-all.csv",
+                get({
+                    let store = store.clone();
+                    move |Query(q): Query<ResultsQuery>, headers: axum::http::HeaderMap| {
+                        test_all_table_file(store.clone(), false, q.runs, origin(&headers))
+                    }
+                }),
+            )
+            .route(
+                "/api/test-all/{slug}/{file}",
+                get({
+                    let store = store.clone();
+                    move |UrlPath((slug, file)): UrlPath<(String, String)>,
+                          headers: axum::http::HeaderMap| {
+                        test_all_file(store.clone(), slug, file, origin(&headers))
                     }
                 }),
             )
@@ -822,6 +872,58 @@ async fn analysis_file(store: Store, slug: String, file: String, base: String) -
         body,
     )
         .into_response()
+}
+
+/// `GET /api/test-all.tex` / `.csv?runs=slug,slug`: Table 3 of the chosen test_ALL runs (every
+/// stored run when `runs` is absent), LaTeX with the runs' links, or tidy CSV.
+async fn test_all_table_file(
+    store: Store,
+    latex: bool,
+    runs: Option<String>,
+    base: String,
+) -> Response {
+    let all = match store.list_test_all().await {
+        Ok(all) => all,
+        Err(e) => return internal(e),
+    };
+    let chosen = match test_all::select_runs(&all, runs.as_deref()) {
+        Ok(chosen) => chosen,
+        Err(message) => return (StatusCode::NOT_FOUND, message).into_response(),
+    };
+    let (tex, csv) = test_all::runs_table(&chosen, &base);
+    if latex {
+        attachment("application/x-tex", "safeedit-test-all.tex", tex)
+    } else {
+        attachment("text/csv", "safeedit-test-all.csv", csv)
+    }
+}
+
+/// `GET /api/test-all/{slug}/{summary.json | summary.csv | table.tex}`: one test_ALL run.
+async fn test_all_file(store: Store, slug: String, file: String, base: String) -> Response {
+    let record = match store.test_all(&slug).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return (StatusCode::NOT_FOUND, format!("no test_ALL run `{slug}`")).into_response();
+        }
+        Err(e) => return internal(e),
+    };
+    let (tex, csv) = test_all::runs_table(&[&record], &base);
+    let (mime, body) = match file.as_str() {
+        "summary.json" => (
+            "application/json",
+            serde_json::to_string_pretty(&record).unwrap_or_default(),
+        ),
+        "summary.csv" => ("text/csv", csv),
+        "table.tex" => ("application/x-tex", tex),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no file `{file}` (summary.json, summary.csv, table.tex)"),
+            )
+                .into_response();
+        }
+    };
+    attachment(mime, &format!("safeedit-{slug}-{file}"), body)
 }
 
 /// `GET /api/runs/{slug}/{run.json | generations.jsonl | delta.safetensors}`.
