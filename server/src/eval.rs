@@ -253,7 +253,7 @@ pub struct EvalArgs {
     #[arg(long, env = "SAFEEDIT_DATA")]
     pub data: Option<String>,
     /// Which records: `all`, or a question-disjoint fold (`held-out` for models trained on
-    /// the shipped sample's `train` fold).
+    /// the shipped sample's `train` fold); with --test-all, the inputs whose question is in it.
     #[arg(long, value_enum, default_value = "all")]
     pub fold: crate::train::FoldArg,
     /// Evaluate only the first N instances (with --test-all: N inputs spread evenly over the

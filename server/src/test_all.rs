@@ -172,14 +172,21 @@ struct ModelSlot {
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let opts = &args.test_all;
     anyhow::ensure!(opts.batch_size > 0, "--batch-size must be at least 1");
-    anyhow::ensure!(
-        args.fold.fold() == safeedit_core::safeedit::Fold::All,
-        "--fold selects SafeEdit records; test_ALL inputs are disjoint from SafeEdit train by \
-         construction, so --test-all takes no fold"
-    );
+    let fold = args.fold.fold();
     let source = args.data.clone().unwrap_or_else(|| "test-all".into());
-    let all = data::load_test_all_inputs(&source)?;
-    anyhow::ensure!(!all.is_empty(), "{source}: no test_ALL inputs");
+    let file = data::load_test_all_inputs(&source)?;
+    let in_file = file.len();
+    // A question-disjoint fold (the same FNV rule as `train --fold`): `held-out` keeps only the
+    // inputs whose question a model trained on the shipped sample's train fold never saw.
+    let all: Vec<TestAllRecord> = file
+        .into_iter()
+        .filter(|r| fold.contains(&r.question))
+        .collect();
+    anyhow::ensure!(
+        !all.is_empty(),
+        "{source}: no test_ALL inputs (fold {})",
+        fold.as_str()
+    );
     let inputs = sample_inputs(&all, args.limit);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -211,15 +218,21 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }]
     };
 
-    let data_label = if inputs.len() < all.len() {
-        format!(
-            "{source} ({} of {} inputs, stratified by kind and category)",
+    let mut data_label = source.clone();
+    if fold != safeedit_core::safeedit::Fold::All {
+        data_label.push_str(&format!(
+            " (fold {}: {} of {in_file} inputs)",
+            fold.as_str(),
+            all.len()
+        ));
+    }
+    if inputs.len() < all.len() {
+        data_label.push_str(&format!(
+            " ({} of {} inputs, stratified by kind and category)",
             inputs.len(),
             all.len()
-        )
-    } else {
-        source.clone()
-    };
+        ));
+    }
     let mut info = setup.run_info(method, data_label);
     info["protocol"] = json!("test_all");
     info["edit_instances"] = json!(method.edits().then(|| {
@@ -495,7 +508,23 @@ pub fn table(args: TableArgs) -> anyhow::Result<()> {
     for dir in &args.runs {
         let (method, rows, run) = read_summary(dir)?;
         if let Some(first) = &first {
-            for key in ["data", "model", "judge", "generation"] {
+            // SFT/DPO models differ from the base by design; compare the untrained ones.
+            let base = |run: &serde_json::Value| {
+                run["trained"]
+                    .is_null()
+                    .then(|| run["model"].as_str().unwrap_or_default().to_string())
+            };
+            if let (Some(a), Some(b)) = (base(first), base(&run))
+                && a != b
+            {
+                eprintln!(
+                    "warning: {} runs another model ({b}) than {} ({a}) — the rows are not \
+                     comparable",
+                    dir.display(),
+                    args.runs[0].display(),
+                );
+            }
+            for key in ["data", "judge", "generation"] {
                 if first[key] != run[key] {
                     eprintln!(
                         "warning: {} differs in `{key}` from {} — the rows are not comparable",
@@ -735,15 +764,35 @@ mod tests {
         assert_eq!(csv.matches("method,group").count(), 1, "one header");
         assert!(csv.contains("\nvanilla,all,all,DG_onlyQ,") && csv.contains("\ndinm,all,all,Avg,"));
 
-        // Bad input: a per-instance folder is not a test_ALL run; a fold is refused.
+        // Bad input: a per-instance folder is not a test_ALL run.
         let err = table(TableArgs {
             runs: vec![dir.path().join("missing")],
             out: prefix,
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("summary.json"), "{err:#}");
-        let mut folded = args(Method::Vanilla, 2, &dir.path().join("f"));
+        // A fold keeps the inputs whose question is in it (question-disjoint from training).
+        let folded_out = dir.path().join("f");
+        let mut folded = args(Method::Vanilla, 3, &folded_out);
         folded.fold = crate::train::FoldArg::HeldOut;
-        assert!(format!("{:#}", run(&folded).unwrap_err()).contains("no fold"));
+        run(&folded).unwrap();
+        let all = data::load_test_all_inputs("test-all").unwrap();
+        let held: Vec<u64> = runs::read_jsonl::<TestAllResult>(&folded_out.join("inputs.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(held.len(), 3);
+        for id in held {
+            let q = &all.iter().find(|r| r.id == id).unwrap().question;
+            assert!(safeedit_core::safeedit::question_held_out(q), "{q}");
+        }
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(folded_out.join("run.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            info["data"],
+            "test-all (fold held-out: 196 of 540 inputs) (3 of 196 inputs, stratified by kind and category)"
+        );
     }
 }
