@@ -80,12 +80,23 @@ pub struct MetricRow {
 
 /// The metric table of a set of instance results: overall, per category, per attack.
 pub fn summarize(results: &[InstanceResult]) -> Vec<MetricRow> {
+    sliced_rows(results, |r| (&r.category, &r.attack), rows_for)
+}
+
+/// `rows_for(group, value, results)` over every result (`all`), then per category and per
+/// attack (`slices` gives both of a result), categories and attacks in name order.
+pub(crate) fn sliced_rows<'a, T>(
+    results: &'a [T],
+    slices: impl Fn(&'a T) -> (&'a str, &'a str),
+    rows_for: impl Fn(&str, &str, Vec<&'a T>) -> Vec<MetricRow>,
+) -> Vec<MetricRow> {
     let mut rows = rows_for("all", "all", results.iter().collect());
-    let mut by_category: BTreeMap<&str, Vec<&InstanceResult>> = BTreeMap::new();
-    let mut by_attack: BTreeMap<&str, Vec<&InstanceResult>> = BTreeMap::new();
+    let mut by_category: BTreeMap<&str, Vec<&T>> = BTreeMap::new();
+    let mut by_attack: BTreeMap<&str, Vec<&T>> = BTreeMap::new();
     for r in results {
-        by_category.entry(&r.category).or_default().push(r);
-        by_attack.entry(&r.attack).or_default().push(r);
+        let (category, attack) = slices(r);
+        by_category.entry(category).or_default().push(r);
+        by_attack.entry(attack).or_default().push(r);
     }
     for (name, group) in by_category {
         rows.extend(rows_for("category", name, group));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::{MetricRow, csv_field};
+use crate::eval::{MetricRow, csv_field, sliced_rows};
 use crate::judge::{Verdict, defense_rate};
 use crate::table::latex_escape;
 
@@ -49,20 +49,7 @@ impl TestAllResult {
 /// One model's metrics: overall, per category and per attack, in the tidy form of
 /// [`MetricRow`]. Attack rows carry the metric their inputs belong to (`None` → DG_onlyQ).
 pub fn summarize_test_all(results: &[TestAllResult]) -> Vec<MetricRow> {
-    let mut rows = rows_for("all", "all", results.iter().collect());
-    let mut by_category: BTreeMap<&str, Vec<&TestAllResult>> = BTreeMap::new();
-    let mut by_attack: BTreeMap<&str, Vec<&TestAllResult>> = BTreeMap::new();
-    for r in results {
-        by_category.entry(&r.category).or_default().push(r);
-        by_attack.entry(&r.attack).or_default().push(r);
-    }
-    for (name, group) in by_category {
-        rows.extend(rows_for("category", name, group));
-    }
-    for (name, group) in by_attack {
-        rows.extend(rows_for("attack", name, group));
-    }
-    rows
+    sliced_rows(results, |r| (&r.category, &r.attack), rows_for)
 }
 
 fn rows_for(group: &str, value: &str, results: Vec<&TestAllResult>) -> Vec<MetricRow> {

@@ -627,11 +627,12 @@ fn print_table(method: &str, rows: &[MetricRow]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::runs::tests::TempDir;
 
-    fn args(method: Method, limit: usize, out: &Path) -> EvalArgs {
+    /// A small evaluation on the tiny model (2 DINM steps, 3 tokens), stored in `out/db`.
+    pub(crate) fn args(method: Method, limit: usize, out: &Path) -> EvalArgs {
         EvalArgs {
             method,
             split: "test".into(),

@@ -572,44 +572,20 @@ pub fn table(args: TableArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edit::DinmArgs;
-    use crate::eval::{BaselineArgs, Method};
+    use crate::eval::Method;
     use crate::publish::DbArgs;
     use crate::runs::tests::TempDir;
 
+    /// `eval`'s test arguments (tiny model, 2 DINM steps, 3 tokens) with --test-all, no database.
     fn args(method: Method, limit: usize, out: &Path) -> EvalArgs {
-        EvalArgs {
-            method,
-            split: "test".into(),
-            data: None,
-            fold: crate::train::FoldArg::All,
-            limit: Some(limit),
-            out: out.to_path_buf(),
-            model: Some("tiny".into()),
-            judge_dir: None,
-            max_new_tokens: Some(3),
-            prompt_format: None,
-            dinm: DinmArgs {
-                preset: None,
-                lr: None,
-                steps: Some(2),
-                layer: None,
-                padding: None,
-                constraint_grad: false,
-                reuse_first_layer: false,
-            },
-            baselines: BaselineArgs::default(),
-            db: DbArgs {
-                data_dir: None,
-                database_url: None,
-                no_db: true,
-            },
-            test_all: TestAllArgs {
-                test_all: true,
-                batch_size: 3,
-                ..TestAllArgs::default()
-            },
-        }
+        let mut a = crate::eval::tests::args(method, limit, out);
+        a.db.no_db = true;
+        a.test_all = TestAllArgs {
+            test_all: true,
+            batch_size: 3,
+            ..TestAllArgs::default()
+        };
+        a
     }
 
     #[test]

@@ -1132,6 +1132,22 @@ mod tests {
             .collect()
     }
 
+    /// The card of an SFT run on the tiny model and the test records.
+    fn sft_card(t: &Trainer<TestAutodiffBackend>) -> TrainedModelCard {
+        TrainedModelCard {
+            method: Objective::Sft,
+            base_model: "tiny".into(),
+            base_source: "tiny".into(),
+            prompt_format: PromptFormat::chat(),
+            config: t.config().clone(),
+            data: "test records".into(),
+            n_examples: 3,
+            steps_done: t.steps_done(),
+            total_steps: t.total_steps(),
+            final_loss: t.log().last().map(|l| l.loss),
+        }
+    }
+
     #[test]
     fn examples_close_responses_with_eos_and_cut_long_prompts_at_the_start() {
         let lm = tiny();
@@ -1275,18 +1291,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let cfg = config(Objective::Sft).with_epochs(2);
         let ex = train_examples(&lm, &records(), &PromptFormat::chat(), &cfg).unwrap();
-        let card = |t: &Trainer<TestAutodiffBackend>| TrainedModelCard {
-            method: Objective::Sft,
-            base_model: "tiny".into(),
-            base_source: "tiny".into(),
-            prompt_format: PromptFormat::chat(),
-            config: t.config().clone(),
-            data: "test records".into(),
-            n_examples: 3,
-            steps_done: t.steps_done(),
-            total_steps: t.total_steps(),
-            final_loss: t.log().last().map(|l| l.loss),
-        };
         let mut straight =
             Trainer::<TestAutodiffBackend>::new(&lm, ex.clone(), cfg.clone(), &mut |_, _| {})
                 .unwrap();
@@ -1296,7 +1300,7 @@ mod tests {
         let mut first =
             Trainer::<TestAutodiffBackend>::new(&lm, ex.clone(), cfg, &mut |_, _| {}).unwrap();
         first.step().unwrap();
-        first.save(&lm, &dir, &card(&first), false).unwrap();
+        first.save(&lm, &dir, &sft_card(&first), false).unwrap();
         drop(first);
         let saved = LanguageModel::<TestBackend>::load(&dir, &Default::default()).unwrap();
         assert_eq!(
@@ -1324,7 +1328,9 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("other data"), "{err}");
         // The final directory holds the model alone and loads back to the same logits.
-        resumed.save(&saved, &dir, &card(&resumed), true).unwrap();
+        resumed
+            .save(&saved, &dir, &sft_card(&resumed), true)
+            .unwrap();
         assert!(!dir.join(OPTIMIZER_FILE).exists());
         let back = LanguageModel::<TestBackend>::load(&dir, &Default::default()).unwrap();
         assert_eq!(weights(&back.model), b);
@@ -1339,18 +1345,6 @@ mod tests {
         let lora = LoraConfig::new().with_rank(2).with_alpha(4.0);
         let cfg = config(Objective::Sft).with_epochs(2).with_lora(Some(lora));
         let ex = train_examples(&lm, &records(), &PromptFormat::chat(), &cfg).unwrap();
-        let card = |t: &Trainer<TestAutodiffBackend>| TrainedModelCard {
-            method: Objective::Sft,
-            base_model: "tiny".into(),
-            base_source: "tiny".into(),
-            prompt_format: PromptFormat::chat(),
-            config: t.config().clone(),
-            data: "test records".into(),
-            n_examples: 3,
-            steps_done: t.steps_done(),
-            total_steps: t.total_steps(),
-            final_loss: t.log().last().map(|l| l.loss),
-        };
         let mut straight =
             Trainer::<TestAutodiffBackend>::new(&lm, ex.clone(), cfg.clone(), &mut |_, _| {})
                 .unwrap();
@@ -1399,7 +1393,7 @@ mod tests {
         let mut first =
             Trainer::<TestAutodiffBackend>::new(&lm, ex.clone(), cfg, &mut |_, _| {}).unwrap();
         first.step().unwrap();
-        first.save(&lm, &dir, &card(&first), false).unwrap();
+        first.save(&lm, &dir, &sft_card(&first), false).unwrap();
         let adapter_dir = dir.join(super::super::lora::ADAPTER_DIR);
         assert!(adapter_dir.join(super::super::lora::ADAPTER_FILE).is_file());
         assert!(
