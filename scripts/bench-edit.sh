@@ -8,13 +8,12 @@ source scripts/env.sh
 THREADS="${1:-2}"; IDS="${2:-1,2,3}"
 DATA="${DATA:-data/safeedit/three_instances_for_editing.json}"
 GGUF="$(scripts/fetch-model.sh)"
-VENV="$SAFEEDIT_CACHE/venv-ref"
-[ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV"; "$VENV/bin/pip" install --quiet torch transformers gguf accelerate; }
+PY="$(scripts/bench/reference-venv.sh)"
 cargo build --locked --release -p server >&2
 OUT="${BENCH_OUT:-$(mktemp -d)}"; mkdir -p "$OUT"
 RAYON_NUM_THREADS="$THREADS" "$CARGO_TARGET_DIR/release/safeedit" bench edit --model "$GGUF" \
   --data "$DATA" --instances "$IDS" --compare-full-forward > "$OUT/burn.json"
-OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" scripts/bench/hf_dinm.py --gguf "$GGUF" \
+OMP_NUM_THREADS="$THREADS" "$PY" scripts/bench/hf_dinm.py --gguf "$GGUF" \
   --data "$DATA" --instances "$IDS" --threads "$THREADS" > "$OUT/torch.json"
 python3 - "$OUT/burn.json" "$OUT/torch.json" <<'PY'
 import json, sys

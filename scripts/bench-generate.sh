@@ -7,13 +7,12 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 THREADS="${1:-2}"; NEW="${2:-64}"; PROMPT="${3:-server/bench/prompt.txt}"; REPEAT="${REPEAT:-5}"
 GGUF="$(scripts/fetch-model.sh)"
-VENV="$SAFEEDIT_CACHE/venv-ref"
-[ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV"; "$VENV/bin/pip" install --quiet torch transformers gguf accelerate; }
+PY="$(scripts/bench/reference-venv.sh)"
 cargo build --locked --release -p server >&2
 OUT="${BENCH_OUT:-$(mktemp -d)}"; mkdir -p "$OUT"
 RAYON_NUM_THREADS="$THREADS" "$CARGO_TARGET_DIR/release/safeedit" bench generate \
   --model "$GGUF" --prompt-file "$PROMPT" --new-tokens "$NEW" --repeat "$REPEAT" > "$OUT/burn.json"
-OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" scripts/bench/hf_generate.py \
+OMP_NUM_THREADS="$THREADS" "$PY" scripts/bench/hf_generate.py \
   --gguf "$GGUF" --prompt-file "$PROMPT" --new-tokens "$NEW" --threads "$THREADS" --repeat "$REPEAT" > "$OUT/torch.json"
 python3 - "$OUT/burn.json" "$OUT/torch.json" <<'PY'
 import json, sys

@@ -7,14 +7,13 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 THREADS="${1:-2}"; OBJECTIVE="${2:-sft}"; PAIRS="${3:-8}"; BATCH="${4:-4}"; STEPS="${5:-2}"
 GGUF="$(scripts/fetch-model.sh)"
-VENV="$SAFEEDIT_CACHE/venv-ref"
-[ -x "$VENV/bin/python" ] || { python3 -m venv "$VENV"; "$VENV/bin/pip" install --quiet torch transformers gguf accelerate; }
+PY="$(scripts/bench/reference-venv.sh)"
 cargo build --locked --release -p server >&2
 OUT="${BENCH_OUT:-$(mktemp -d)}"; mkdir -p "$OUT"
 RAYON_NUM_THREADS="$THREADS" "$CARGO_TARGET_DIR/release/safeedit" bench train --model "$GGUF" \
   --objective "$OBJECTIVE" --pairs "$PAIRS" --batch-size "$BATCH" --steps "$STEPS" \
   --examples-out "$OUT/examples.json" > "$OUT/burn.json"
-OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" scripts/bench/hf_train.py --gguf "$GGUF" \
+OMP_NUM_THREADS="$THREADS" "$PY" scripts/bench/hf_train.py --gguf "$GGUF" \
   --examples "$OUT/examples.json" --threads "$THREADS" > "$OUT/torch.json"
 python3 - "$OUT/burn.json" "$OUT/torch.json" <<'PY'
 import json, sys

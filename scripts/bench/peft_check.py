@@ -1,7 +1,7 @@
 """Checks a `safeedit train --lora-rank` output against PEFT: applies DIR/adapter to the base
 GGUF model with `PeftModel.from_pretrained`, merges it, and compares (1) every merged weight with
 DIR/model.safetensors and (2) the adapter model's logits with DIR loaded as a plain transformers
-model. Usage: python peft_check.py BASE.gguf DIR  (needs torch, transformers, gguf, peft)."""
+model. Usage: "$(scripts/bench/reference-venv.sh)" scripts/bench/peft_check.py BASE.gguf DIR."""
 
 import os
 import sys

@@ -120,11 +120,7 @@ pub fn run(args: EditArgs) -> anyhow::Result<()> {
     if let Some(n) = args.max_new_tokens {
         config.max_output_length = n;
     }
-    let format = match args.prompt_format {
-        Some(FormatArg::Plain) => PromptFormat::Plain,
-        Some(FormatArg::Chat) => PromptFormat::chat(),
-        None => lm.prompt_format.clone(),
-    };
+    let format = FormatArg::resolve(args.prompt_format, &lm.prompt_format);
 
     let bar = if args.json {
         ProgressBar::hidden()

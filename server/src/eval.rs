@@ -289,9 +289,9 @@ pub struct EvalArgs {
     pub test_all: crate::test_all::TestAllArgs,
 }
 
-/// What every evaluation protocol loads before generating: the model, the method's settings,
-/// the prompt format, generation settings and the judge.
-pub struct EvalSetup {
+/// The model a method is measured on, with the method's settings and the prompt format
+/// (what `eval` and `general` both load).
+pub struct MethodModel {
     /// Where the model came from.
     pub model_path: PathBuf,
     /// The training card of an SFT/DPO model.
@@ -302,6 +302,41 @@ pub struct EvalSetup {
     pub settings: MethodSettings,
     /// How inputs reach the model.
     pub format: PromptFormat,
+}
+
+impl MethodModel {
+    /// Loads the model (refusing a non-trained one for `sft` / `dpo`) and its settings.
+    pub fn load(
+        method: Method,
+        model: Option<PathBuf>,
+        dinm: &DinmArgs,
+        baselines: &BaselineArgs,
+        prompt_format: Option<FormatArg>,
+    ) -> anyhow::Result<Self> {
+        let model_path = paths::model_or_default(model)?;
+        let trained = trained_card(method, &model_path)?;
+        let lm = backend::load(&model_path, true)?;
+        let settings = MethodSettings {
+            dinm: dinm.config(&lm)?,
+            ftl: baselines.ftl_config(&lm)?,
+            seed: baselines.seed,
+        };
+        let format = FormatArg::resolve(prompt_format, &lm.prompt_format);
+        Ok(Self {
+            model_path,
+            trained,
+            lm,
+            settings,
+            format,
+        })
+    }
+}
+
+/// What every evaluation protocol loads before generating: the model, the method's settings,
+/// the prompt format, generation settings and the judge.
+pub struct EvalSetup {
+    /// The model, its training card, the method's settings and the prompt format.
+    pub model: MethodModel,
     /// Greedy decoding, the preset's (or the user's) length.
     pub generation: GenerationConfig,
     /// The safety judge.
@@ -311,30 +346,20 @@ pub struct EvalSetup {
 impl EvalSetup {
     /// Loads everything `args` names.
     pub fn load(args: &EvalArgs) -> anyhow::Result<Self> {
-        let model_path = paths::model_or_default(args.model.clone())?;
-        let trained = trained_card(args.method, &model_path)?;
-        let lm = backend::load(&model_path, true)?;
-        let settings = MethodSettings {
-            dinm: args.dinm.config(&lm)?,
-            ftl: args.baselines.ftl_config(&lm)?,
-            seed: args.baselines.seed,
-        };
-        let format = match args.prompt_format {
-            Some(FormatArg::Plain) => PromptFormat::Plain,
-            Some(FormatArg::Chat) => PromptFormat::chat(),
-            None => lm.prompt_format.clone(),
-        };
+        let model = MethodModel::load(
+            args.method,
+            args.model.clone(),
+            &args.dinm,
+            &args.baselines,
+            args.prompt_format,
+        )?;
         let generation = GenerationConfig::greedy(
             args.max_new_tokens
-                .unwrap_or(settings.dinm.max_output_length),
+                .unwrap_or(model.settings.dinm.max_output_length),
         );
         let judge = judge::load_judge(args.judge_dir.as_deref())?;
         Ok(Self {
-            model_path,
-            trained,
-            lm,
-            settings,
-            format,
+            model,
             generation,
             judge,
         })
@@ -342,15 +367,16 @@ impl EvalSetup {
 
     /// The run description shared by the protocols (`data` and the method name added by them).
     pub fn run_info(&self, method: Method, data: String) -> serde_json::Value {
-        let described = self.settings.describe(method);
+        let m = &self.model;
+        let described = m.settings.describe(method);
         json!({
             "method": method.name(),
             "data": data,
-            "model": self.model_path.display().to_string(),
-            "trained": self.trained,
-            "model_name": self.lm.name,
+            "model": m.model_path.display().to_string(),
+            "trained": m.trained,
+            "model_name": m.lm.name,
             "backend": backend::NAME,
-            "prompt_format": self.format,
+            "prompt_format": m.format,
             "generation": self.generation,
             "dinm": described["dinm"],
             "ftl": described["ftl"],
@@ -405,12 +431,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let run_info = setup.run_info(args.method, data);
     let EvalSetup {
-        lm,
-        mut settings,
-        format,
+        model:
+            MethodModel {
+                lm,
+                mut settings,
+                format,
+                ..
+            },
         generation,
         judge,
-        ..
     } = setup;
     runs::check_or_write_run_info(&args.out.join("run.json"), &run_info, &RUN_KEYS)?;
 
@@ -526,15 +555,20 @@ pub fn evaluate(
             kind: kind.to_string(),
             input,
             generated_tokens: out.generated_ids.len(),
-            stop: serde_json::to_value(out.stop)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            stop: stop_name(out.stop),
             response: out.text,
             verdict,
         })
         .collect();
     Ok((inputs, edit))
+}
+
+/// Why generation stopped, as recorded in result files (`eos`, `max_new_tokens`, ...).
+pub fn stop_name(stop: safeedit_engine::StopReason) -> String {
+    serde_json::to_value(stop)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn finished_ids(path: &Path) -> anyhow::Result<HashSet<u64>> {

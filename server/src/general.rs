@@ -17,10 +17,10 @@ use safeedit_engine::{GenerationConfig, LanguageModel};
 use serde_json::json;
 
 use crate::edit::DinmArgs;
-use crate::eval::{BaselineArgs, Method, MethodSettings, edit_for, method_input};
+use crate::eval::{BaselineArgs, Method, MethodModel, edit_for, method_input};
 use crate::generate::FormatArg;
 use crate::publish::{DbArgs, publish};
-use crate::{backend, data, paths, runs};
+use crate::{backend, data, runs};
 
 /// Arguments of `safeedit general`.
 #[derive(Args, Debug)]
@@ -87,19 +87,19 @@ pub fn run(args: GeneralArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
-    let model_path = paths::model_or_default(args.model.clone())?;
-    let trained = crate::eval::trained_card(args.method, &model_path)?;
-    let lm = backend::load(&model_path, true)?;
-    let mut settings = MethodSettings {
-        dinm: args.dinm.config(&lm)?,
-        ftl: args.baselines.ftl_config(&lm)?,
-        seed: args.baselines.seed,
-    };
-    let format = match args.prompt_format {
-        Some(FormatArg::Plain) => PromptFormat::Plain,
-        Some(FormatArg::Chat) => PromptFormat::chat(),
-        None => lm.prompt_format.clone(),
-    };
+    let MethodModel {
+        model_path,
+        trained,
+        lm,
+        mut settings,
+        format,
+    } = MethodModel::load(
+        args.method,
+        args.model.clone(),
+        &args.dinm,
+        &args.baselines,
+        args.prompt_format,
+    )?;
     let generation =
         GenerationConfig::greedy(args.max_new_tokens.unwrap_or(task.default_max_new_tokens()));
     // The suffix is the `prompt` method itself, the wrapper Self-Reminder itself; an edited

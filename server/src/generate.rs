@@ -19,6 +19,17 @@ pub enum FormatArg {
     Chat,
 }
 
+impl FormatArg {
+    /// The prompt format `arg` asks for, or the model's own (`default`) when absent.
+    pub fn resolve(arg: Option<FormatArg>, default: &PromptFormat) -> PromptFormat {
+        match arg {
+            Some(FormatArg::Plain) => PromptFormat::Plain,
+            Some(FormatArg::Chat) => PromptFormat::chat(),
+            None => default.clone(),
+        }
+    }
+}
+
 /// Arguments of `safeedit generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {

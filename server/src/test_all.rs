@@ -21,7 +21,7 @@ use safeedit_core::{SafeEditRecord, TestAllRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::eval::{EvalArgs, EvalSetup, RUN_KEYS, edit_for, method_input};
+use crate::eval::{EvalArgs, EvalSetup, MethodModel, RUN_KEYS, edit_for, method_input};
 use crate::{data, runs};
 
 /// The test_ALL options of `safeedit eval`.
@@ -244,12 +244,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     runs::check_or_write_run_info(&args.out.join("run.json"), &info, &keys)?;
 
     let EvalSetup {
-        lm,
-        mut settings,
-        format,
+        model:
+            MethodModel {
+                lm,
+                mut settings,
+                format,
+                ..
+            },
         generation,
         judge,
-        ..
     } = setup;
     let bare = inputs.iter().filter(|r| r.is_bare_question()).count();
     eprintln!(
@@ -324,10 +327,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                     input: text,
                     fluency: fluency(&out.text),
                     generated_tokens: out.generated_ids.len(),
-                    stop: serde_json::to_value(out.stop)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
+                    stop: crate::eval::stop_name(out.stop),
                     response: out.text,
                     verdict,
                 };

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use safeedit_core::PromptFormat;
 use safeedit_core::safeedit::Fold;
 use safeedit_engine::LanguageModel;
 use safeedit_engine::baselines::{
@@ -254,11 +253,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let name = lm.name.clone();
         (lm, (name, base_path.display().to_string()))
     };
-    let format = match args.prompt_format {
-        Some(FormatArg::Plain) => PromptFormat::Plain,
-        Some(FormatArg::Chat) => PromptFormat::chat(),
-        None => base_lm.prompt_format.clone(),
-    };
+    let format = FormatArg::resolve(args.prompt_format, &base_lm.prompt_format);
 
     let mut trainer = if resuming {
         let path = args.out.join("trainer.json");
@@ -503,7 +498,7 @@ mod tests {
         let card = trained_card(&dpo, Objective::Dpo).unwrap();
         assert_eq!(card.base_source, sft.display().to_string());
         let lm = backend::load(&dpo, false).unwrap();
-        assert_eq!(lm.prompt_format, PromptFormat::chat());
+        assert_eq!(lm.prompt_format, safeedit_core::PromptFormat::chat());
         assert!(trained_card(Path::new("tiny"), Objective::Sft).is_err());
     }
 
