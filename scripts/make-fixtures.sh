@@ -14,20 +14,20 @@ GGUF="$(scripts/fetch-model.sh)"
 THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_golden.py \
   --gguf "$GGUF" \
   --safeedit data/safeedit/SafeEdit_test_sample.json \
-  --out engine/tests/fixtures/smollm2_golden.json
+  --out crates/engine/tests/fixtures/smollm2_golden.json
 THREADS="${THREADS:-2}" "$VENV/bin/python" scripts/fixtures/make_dinm_reference.py \
   --gguf "$GGUF" \
   --instances data/safeedit/three_instances_for_editing.json \
-  --out engine/tests/fixtures/smollm2_dinm_reference.json
+  --out crates/engine/tests/fixtures/smollm2_dinm_reference.json
 "$VENV/bin/python" scripts/fixtures/make_judge_reference.py \
   --minilm "$(scripts/fetch-judge.sh)" \
   --safeedit data/safeedit/SafeEdit_test_sample.json \
-  --out engine/tests/fixtures
+  --out crates/engine/tests/fixtures
 "$VENV/bin/python" scripts/fixtures/make_fluency_reference.py \
   --safeedit data/safeedit/SafeEdit_test_sample.json \
   --alpaca data/general/alpaca_eval.jsonl \
   --nlpcc data/safeedit_extra/nlpcc2024_track2_detoxify_val.json \
-  --out core/tests/fixtures/fluency_nltk.json
+  --out crates/core/tests/fixtures/fluency_nltk.json
 OPENCOMPASS="$CACHE/opencompass-0.5.4"
 if [ ! -d "$OPENCOMPASS/opencompass" ]; then
   "$VENV/bin/pip" download --quiet --no-deps opencompass==0.5.4 -d "$CACHE/wheels"
@@ -38,5 +38,5 @@ fi
   --opencompass "$OPENCOMPASS" \
   --xsum data/general/xsum_dev_200.jsonl \
   --safeedit data/safeedit/SafeEdit_test_sample.json \
-  --trivia core/tests/fixtures/trivia-dev.qa.csv \
-  --out core/tests/fixtures/general_reference.json
+  --trivia crates/core/tests/fixtures/trivia-dev.qa.csv \
+  --out crates/core/tests/fixtures/general_reference.json

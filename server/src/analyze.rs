@@ -27,8 +27,8 @@ use serde_json::json;
 
 use crate::edit::DinmArgs;
 use crate::eval::{BaselineArgs, Method, MethodSettings, edit_for};
-use crate::figures::{self, Preset};
 use crate::{backend, data, judge, paths, runs};
+use safeedit_figures::{self as figures, Preset};
 
 type Lm = LanguageModel<backend::Backend>;
 
@@ -583,7 +583,7 @@ mod tests {
         let slug = slug.lines().next().unwrap().to_string();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let stored = rt.block_on(async {
-            let store = crate::store::Store::open(None, &dir.path().join("db"))
+            let store = safeedit_store::Store::open(None, &dir.path().join("db"))
                 .await
                 .unwrap();
             store

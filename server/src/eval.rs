@@ -810,7 +810,7 @@ pub(crate) mod tests {
         let slug = slug.lines().next().unwrap().to_string();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let (stored, instances) = rt.block_on(async {
-            let store = crate::store::Store::open(None, &dir.path().join("db"))
+            let store = safeedit_store::Store::open(None, &dir.path().join("db"))
                 .await
                 .unwrap();
             (

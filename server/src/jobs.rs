@@ -17,7 +17,7 @@ use safeedit_core::eval::{InstanceResult, summarize};
 use safeedit_core::fluency::mean_fluency;
 use safeedit_core::run::{
     EditOutcome, EditRequest, EvalRecord, InstanceFacts, JobEvent, JobMethod, JobSnapshot,
-    JobStatus, RunRecord, StepLosses, slug_from,
+    JobStatus, RunRecord, StepLosses,
 };
 use safeedit_engine::baselines::FtlConfig;
 use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit};
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::backend;
 use crate::eval::Method;
-use crate::store::Store;
+use safeedit_store::{Store, StoredJob, now_rfc3339, random_slug};
 
 /// How many jobs may wait behind the running one.
 pub const QUEUE_CAPACITY: usize = 8;
@@ -189,7 +189,10 @@ impl Jobs {
             }
             waiting.len() + usize::from(self.running().is_some())
         };
-        self.store.insert_job(&id, &now_rfc3339(), &request).await?;
+        self.store
+            .insert_job(&id, &now_rfc3339(), &request)
+            .await
+            .map_err(anyhow::Error::from)?;
         job.push(JobEvent::Queued { ahead });
         self.shared
             .jobs
@@ -220,13 +223,15 @@ impl Jobs {
         if let Some(job) = self.get(id) {
             return Ok(Some(job.snapshot()));
         }
-        Ok(self
-            .store
-            .job(id)
-            .await?
-            .map(|(request, status, slug, message)| {
-                let (status, event) = match (status.as_str(), slug) {
-                    ("done", Some(stored)) => {
+        Ok(self.store.job(id).await?.map(
+            |StoredJob {
+                 request,
+                 status,
+                 result,
+                 message,
+             }| {
+                let (status, event) = match (status, result) {
+                    (JobStatus::Done, Some(stored)) => {
                         let event = match stored.strip_prefix('/') {
                             Some(page) => JobEvent::Done {
                                 slug: page.rsplit('/').next().unwrap_or(page).to_string(),
@@ -239,7 +244,7 @@ impl Jobs {
                         };
                         (JobStatus::Done, event)
                     }
-                    ("cancelled", _) => (JobStatus::Cancelled, JobEvent::Cancelled),
+                    (JobStatus::Cancelled, _) => (JobStatus::Cancelled, JobEvent::Cancelled),
                     _ => (
                         JobStatus::Failed,
                         JobEvent::Failed {
@@ -253,7 +258,8 @@ impl Jobs {
                     status,
                     events: vec![event],
                 }
-            }))
+            },
+        ))
     }
 
     /// Cancels a job; false when it is unknown or already finished.
@@ -631,39 +637,6 @@ pub fn edit_config(
     Ok(config)
 }
 
-/// A random slug from the OS's randomness.
-pub fn random_slug(len: usize) -> String {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).expect("the OS random source");
-    slug_from(&bytes, len)
-}
-
-/// Now as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,9 +840,9 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let store = rt.block_on(Store::open(None, dir.path())).unwrap();
         assert_eq!(rt.block_on(store.fail_interrupted_jobs()).unwrap(), 1);
-        let (_, status, _, message) = rt.block_on(store.job(&interrupted)).unwrap().unwrap();
-        assert_eq!(status, "failed");
-        assert!(message.unwrap().contains("server stopped"));
+        let job = rt.block_on(store.job(&interrupted)).unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Failed);
+        assert!(job.message.unwrap().contains("server stopped"));
         let run = rt
             .block_on(store.run(&slug))
             .unwrap()
@@ -877,15 +850,5 @@ mod tests {
         assert_eq!(run.outcome.steps.len(), 3);
         assert_eq!(rt.block_on(store.fail_interrupted_jobs()).unwrap(), 0);
         assert!(rt.block_on(store.run("nosuchslug")).unwrap().is_none());
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), 24, "{t}");
-        assert!(
-            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
-            "{t}"
-        );
     }
 }

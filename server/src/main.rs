@@ -7,7 +7,7 @@ mod bench;
 mod data;
 mod edit;
 mod eval;
-mod figures;
+mod figure;
 mod general;
 mod generate;
 mod jobs;
@@ -16,7 +16,6 @@ mod locate;
 mod paths;
 mod publish;
 mod runs;
-mod store;
 mod test_all;
 mod train;
 mod web;
@@ -56,7 +55,7 @@ enum Command {
     /// Mechanism analysis: toxicity probe, toxic-region toxicity, activation shift, logit lens.
     Analyze(analyze::AnalyzeArgs),
     /// Draw a run's chart for a paper (SVG, vector PDF, 300 dpi PNG; ACL column or full width).
-    Figure(figures::FigureArgs),
+    Figure(figure::FigureArgs),
     /// Describe a model: config, parameter count, tokenizer, prompt format.
     Info {
         /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
@@ -88,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::TestAllTable(args) => test_all::table(args),
         Command::General(args) => general::run(args),
-        Command::Figure(args) => figures::run(args),
+        Command::Figure(args) => figure::run(args),
         Command::Analyze(args) => analyze::run(args),
         Command::Train(args) => train::run(args),
         Command::Info { model } => {

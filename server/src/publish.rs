@@ -11,9 +11,9 @@ use safeedit_core::mechanism::{AnalysisRecord, MechanismReport};
 use safeedit_core::run::EvalRecord;
 use safeedit_core::test_all::{AggregateRow, TestAllModel, TestAllRunRecord};
 
-use crate::jobs::{now_rfc3339, random_slug};
-use crate::store::Store;
 use crate::{eval, paths};
+use safeedit_store::Store;
+use safeedit_store::{now_rfc3339, random_slug};
 
 /// Where results are stored (the same settings as `safeedit serve`).
 #[derive(Args, Debug, Clone, Default)]
@@ -116,14 +116,14 @@ fn folder_slug(out: &Path) -> anyhow::Result<(String, String)> {
 fn with_store<F, Fut>(db: &DbArgs, f: F) -> anyhow::Result<()>
 where
     F: FnOnce(Store) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    Fut: std::future::Future<Output = safeedit_store::Result<()>>,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let store = Store::open(db.database_url.as_deref(), &db.data_dir()).await?;
-        f(store).await
+        Ok(f(store).await?)
     })
 }
 

@@ -714,7 +714,7 @@ mod tests {
         let slug = slug.lines().next().unwrap().to_string();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let record = rt.block_on(async {
-            let store = crate::store::Store::open(None, &dir.path().join("db"))
+            let store = safeedit_store::Store::open(None, &dir.path().join("db"))
                 .await
                 .unwrap();
             assert_eq!(store.list_test_all().await.unwrap().len(), 1);

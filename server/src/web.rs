@@ -26,10 +26,10 @@ use safeedit_core::test_all::{self, TestAllRunRecord};
 use safeedit_engine::LanguageModel;
 use sha2::{Digest, Sha256};
 
-use crate::figures::{self, Format, Preset};
 use crate::jobs::{Jobs, WorkerContext};
-use crate::store::Store;
 use crate::{backend, data, paths};
+use safeedit_figures::{self as figures, Format, Preset};
+use safeedit_store::Store;
 
 /// Arguments of `safeedit serve`.
 #[derive(Args, Debug)]
@@ -117,7 +117,7 @@ impl Runs for RunService {
 
     fn eval(&self, slug: String) -> BoxFuture<'_, Result<Option<EvalPageData>, String>> {
         Box::pin(async move {
-            let err = |e: anyhow::Error| format!("{e:#}");
+            let err = |e: safeedit_store::StoreError| e.to_string();
             let Some(record) = self.store.eval(&slug).await.map_err(err)? else {
                 return Ok(None);
             };
@@ -187,12 +187,12 @@ impl Runs for RunService {
         chart: String,
     ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>> {
         Box::pin(async move {
-            let err = |e: anyhow::Error| format!("{e:#}");
+            let err = |e: safeedit_store::StoreError| e.to_string();
             let Some(record) = self.store.analysis(&slug).await.map_err(err)? else {
                 return Ok(None);
             };
-            let svg =
-                figures::mechanism_chart(&record.report, &chart, Preset::Column).map_err(err)?;
+            let svg = figures::mechanism_chart(&record.report, &chart, Preset::Column)
+                .map_err(|e| e.to_string())?;
             Ok(svg.map(|svg| FigureSvg { name: chart, svg }))
         })
     }
@@ -522,8 +522,8 @@ fn attachment(mime: &str, name: &str, body: String) -> Response {
         .into_response()
 }
 
-fn internal(e: anyhow::Error) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response()
+fn internal(e: impl Into<anyhow::Error>) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, format!("{:#}", e.into())).into_response()
 }
 
 /// `GET /api/evals/{slug}/{summary.csv | table.tex | instances.jsonl}`: an evaluation's metric
@@ -695,7 +695,7 @@ async fn run_figure_file(
     file: String,
     preset: Option<String>,
 ) -> Response {
-    let record = store.run(&slug).await;
+    let record = store.run(&slug).await.map_err(Into::into);
     figure_file(
         "run",
         &figures::RUN_CHARTS,
@@ -716,7 +716,7 @@ async fn analysis_figure_file(
     file: String,
     preset: Option<String>,
 ) -> Response {
-    let record = store.analysis(&slug).await;
+    let record = store.analysis(&slug).await.map_err(Into::into);
     figure_file(
         "analysis",
         &figures::MECHANISM_CHARTS,
@@ -737,7 +737,7 @@ async fn figure_file<T: Send + 'static>(
     file: String,
     preset: Option<String>,
     record: anyhow::Result<Option<T>>,
-    draw: fn(&T, &str, Preset) -> anyhow::Result<Option<String>>,
+    draw: fn(&T, &str, Preset) -> figures::Result<Option<String>>,
 ) -> Response {
     let bad = |message: String| (StatusCode::BAD_REQUEST, message).into_response();
     let Some((chart, ext)) = file.rsplit_once('.') else {
@@ -816,7 +816,7 @@ async fn results_figure_file(store: Store, file: String, q: ResultsQuery) -> Res
         )
         .map(|view| Some(view.table))
         .map_err(|message| anyhow::anyhow!(message)),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     if let Err(e) = &table {
         // An unknown run or group is the request's fault.

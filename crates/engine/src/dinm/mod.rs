@@ -1,0 +1,19 @@
+//! DINM: Detoxifying with Intraoperative Neural Monitoring (Wang et al., *Detoxifying Large
+//! Language Models via Knowledge Editing*, ACL 2024, arXiv 2403.14472), following the reference
+//! implementation in zjunlp/EasyEdit (`easyeditor/editors/safety_editor.py`,
+//! `easyeditor/models/dinm/dinm_main.py`) as specified in research/dinm_spec.md §2.
+//!
+//! - [`locate`]: the toxic layer, from the hidden-state distance between the safe and the unsafe
+//!   response (§2.3).
+//! - [`edit`]: tuning that layer's `down_proj` on the instance (§2.4–2.5, §2.8).
+//! - [`config`]: hyperparameters with EasyEdit's presets and the §8 decisions as flags.
+
+pub mod config;
+pub mod edit;
+pub mod locate;
+
+/// The edit's result type, re-exported where it was first defined.
+pub use crate::delta::LayerDelta;
+pub use config::{DinmConfig, ModelFamily, SUFFIX_SYSTEM_PROMPT, random_layer};
+pub use edit::{DinmEdit, DinmEvent, EditTokens, StepLoss, dinm_edit, edit_tokens, with_suffix};
+pub use locate::{LocateResult, locate_toxic_layer};

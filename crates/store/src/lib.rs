@@ -1,0 +1,504 @@
+//! safeedit-store: the runs database. sqlx over SQLite by default (a file `runs.sqlite` under
+//! the data folder, WAL, the migrations in `migrations/` applied at start-up), Postgres when a
+//! `postgres://` URL is given; the same queries serve both (sqlx's `Any` driver). Every table
+//! keeps the full record as JSON beside the columns that lists filter and sort on.
+//!
+//! ```no_run
+//! # async fn demo() -> safeedit_store::Result<()> {
+//! let store = safeedit_store::Store::open(None, "/tmp/safeedit-data".as_ref()).await?;
+//! for run in store.list_runs(10).await? {
+//!     println!("/runs/{} layer {}", run.slug, run.layer);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod slug;
+
+use std::path::Path;
+
+use safeedit_core::eval::InstanceResult;
+use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
+use safeedit_core::run::{EditRequest, EvalRecord, JobStatus, RunRecord, RunSummary};
+use safeedit_core::test_all::TestAllRunRecord;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+pub use error::{Result, StoreError};
+pub use slug::{now_rfc3339, random_slug};
+
+use error::query;
+
+/// The database behind the runs.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// A job as the database remembers it (for jobs of earlier server processes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredJob {
+    /// What was asked.
+    pub request: EditRequest,
+    /// How it stands.
+    pub status: JobStatus,
+    /// A finished job's result: the run's slug, or an evaluation's page (`/evals/{slug}`).
+    pub result: Option<String>,
+    /// Why it failed.
+    pub message: Option<String>,
+}
+
+/// The tables that hold one JSON record per slug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Runs,
+    Evals,
+    Analyses,
+    TestAll,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Runs => "runs",
+            Table::Evals => "evals",
+            Table::Analyses => "analyses",
+            Table::TestAll => "test_all_runs",
+        }
+    }
+
+    /// The query for one record by slug.
+    fn select(self) -> &'static str {
+        match self {
+            Table::Runs => "SELECT record FROM runs WHERE slug = $1",
+            Table::Evals => "SELECT record FROM evals WHERE slug = $1",
+            Table::Analyses => "SELECT record FROM analyses WHERE slug = $1",
+            Table::TestAll => "SELECT record FROM test_all_runs WHERE slug = $1",
+        }
+    }
+
+    /// The statement removing one record by slug.
+    fn delete(self) -> &'static str {
+        match self {
+            Table::Runs => "DELETE FROM runs WHERE slug = $1",
+            Table::Evals => "DELETE FROM evals WHERE slug = $1",
+            Table::Analyses => "DELETE FROM analyses WHERE slug = $1",
+            Table::TestAll => "DELETE FROM test_all_runs WHERE slug = $1",
+        }
+    }
+
+    /// How error messages name one of its records.
+    fn what(self) -> &'static str {
+        match self {
+            Table::Runs => "run",
+            Table::Evals => "evaluation",
+            Table::Analyses => "analysis",
+            Table::TestAll => "test_ALL run",
+        }
+    }
+}
+
+impl Store {
+    /// Opens `url`, or the SQLite file `runs.sqlite` under `data_dir` when `url` is `None`, and
+    /// applies the migrations.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        install_default_drivers();
+        let url = match url {
+            Some(url) => url.to_string(),
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?;
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("runs.sqlite").display()
+                )
+            }
+        };
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { 8 })
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: url.clone(),
+                source,
+            })?;
+        if sqlite {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await
+                .map_err(query("switching SQLite to WAL"))?;
+        }
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The record of `slug` in `table`.
+    async fn get<T: DeserializeOwned>(&self, table: Table, slug: &str) -> Result<Option<T>> {
+        let what = format!("{} {slug}", table.what());
+        let row = sqlx::query(table.select())
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query(format!("reading {what}")))?;
+        row.map(|r| decode(&r, &what)).transpose()
+    }
+
+    /// The records `sql` (a `SELECT record FROM table ...`) returns, in its order.
+    async fn list<T: DeserializeOwned>(&self, table: Table, sql: &'static str) -> Result<Vec<T>> {
+        let what = format!("a stored {}", table.what());
+        sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query(format!("listing {}", table.name())))?
+            .iter()
+            .map(|r| decode(r, &what))
+            .collect()
+    }
+
+    /// Starts a transaction that replaces `slug` in `table` (its old row deleted).
+    async fn replace(&self, table: Table, slug: &str) -> Result<Transaction<'static, Any>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query("starting a transaction"))?;
+        sqlx::query(table.delete())
+            .bind(slug)
+            .execute(&mut *tx)
+            .await
+            .map_err(query(format!("replacing {} {slug}", table.what())))?;
+        Ok(tx)
+    }
+
+    /// Stores a finished run.
+    pub async fn insert_run(&self, split: &str, run: &RunRecord) -> Result<()> {
+        let (ds_before, ds_after) = ds(run);
+        sqlx::query(
+            "INSERT INTO runs (slug, kind, created_at, split, instance, model, layer, ds_before, \
+             ds_after, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&run.slug)
+        .bind(&run.kind)
+        .bind(&run.created_at)
+        .bind(split)
+        .bind(run.request.id as i64)
+        .bind(&run.model)
+        .bind(run.outcome.layer as i64)
+        .bind(ds_before)
+        .bind(ds_after)
+        .bind(encode(run))
+        .execute(&self.pool)
+        .await
+        .map_err(query("storing the run"))?;
+        Ok(())
+    }
+
+    /// A run by slug.
+    pub async fn run(&self, slug: &str) -> Result<Option<RunRecord>> {
+        self.get(Table::Runs, slug).await
+    }
+
+    /// The newest runs first.
+    pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunSummary>> {
+        let rows = sqlx::query(
+            "SELECT slug, kind, created_at, split, instance, model, layer, ds_before, ds_after \
+             FROM runs ORDER BY created_at DESC, slug LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("listing runs"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunSummary {
+                    slug: r.try_get("slug")?,
+                    kind: r.try_get("kind")?,
+                    created_at: r.try_get("created_at")?,
+                    split: r.try_get("split")?,
+                    instance: r.try_get::<i64, _>("instance")? as u64,
+                    model: r.try_get("model")?,
+                    layer: r.try_get::<i64, _>("layer")? as usize,
+                    ds: (r.try_get("ds_before")?, r.try_get("ds_after")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query("reading the runs list"))
+    }
+
+    /// Records a new job.
+    pub async fn insert_job(
+        &self,
+        id: &str,
+        created_at: &str,
+        request: &EditRequest,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jobs (id, created_at, request, status) VALUES ($1, $2, $3, 'queued')",
+        )
+        .bind(id)
+        .bind(created_at)
+        .bind(encode(request))
+        .execute(&self.pool)
+        .await
+        .map_err(query(format!("recording job {id}")))?;
+        Ok(())
+    }
+
+    /// Updates a job's status (and its result or error message).
+    pub async fn set_job(
+        &self,
+        id: &str,
+        status: JobStatus,
+        result: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = $1, run_slug = $2, message = $3 WHERE id = $4")
+            .bind(status_str(status))
+            .bind(result)
+            .bind(message)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query(format!("updating job {id}")))?;
+        Ok(())
+    }
+
+    /// Marks jobs a previous server process left queued or running as failed; returns how many.
+    pub async fn fail_interrupted_jobs(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'failed', message = 'the server stopped before the job \
+             finished' WHERE status IN ('queued', 'running')",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(query("marking interrupted jobs"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// A job's stored state.
+    pub async fn job(&self, id: &str) -> Result<Option<StoredJob>> {
+        let what = format!("job {id}");
+        let row = sqlx::query("SELECT request, status, run_slug, message FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query(format!("reading {what}")))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let column = |name: &str| -> Result<Option<String>> {
+            row.try_get(name).map_err(query(format!("reading {what}")))
+        };
+        let request: String = column("request")?.unwrap_or_default();
+        let status = column("status")?.unwrap_or_default();
+        Ok(Some(StoredJob {
+            request: serde_json::from_str(&request).map_err(|e| corrupt(&what, e))?,
+            status: parse_status(&status).ok_or_else(|| StoreError::Corrupt {
+                what: what.clone(),
+                message: format!("unknown status `{status}`"),
+            })?,
+            result: column("run_slug")?,
+            message: column("message")?,
+        }))
+    }
+
+    /// Stores an evaluation run (replacing an earlier version of the same slug) with its
+    /// instances, in one transaction.
+    pub async fn upsert_eval(
+        &self,
+        record: &EvalRecord,
+        instances: &[InstanceResult],
+    ) -> Result<()> {
+        let slug = &record.slug;
+        let stored = query(format!("storing evaluation {slug}"));
+        let mut tx = self.replace(Table::Evals, slug).await?;
+        sqlx::query("DELETE FROM eval_instances WHERE slug = $1")
+            .bind(slug)
+            .execute(&mut *tx)
+            .await
+            .map_err(query(format!("replacing evaluation {slug}")))?;
+        let inserted = async {
+            sqlx::query(
+                "INSERT INTO evals (slug, created_at, updated_at, method, data, model, \
+                 instances, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(slug)
+            .bind(&record.created_at)
+            .bind(&record.updated_at)
+            .bind(&record.method)
+            .bind(&record.data)
+            .bind(&record.model)
+            .bind(record.instances as i64)
+            .bind(encode(record))
+            .execute(&mut *tx)
+            .await?;
+            for r in instances {
+                sqlx::query("INSERT INTO eval_instances (slug, id, record) VALUES ($1, $2, $3)")
+                    .bind(slug)
+                    .bind(r.id as i64)
+                    .bind(encode(r))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        };
+        inserted.await.map_err(stored)
+    }
+
+    /// An evaluation run by slug.
+    pub async fn eval(&self, slug: &str) -> Result<Option<EvalRecord>> {
+        self.get(Table::Evals, slug).await
+    }
+
+    /// An evaluation's instances, by id.
+    pub async fn eval_instances(&self, slug: &str) -> Result<Vec<InstanceResult>> {
+        let what = format!("evaluation {slug}");
+        sqlx::query("SELECT record FROM eval_instances WHERE slug = $1 ORDER BY id")
+            .bind(slug)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query(format!("reading {what}")))?
+            .iter()
+            .map(|r| decode(r, &format!("{what}, an instance")))
+            .collect()
+    }
+
+    /// Every evaluation run, newest first (full records: the metric rows are small).
+    pub async fn list_evals(&self) -> Result<Vec<EvalRecord>> {
+        self.list(
+            Table::Evals,
+            "SELECT record FROM evals ORDER BY updated_at DESC, slug",
+        )
+        .await
+    }
+
+    /// Stores (or replaces) an analysis.
+    pub async fn upsert_analysis(&self, record: &AnalysisRecord) -> Result<()> {
+        let mut tx = self.replace(Table::Analyses, &record.slug).await?;
+        let inserted = async {
+            sqlx::query(
+                "INSERT INTO analyses (slug, created_at, model, methods, record) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&record.slug)
+            .bind(&record.created_at)
+            .bind(&record.model)
+            .bind(record.methods.join(","))
+            .bind(encode(record))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        inserted
+            .await
+            .map_err(query(format!("storing analysis {}", record.slug)))
+    }
+
+    /// An analysis by slug.
+    pub async fn analysis(&self, slug: &str) -> Result<Option<AnalysisRecord>> {
+        self.get(Table::Analyses, slug).await
+    }
+
+    /// Every analysis, newest first.
+    pub async fn list_analyses(&self) -> Result<Vec<AnalysisSummary>> {
+        let records: Vec<AnalysisRecord> = self
+            .list(
+                Table::Analyses,
+                "SELECT record FROM analyses ORDER BY created_at DESC, slug",
+            )
+            .await?;
+        Ok(records.iter().map(AnalysisRecord::summary).collect())
+    }
+
+    /// Stores (or replaces) a test_ALL run.
+    pub async fn upsert_test_all(&self, record: &TestAllRunRecord) -> Result<()> {
+        let mut tx = self.replace(Table::TestAll, &record.slug).await?;
+        let inserted = async {
+            sqlx::query(
+                "INSERT INTO test_all_runs (slug, created_at, method, model, record) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&record.slug)
+            .bind(&record.created_at)
+            .bind(&record.method)
+            .bind(&record.model)
+            .bind(encode(record))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        inserted
+            .await
+            .map_err(query(format!("storing test_ALL run {}", record.slug)))
+    }
+
+    /// A test_ALL run by slug.
+    pub async fn test_all(&self, slug: &str) -> Result<Option<TestAllRunRecord>> {
+        self.get(Table::TestAll, slug).await
+    }
+
+    /// Every test_ALL run, oldest first (the order rows are added to a table).
+    pub async fn list_test_all(&self) -> Result<Vec<TestAllRunRecord>> {
+        self.list(
+            Table::TestAll,
+            "SELECT record FROM test_all_runs ORDER BY created_at, slug",
+        )
+        .await
+    }
+}
+
+/// A record as stored (JSON). Records are plain data, so this cannot fail.
+fn encode<T: Serialize>(record: &T) -> String {
+    serde_json::to_string(record).expect("records serialise to JSON")
+}
+
+/// The `record` column of a row, parsed.
+fn decode<T: DeserializeOwned>(row: &AnyRow, what: &str) -> Result<T> {
+    let text: String = row
+        .try_get("record")
+        .map_err(query(format!("reading {what}")))?;
+    serde_json::from_str(&text).map_err(|e| corrupt(what, e))
+}
+
+fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn status_str(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Queued => "queued",
+        JobStatus::Running => "running",
+        JobStatus::Done => "done",
+        JobStatus::Failed => "failed",
+        JobStatus::Cancelled => "cancelled",
+    }
+}
+
+fn parse_status(s: &str) -> Option<JobStatus> {
+    [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ]
+    .into_iter()
+    .find(|&status| status_str(status) == s)
+}
+
+fn ds(run: &RunRecord) -> (f64, f64) {
+    run.outcome
+        .defense()
+        .into_iter()
+        .find(|(kind, _, _)| kind == "DS")
+        .map_or((0.0, 0.0), |(_, before, after)| (before, after))
+}

@@ -1,0 +1,246 @@
+//! The runs database on a real SQLite file: every table round-trips its records, an upsert
+//! replaces, jobs keep their state, a reopened database keeps everything, and a damaged record
+//! is an error naming it.
+
+use safeedit_core::eval::{InputResult, InstanceResult, summarize};
+use safeedit_core::judge::{JudgeInfo, Verdict};
+use safeedit_core::run::{
+    Comparison, EditOutcome, EditOverrides, EditRequest, EvalRecord, InstanceFacts, JobMethod,
+    JobStatus, RunRecord, StepLosses,
+};
+use safeedit_store::{Store, StoreError, now_rfc3339, random_slug};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn request(id: u64) -> EditRequest {
+    EditRequest {
+        split: "test".into(),
+        id,
+        method: JobMethod::Dinm,
+        overrides: EditOverrides::default(),
+    }
+}
+
+/// A run whose edit turned DS from unsafe to safe.
+fn run(slug: &str, created_at: &str, layer: usize) -> RunRecord {
+    RunRecord {
+        slug: slug.into(),
+        kind: "dinm-edit".into(),
+        created_at: created_at.into(),
+        request: request(7),
+        instance: InstanceFacts {
+            category: "offensiveness".into(),
+            attack: "AIM".into(),
+            question: "q?".into(),
+        },
+        config: serde_json::json!({"kl_factor": 0.1}),
+        seed: 0,
+        model: "tiny".into(),
+        model_path: "tiny".into(),
+        model_checksum: "none".into(),
+        backend: "flex (CPU)".into(),
+        judge: JudgeInfo {
+            id: "minilm-logreg".into(),
+            version: "v".into(),
+            description: "d".into(),
+        },
+        version: "0.1.0".into(),
+        git_commit: "abc".into(),
+        outcome: EditOutcome {
+            layer,
+            tensor: format!("model.layers.{layer}.mlp.down_proj.weight"),
+            distances: Some(vec![1.0, 2.0]),
+            steps: vec![StepLosses {
+                step: 0,
+                loss: 1.0,
+                edit: 9.0,
+                constraint: 0.1,
+            }],
+            stopped_early: false,
+            delta_norm: 0.5,
+            comparisons: vec![Comparison {
+                kind: "DS".into(),
+                input: "x".into(),
+                vanilla: "sure".into(),
+                vanilla_verdict: Verdict::Unsafe,
+                edited: "no".into(),
+                edited_verdict: Verdict::Safe,
+            }],
+            seconds: [1.0, 2.0, 3.0],
+        },
+    }
+}
+
+fn instance(id: u64) -> InstanceResult {
+    InstanceResult {
+        id,
+        category: "offensiveness".into(),
+        attack: "AIM".into(),
+        method: "vanilla".into(),
+        inputs: vec![InputResult {
+            kind: "DS".into(),
+            input: "x".into(),
+            response: "no".into(),
+            verdict: Verdict::Safe,
+            stop: "eos".into(),
+            generated_tokens: 1,
+        }],
+        fluency: 3.0,
+        edit: None,
+        seconds: 1.0,
+    }
+}
+
+fn eval(slug: &str, instances: &[InstanceResult]) -> EvalRecord {
+    EvalRecord {
+        slug: slug.into(),
+        created_at: now_rfc3339(),
+        updated_at: now_rfc3339(),
+        method: "vanilla".into(),
+        data: "test-sample".into(),
+        model: "tiny".into(),
+        instances: instances.len(),
+        run: serde_json::json!({"method": "vanilla"}),
+        metrics: summarize(instances),
+    }
+}
+
+#[test]
+fn runs_and_evaluations_round_trip_and_upserts_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = Store::open(None, dir.path()).await.unwrap();
+        assert!(dir.path().join("runs.sqlite").is_file());
+        let (old, new) = (
+            run("aaaa", "2026-01-01T00:00:00.000Z", 3),
+            run("bbbb", "2026-02-01T00:00:00.000Z", 5),
+        );
+        store.insert_run("test", &old).await.unwrap();
+        store.insert_run("editing", &new).await.unwrap();
+        assert_eq!(store.run("aaaa").await.unwrap(), Some(old.clone()));
+        assert_eq!(store.run("nope").await.unwrap(), None);
+        let listed = store.list_runs(10).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|r| r.slug.as_str()).collect::<Vec<_>>(),
+            ["bbbb", "aaaa"],
+            "newest first"
+        );
+        assert_eq!(listed[0].split, "editing");
+        assert_eq!(listed[1].layer, 3);
+        assert_eq!(listed[1].ds, (0.0, 100.0), "DS before and after the edit");
+        assert_eq!(store.list_runs(1).await.unwrap().len(), 1);
+
+        let slug = random_slug(10);
+        store
+            .upsert_eval(
+                &eval(&slug, &[instance(1), instance(2)]),
+                &[instance(1), instance(2)],
+            )
+            .await
+            .unwrap();
+        // A resumed run stores the same slug again with more instances.
+        let three = [instance(1), instance(2), instance(3)];
+        store
+            .upsert_eval(&eval(&slug, &three), &three)
+            .await
+            .unwrap();
+        assert_eq!(store.eval(&slug).await.unwrap().unwrap().instances, 3);
+        assert_eq!(store.eval_instances(&slug).await.unwrap(), three);
+        assert_eq!(
+            store.list_evals().await.unwrap().len(),
+            1,
+            "replaced, not added"
+        );
+    });
+}
+
+#[test]
+fn jobs_keep_their_state_and_a_reopened_database_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = Store::open(None, dir.path()).await.unwrap();
+        store
+            .insert_job("j1", &now_rfc3339(), &request(1))
+            .await
+            .unwrap();
+        store
+            .insert_job("j2", &now_rfc3339(), &request(2))
+            .await
+            .unwrap();
+        store
+            .set_job("j1", JobStatus::Done, Some("/evals/abc"), None)
+            .await
+            .unwrap();
+        store
+            .set_job("j2", JobStatus::Running, None, None)
+            .await
+            .unwrap();
+        store
+            .insert_run("test", &run("cccc", &now_rfc3339(), 1))
+            .await
+            .unwrap();
+        drop(store);
+
+        // The next server process: same file, migrations already applied.
+        let store = Store::open(None, dir.path()).await.unwrap();
+        assert_eq!(store.fail_interrupted_jobs().await.unwrap(), 1);
+        let done = store.job("j1").await.unwrap().unwrap();
+        assert_eq!(done.status, JobStatus::Done);
+        assert_eq!(done.result.as_deref(), Some("/evals/abc"));
+        assert_eq!(done.request, request(1));
+        let failed = store.job("j2").await.unwrap().unwrap();
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert!(failed.message.unwrap().contains("server stopped"));
+        assert!(store.job("j3").await.unwrap().is_none());
+        assert!(store.run("cccc").await.unwrap().is_some());
+    });
+}
+
+#[test]
+fn a_damaged_record_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = Store::open(None, dir.path()).await.unwrap();
+        store
+            .insert_run("test", &run("dddd", &now_rfc3339(), 1))
+            .await
+            .unwrap();
+        drop(store);
+        // Edited by hand behind the app's back.
+        let url = format!("sqlite://{}", dir.path().join("runs.sqlite").display());
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query("UPDATE runs SET record = '{\"slug\": 1}' WHERE slug = 'dddd'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let store = Store::open(None, dir.path()).await.unwrap();
+        let err = store.run("dddd").await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("run dddd: stored record:"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn an_unreachable_database_names_its_url() {
+    let rt = runtime();
+    let err = rt
+        .block_on(Store::open(
+            Some("sqlite:///nonexistent-dir/x/runs.sqlite?mode=ro"),
+            "/unused".as_ref(),
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("nonexistent-dir"), "{err}");
+}
