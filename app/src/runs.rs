@@ -4,9 +4,10 @@
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use safeedit_core::Method;
 use safeedit_core::run::{
-    EditOutcome, EditOverrides, EditRequest, JobEvent, JobMethod, JobSnapshot, JobStatus,
-    RunRecord, RunSummary,
+    EditOutcome, EditOverrides, EditRequest, JobEvent, JobSnapshot, JobStatus, RunRecord,
+    RunSummary,
 };
 use safeedit_core::{Category, Verdict};
 
@@ -35,7 +36,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
     let navigate = use_navigate();
-    let submit = move |method: JobMethod| {
+    let submit = move |method: Method| {
         let overrides = (|| -> Result<EditOverrides, String> {
             Ok(EditOverrides {
                 lr: parse_opt(&lr.get_untracked())?,
@@ -107,7 +108,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                     disabled=move || !hydrated.get() || pending.get()
                     on:click={
                         let submit = submit.clone();
-                        move |_| submit(JobMethod::Dinm)
+                        move |_| submit(Method::Dinm)
                     }
                 >
                     {move || if pending.get() { "Submitting…" } else { "Detoxify this instance" }}
@@ -119,7 +120,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                     disabled=move || !hydrated.get() || pending.get()
                     on:click={
                         let submit = submit.clone();
-                        move |_| submit(JobMethod::Vanilla)
+                        move |_| submit(Method::Vanilla)
                     }
                 >
                     "Evaluate vanilla"
@@ -129,7 +130,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                     id="eval-prompt-button"
                     class="secondary"
                     disabled=move || !hydrated.get() || pending.get()
-                    on:click=move |_| submit(JobMethod::Prompt)
+                    on:click=move |_| submit(Method::Prompt)
                 >
                     "Evaluate prompt-only"
                 </button>

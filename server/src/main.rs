@@ -1,74 +1,12 @@
-//! `safeedit`: the SafeEdit Studio binary. Serves the web app and runs the engine from the
-//! command line. The burn backend is chosen here, by Cargo feature (CPU by default, `cuda`).
+//! `safeedit`: the SafeEdit Studio binary. [`cli`] turns each subcommand's flags into a
+//! pipeline plan and prints the result; [`web`] serves the app, its API and the job queue.
+//! Experiments themselves live in `safeedit-pipeline`; the burn backend is chosen there, by this
+//! crate's `cuda` feature.
 
-mod analyze;
-mod backend;
-mod bench;
-mod data;
-mod edit;
-mod eval;
-mod figure;
-mod general;
-mod generate;
-mod jobs;
-mod judge;
-mod locate;
-mod paths;
-mod publish;
-mod runs;
-mod test_all;
-mod train;
+mod cli;
 mod web;
 
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand};
-
-/// SafeEdit Studio: detoxify LLMs via knowledge editing (DINM) and evaluate on SafeEdit.
-#[derive(Parser, Debug)]
-#[command(name = "safeedit", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Serve the web app.
-    Serve(web::ServeArgs),
-    /// Generate a continuation of a prompt.
-    Generate(generate::GenerateArgs),
-    /// Locate DINM's toxic layer for one SafeEdit instance.
-    Locate(locate::LocateArgs),
-    /// Run DINM on one SafeEdit instance and compare the vanilla and edited generations.
-    Edit(edit::EditArgs),
-    /// Evaluate a method on SafeEdit instances (DS/DG, fluency), or with --test-all on the
-    /// SafeEdit_test_ALL inputs (DG_onlyQ, DG_otherAQ; editing methods mean ± std over edits).
-    Eval(eval::EvalArgs),
-    /// Join `eval --test-all` runs into the paper's Table 3 (LaTeX and CSV).
-    TestAllTable(test_all::TableArgs),
-    /// General performance of a method's model: KQA (TriviaQA), CSum (XSum) or the knowledge proxy.
-    General(general::GeneralArgs),
-    /// Fine-tune every parameter with SFT or DPO on SafeEdit pairs (resumable; writes a model
-    /// directory).
-    Train(train::TrainArgs),
-    /// Mechanism analysis: toxicity probe, toxic-region toxicity, activation shift, logit lens.
-    Analyze(analyze::AnalyzeArgs),
-    /// Draw a run's chart for a paper (SVG, vector PDF, 300 dpi PNG; ACL column or full width).
-    Figure(figure::FigureArgs),
-    /// Describe a model: config, parameter count, tokenizer, prompt format.
-    Info {
-        /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
-        #[arg(long, env = "SAFEEDIT_MODEL")]
-        model: Option<PathBuf>,
-    },
-    /// Safety judges: train and report the built-in one, score responses.
-    #[command(subcommand)]
-    Judge(judge::JudgeCommand),
-    /// Benchmarks (results go to BENCHMARKS.md).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
-}
+use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -78,38 +16,5 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => web::serve(args),
-        Command::Generate(args) => generate::run(args),
-        Command::Locate(args) => locate::run(args),
-        Command::Edit(args) => edit::run(args),
-        Command::Eval(args) => eval::run(args),
-        Command::TestAllTable(args) => test_all::table(args),
-        Command::General(args) => general::run(args),
-        Command::Figure(args) => figure::run(args),
-        Command::Analyze(args) => analyze::run(args),
-        Command::Train(args) => train::run(args),
-        Command::Info { model } => {
-            let lm = backend::load(&paths::model_or_default(model)?, true)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&lm.summary(backend::NAME))?
-            );
-            Ok(())
-        }
-        Command::Judge(cmd) => judge::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_line_is_well_formed() {
-        // Unique argument names, valid defaults: clap checks them all here, not at run time.
-        super::Cli::command().debug_assert();
-    }
+    cli::Cli::parse().run()
 }

@@ -7,6 +7,8 @@
 //! - [`fluency`]: the paper's n-gram-entropy fluency with an NLTK-compatible word tokenizer.
 //! - [`general`]: KQA (TriviaQA), CSum (XSum ROUGE-1) and the knowledge proxy, scored as OpenCompass does.
 //! - [`test_all`]: the SafeEdit_test_ALL protocol (DG_onlyQ, DG_otherAQ, mean ± std over edited models).
+//! - [`method`]: the evaluated methods (DINM, the baselines and ablations) as one [`Method`].
+//! - [`provenance`]: where a result came from (model, checksum, backend, judge, version, commit).
 //! - [`run`]: edit requests, job events, stored runs (what the web app shows and shares).
 //! - [`judge`]: verdicts (0 safe / 1 unsafe / 0.5 empty), judge identity, DS/DG defense rate.
 //! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
@@ -26,12 +28,16 @@ pub mod fluency;
 pub mod general;
 pub mod judge;
 pub mod mechanism;
+pub mod method;
 mod model;
+pub mod provenance;
 pub mod run;
 pub mod safeedit;
 pub mod table;
 pub mod test_all;
 
 pub use judge::{JudgeInfo, Verdict};
+pub use method::Method;
 pub use model::{ModelSummary, PromptFormat};
+pub use provenance::Provenance;
 pub use safeedit::{Category, SafeEditRecord, TestAllRecord};

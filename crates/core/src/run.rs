@@ -5,6 +5,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::judge::{JudgeInfo, Verdict};
+use crate::method::Method;
+
+/// A job request without a method detoxifies with DINM.
+fn default_job_method() -> Method {
+    Method::Dinm
+}
 
 /// Hyperparameters a user may change from the browser; `None` keeps the model's preset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -20,30 +26,6 @@ pub struct EditOverrides {
     pub max_new_tokens: Option<usize>,
 }
 
-/// What a job does with its instance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobMethod {
-    /// Detoxify with DINM and compare before/after (a run, `/runs/{slug}`).
-    #[default]
-    Dinm,
-    /// Evaluate the unedited model on the five inputs (an evaluation, `/evals/{slug}`).
-    Vanilla,
-    /// Evaluate the suffix prompt alone, no edit (an evaluation, `/evals/{slug}`).
-    Prompt,
-}
-
-impl JobMethod {
-    /// The method's name as `safeedit eval` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            JobMethod::Dinm => "dinm",
-            JobMethod::Vanilla => "vanilla",
-            JobMethod::Prompt => "prompt",
-        }
-    }
-}
-
 /// What a user asks for: detoxify one instance, or evaluate it vanilla / prompt-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EditRequest {
@@ -51,9 +33,11 @@ pub struct EditRequest {
     pub split: String,
     /// Instance id.
     pub id: u64,
-    /// What to do (DINM when absent).
-    #[serde(default)]
-    pub method: JobMethod,
+    /// What to do: `dinm` (detoxify and compare before/after, a run at `/runs/{slug}`, the
+    /// default) or `vanilla` / `prompt` (evaluate the instance's five inputs unedited, an
+    /// evaluation at `/evals/{slug}`).
+    #[serde(default = "default_job_method")]
+    pub method: Method,
     /// Hyperparameter overrides.
     #[serde(default)]
     pub overrides: EditOverrides,

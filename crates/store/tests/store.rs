@@ -2,11 +2,12 @@
 //! replaces, jobs keep their state, a reopened database keeps everything, and a damaged record
 //! is an error naming it.
 
+use safeedit_core::Method;
 use safeedit_core::eval::{InputResult, InstanceResult, summarize};
 use safeedit_core::judge::{JudgeInfo, Verdict};
 use safeedit_core::run::{
-    Comparison, EditOutcome, EditOverrides, EditRequest, EvalRecord, InstanceFacts, JobMethod,
-    JobStatus, RunRecord, StepLosses,
+    Comparison, EditOutcome, EditOverrides, EditRequest, EvalRecord, InstanceFacts, JobStatus,
+    RunRecord, StepLosses,
 };
 use safeedit_store::{Store, StoreError, now_rfc3339, random_slug};
 
@@ -21,7 +22,7 @@ fn request(id: u64) -> EditRequest {
     EditRequest {
         split: "test".into(),
         id,
-        method: JobMethod::Dinm,
+        method: Method::Dinm,
         overrides: EditOverrides::default(),
     }
 }

@@ -1,33 +1,18 @@
 //! `safeedit locate`: DINM's toxic layer for one SafeEdit instance (dinm_spec.md §2.3).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
-use safeedit_engine::PaddingSide;
+use clap::Args;
 use safeedit_engine::dinm::locate_toxic_layer;
 use serde_json::json;
 
-use crate::{backend, data, paths};
+use safeedit_pipeline::{Quiet, backend, data, paths};
+
+use super::args::{ModelArg, PaddingArg};
+use super::print_instance;
+use super::progress::Bars;
 
 /// Padding of the two responses.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PaddingArg {
-    /// Pads after the shorter response (the paper's LLaMA setting).
-    Right,
-    /// Pads before it (EasyEdit's current release; Mistral).
-    Left,
-}
-
-impl From<PaddingArg> for PaddingSide {
-    fn from(arg: PaddingArg) -> Self {
-        match arg {
-            PaddingArg::Right => PaddingSide::Right,
-            PaddingArg::Left => PaddingSide::Left,
-        }
-    }
-}
-
 /// Arguments of `safeedit locate`.
 #[derive(Args, Debug)]
 pub struct LocateArgs {
@@ -37,9 +22,9 @@ pub struct LocateArgs {
     /// Instance id.
     #[arg(long)]
     pub instance: u64,
-    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
-    #[arg(long, env = "SAFEEDIT_MODEL")]
-    pub model: Option<PathBuf>,
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArg,
     /// Padding side for the two responses.
     #[arg(long, value_enum, default_value = "right")]
     pub padding: PaddingArg,
@@ -52,8 +37,12 @@ pub struct LocateArgs {
 pub fn run(args: LocateArgs) -> anyhow::Result<()> {
     let records = data::load(&args.data)?;
     let record = data::instance(&records, args.instance, &args.data)?;
-    let model_path = paths::model_or_default(args.model)?;
-    let lm = backend::load(&model_path, !args.json)?;
+    let model_path = paths::model_or_default(args.model.model)?;
+    let lm = if args.json {
+        backend::load(&model_path, &mut Quiet)?
+    } else {
+        backend::load(&model_path, &mut Bars::new())?
+    };
     let padding = args.padding.into();
     let started = Instant::now();
     let found = locate_toxic_layer(
@@ -78,10 +67,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!(
-        "instance {} ({}, attack {}): {}",
-        record.id, record.category, record.attack_name, record.question
-    );
+    print_instance(&record);
     println!(
         "responses: safe {} tokens, unsafe {} tokens, padding {:?}",
         found.lengths[0], found.lengths[1], found.padding_side

@@ -1,20 +1,19 @@
-//! `safeedit analyze`: the mechanism analysis of dinm_spec.md §5 on one model. A toxicity probe
-//! on the vanilla model's final states; the toxic layer ℓ; for each compared method (one model
-//! per edit for the editing methods, or a fine-tuned model given as `NAME=PATH`): the toxicity
-//! of its toxic region against vanilla's, the shift of the activations entering ℓ's `down_proj`
-//! over adversarial inputs, the Fig. 8 projection, and the logit lens of the most toxic value
-//! vectors. Writes analysis.json, analysis.csv and SVG figures.
+//! `analyze`: the mechanism analysis (docs/method.md §Mechanisms) on one model. A toxicity
+//! probe on the vanilla model's final states; the toxic layer ℓ; for each compared method (one
+//! model per edit for the editing methods, or a fine-tuned model given as `NAME=PATH`): the
+//! toxicity of its toxic region against vanilla's, the shift of the activations entering ℓ's
+//! `down_proj` over adversarial inputs, the Fig. 8 projection, and the logit lens of the most
+//! toxic value vectors. Writes analysis.json, analysis.csv, analysis.tex and SVG figures.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use clap::Args;
-use safeedit_core::SafeEditRecord;
 use safeedit_core::mechanism::{
     self, LensRow, MechanismReport, MethodMechanism, ModelMechanism, ProbeSummary, ProjectionView,
     RegionChange, mean_some, to_csv,
 };
+use safeedit_core::safeedit::Fold;
+use safeedit_core::{Method, SafeEditRecord};
 use safeedit_engine::analysis::{
     ActivationMeans, ProbeExample, column_cosines, mean_activations, pooled_final_states,
     reduction_rate, region_toxicity, shift_projection, shift_rate, top_columns, top_tokens,
@@ -22,72 +21,91 @@ use safeedit_engine::analysis::{
 };
 use safeedit_engine::dinm::locate_toxic_layer;
 use safeedit_engine::judge::is_held_out;
-use safeedit_engine::{LanguageModel, LayerParam, WeightId};
+use safeedit_engine::{LayerParam, WeightId};
+use safeedit_figures::{self as figures, Preset};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::edit::DinmArgs;
-use crate::eval::{BaselineArgs, Method, MethodSettings, edit_for};
-use crate::{backend, data, judge, paths, runs};
-use safeedit_figures::{self as figures, Preset};
+use crate::backend::{self, Model};
+use crate::method::{BaselineOptions, DinmOptions, MethodSettings, edit_for};
+use crate::progress::{Event, Progress, ProgressExt};
+use crate::publish::{Database, Published, publish_analysis, publish_folder};
+use crate::run_dir;
+use crate::{PipelineError, Result, ResultExt, bail, data, ensure, judge, paths};
 
-type Lm = LanguageModel<backend::Backend>;
-
-/// Arguments of `safeedit analyze`.
-#[derive(Args, Debug)]
-pub struct AnalyzeArgs {
+/// A mechanism analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyzePlan {
     /// Methods compared with vanilla: editing methods (dinm, ftl, dinm-random-layer,
     /// dinm-no-suffix; one model per edit instance) and `NAME=PATH` for a model fine-tuned
     /// elsewhere with the same architecture (e.g. `sft=out/sft`).
-    #[arg(long, value_delimiter = ',', default_value = "vanilla,dinm,ftl")]
     pub methods: Vec<String>,
-    /// Where the edit instances come from: `editing` (the three editing instances), `test`, or a
-    /// SafeEdit JSON file.
-    #[arg(long, default_value = "editing")]
+    /// Where the edit instances come from: `editing`, `test`, or a SafeEdit JSON file.
     pub edit_split: String,
     /// Edit only the first N instances.
-    #[arg(long)]
     pub edits: Option<usize>,
-    /// Adversarial inputs (shipped test prompts) for the activation means [default: all].
-    #[arg(long)]
+    /// Adversarial inputs for the activation means [default: all].
     pub inputs: Option<usize>,
-    /// Which test prompts feed the activation means: `all`, or `held-out` when a compared model
-    /// was trained on the shipped sample's `train` fold.
-    #[arg(long, value_enum, default_value = "all")]
-    pub fold: crate::train::FoldArg,
+    /// Which test prompts feed the activation means (`held-out` for trained models).
+    pub fold: Fold,
     /// Inputs in the projection view (the paper's Fig. 8 uses 30).
-    #[arg(long, default_value_t = 30)]
     pub projection_inputs: usize,
-    /// The analysis layer [default: the layer most DINM edits chose, else located on the first
-    /// edit instance].
-    #[arg(long)]
+    /// The analysis layer [default: the layer most DINM edits chose, else located].
     pub region_layer: Option<usize>,
     /// Columns in the top-k toxicity measure.
-    #[arg(long, default_value_t = 128)]
     pub top_k: usize,
     /// Value vectors in the logit lens.
-    #[arg(long, default_value_t = 5)]
     pub lens_vectors: usize,
     /// Tokens per value vector in the logit lens.
-    #[arg(long, default_value_t = 8)]
     pub lens_tokens: usize,
     /// Tokens pooled per probe text.
-    #[arg(long, default_value_t = 128)]
     pub probe_tokens: usize,
-    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
-    #[arg(long, env = "SAFEEDIT_MODEL")]
+    /// The model [default: the small model].
     pub model: Option<PathBuf>,
-    /// Output folder: analysis.json, analysis.csv, figures/*.svg.
-    #[arg(long)]
+    /// Output folder: analysis.json, analysis.csv, analysis.tex, figures/*.svg.
     pub out: PathBuf,
     /// DINM settings of the editing methods.
-    #[command(flatten)]
-    pub dinm: DinmArgs,
+    pub dinm: DinmOptions,
     /// FT-L and ablation settings.
-    #[command(flatten)]
-    pub baselines: BaselineArgs,
-    /// The runs database the analysis is stored in (the web app's Mechanisms page).
-    #[command(flatten)]
-    pub db: crate::publish::DbArgs,
+    pub baselines: BaselineOptions,
+    /// Where the analysis is stored (`None`: files only).
+    pub database: Option<Database>,
+}
+
+impl AnalyzePlan {
+    /// `safeedit analyze`'s defaults (vanilla, DINM and FT-L on the three editing instances),
+    /// writing to `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            methods: ["vanilla", "dinm", "ftl"].map(String::from).to_vec(),
+            edit_split: "editing".into(),
+            edits: None,
+            inputs: None,
+            fold: Fold::All,
+            projection_inputs: 30,
+            region_layer: None,
+            top_k: 128,
+            lens_vectors: 5,
+            lens_tokens: 8,
+            probe_tokens: 128,
+            model: None,
+            out: out.into(),
+            dinm: DinmOptions::default(),
+            baselines: BaselineOptions::default(),
+            database: Some(Database::default()),
+        }
+    }
+}
+
+/// What an analysis produced.
+#[derive(Debug, Clone)]
+pub struct AnalyzeSummary {
+    /// The report.
+    pub report: MechanismReport,
+    /// The output folder.
+    pub out: PathBuf,
+    /// The runs database's answer.
+    pub published: Published,
 }
 
 /// A compared method, parsed.
@@ -96,32 +114,33 @@ enum Compared {
     Model(String, PathBuf),
 }
 
-fn parse_methods(methods: &[String]) -> anyhow::Result<Vec<(String, Compared)>> {
+fn parse_methods(methods: &[String]) -> Result<Vec<(String, Compared)>> {
     let mut out = Vec::new();
     for m in methods.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
         if m == "vanilla" {
             continue;
         }
         if let Some((name, path)) = m.split_once('=') {
-            anyhow::ensure!(!name.is_empty(), "--methods: `{m}` needs a name before `=`");
+            ensure!(!name.is_empty(), "--methods: `{m}` needs a name before `=`");
             out.push((name.to_string(), Compared::Model(name.into(), path.into())));
             continue;
         }
-        let method = <Method as clap::ValueEnum>::from_str(m, false)
-            .map_err(|_| anyhow::anyhow!("--methods: unknown method `{m}`"))?;
-        anyhow::ensure!(
-            !matches!(method, Method::Sft | Method::Dpo),
+        let Ok(method) = m.parse::<Method>() else {
+            bail!("--methods: unknown method `{m}`");
+        };
+        ensure!(
+            !method.is_trained(),
             "--methods: `{m}` is a trained model; name its directory, e.g. `{m}=runs/{m}` \
              (from `safeedit train {m}`)"
         );
-        anyhow::ensure!(
+        ensure!(
             method.edits(),
             "--methods: `{m}` does not change the model; analyse dinm, ftl, \
              dinm-random-layer, dinm-no-suffix or NAME=PATH"
         );
         out.push((m.to_string(), Compared::Edit(method)));
     }
-    anyhow::ensure!(
+    ensure!(
         !out.is_empty(),
         "--methods: nothing to compare with vanilla"
     );
@@ -132,22 +151,18 @@ fn parse_methods(methods: &[String]) -> anyhow::Result<Vec<(String, Compared)>> 
 struct Analysed {
     label: String,
     edited_layer: Option<usize>,
-    lm: Lm,
+    lm: Model,
 }
 
-/// Runs the command.
-pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+/// Runs the analysis, writes its files and stores it.
+pub fn run(plan: &AnalyzePlan, progress: &mut dyn Progress) -> Result<AnalyzeSummary> {
+    let args = plan;
     let compared = parse_methods(&args.methods)?;
-    std::fs::create_dir_all(args.out.join("figures"))
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    run_dir::create(&args.out.join("figures"))?;
     let model_path = paths::model_or_default(args.model.clone())?;
-    let lm = backend::load(&model_path, true)?;
+    let lm = backend::load(&model_path, progress)?;
     let format = lm.prompt_format.clone();
-    let mut settings = MethodSettings {
-        dinm: args.dinm.config(&lm)?,
-        ftl: args.baselines.ftl_config(&lm)?,
-        seed: args.baselines.seed,
-    };
+    let mut settings = MethodSettings::new(&lm, &args.dinm, &args.baselines)?;
 
     // The probe (§5.1).
     let examples = judge::training_examples()?;
@@ -159,46 +174,51 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             held_out: is_held_out(&e.group),
         })
         .collect();
-    let bar = runs::progress(probe_examples.len(), "probe", "texts");
+    progress.phase("probe", "texts", probe_examples.len());
     let mut pooled = Vec::with_capacity(probe_examples.len());
     for chunk in probe_examples.chunks(16) {
+        progress.check()?;
         let texts: Vec<String> = chunk.iter().map(|e| e.text.clone()).collect();
         pooled.extend(pooled_final_states(&lm, &texts, args.probe_tokens)?);
-        bar.inc(chunk.len() as u64);
+        progress.event(Event::Advance(chunk.len()));
     }
-    bar.finish_and_clear();
+    progress.event(Event::PhaseDone);
     let probe = train_probe(&pooled, &probe_examples, 1.0, args.probe_tokens)?;
-    eprintln!(
+    progress.note(format!(
         "probe: held-out accuracy {:.1}% ({} texts)",
         probe.held_out.accuracy() * 100.0,
         probe.held_out.total()
-    );
+    ));
 
     // The models: one per edit for editing methods.
-    let edit_records = edit_records(&args)?;
+    let edit_records = edit_records(args)?;
     let mut models: Vec<(String, Vec<Analysed>)> = Vec::new();
     for (name, c) in &compared {
         let analysed = match c {
             Compared::Edit(method) => {
-                let bar = runs::progress(edit_records.len(), name, "edits");
+                progress.phase(name.clone(), "edits", edit_records.len());
                 let mut out = Vec::new();
                 for record in &edit_records {
-                    let (edited, summary) = edit_for(*method, &lm, record, &mut settings, &format)?
-                        .expect("editing methods edit");
+                    progress.check()?;
+                    let (edited, summary) =
+                        edit_for(*method, &lm, record, &mut settings, &format, progress)?
+                            .ok_or_else(|| {
+                                PipelineError::Invalid(format!("{method} did not edit"))
+                            })?;
                     out.push(Analysed {
                         label: format!("instance {}", record.id),
                         edited_layer: Some(summary.layer),
                         lm: edited,
                     });
-                    bar.inc(1);
+                    progress.event(Event::Advance(1));
                 }
-                bar.finish_and_clear();
+                progress.event(Event::PhaseDone);
                 out
             }
             Compared::Model(label, path) => {
-                let other = backend::load(path, true)
+                let other = backend::load(path, progress)
                     .with_context(|| format!("--methods {label}={}", path.display()))?;
-                anyhow::ensure!(
+                ensure!(
                     other.config.d_model == lm.config.d_model
                         && other.config.d_ff == lm.config.d_ff
                         && other.config.n_layers == lm.config.n_layers,
@@ -219,7 +239,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     // The analysis layer.
     let (layer, layer_source) = match args.region_layer {
         Some(l) => {
-            anyhow::ensure!(
+            ensure!(
                 l < lm.config.n_layers,
                 "--region-layer {l}: the model has {} layers",
                 lm.config.n_layers
@@ -241,7 +261,9 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             {
                 Some((l, n)) => (*l, format!("located by {n} of the DINM edits")),
                 None => {
-                    let record = edit_records.first().context("no edit instances")?;
+                    let Some(record) = edit_records.first() else {
+                        bail!("no edit instances");
+                    };
                     let found = locate_toxic_layer(
                         &lm,
                         &record.safe_generation,
@@ -253,29 +275,32 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             }
         }
     };
-    eprintln!("analysis layer {layer} ({layer_source})");
+    progress.note(format!("analysis layer {layer} ({layer_source})"));
 
     // Inputs for the activation means: the shipped test prompts, as the model sees them.
-    let fold = args.fold.fold();
+    let fold = args.fold;
     let mut inputs = fold.select(data::load("test-sample")?);
     if let Some(n) = args.inputs {
         inputs.truncate(n);
     }
-    anyhow::ensure!(!inputs.is_empty(), "no activation inputs");
+    ensure!(!inputs.is_empty(), "no activation inputs");
     let prompts = inputs
         .iter()
         .map(|r| lm.tokenizer.encode_prompt(&r.adversarial_prompt, &format))
         .collect::<Result<Vec<_>, _>>()?;
-    let means = |m: &Lm, label: &str| -> anyhow::Result<ActivationMeans> {
-        let bar = runs::progress(prompts.len(), label, "inputs");
-        let out = mean_activations(&m.model, &prompts, layer, &m.device, &mut |_| bar.inc(1))?;
-        bar.finish_and_clear();
+    let means = |m: &Model, label: &str, progress: &mut dyn Progress| -> Result<ActivationMeans> {
+        progress.check()?;
+        progress.phase(label, "inputs", prompts.len());
+        let out = mean_activations(&m.model, &prompts, layer, &m.device, &mut |_| {
+            progress.event(Event::Advance(1))
+        })?;
+        progress.event(Event::PhaseDone);
         Ok(out)
     };
-    let vanilla_means = means(&lm, "vanilla activations")?;
+    let vanilla_means = means(&lm, "vanilla activations", progress)?;
 
     let probe_w = &probe.probe.weights;
-    let cosines = |m: &Lm, l: usize| -> Vec<f32> {
+    let cosines = |m: &Model, l: usize| -> Vec<f32> {
         let w = m
             .model
             .export(WeightId::layer(l, LayerParam::DownProj))
@@ -299,7 +324,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             let top = top_columns(&base, args.top_k);
             let mine = cosines(&m.lm, region_layer);
             let (v, t) = (region_toxicity(&base, &top), region_toxicity(&mine, &top));
-            let act = means(&m.lm, &format!("{name} {}", m.label))?;
+            let act = means(&m.lm, &format!("{name} {}", m.label), progress)?;
             if k == 0 {
                 first_cosines = if region_layer == layer {
                     mine.clone()
@@ -358,7 +383,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     let mut lens = Vec::new();
     for &column in vanilla_top.iter().take(args.lens_vectors) {
         let mut tokens = Vec::new();
-        let mut lens_of = |label: &str, m: &Lm| -> anyhow::Result<()> {
+        let mut lens_of = |label: &str, m: &Model| -> Result<()> {
             let w = m
                 .model
                 .export(WeightId::layer(layer, LayerParam::DownProj))
@@ -425,30 +450,24 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         },
         "report": report,
     });
-    std::fs::write(
-        args.out.join("analysis.json"),
-        serde_json::to_string_pretty(&json)? + "\n",
-    )?;
-    std::fs::write(args.out.join("analysis.csv"), to_csv(&report))?;
+    run_dir::write_json(&args.out.join("analysis.json"), &json)?;
+    run_dir::write(&args.out.join("analysis.csv"), to_csv(&report))?;
     for (chart, svg) in figures::mechanism_charts(&report, Preset::Column)? {
-        std::fs::write(args.out.join("figures").join(format!("{chart}.svg")), svg)?;
+        run_dir::write(&args.out.join("figures").join(format!("{chart}.svg")), svg)?;
     }
-    std::fs::write(
-        args.out.join("analysis.tex"),
+    run_dir::write(
+        &args.out.join("analysis.tex"),
         mechanism::to_latex(&report, &args.out.display().to_string()),
     )?;
-    print_summary(&report);
-    eprintln!("wrote {}", args.out.display());
-    match crate::publish::publish_analysis(&args.out, &args.db) {
-        Ok(Some(slug)) => eprintln!("stored in the runs database: /mechanisms/{slug}"),
-        Ok(None) => {}
-        // The files are written; a database problem must not hide them.
-        Err(e) => eprintln!("warning: not stored in the runs database: {e:#}"),
-    }
-    Ok(())
+    let published = publish_folder(args.database.as_ref(), |p| publish_analysis(&args.out, p));
+    Ok(AnalyzeSummary {
+        report,
+        out: args.out.clone(),
+        published,
+    })
 }
 
-fn edit_records(args: &AnalyzeArgs) -> anyhow::Result<Vec<SafeEditRecord>> {
+fn edit_records(args: &AnalyzePlan) -> Result<Vec<SafeEditRecord>> {
     let source = match args.edit_split.as_str() {
         "editing" => "editing-instances",
         "test" => "test-sample",
@@ -458,7 +477,7 @@ fn edit_records(args: &AnalyzeArgs) -> anyhow::Result<Vec<SafeEditRecord>> {
     if let Some(n) = args.edits {
         records.truncate(n);
     }
-    anyhow::ensure!(!records.is_empty(), "no edit instances in {source}");
+    ensure!(!records.is_empty(), "no edit instances in {source}");
     Ok(records)
 }
 
@@ -473,77 +492,41 @@ fn activates_region(last_by_input: &[Vec<f32>], top: &[usize]) -> Vec<bool> {
     scores.into_iter().map(|s| s > mean).collect()
 }
 
-fn print_summary(report: &MechanismReport) {
-    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-    println!(
-        "\nmechanisms of {} at layer {} ({}); probe held-out accuracy {:.1}%",
-        report.model,
-        report.layer,
-        report.layer_source,
-        report.probe.held_out_accuracy * 100.0
-    );
-    println!(
-        "{:<20}{:>6}{:>16}{:>16}{:>16}{:>16}",
-        "method", "n", "tox red. all %", "tox red. top %", "shift mean %", "shift last %"
-    );
-    for m in &report.methods {
-        println!(
-            "{:<20}{:>6}{:>16}{:>16}{:>16}{:>16}",
-            m.method,
-            m.models.len(),
-            pct(m.reduction_all),
-            pct(m.reduction_top),
-            pct(m.shift_token_mean),
-            pct(m.shift_last_token)
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::runs::tests::TempDir;
+    use safeedit_engine::baselines::Objective;
 
-    fn args(out: &std::path::Path, methods: &str) -> AnalyzeArgs {
-        AnalyzeArgs {
+    use super::*;
+    use crate::Quiet;
+    use crate::testutil::{database_in, folder_slug, tiny_model, tiny_train, with_store};
+
+    /// Two edits, 3 inputs, a small probe and lens on the tiny model, stored in `out/db`.
+    fn plan(out: &std::path::Path, methods: &str) -> AnalyzePlan {
+        let model = tiny_model();
+        AnalyzePlan {
             methods: methods.split(',').map(str::to_string).collect(),
-            edit_split: "editing".into(),
             edits: Some(2),
             inputs: Some(3),
-            fold: crate::train::FoldArg::All,
             projection_inputs: 3,
-            region_layer: None,
             top_k: 16,
             lens_vectors: 2,
             lens_tokens: 3,
             probe_tokens: 32,
-            model: Some("tiny".into()),
-            out: out.to_path_buf(),
-            dinm: DinmArgs {
-                preset: None,
-                lr: None,
-                steps: Some(2),
-                layer: None,
-                padding: None,
-                constraint_grad: false,
-                reuse_first_layer: false,
-            },
-            baselines: BaselineArgs {
+            model: model.model,
+            dinm: model.dinm,
+            baselines: BaselineOptions {
                 ftl_steps: Some(2),
-                ..BaselineArgs::default()
+                ..BaselineOptions::default()
             },
-            db: crate::publish::DbArgs {
-                data_dir: Some(out.join("db")),
-                database_url: None,
-                no_db: false,
-            },
+            database: database_in(out),
+            ..AnalyzePlan::new(out)
         }
     }
 
     #[test]
     fn analysis_of_dinm_and_ftl_writes_report_csv_and_figures() {
-        let dir = TempDir::new("analyze");
-        run(args(dir.path(), "vanilla,dinm,ftl")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        run(&plan(dir.path(), "vanilla,dinm,ftl"), &mut Quiet).unwrap();
         let json: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join("analysis.json")).unwrap(),
         )
@@ -579,13 +562,8 @@ mod tests {
         assert_eq!(report.lens.len(), 2);
         assert_eq!(report.lens[0].tokens.len(), 3, "vanilla, dinm, ftl");
         // Stored under the folder's slug, re-publishing keeps the link.
-        let slug = std::fs::read_to_string(dir.path().join("slug.txt")).unwrap();
-        let slug = slug.lines().next().unwrap().to_string();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let stored = rt.block_on(async {
-            let store = safeedit_store::Store::open(None, &dir.path().join("db"))
-                .await
-                .unwrap();
+        let slug = folder_slug(dir.path());
+        let stored = with_store(dir.path(), async |store| {
             store
                 .analysis(&slug)
                 .await
@@ -612,36 +590,14 @@ mod tests {
 
     #[test]
     fn a_model_trained_by_safeedit_train_is_analysed_by_path() {
-        let dir = TempDir::new("analyze-sft");
+        let dir = tempfile::tempdir().unwrap();
         let sft = dir.path().join("sft");
-        crate::train::run(crate::train::TrainArgs {
-            objective: crate::train::ObjectiveArg::Sft,
-            out: sft.clone(),
-            resume: false,
-            model: Some("tiny".into()),
-            data: "test-sample".into(),
-            fold: None,
-            limit: Some(2),
-            prompt_format: None,
-            preset: None,
-            lr: Some(1e-3),
-            batch_size: Some(2),
-            epochs: Some(1),
-            warmup_steps: None,
-            optimizer: None,
-            beta: None,
-            seed: None,
-            lora_rank: None,
-            lora_alpha: None,
-            lora_targets: None,
-            save_every: 10,
-        })
-        .unwrap();
+        crate::train::run(&tiny_train(Objective::Sft, 2, &sft), &mut Quiet).unwrap();
         let out = dir.path().join("analysis");
-        let mut a = args(&out, &format!("vanilla,sft={}", sft.display()));
-        a.fold = crate::train::FoldArg::HeldOut;
+        let mut a = plan(&out, &format!("vanilla,sft={}", sft.display()));
+        a.fold = Fold::HeldOut;
         a.region_layer = Some(1);
-        run(a).unwrap();
+        run(&a, &mut Quiet).unwrap();
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap())
                 .unwrap();
@@ -657,7 +613,7 @@ mod tests {
 
     #[test]
     fn methods_are_checked_before_any_work() {
-        let dir = TempDir::new("analyze-bad");
+        let dir = tempfile::tempdir().unwrap();
         for (methods, needle) in [
             ("vanilla", "nothing to compare"),
             ("prompt", "does not change the model"),
@@ -665,13 +621,10 @@ mod tests {
             ("=x", "needs a name"),
             ("sft", "is a trained model"),
         ] {
-            let err = run(args(dir.path(), methods)).unwrap_err();
-            assert!(format!("{err:#}").contains(needle), "{methods}: {err:#}");
+            let err = run(&plan(dir.path(), methods), &mut Quiet).unwrap_err();
+            assert!(err.to_string().contains(needle), "{methods}: {err}");
         }
-        let err = run(args(dir.path(), "sft=/nonexistent/model")).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("sft=/nonexistent/model"),
-            "{err:#}"
-        );
+        let err = run(&plan(dir.path(), "sft=/nonexistent/model"), &mut Quiet).unwrap_err();
+        assert!(err.to_string().contains("sft=/nonexistent/model"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use safeedit_engine::{GenerationConfig, PromptFormat};
 use serde_json::json;
 
-use crate::{backend, paths};
+use safeedit_pipeline::{Quiet, backend, data, paths};
 
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
@@ -115,8 +115,8 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
         "--pairs, --batch-size and --steps must be at least 1"
     );
     let model_path = paths::model_or_default(args.model)?;
-    let lm = backend::load(&model_path, false)?;
-    let mut records = Fold::Train.select(crate::data::load("test-sample")?);
+    let lm = backend::load(&model_path, &mut Quiet)?;
+    let mut records = Fold::Train.select(data::load("test-sample")?);
     records.truncate(args.pairs);
     // One warm-up step and the timed ones, in one epoch; no warm-up of the learning rate so
     // every timed step does the same work as in a long run.
@@ -191,7 +191,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
 
 fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     let model_path = paths::model_or_default(args.model)?;
-    let mut lm = backend::load(&model_path, false)?;
+    let mut lm = backend::load(&model_path, &mut Quiet)?;
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => std::fs::read_to_string(f)?.trim_end().to_string(),
@@ -237,8 +237,8 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
 fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
     use safeedit_engine::dinm::{DinmConfig, dinm_edit};
     let model_path = paths::model_or_default(args.model)?;
-    let lm = backend::load(&model_path, false)?;
-    let records = crate::data::load(&args.data)?;
+    let lm = backend::load(&model_path, &mut Quiet)?;
+    let records = data::load(&args.data)?;
     let format = lm.prompt_format.clone();
     let base = DinmConfig::preset_for(&lm.name, &lm.architecture);
     let median = |mut v: Vec<f64>| {
@@ -247,7 +247,7 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
     };
     let mut rows = Vec::new();
     for id in &args.instances {
-        let record = crate::data::instance(&records, *id, &args.data)?;
+        let record = data::instance(&records, *id, &args.data)?;
         let mut variants = vec![("cached_prefix", base.clone())];
         if args.compare_full_forward {
             variants.push(("full_forward", base.clone().with_cache_prefix(false)));
@@ -289,4 +289,4 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
 }
 
 /// The benchmark prompt (~120 tokens of English), shared with scripts/bench/hf_generate.py.
-const DEFAULT_PROMPT: &str = include_str!("../bench/prompt.txt");
+const DEFAULT_PROMPT: &str = include_str!("../../bench/prompt.txt");

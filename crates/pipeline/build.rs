@@ -1,4 +1,4 @@
-//! Records the git commit the binary is built from (`SAFEEDIT_GIT_COMMIT`), so every stored run
+//! Records the git commit the library is built from (`SAFEEDIT_GIT_COMMIT`), so every stored run
 //! names the exact code that produced it. Outside a git checkout the value is `unknown`.
 
 use std::path::Path;
@@ -16,7 +16,7 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SAFEEDIT_GIT_COMMIT={commit}");
     // Rebuild when HEAD moves (a commit, a checkout); `logs/HEAD` changes on every commit.
-    for path in ["../.git/HEAD", "../.git/logs/HEAD"] {
+    for path in ["../../.git/HEAD", "../../.git/logs/HEAD"] {
         if Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

@@ -8,27 +8,19 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
 
-use anyhow::Context;
-use safeedit_core::SafeEditRecord;
+use safeedit_core::Method;
 use safeedit_core::browse::Catalog;
-use safeedit_core::eval::{InstanceResult, summarize};
-use safeedit_core::fluency::mean_fluency;
-use safeedit_core::run::{
-    EditOutcome, EditRequest, EvalRecord, InstanceFacts, JobEvent, JobMethod, JobSnapshot,
-    JobStatus, RunRecord, StepLosses,
-};
-use safeedit_engine::baselines::FtlConfig;
-use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit};
+use safeedit_core::run::{EditRequest, JobEvent, JobSnapshot, JobStatus};
+use safeedit_engine::dinm::DinmConfig;
 use safeedit_engine::judge::SafetyJudge;
-use safeedit_engine::weights::{SaveDtype, write_safetensors};
-use safeedit_engine::{GenerationConfig, LanguageModel};
-use tokio::sync::watch;
-
-use crate::backend;
-use crate::eval::Method;
+use safeedit_pipeline::backend::Model;
+use safeedit_pipeline::edit::{config_with_overrides, edit_run, no_instance};
+use safeedit_pipeline::evaluate::evaluate_one;
+use safeedit_pipeline::publish::Publisher;
+use safeedit_pipeline::{Event, Loaded, PipelineError, Progress, judge};
 use safeedit_store::{Store, StoredJob, now_rfc3339, random_slug};
+use tokio::sync::watch;
 
 /// How many jobs may wait behind the running one.
 pub const QUEUE_CAPACITY: usize = 8;
@@ -77,7 +69,7 @@ impl Job {
 /// What the worker needs besides the model.
 pub struct WorkerContext {
     /// The model (the worker is its only user while a job runs).
-    pub model: Arc<Mutex<LanguageModel<backend::Backend>>>,
+    pub model: Arc<Mutex<Model>>,
     /// Where instances come from.
     pub catalog: Arc<Catalog>,
     /// The paper's classifier directory, or `None` for the built-in judge (loaded by the
@@ -88,7 +80,7 @@ pub struct WorkerContext {
     /// Runtime handle for database calls from the worker thread.
     pub runtime: tokio::runtime::Handle,
     /// Model file or directory, for the run record.
-    pub model_path: String,
+    pub model_path: PathBuf,
     /// Model checksum, for the run record.
     pub model_checksum: String,
     /// Where each run's delta is saved (`{slug}.safetensors`).
@@ -163,8 +155,17 @@ impl Jobs {
                 request.id, request.split
             )));
         }
-        edit_config(&self.preset, self.n_layers, request)
-            .map_err(|e| SubmitError::Invalid(format!("{e:#}")))
+        if !matches!(
+            request.method,
+            Method::Dinm | Method::Vanilla | Method::Prompt
+        ) {
+            return Err(SubmitError::Invalid(format!(
+                "method `{}` cannot run from an instance page (dinm, vanilla, prompt)",
+                request.method
+            )));
+        }
+        config_with_overrides(&self.preset, self.n_layers, &request.overrides)
+            .map_err(|e| SubmitError::Invalid(e.to_string()))
     }
 
     /// Queues an edit; returns the job id and how many jobs are ahead of it.
@@ -299,7 +300,7 @@ impl Jobs {
 }
 
 fn worker_loop(shared: &Shared, ctx: &WorkerContext) {
-    let judge = crate::judge::load_judge(ctx.judge_dir.as_deref()).map_err(|e| format!("{e:#}"));
+    let judge = judge::load_judge(ctx.judge_dir.as_deref()).map_err(|e| e.to_string());
     if let Err(e) = &judge {
         tracing::error!("the judge could not be loaded, every edit will fail: {e}");
     }
@@ -323,7 +324,7 @@ fn worker_loop(shared: &Shared, ctx: &WorkerContext) {
             Ok(judge) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 run_job(&job, ctx, judge.as_ref())
             }))
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the edit panicked (see the server log)"))),
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the job panicked (see the server log)"))),
             Err(e) => Err(anyhow::anyhow!("the judge could not be loaded: {e}")),
         };
         let (status, slug, message) = match outcome {
@@ -361,287 +362,72 @@ fn worker_loop(shared: &Shared, ctx: &WorkerContext) {
 /// A finished job's result: its slug and, for evaluations, its page.
 type Finished = (String, Option<String>);
 
-/// Runs one job; `Ok(None)` when cancelled.
+/// A running job's progress: the pipeline's events as job events, and its cancel flag.
+struct JobProgress<'a>(&'a Job);
+
+impl Progress for JobProgress<'_> {
+    fn event(&mut self, event: Event) {
+        let job = self.0;
+        match event {
+            Event::Located { layer, distances } => job.push(JobEvent::Located { layer, distances }),
+            Event::Step { step, loss } => job.push(JobEvent::Step { step, loss }),
+            Event::Generating { responses } => job.push(JobEvent::Generating { responses }),
+            Event::Judging => job.push(JobEvent::Judging),
+            _ => {}
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.cancel.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs one job through the pipeline and stores its result; `Ok(None)` when cancelled.
 fn run_job(
     job: &Job,
     ctx: &WorkerContext,
     judge: &dyn SafetyJudge,
 ) -> anyhow::Result<Option<Finished>> {
-    match job.request.method {
-        JobMethod::Dinm => Ok(run_edit(job, ctx, judge)?.map(|slug| (slug, None))),
-        JobMethod::Vanilla => run_eval(job, ctx, judge, Method::Vanilla),
-        JobMethod::Prompt => run_eval(job, ctx, judge, Method::Prompt),
-    }
-}
-
-/// A job's instance, the model (locked for the job) and its DINM settings.
-fn job_inputs<'a>(
-    job: &Job,
-    ctx: &'a WorkerContext,
-) -> anyhow::Result<(
-    SafeEditRecord,
-    std::sync::MutexGuard<'a, LanguageModel<backend::Backend>>,
-    DinmConfig,
-)> {
     let request = &job.request;
     let record = ctx
         .catalog
         .instance(&request.split, request.id)
         .cloned()
-        .ok_or_else(|| {
-            anyhow::anyhow!("no instance {} in split `{}`", request.id, request.split)
-        })?;
+        .ok_or_else(|| no_instance(&request.split, request.id))?;
+    let config = config_with_overrides(&ctx.preset, ctx.n_layers, &request.overrides)?;
     let lm = ctx.model.lock().unwrap_or_else(|p| p.into_inner());
-    let config = edit_config(&ctx.preset, ctx.n_layers, request)?;
-    Ok((record, lm, config))
-}
-
-/// Evaluates one instance vanilla or prompt-only (no edit) and stores it as a one-instance
-/// evaluation, the same record `safeedit eval` writes.
-fn run_eval(
-    job: &Job,
-    ctx: &WorkerContext,
-    judge: &dyn SafetyJudge,
-    method: Method,
-) -> anyhow::Result<Option<Finished>> {
-    let request = &job.request;
-    let (record, lm, config) = job_inputs(job, ctx)?;
-    let format = lm.prompt_format.clone();
-    let generation = GenerationConfig::greedy(config.max_output_length);
-    let mut settings = crate::eval::MethodSettings {
-        ftl: FtlConfig::preset_for(&lm.name, &lm.architecture, lm.config.n_layers),
-        dinm: config,
-        seed: 0,
-    };
-    job.push(JobEvent::Generating {
-        responses: record.eval_inputs().len(),
-    });
-    let started = Instant::now();
-    let (inputs, edit) = crate::eval::evaluate(
-        method,
-        &lm,
-        &record,
-        &mut settings,
-        &format,
-        &generation,
+    let loaded = Loaded {
+        lm: &lm,
+        path: &ctx.model_path,
+        checksum: &ctx.model_checksum,
         judge,
-    )?;
-    if job.cancel.load(Ordering::SeqCst) {
-        return Ok(None);
-    }
-    let responses: Vec<&str> = inputs.iter().map(|i| i.response.as_str()).collect();
-    let result = InstanceResult {
-        id: record.id,
-        category: record.category.clone(),
-        attack: record.attack_name.clone(),
-        method: method.name().into(),
-        fluency: mean_fluency(&responses).unwrap_or(0.0),
-        inputs,
-        edit,
-        seconds: started.elapsed().as_secs_f64(),
     };
-    let run_info = serde_json::json!({
-        "method": method.name(),
-        "data": format!("{}#{}", request.split, request.id),
-        "split": request.split,
-        "source": "web app",
-        "model": ctx.model_path,
-        "model_name": lm.name,
-        "model_checksum": ctx.model_checksum,
-        "backend": backend::NAME,
-        "prompt_format": format,
-        "generation": generation,
-        "dinm": settings.describe(method)["dinm"],
-        "judge": judge.info(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "git_commit": option_env!("SAFEEDIT_GIT_COMMIT").unwrap_or("unknown"),
-    });
-    let now = now_rfc3339();
-    let eval = EvalRecord {
-        slug: random_slug(10),
-        created_at: now.clone(),
-        updated_at: now,
-        method: method.name().into(),
-        data: format!("{} #{}", request.split, request.id),
-        model: lm.name.clone(),
-        instances: 1,
-        run: run_info,
-        metrics: summarize(std::slice::from_ref(&result)),
+    let publisher = Publisher::with_handle(ctx.store.clone(), ctx.runtime.clone());
+    let progress = &mut JobProgress(job);
+    let finished = match request.method {
+        Method::Dinm => edit_run(&loaded, request, &record, &config, &ctx.delta_dir, progress)
+            .and_then(|run| {
+                publisher.run(&request.split, &run)?;
+                Ok((run.slug, None))
+            }),
+        method => evaluate_one(&loaded, &request.split, &record, method, config, progress)
+            .and_then(|(eval, instance)| {
+                publisher.eval(&eval, std::slice::from_ref(&instance))?;
+                let page = format!("/evals/{}", eval.slug);
+                Ok((eval.slug, Some(page)))
+            }),
     };
-    ctx.runtime
-        .block_on(ctx.store.upsert_eval(&eval, std::slice::from_ref(&result)))?;
-    let path = format!("/evals/{}", eval.slug);
-    Ok(Some((eval.slug, Some(path))))
-}
-
-/// Runs one DINM edit; `Ok(None)` when cancelled.
-fn run_edit(
-    job: &Job,
-    ctx: &WorkerContext,
-    judge: &dyn SafetyJudge,
-) -> anyhow::Result<Option<String>> {
-    let request = &job.request;
-    let (record, lm, config) = job_inputs(job, ctx)?;
-    let format = lm.prompt_format.clone();
-    let cancelled = || job.cancel.load(Ordering::SeqCst);
-
-    let edit =
-        dinm_edit::<backend::TrainBackend>(
-            &lm,
-            &record,
-            &config,
-            &format,
-            &mut |event| match event {
-                DinmEvent::Located(found) => job.push(JobEvent::Located {
-                    layer: found.layer,
-                    distances: found.distances.clone(),
-                }),
-                DinmEvent::Step(step) => job.push(JobEvent::Step {
-                    step: step.step,
-                    loss: step.loss,
-                }),
-            },
-        )?;
-    if cancelled() {
-        return Ok(None);
+    match finished {
+        Ok(finished) => Ok(Some(finished)),
+        Err(PipelineError::Cancelled) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    if edit.located.is_none() {
-        job.push(JobEvent::Located {
-            layer: edit.delta.layer,
-            distances: Vec::new(),
-        });
-    }
-    let started = Instant::now();
-    job.push(JobEvent::Generating {
-        responses: 2 * record.eval_inputs().len(),
-    });
-    let generation = GenerationConfig::greedy(config.max_output_length);
-    let edited = edit.delta.apply(&lm);
-    let comparisons = crate::edit::compare(
-        &lm,
-        &edited,
-        &record,
-        &config,
-        &format,
-        &generation,
-        judge,
-        &mut || job.push(JobEvent::Judging),
-    )?;
-    if cancelled() {
-        return Ok(None);
-    }
-    let outcome = EditOutcome {
-        layer: edit.delta.layer,
-        tensor: edit.delta.tensor_name(),
-        distances: edit.located.as_ref().map(|l| l.distances.clone()),
-        steps: edit
-            .steps
-            .iter()
-            .map(|s| StepLosses {
-                step: s.step,
-                loss: s.loss,
-                edit: s.edit,
-                constraint: s.constraint,
-            })
-            .collect(),
-        stopped_early: edit.stopped_early,
-        delta_norm: edit.delta.norm,
-        comparisons,
-        seconds: [
-            edit.seconds.locate,
-            edit.seconds.tune,
-            started.elapsed().as_secs_f64(),
-        ],
-    };
-    let run = RunRecord {
-        slug: random_slug(10),
-        kind: "dinm-edit".into(),
-        created_at: now_rfc3339(),
-        request: request.clone(),
-        instance: InstanceFacts {
-            category: record.category.clone(),
-            attack: record.attack_name.clone(),
-            question: record.question.clone(),
-        },
-        config: serde_json::to_value(&config)?,
-        seed: 0,
-        model: lm.name.clone(),
-        model_path: ctx.model_path.clone(),
-        model_checksum: ctx.model_checksum.clone(),
-        backend: backend::NAME.into(),
-        judge: judge.info(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: option_env!("SAFEEDIT_GIT_COMMIT")
-            .unwrap_or("unknown")
-            .into(),
-        outcome,
-    };
-    std::fs::create_dir_all(&ctx.delta_dir)
-        .with_context(|| format!("creating {}", ctx.delta_dir.display()))?;
-    let metadata = [
-        ("run".to_string(), run.slug.clone()),
-        (
-            "instance".to_string(),
-            format!("{}#{}", request.split, request.id),
-        ),
-        ("model".to_string(), lm.name.clone()),
-        ("dinm_config".to_string(), serde_json::to_string(&config)?),
-    ]
-    .into_iter()
-    .collect();
-    write_safetensors(
-        &ctx.delta_dir.join(format!("{}.safetensors", run.slug)),
-        &[(edit.delta.tensor_name(), edit.delta.delta_raw())],
-        SaveDtype::F32,
-        Some(metadata),
-    )?;
-    ctx.runtime
-        .block_on(ctx.store.insert_run(&request.split, &run))?;
-    Ok(Some(run.slug))
-}
-
-/// The model's preset with the request's overrides (each checked).
-pub fn edit_config(
-    preset: &DinmConfig,
-    n_layers: usize,
-    request: &EditRequest,
-) -> anyhow::Result<DinmConfig> {
-    let mut config = preset.clone();
-    let o = &request.overrides;
-    if let Some(lr) = o.lr {
-        anyhow::ensure!(lr > 0.0 && lr.is_finite(), "lr must be positive, got {lr}");
-        config.lr = lr;
-    }
-    if let Some(steps) = o.steps {
-        anyhow::ensure!(
-            (1..=100).contains(&steps),
-            "steps must be 1..=100, got {steps}"
-        );
-        config.num_steps = steps;
-    }
-    if let Some(layer) = o.layer {
-        anyhow::ensure!(
-            layer < n_layers,
-            "layer {layer} does not exist (the model has {n_layers} layers: 0..={})",
-            n_layers.saturating_sub(1)
-        );
-        config.layer = Some(layer);
-    }
-    if let Some(n) = o.max_new_tokens {
-        anyhow::ensure!(
-            (1..=2048).contains(&n),
-            "max_new_tokens must be 1..=2048, got {n}"
-        );
-        config.max_output_length = n;
-    }
-    Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::tests::TempDir;
-    use safeedit_core::run::EditOverrides;
+    use safeedit_core::run::{EditOutcome, EditOverrides};
     use std::path::Path;
 
     /// A queue on the `tiny` model with the built-in judge and a fresh SQLite file in `dir`.
@@ -652,16 +438,17 @@ mod tests {
             .build()
             .unwrap();
         let store = rt.block_on(Store::open(None, dir)).unwrap();
-        let lm = backend::load(Path::new("tiny"), false).unwrap();
+        let lm = safeedit_pipeline::backend::load(Path::new("tiny"), &mut safeedit_pipeline::Quiet)
+            .unwrap();
         let preset = DinmConfig::preset_for(&lm.name, &lm.architecture);
         let n_layers = lm.config.n_layers;
         let jobs = Jobs::start(WorkerContext {
             model: Arc::new(Mutex::new(lm)),
-            catalog: Arc::new(crate::data::catalog(None).unwrap()),
+            catalog: Arc::new(safeedit_pipeline::data::catalog(None).unwrap()),
             judge_dir: None,
             store: store.clone(),
             runtime: rt.handle().clone(),
-            model_path: "tiny".into(),
+            model_path: PathBuf::from("tiny"),
             model_checksum: "none".into(),
             delta_dir: dir.join("deltas"),
             preset,
@@ -674,7 +461,7 @@ mod tests {
         EditRequest {
             split: split.into(),
             id,
-            method: JobMethod::Dinm,
+            method: Method::Dinm,
             overrides: EditOverrides {
                 steps: Some(3),
                 max_new_tokens: Some(4),
@@ -709,7 +496,7 @@ mod tests {
 
     #[test]
     fn concurrent_edits_give_the_same_results_as_serial_ones() {
-        let dir = TempDir::new("jobs-concurrent");
+        let dir = tempfile::tempdir().unwrap();
         let (rt, jobs, store) = start(dir.path());
         let (a, b) = (request("test", 0), request("editing", 2));
         // Submitted together: the second waits behind the first.
@@ -765,7 +552,7 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_before_queueing_and_a_full_queue_says_busy() {
-        let dir = TempDir::new("jobs-refused");
+        let dir = tempfile::tempdir().unwrap();
         let (rt, jobs, _store) = start(dir.path());
         let err = rt
             .block_on(jobs.submit(request("test", 99_999)))
@@ -814,7 +601,7 @@ mod tests {
 
     #[test]
     fn a_restart_marks_unfinished_jobs_failed_and_keeps_finished_runs() {
-        let dir = TempDir::new("jobs-restart");
+        let dir = tempfile::tempdir().unwrap();
         let (slug, interrupted) = {
             let (rt, jobs, store) = start(dir.path());
             let id = rt.block_on(jobs.submit(request("test", 0))).unwrap().0;

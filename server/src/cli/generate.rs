@@ -1,41 +1,23 @@
 //! `safeedit generate`: one prompt in, one continuation out (text, or JSON for scripts).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use safeedit_engine::{GenerationConfig, PromptFormat, Sampling};
 use serde_json::json;
 
-use crate::{backend, paths};
+use safeedit_pipeline::{Quiet, backend, paths};
 
-/// How the prompt is given to the model.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    /// The text as is (with the tokenizer's BOS rule).
-    Plain,
-    /// The model's chat template, one user turn.
-    Chat,
-}
-
-impl FormatArg {
-    /// The prompt format `arg` asks for, or the model's own (`default`) when absent.
-    pub fn resolve(arg: Option<FormatArg>, default: &PromptFormat) -> PromptFormat {
-        match arg {
-            Some(FormatArg::Plain) => PromptFormat::Plain,
-            Some(FormatArg::Chat) => PromptFormat::chat(),
-            None => default.clone(),
-        }
-    }
-}
+use super::args::{FormatArg, ModelArg};
+use super::progress::Bars;
 
 /// Arguments of `safeedit generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
-    #[arg(long, env = "SAFEEDIT_MODEL")]
-    pub model: Option<PathBuf>,
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArg,
     /// The user text.
     #[arg(long)]
     pub prompt: String,
@@ -67,9 +49,13 @@ pub struct GenerateArgs {
 
 /// Runs the command.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let model_path = paths::model_or_default(args.model)?;
+    let model_path = paths::model_or_default(args.model.model)?;
     let started = Instant::now();
-    let lm = backend::load(&model_path, !args.json)?;
+    let lm = if args.json {
+        backend::load(&model_path, &mut Quiet)?
+    } else {
+        backend::load(&model_path, &mut Bars::new())?
+    };
     let load_s = started.elapsed().as_secs_f64();
 
     let format = match (args.prompt_format, &args.system) {

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -23,12 +23,14 @@ use safeedit_core::mechanism::{self, AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::{EvalEntry, MetricTable, ResultsView, to_tidy_csv};
 use safeedit_core::test_all::{self, TestAllRunRecord};
-use safeedit_engine::LanguageModel;
-use sha2::{Digest, Sha256};
 
-use crate::jobs::{Jobs, WorkerContext};
-use crate::{backend, data, paths};
+mod jobs;
+
+use jobs::{Jobs, WorkerContext};
 use safeedit_figures::{self as figures, Format, Preset};
+use safeedit_pipeline::backend::{self, Model};
+use safeedit_pipeline::provenance::model_checksum;
+use safeedit_pipeline::{data, paths};
 use safeedit_store::Store;
 
 /// Arguments of `safeedit serve`.
@@ -60,7 +62,7 @@ pub struct ServeArgs {
 
 /// The engine as the web layer sees it: one loaded model.
 struct LocalEngine {
-    model: Arc<Mutex<LanguageModel<backend::Backend>>>,
+    model: Arc<Mutex<Model>>,
     summary: ModelSummary,
 }
 
@@ -229,22 +231,6 @@ impl Runs for RunService {
     }
 }
 
-/// SHA-256 (first 16 hex digits) of a model file, or of `config.json` in a model folder.
-fn model_checksum(path: &Path) -> String {
-    let file = if path.is_dir() {
-        path.join("config.json")
-    } else {
-        path.to_path_buf()
-    };
-    match std::fs::read(&file) {
-        Ok(bytes) => {
-            let digest = Sha256::digest(&bytes);
-            digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-        }
-        Err(_) => "none".into(),
-    }
-}
-
 /// Runs the server until Ctrl-C.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bundle = args.site_root.join("pkg").join(format!("{OUTPUT_NAME}.js"));
@@ -262,7 +248,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "SafeEdit data indexed"
     );
     let model_path = paths::model_or_default(args.model)?;
-    let model = backend::load(&model_path, true)?;
+    let model = backend::load(&model_path, &mut crate::cli::progress::Bars::new())?;
     tracing::info!(model = %model.name, backend = backend::NAME, "model loaded");
     let summary = model.summary(backend::NAME);
     let preset = safeedit_engine::dinm::DinmConfig::preset_for(&model.name, &model.architecture);
@@ -275,7 +261,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| paths::cache_dir().join("data"));
+        .unwrap_or_else(paths::default_data_dir);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -295,7 +281,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             judge_dir: args.judge_dir.clone(),
             store: store.clone(),
             runtime: tokio::runtime::Handle::current(),
-            model_path: model_path.display().to_string(),
+            model_path: model_path.clone(),
             model_checksum: model_checksum(&model_path),
             delta_dir: data_dir.join("deltas"),
             preset,

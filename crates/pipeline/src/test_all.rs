@@ -1,57 +1,87 @@
-//! `safeedit eval --test-all`: the SafeEdit_test_ALL protocol (dinm_spec.md §1.7, §3.7; the
-//! paper's Table 3). Every method answers the same inputs; a method that edits does so once per
-//! editing instance (the paper's three by default) and answers every input with that edited
-//! model, so its row is a mean ± std over the edited models. One JSONL line per input and model
+//! `eval --test-all`: the SafeEdit_test_ALL protocol (docs/method.md §test_ALL; the paper's
+//! Table 3). Every method answers the same inputs; a method that edits does so once per editing
+//! instance (the paper's three by default) and answers every input with that edited model, so
+//! its row is a mean ± std over the edited models. One JSONL line per input and model
 //! (resumable: a re-run skips finished inputs, and a finished model is not edited again), then
-//! `summary.json`, `summary.csv` and `table.tex`. `safeedit test-all-table` puts several such
-//! runs into one Table 3.
+//! `summary.json`, `summary.csv` and `table.tex`. [`join_tables`] puts several such runs into
+//! one Table 3.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use clap::Args;
 use safeedit_core::eval::{EditSummary, MetricRow};
 use safeedit_core::fluency::fluency;
+use safeedit_core::safeedit::Fold;
 use safeedit_core::test_all::{
-    AggregateRow, TEST_ALL_METRICS, TestAllResult, aggregate, aggregate_csv, summarize_test_all,
-    table3_latex,
+    AggregateRow, TestAllResult, aggregate, aggregate_csv, summarize_test_all, table3_latex,
 };
-use safeedit_core::{SafeEditRecord, TestAllRecord};
+use safeedit_core::{Method, SafeEditRecord, TestAllRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::eval::{EvalArgs, EvalSetup, MethodModel, RUN_KEYS, edit_for, method_input};
-use crate::{data, runs};
+use crate::eval::{EvalPlan, EvalSetup, RUN_KEYS};
+use crate::evaluate::stop_name;
+use crate::method::{MethodModel, edit_for, method_input};
+use crate::progress::{Event, Progress, ProgressExt};
+use crate::publish::{Published, publish_folder, publish_test_all};
+use crate::run_dir::{self, append_jsonl, check_or_write_run_info, read_jsonl, resume_jsonl};
+use crate::{PipelineError, Result, ResultExt, data, ensure};
 
-/// The test_ALL options of `safeedit eval`.
-#[derive(Args, Debug, Clone)]
-pub struct TestAllArgs {
-    /// Evaluate on SafeEdit_test_ALL (the paper's Table 3): DG_onlyQ on the bare questions,
-    /// DG_otherAQ on the attacked inputs, their average and fluency; --data names a test_ALL
-    /// file [default: the shipped 540 inputs].
-    #[arg(long)]
-    pub test_all: bool,
-    /// test_ALL: the instances an editing method edits on, one edited model each.
-    #[arg(long, value_delimiter = ',', default_values_t = [1u64, 2, 3])]
+/// The test_ALL protocol for one method: the evaluation's settings (`eval.data` names a
+/// test_ALL file; `eval.split` is not used) and the editing instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestAllPlan {
+    /// Method, data, fold, limit (a stratified sample), output, model, judge, length, database.
+    pub eval: EvalPlan,
+    /// The instances an editing method edits on, one edited model each.
     pub edit_instances: Vec<u64>,
-    /// test_ALL: where those instances are (`editing-instances`, `test-sample` or a file).
-    #[arg(long, default_value = "editing-instances")]
+    /// Where those instances are (`editing-instances`, `test-sample` or a file).
     pub edit_data: String,
-    /// test_ALL: inputs generated together.
-    #[arg(long, default_value_t = 4)]
+    /// Inputs generated together.
     pub batch_size: usize,
 }
 
-impl Default for TestAllArgs {
-    fn default() -> Self {
+impl TestAllPlan {
+    /// The protocol's defaults (the paper's three editing instances, batches of 4) for `eval`.
+    pub fn new(eval: EvalPlan) -> Self {
         Self {
-            test_all: false,
+            eval,
             edit_instances: vec![1, 2, 3],
             edit_data: "editing-instances".into(),
             batch_size: 4,
         }
     }
+}
+
+/// What a test_ALL run produced.
+#[derive(Debug, Clone)]
+pub struct TestAllSummary {
+    /// The method.
+    pub method: Method,
+    /// Every model's metric rows (one model per edit for editing methods).
+    pub models: Vec<(String, Vec<MetricRow>)>,
+    /// Mean ± std over the models.
+    pub aggregate: Vec<AggregateRow>,
+    /// The output folder.
+    pub out: PathBuf,
+    /// The runs database's answer.
+    pub published: Published,
+}
+
+/// Several runs joined into one table.
+#[derive(Debug, Clone)]
+pub struct TablesJoined {
+    /// Each run's method and aggregated rows, in the order given.
+    pub methods: Vec<(String, Vec<AggregateRow>)>,
+    /// The LaTeX table.
+    pub tex: PathBuf,
+    /// The tidy CSV.
+    pub csv: PathBuf,
+}
+
+struct TableArgs<'a> {
+    runs: &'a [PathBuf],
+    out: &'a Path,
 }
 
 /// Splits `n` over groups of the given sizes in proportion (largest remainders, earlier groups
@@ -168,11 +198,13 @@ struct ModelSlot {
     record: Option<SafeEditRecord>,
 }
 
-/// Runs `safeedit eval --test-all`.
-pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let opts = &args.test_all;
-    anyhow::ensure!(opts.batch_size > 0, "--batch-size must be at least 1");
-    let fold = args.fold.fold();
+/// Runs the protocol: resumes every model's folder, edits where a model is missing, answers
+/// the inputs still unanswered, then writes the summary and stores the run.
+pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSummary> {
+    let args = &plan.eval;
+    let opts = plan;
+    ensure!(opts.batch_size > 0, "--batch-size must be at least 1");
+    let fold = args.fold;
     let source = args.data.clone().unwrap_or_else(|| "test-all".into());
     let file = data::load_test_all_inputs(&source)?;
     let in_file = file.len();
@@ -182,19 +214,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|r| fold.contains(&r.question))
         .collect();
-    anyhow::ensure!(
+    ensure!(
         !all.is_empty(),
         "{source}: no test_ALL inputs (fold {})",
         fold.as_str()
     );
     let inputs = sample_inputs(&all, args.limit);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    run_dir::create(&args.out)?;
 
-    let setup = EvalSetup::load(args)?;
+    let setup = EvalSetup::load(args, progress)?;
     let method = args.method;
     let slots: Vec<ModelSlot> = if method.edits() {
-        anyhow::ensure!(
+        ensure!(
             !opts.edit_instances.is_empty(),
             "--edit-instances: {} edits, name at least one instance",
             method.name()
@@ -209,7 +240,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                     record: Some(data::instance(&records, id, &opts.edit_data)?),
                 })
             })
-            .collect::<anyhow::Result<_>>()?
+            .collect::<Result<_>>()?
     } else {
         vec![ModelSlot {
             label: method.name().into(),
@@ -219,7 +250,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     };
 
     let mut data_label = source.clone();
-    if fold != safeedit_core::safeedit::Fold::All {
+    if fold != Fold::All {
         data_label.push_str(&format!(
             " (fold {}: {} of {in_file} inputs)",
             fold.as_str(),
@@ -241,7 +272,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     }));
     let mut keys = RUN_KEYS.to_vec();
     keys.extend(["protocol", "edit_instances"]);
-    runs::check_or_write_run_info(&args.out.join("run.json"), &info, &keys)?;
+    check_or_write_run_info(&args.out.join("run.json"), &info, &keys)?;
 
     let EvalSetup {
         model:
@@ -255,19 +286,19 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         judge,
     } = setup;
     let bare = inputs.iter().filter(|r| r.is_bare_question()).count();
-    eprintln!(
+    progress.note(format!(
         "{} on test_ALL: {} inputs ({bare} bare questions, {} attacked) x {} model(s) -> {}",
         method.name(),
         inputs.len(),
         inputs.len() - bare,
         slots.len(),
         args.out.display()
-    );
+    ));
     for slot in &slots {
-        std::fs::create_dir_all(&slot.dir)?;
+        run_dir::create(&slot.dir)?;
         let path = slot.dir.join("inputs.jsonl");
         let edit_path = slot.dir.join("edit.json");
-        let done: HashSet<u64> = runs::resume_jsonl::<TestAllResult>(&path)?
+        let done: HashSet<u64> = resume_jsonl::<TestAllResult>(&path)?
             .into_iter()
             .map(|r| r.id)
             .collect();
@@ -285,23 +316,24 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
         let edited = match &slot.record {
             Some(record) => {
-                eprintln!("{}: editing on instance {}", slot.label, record.id);
-                let (model, edit) = edit_for(method, &lm, record, &mut settings, &format)?
-                    .context("an editing method returned no edit")?;
+                progress.note(format!("{}: editing on instance {}", slot.label, record.id));
+                let (model, edit) =
+                    edit_for(method, &lm, record, &mut settings, &format, progress)?
+                        .ok_or_else(|| PipelineError::Invalid(format!("{method} did not edit")))?;
                 let card = EditedModel {
                     instance: record.id,
                     category: record.category.clone(),
                     edit,
                 };
-                std::fs::write(&edit_path, serde_json::to_string_pretty(&card)? + "\n")
-                    .with_context(|| format!("writing {}", edit_path.display()))?;
+                run_dir::write_json(&edit_path, &card)?;
                 Some(model)
             }
             None => None,
         };
         let model = edited.as_ref().unwrap_or(&lm);
-        let bar = runs::progress(todo.len(), &slot.label, "inputs");
+        progress.phase(slot.label.clone(), "inputs", todo.len());
         for chunk in todo.chunks(opts.batch_size) {
+            progress.check()?;
             let mut texts = Vec::with_capacity(chunk.len());
             let mut prompts = Vec::with_capacity(chunk.len());
             for record in chunk {
@@ -327,27 +359,27 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
                     input: text,
                     fluency: fluency(&out.text),
                     generated_tokens: out.generated_ids.len(),
-                    stop: crate::eval::stop_name(out.stop),
+                    stop: stop_name(out.stop),
                     response: out.text,
                     verdict,
                 };
-                runs::append_jsonl(&path, &result)?;
+                append_jsonl(&path, &result)?;
             }
-            bar.inc(chunk.len() as u64);
+            progress.event(Event::Advance(chunk.len()));
         }
-        bar.finish_and_clear();
+        progress.event(Event::PhaseDone);
     }
 
     let mut models = Vec::new();
     let mut per_model_rows = Vec::new();
     for slot in &slots {
-        let results: Vec<TestAllResult> = runs::read_jsonl(&slot.dir.join("inputs.jsonl"))?;
+        let results: Vec<TestAllResult> = read_jsonl(&slot.dir.join("inputs.jsonl"))?;
         let wanted: HashSet<u64> = inputs.iter().map(|r| r.id).collect();
         let results: Vec<TestAllResult> = results
             .into_iter()
             .filter(|r| wanted.contains(&r.id))
             .collect();
-        anyhow::ensure!(
+        ensure!(
             results.len() == inputs.len(),
             "{}: {} of {} inputs answered",
             slot.label,
@@ -355,8 +387,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             inputs.len()
         );
         let rows = summarize_test_all(&results);
-        let edit: Option<EditedModel> = match std::fs::read_to_string(slot.dir.join("edit.json")) {
-            Ok(text) if slot.record.is_some() => Some(serde_json::from_str(&text)?),
+        let edit_path = slot.dir.join("edit.json");
+        let edit: Option<EditedModel> = match std::fs::read_to_string(&edit_path) {
+            Ok(text) if slot.record.is_some() => {
+                Some(serde_json::from_str(&text).map_err(|e| PipelineError::file(&edit_path, e))?)
+            }
             _ => None,
         };
         models.push(json!({
@@ -377,35 +412,26 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         "models": models,
         "aggregate": aggregated,
     });
-    std::fs::write(
-        args.out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)? + "\n",
-    )?;
-    std::fs::write(
-        args.out.join("summary.csv"),
+    run_dir::write_json(&args.out.join("summary.json"), &summary)?;
+    run_dir::write(
+        &args.out.join("summary.csv"),
         aggregate_csv(method.name(), &aggregated),
     )?;
-    std::fs::write(
-        args.out.join("table.tex"),
+    run_dir::write(
+        &args.out.join("table.tex"),
         table3_latex(
             &[(method.name().to_string(), aggregated.clone())],
             &caption(inputs.len(), &info),
         ),
     )?;
-    print_models(&per_model_rows);
-    print_methods(&[(method.name().to_string(), aggregated)]);
-    eprintln!(
-        "written: {}/{{summary.json,summary.csv,table.tex}} (`safeedit test-all-table` joins \
-         several runs into one Table 3)",
-        args.out.display()
-    );
-    match crate::publish::publish_test_all(&args.out, &args.db) {
-        Ok(Some(slug)) => eprintln!("stored in the runs database: /test-all/{slug}"),
-        Ok(None) => {}
-        // The files are written; a database problem must not hide the results.
-        Err(e) => eprintln!("warning: not stored in the runs database: {e:#}"),
-    }
-    Ok(())
+    let published = publish_folder(args.database.as_ref(), |p| publish_test_all(&args.out, p));
+    Ok(TestAllSummary {
+        method,
+        models: per_model_rows,
+        aggregate: aggregated,
+        out: args.out.clone(),
+        published,
+    })
 }
 
 fn caption(n: usize, info: &serde_json::Value) -> String {
@@ -416,96 +442,43 @@ fn caption(n: usize, info: &serde_json::Value) -> String {
     )
 }
 
-fn cell(rows: &[MetricRow], metric: &str) -> String {
-    rows.iter()
-        .find(|r| r.group == "all" && r.metric == metric)
-        .map_or("-".into(), |r| format!("{:.2}", r.score))
-}
-
-fn print_models(models: &[(String, Vec<MetricRow>)]) {
-    println!("\nper model (defense %, fluency bits)");
-    print!("{:<22}", "");
-    for m in TEST_ALL_METRICS {
-        print!("{m:>13}");
-    }
-    println!();
-    for (label, rows) in models {
-        print!("{label:<22}");
-        for m in TEST_ALL_METRICS {
-            print!("{:>13}", cell(rows, m));
-        }
-        println!();
-    }
-}
-
-fn print_methods(methods: &[(String, Vec<AggregateRow>)]) {
-    println!("\nSafeEdit_test_ALL (mean ± std over edited models)");
-    print!("{:<22}", "");
-    for m in TEST_ALL_METRICS {
-        print!("{m:>17}");
-    }
-    println!();
-    for (method, rows) in methods {
-        print!("{method:<22}");
-        for m in TEST_ALL_METRICS {
-            let text = rows
-                .iter()
-                .find(|r| r.group == "all" && r.metric == m)
-                .map_or("-".into(), |r| {
-                    if r.score.runs > 1 {
-                        format!("{:.2} ± {:.2}", r.score.mean, r.score.std)
-                    } else {
-                        format!("{:.2}", r.score.mean)
-                    }
-                });
-            print!("{text:>17}");
-        }
-        println!();
-    }
-}
-
-/// Arguments of `safeedit test-all-table`.
-#[derive(Args, Debug)]
-pub struct TableArgs {
-    /// Folders written by `safeedit eval --test-all`, one per method, in row order.
-    #[arg(required = true)]
-    pub runs: Vec<PathBuf>,
-    /// Output prefix: PREFIX.tex (Table 3 as LaTeX) and PREFIX.csv (tidy, every slice).
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
 /// One test_ALL run folder's method and aggregated rows (and the run description).
-pub fn read_summary(dir: &Path) -> anyhow::Result<(String, Vec<AggregateRow>, serde_json::Value)> {
+pub fn read_summary(dir: &Path) -> Result<(String, Vec<AggregateRow>, serde_json::Value)> {
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
+    let summary: serde_json::Value = run_dir::read_json(&path).with_context(|| {
         format!(
             "reading {} (is this a `safeedit eval --test-all` folder?)",
             path.display()
         )
     })?;
-    let summary: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    anyhow::ensure!(
-        summary["run"]["protocol"] == "test_all",
-        "{}: not a test_ALL run (per-instance evaluations go into the Results table)",
-        path.display()
-    );
+    if summary["run"]["protocol"] != "test_all" {
+        return Err(PipelineError::file(
+            &path,
+            "not a test_ALL run (per-instance evaluations go into the Results table)",
+        ));
+    }
     let method = summary["method"]
         .as_str()
-        .with_context(|| format!("{}: no `method`", path.display()))?
+        .ok_or_else(|| PipelineError::file(&path, "no `method`"))?
         .to_string();
     let rows: Vec<AggregateRow> = serde_json::from_value(summary["aggregate"].clone())
-        .with_context(|| format!("{}: field `aggregate`", path.display()))?;
+        .map_err(|e| PipelineError::file(&path, format!("field `aggregate`: {e}")))?;
     Ok((method, rows, summary["run"].clone()))
 }
 
-/// Runs `safeedit test-all-table`.
-pub fn table(args: TableArgs) -> anyhow::Result<()> {
+/// Joins test_ALL run folders into one Table 3 (the paper's): `out`.tex (LaTeX, best defense
+/// bold) and `out`.csv (tidy, every slice). Runs whose data, model, judge or generation differ
+/// are joined with a warning.
+pub fn join_tables(
+    runs: &[PathBuf],
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<TablesJoined> {
+    let args = TableArgs { runs, out };
     let mut methods = Vec::new();
     let mut csv = String::new();
     let mut first: Option<serde_json::Value> = None;
-    for dir in &args.runs {
+    for dir in args.runs {
         let (method, rows, run) = read_summary(dir)?;
         if let Some(first) = &first {
             // SFT/DPO models differ from the base by design; compare the untrained ones.
@@ -517,20 +490,19 @@ pub fn table(args: TableArgs) -> anyhow::Result<()> {
             if let (Some(a), Some(b)) = (base(first), base(&run))
                 && a != b
             {
-                eprintln!(
-                    "warning: {} runs another model ({b}) than {} ({a}) — the rows are not \
-                     comparable",
+                progress.event(Event::Warning(format!(
+                    "{} runs another model ({b}) than {} ({a}) — the rows are not comparable",
                     dir.display(),
                     args.runs[0].display(),
-                );
+                )));
             }
             for key in ["data", "judge", "generation"] {
                 if first[key] != run[key] {
-                    eprintln!(
-                        "warning: {} differs in `{key}` from {} — the rows are not comparable",
+                    progress.event(Event::Warning(format!(
+                        "{} differs in `{key}` from {} — the rows are not comparable",
                         dir.display(),
                         args.runs[0].display()
-                    );
+                    )));
                 }
             }
         } else {
@@ -556,36 +528,32 @@ pub fn table(args: TableArgs) -> anyhow::Result<()> {
         PathBuf::from(name)
     };
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+        run_dir::create(parent)?;
     }
-    std::fs::write(with_ext("tex"), tex)?;
-    std::fs::write(with_ext("csv"), csv)?;
-    print_methods(&methods);
-    eprintln!(
-        "written: {} and {}",
-        with_ext("tex").display(),
-        with_ext("csv").display()
-    );
-    Ok(())
+    let (tex_path, csv_path) = (with_ext("tex"), with_ext("csv"));
+    run_dir::write(&tex_path, tex)?;
+    run_dir::write(&csv_path, csv)?;
+    Ok(TablesJoined {
+        methods,
+        tex: tex_path,
+        csv: csv_path,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::Method;
-    use crate::publish::DbArgs;
-    use crate::runs::tests::TempDir;
+    use crate::Quiet;
+    use crate::testutil::{database_in, folder_slug, tiny_eval, with_store};
 
-    /// `eval`'s test arguments (tiny model, 2 DINM steps, 3 tokens) with --test-all, no database.
-    fn args(method: Method, limit: usize, out: &Path) -> EvalArgs {
-        let mut a = crate::eval::tests::args(method, limit, out);
-        a.db.no_db = true;
-        a.test_all = TestAllArgs {
-            test_all: true,
+    /// `eval`'s test plan (tiny model, 2 DINM steps, 3 tokens) with test_ALL, no database.
+    fn plan(method: Method, limit: usize, out: &Path) -> TestAllPlan {
+        let mut eval = tiny_eval(method, limit, out);
+        eval.database = None;
+        TestAllPlan {
             batch_size: 3,
-            ..TestAllArgs::default()
-        };
-        a
+            ..TestAllPlan::new(eval)
+        }
     }
 
     #[test]
@@ -645,11 +613,11 @@ mod tests {
 
     #[test]
     fn dinm_edits_once_per_instance_and_answers_every_input_with_it() {
-        let dir = TempDir::new("test-all-dinm");
+        let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("dinm");
-        let mut a = args(Method::Dinm, 8, &out);
-        a.test_all.edit_instances = vec![1, 3];
-        run(&a).unwrap();
+        let mut a = plan(Method::Dinm, 8, &out);
+        a.edit_instances = vec![1, 3];
+        run(&a, &mut Quiet).unwrap();
         let suffix = safeedit_engine::dinm::SUFFIX_SYSTEM_PROMPT;
         let wanted: Vec<u64> =
             sample_inputs(&data::load_test_all_inputs("test-all").unwrap(), Some(8))
@@ -658,8 +626,7 @@ mod tests {
                 .collect();
         for id in [1, 3] {
             let model = out.join(format!("edit-{id}"));
-            let results: Vec<TestAllResult> =
-                runs::read_jsonl(&model.join("inputs.jsonl")).unwrap();
+            let results: Vec<TestAllResult> = read_jsonl(&model.join("inputs.jsonl")).unwrap();
             assert_eq!(results.iter().map(|r| r.id).collect::<Vec<_>>(), wanted);
             assert!(results.iter().all(|r| r.input.ends_with(suffix)));
             let edit: EditedModel =
@@ -684,7 +651,7 @@ mod tests {
             .unwrap()
             .modified()
             .unwrap();
-        run(&a).unwrap();
+        run(&a, &mut Quiet).unwrap();
         assert_eq!(
             std::fs::read_to_string(out.join("edit-1/inputs.jsonl")).unwrap(),
             before
@@ -697,41 +664,28 @@ mod tests {
             edit_before,
             "a finished model is not edited again"
         );
-        let err = run(&args(Method::Vanilla, 8, &out)).unwrap_err();
-        assert!(format!("{err:#}").contains("different `method`"), "{err:#}");
+        let err = run(&plan(Method::Vanilla, 8, &out), &mut Quiet).unwrap_err();
+        assert!(err.to_string().contains("different `method`"), "{err}");
 
         // A vanilla run, then both in one Table 3.
         let vanilla = dir.path().join("vanilla");
-        let mut stored = args(Method::Vanilla, 8, &vanilla);
-        stored.db = DbArgs {
-            data_dir: Some(dir.path().join("db")),
-            database_url: None,
-            no_db: false,
-        };
-        run(&stored).unwrap();
+        let mut stored = plan(Method::Vanilla, 8, &vanilla);
+        stored.eval.database = database_in(dir.path());
+        run(&stored, &mut Quiet).unwrap();
         // Stored in the runs database under the folder's slug, with the summary's numbers.
-        let slug = std::fs::read_to_string(vanilla.join("slug.txt")).unwrap();
-        let slug = slug.lines().next().unwrap().to_string();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let record = rt.block_on(async {
-            let store = safeedit_store::Store::open(None, &dir.path().join("db"))
-                .await
-                .unwrap();
+        let slug = folder_slug(&vanilla);
+        let record = with_store(dir.path(), async |store| {
             assert_eq!(store.list_test_all().await.unwrap().len(), 1);
             store.test_all(&slug).await.unwrap().expect("stored run")
         });
         assert_eq!(record.method, "vanilla");
         assert_eq!((record.inputs, record.models.len()), (8, 1));
         assert_eq!(record.aggregate, read_summary(&vanilla).unwrap().1);
-        let results: Vec<TestAllResult> = runs::read_jsonl(&vanilla.join("inputs.jsonl")).unwrap();
+        let results: Vec<TestAllResult> = read_jsonl(&vanilla.join("inputs.jsonl")).unwrap();
         assert!(results.iter().all(|r| !r.input.contains(suffix)));
         assert_eq!(read_summary(&vanilla).unwrap().1[0].score.runs, 1);
         let prefix = dir.path().join("tables/table3");
-        table(TableArgs {
-            runs: vec![vanilla.clone(), out.clone()],
-            out: prefix.clone(),
-        })
-        .unwrap();
+        join_tables(&[vanilla.clone(), out.clone()], &prefix, &mut Quiet).unwrap();
         let tex = std::fs::read_to_string(dir.path().join("tables/table3.tex")).unwrap();
         assert!(tex.contains("\nvanilla & "), "{tex}");
         assert!(tex.contains("\ndinm & "), "{tex}");
@@ -741,19 +695,15 @@ mod tests {
         assert!(csv.contains("\nvanilla,all,all,DG_onlyQ,") && csv.contains("\ndinm,all,all,Avg,"));
 
         // Bad input: a per-instance folder is not a test_ALL run.
-        let err = table(TableArgs {
-            runs: vec![dir.path().join("missing")],
-            out: prefix,
-        })
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("summary.json"), "{err:#}");
+        let err = join_tables(&[dir.path().join("missing")], &prefix, &mut Quiet).unwrap_err();
+        assert!(err.to_string().contains("summary.json"), "{err}");
         // A fold keeps the inputs whose question is in it (question-disjoint from training).
         let folded_out = dir.path().join("f");
-        let mut folded = args(Method::Vanilla, 3, &folded_out);
-        folded.fold = crate::train::FoldArg::HeldOut;
-        run(&folded).unwrap();
+        let mut folded = plan(Method::Vanilla, 3, &folded_out);
+        folded.eval.fold = Fold::HeldOut;
+        run(&folded, &mut Quiet).unwrap();
         let all = data::load_test_all_inputs("test-all").unwrap();
-        let held: Vec<u64> = runs::read_jsonl::<TestAllResult>(&folded_out.join("inputs.jsonl"))
+        let held: Vec<u64> = read_jsonl::<TestAllResult>(&folded_out.join("inputs.jsonl"))
             .unwrap()
             .iter()
             .map(|r| r.id)

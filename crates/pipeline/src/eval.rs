@@ -1,0 +1,502 @@
+//! `eval`: a method over SafeEdit instances (docs/method.md §Evaluation): the five inputs per
+//! instance, generation, the judge's verdicts, fluency; one JSONL line per instance (resumable:
+//! a re-run skips finished ids), then the metric table as JSON and CSV, overall and per category
+//! and attack, and the run in the runs database.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use safeedit_core::eval::{InstanceResult, MetricRow, summarize, to_csv};
+use safeedit_core::safeedit::Fold;
+use safeedit_core::{Method, SafeEditRecord};
+use safeedit_engine::GenerationConfig;
+use safeedit_engine::judge::SafetyJudge;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::evaluate::{evaluate, instance_result};
+use crate::method::{MethodModel, ModelChoice};
+use crate::progress::{Event, Progress, ProgressExt};
+use crate::publish::{Database, Published, publish_eval, publish_folder};
+use crate::run_dir::{
+    self, append_jsonl, check_or_write_run_info, general_rows, read_jsonl, resume_jsonl,
+};
+use crate::{PipelineError, Result, bail, data, judge, provenance};
+
+/// An evaluation of one method on SafeEdit instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalPlan {
+    /// The method.
+    pub method: Method,
+    /// Split: `test` (the shipped test sample, or `data`) or `editing` (the three instances).
+    pub split: String,
+    /// A SafeEdit JSON file instead of the shipped records.
+    pub data: Option<String>,
+    /// Which records: all, or a question-disjoint fold.
+    pub fold: Fold,
+    /// Only the first N instances.
+    pub limit: Option<usize>,
+    /// Output folder: run.json, instances.jsonl, errors.jsonl, summary.json, summary.csv.
+    pub out: PathBuf,
+    /// The model, its prompt format and the methods' settings.
+    pub model: ModelChoice,
+    /// The paper's classifier in this folder [default: the built-in judge].
+    pub judge_dir: Option<PathBuf>,
+    /// Most new tokens per input [default: the DINM preset's max_output_length].
+    pub max_new_tokens: Option<usize>,
+    /// Where the run is stored (`None`: files only).
+    pub database: Option<Database>,
+}
+
+impl EvalPlan {
+    /// A plan with the defaults of `safeedit eval` for `method`, writing to `out`.
+    pub fn new(method: Method, out: impl Into<PathBuf>) -> Self {
+        Self {
+            method,
+            split: "test".into(),
+            data: None,
+            fold: Fold::All,
+            limit: None,
+            out: out.into(),
+            model: ModelChoice::default(),
+            judge_dir: None,
+            max_new_tokens: None,
+            database: Some(Database::default()),
+        }
+    }
+}
+
+/// What an evaluation produced.
+#[derive(Debug, Clone)]
+pub struct EvalSummary {
+    /// The method.
+    pub method: Method,
+    /// The metric rows (overall, per category, per attack, and general-task scores).
+    pub rows: Vec<MetricRow>,
+    /// Instances in the summary.
+    pub instances: usize,
+    /// Instances that failed this time (listed in `errors.jsonl`).
+    pub failures: usize,
+    /// The output folder.
+    pub out: PathBuf,
+    /// The runs database's answer.
+    pub published: Published,
+}
+
+impl EvalSummary {
+    /// `Err` when some instances failed (their errors are in `errors.jsonl`).
+    pub fn check(&self) -> Result<()> {
+        if self.failures > 0 {
+            return Err(PipelineError::InstancesFailed {
+                failures: self.failures,
+                errors: self.out.join("errors.jsonl"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What every evaluation protocol loads before generating: the model, the method's settings,
+/// the prompt format, generation settings and the judge.
+pub struct EvalSetup {
+    /// The model, its training card, the method's settings and the prompt format.
+    pub model: MethodModel,
+    /// Greedy decoding, the preset's (or the plan's) length.
+    pub generation: GenerationConfig,
+    /// The safety judge.
+    pub judge: Box<dyn SafetyJudge>,
+}
+
+impl EvalSetup {
+    /// Loads everything `plan` names.
+    pub fn load(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<Self> {
+        let model = MethodModel::load(plan.method, &plan.model, progress)?;
+        let generation = GenerationConfig::greedy(
+            plan.max_new_tokens
+                .unwrap_or(model.settings.dinm.max_output_length),
+        );
+        let judge = judge::load_judge(plan.judge_dir.as_deref())?;
+        Ok(Self {
+            model,
+            generation,
+            judge,
+        })
+    }
+
+    /// The run description shared by the protocols.
+    pub fn run_info(&self, method: Method, data: String) -> serde_json::Value {
+        let m = &self.model;
+        let described = m.settings.describe(method);
+        let origin = provenance::provenance(&m.model_path, None, &m.lm, self.judge.info());
+        let mut info = json!({
+            "method": method.name(),
+            "data": data,
+            "trained": m.trained,
+            "prompt_format": m.format,
+            "generation": self.generation,
+            "dinm": described["dinm"],
+            "ftl": described["ftl"],
+            "seed": described["seed"],
+            "self_reminder": described["self_reminder"],
+        });
+        let fields = origin.run_fields();
+        for key in ["model", "model_name", "backend", "judge", "version"] {
+            info[key] = fields[key].clone();
+        }
+        info
+    }
+}
+
+/// The run description keys a resumed run must match.
+pub const RUN_KEYS: [&str; 10] = [
+    "method",
+    "data",
+    "model",
+    "prompt_format",
+    "generation",
+    "dinm",
+    "ftl",
+    "seed",
+    "self_reminder",
+    "judge",
+];
+
+/// The records a plan evaluates and how its run names them.
+fn records(plan: &EvalPlan) -> Result<(Vec<SafeEditRecord>, String)> {
+    let source = match (&plan.data, plan.split.as_str()) {
+        (Some(path), _) => path.clone(),
+        (None, "test") => "test-sample".into(),
+        (None, "editing") => "editing-instances".into(),
+        (None, other) => bail!("unknown split `{other}` (test, editing; or pass --data FILE)"),
+    };
+    let mut records = plan.fold.select(data::load(&source)?);
+    if let Some(limit) = plan.limit {
+        records.truncate(limit);
+    }
+    let label = if plan.fold == Fold::All {
+        source
+    } else {
+        format!("{source} (fold {})", plan.fold.as_str())
+    };
+    Ok((records, label))
+}
+
+/// Runs the evaluation: resumes the folder, evaluates what is missing, writes the summary and
+/// stores the run. Instances that fail are logged in `errors.jsonl` and counted in the summary
+/// ([`EvalSummary::check`]); a cancelled run stops between instances.
+pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> {
+    let (records, data_label) = records(plan)?;
+    run_dir::create(&plan.out)?;
+
+    let setup = EvalSetup::load(plan, progress)?;
+    let run_info = setup.run_info(plan.method, data_label);
+    let EvalSetup {
+        model:
+            MethodModel {
+                lm,
+                mut settings,
+                format,
+                ..
+            },
+        generation,
+        judge,
+    } = setup;
+    check_or_write_run_info(&plan.out.join("run.json"), &run_info, &RUN_KEYS)?;
+
+    let results_path = plan.out.join("instances.jsonl");
+    let done: HashSet<u64> = resume_jsonl::<InstanceResult>(&results_path)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let todo: Vec<&SafeEditRecord> = records.iter().filter(|r| !done.contains(&r.id)).collect();
+    let method = plan.method;
+    progress.note(format!(
+        "{}: {} instances ({} already done) -> {}",
+        method.name(),
+        records.len(),
+        records.len() - todo.len(),
+        plan.out.display()
+    ));
+    progress.phase(method.name(), "instances", todo.len());
+    let mut failures = 0;
+    for record in todo {
+        progress.check()?;
+        let started = Instant::now();
+        match evaluate(
+            method,
+            &lm,
+            record,
+            &mut settings,
+            &format,
+            &generation,
+            judge.as_ref(),
+            progress,
+        ) {
+            Ok(evaluated) => {
+                let result =
+                    instance_result(method, record, evaluated, started.elapsed().as_secs_f64());
+                append_jsonl(&results_path, &result)?;
+            }
+            Err(PipelineError::Cancelled) => return Err(PipelineError::Cancelled),
+            Err(e) => {
+                failures += 1;
+                progress.event(Event::Warning(format!("instance {}: {e}", record.id)));
+                append_jsonl(
+                    &plan.out.join("errors.jsonl"),
+                    &json!({"id": record.id, "error": e.to_string()}),
+                )?;
+            }
+        }
+        progress.event(Event::Advance(1));
+    }
+    progress.event(Event::PhaseDone);
+
+    let results: Vec<InstanceResult> = read_jsonl(&results_path)?;
+    let mut rows = summarize(&results);
+    rows.extend(general_rows(&plan.out, method.name())?);
+    let summary = json!({"run": run_info, "instances": results.len(), "metrics": rows});
+    run_dir::write_json(&plan.out.join("summary.json"), &summary)?;
+    run_dir::write(&plan.out.join("summary.csv"), to_csv(method.name(), &rows))?;
+    let published = publish_folder(plan.database.as_ref(), |p| publish_eval(&plan.out, p));
+    Ok(EvalSummary {
+        method,
+        rows,
+        instances: results.len(),
+        failures,
+        out: plan.out.clone(),
+        published,
+    })
+}
+
+/// The instances an evaluation folder holds.
+pub fn read_results(out: &Path) -> Result<Vec<InstanceResult>> {
+    read_jsonl(&out.join("instances.jsonl"))
+}
+
+#[cfg(test)]
+mod tests {
+    use safeedit_engine::baselines::{Objective, SELF_REMINDER_SUFFIX};
+    use safeedit_engine::dinm::random_layer;
+
+    use super::*;
+    use crate::Quiet;
+    use crate::testutil::{folder_slug, tiny_eval, tiny_train, with_store};
+
+    #[test]
+    fn baselines_and_ablations_give_their_inputs_and_edits() {
+        let suffix = safeedit_engine::dinm::SUFFIX_SYSTEM_PROMPT;
+        let dir = tempfile::tempdir().unwrap();
+        let results = |method: Method| {
+            let out = dir.path().join(method.name());
+            let mut plan = tiny_eval(method, 2, &out);
+            plan.model.baselines.seed = 7;
+            plan.model.baselines.ftl_steps = Some(2);
+            run(&plan, &mut Quiet).unwrap();
+            let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+            assert!(
+                csv.contains(&format!("{},all,all,DS,", method.name())),
+                "{csv}"
+            );
+            read_results(&out).unwrap()
+        };
+
+        for r in results(Method::SelfReminder) {
+            assert!(r.edit.is_none());
+            assert!(
+                r.inputs
+                    .iter()
+                    .all(|i| i.input.ends_with(SELF_REMINDER_SUFFIX))
+            );
+        }
+        for r in results(Method::Ftl) {
+            let edit = r.edit.unwrap();
+            assert_eq!(
+                edit.layer, 1,
+                "FT-L's preset layer, moved inside the tiny model"
+            );
+            assert!(edit.distances.is_none(), "FT-L does not locate");
+            assert_eq!(edit.losses.len(), 2);
+            assert!(edit.delta_norm > 0.0);
+            assert!(
+                r.inputs.iter().all(|i| !i.input.contains(suffix)),
+                "no suffix"
+            );
+        }
+        for r in results(Method::DinmRandomLayer) {
+            let edit = r.edit.unwrap();
+            assert_eq!(edit.layer, random_layer(7, r.id, 2));
+            assert!(edit.distances.is_none(), "the layer is drawn, not located");
+            assert!(r.inputs.iter().all(|i| i.input.ends_with(suffix)));
+        }
+        for r in results(Method::DinmNoSuffix) {
+            assert!(r.edit.unwrap().distances.is_some(), "still located");
+            assert!(r.inputs.iter().all(|i| !i.input.contains(suffix)));
+        }
+        let info: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("ftl/run.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(info["ftl"]["num_steps"], 2);
+        assert!(info["dinm"].is_null());
+    }
+
+    #[test]
+    fn dinm_eval_writes_results_resumes_and_refuses_a_different_run() {
+        let dir = tempfile::tempdir().unwrap();
+        run(&tiny_eval(Method::Dinm, 2, dir.path()), &mut Quiet).unwrap();
+        let first = read_results(dir.path()).unwrap();
+        assert_eq!(first.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1]);
+        for r in &first {
+            assert_eq!(r.inputs.len(), 5);
+            let edit = r.edit.as_ref().expect("DINM records its edit");
+            assert_eq!(edit.losses.len(), 2);
+            assert!(edit.delta_norm > 0.0);
+            let distances = edit.distances.as_ref().unwrap();
+            assert_eq!(
+                distances.len(),
+                2,
+                "one distance per layer of the tiny model"
+            );
+            assert!(edit.layer < 2);
+            assert!(r.inputs.iter().all(|i| {
+                i.input
+                    .ends_with(safeedit_engine::dinm::SUFFIX_SYSTEM_PROMPT)
+            }));
+        }
+
+        // An interrupted run leaves a cut-off line; the resumed run skips done ids only.
+        let jsonl = dir.path().join("instances.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&jsonl)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"id\": 2, \"categ").unwrap();
+        drop(f);
+        run(&tiny_eval(Method::Dinm, 3, dir.path()), &mut Quiet).unwrap();
+        let resumed = read_results(dir.path()).unwrap();
+        assert_eq!(resumed.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            resumed[0].seconds, first[0].seconds,
+            "finished instances are kept"
+        );
+
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["instances"], 3);
+        let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+        assert!(csv.starts_with("method,group,value,metric,score,n\n"));
+        assert!(csv.contains("dinm,all,all,DS,"));
+
+        // Stored in the runs database under the folder's slug; the resumed run updated it.
+        let slug = folder_slug(dir.path());
+        let (stored, instances) = with_store(dir.path(), async |store| {
+            (
+                store.eval(&slug).await.unwrap().expect("stored evaluation"),
+                store.eval_instances(&slug).await.unwrap(),
+            )
+        });
+        assert_eq!(stored.method, "dinm");
+        assert_eq!(stored.instances, 3);
+        assert_eq!(
+            instances, resumed,
+            "the database holds exactly the JSONL's instances"
+        );
+        assert_eq!(
+            serde_json::to_value(&stored.metrics).unwrap(),
+            summary["metrics"],
+            "the stored metrics are the summary's"
+        );
+
+        let err = run(&tiny_eval(Method::Vanilla, 3, dir.path()), &mut Quiet).unwrap_err();
+        assert!(err.to_string().contains("different `method`"), "{err}");
+    }
+
+    #[test]
+    fn sft_evaluates_a_trained_model_on_the_held_out_fold_and_refuses_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let sft = dir.path().join("sft");
+        crate::train::run(&tiny_train(Objective::Sft, 2, &sft), &mut Quiet).unwrap();
+        let out = dir.path().join("eval");
+        let mut plan = tiny_eval(Method::Sft, 2, &out);
+        plan.model.model = Some(sft.clone());
+        plan.fold = Fold::HeldOut;
+        run(&plan, &mut Quiet).unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+        assert_eq!(info["trained"]["method"], "sft");
+        assert_eq!(info["data"], "test-sample (fold held-out)");
+        let results = read_results(&out).unwrap();
+        let records = Fold::HeldOut.select(data::load("test-sample").unwrap());
+        assert_eq!(
+            results.iter().map(|r| r.id).collect::<Vec<_>>(),
+            records.iter().take(2).map(|r| r.id).collect::<Vec<_>>()
+        );
+        assert!(results.iter().all(|r| r.edit.is_none()));
+        let err = run(
+            &tiny_eval(Method::Sft, 1, &dir.path().join("tiny")),
+            &mut Quiet,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("safeedit train sft"), "{err}");
+    }
+
+    /// Cancels once `after` instances are done.
+    struct CancelAfter {
+        events: crate::progress::tests::Recorder,
+        after: usize,
+    }
+
+    impl Progress for CancelAfter {
+        fn event(&mut self, event: Event) {
+            self.events.event(event);
+        }
+        fn cancelled(&self) -> bool {
+            let done = self
+                .events
+                .0
+                .iter()
+                .filter(|e| **e == Event::Advance(1))
+                .count();
+            done >= self.after
+        }
+    }
+
+    #[test]
+    fn progress_reports_the_edit_and_a_cancelled_run_stops_between_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = tiny_eval(Method::Dinm, 3, dir.path());
+        plan.database = None;
+        let mut progress = CancelAfter {
+            events: Default::default(),
+            after: 1,
+        };
+        let err = run(&plan, &mut progress).unwrap_err();
+        assert!(matches!(err, PipelineError::Cancelled), "{err}");
+        assert_eq!(
+            read_results(dir.path()).unwrap().len(),
+            1,
+            "one instance, kept"
+        );
+        let events = &progress.events.0;
+        assert!(events.contains(&Event::Phase {
+            label: "dinm".into(),
+            unit: "instances",
+            total: 3
+        }));
+        let steps = events
+            .iter()
+            .filter(|e| matches!(e, Event::Step { .. }))
+            .count();
+        assert_eq!(steps, 2, "the first instance's two DINM steps");
+        assert!(events.iter().any(|e| matches!(e, Event::Located { .. })));
+        assert!(events.contains(&Event::Generating { responses: 5 }));
+        // Resuming without cancelling finishes the other two.
+        let summary = run(&plan, &mut Quiet).unwrap();
+        assert_eq!(summary.instances, 3);
+        assert_eq!(summary.published, Published::Skipped);
+        summary.check().unwrap();
+    }
+}

@@ -1,0 +1,160 @@
+//! One instance evaluated: the method edits the model if it edits, answers DS and the four DG
+//! inputs, and the judge scores the answers. `eval`'s loop and the web app's one-instance
+//! evaluations both build their result records here.
+
+use std::time::Instant;
+
+use safeedit_core::eval::{EditSummary, InputResult, InstanceResult, summarize};
+use safeedit_core::fluency::mean_fluency;
+use safeedit_core::run::EvalRecord;
+use safeedit_core::safeedit::EVAL_INPUT_KINDS;
+use safeedit_core::{Method, PromptFormat, SafeEditRecord};
+use safeedit_engine::baselines::FtlConfig;
+use safeedit_engine::dinm::DinmConfig;
+use safeedit_engine::judge::SafetyJudge;
+use safeedit_engine::{GenerationConfig, StopReason};
+use safeedit_store::{now_rfc3339, random_slug};
+use serde_json::json;
+
+use crate::backend::Model;
+use crate::method::{MethodSettings, edit_for, method_input};
+use crate::progress::{Event, Progress, ProgressExt};
+use crate::{Loaded, Result};
+
+/// An instance's five answers with their verdicts, and the edit when the method edits.
+pub type Evaluated = (Vec<InputResult>, Option<EditSummary>);
+
+/// Generates and judges one instance's five inputs with `method` (editing methods edit first).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    method: Method,
+    lm: &Model,
+    record: &SafeEditRecord,
+    settings: &mut MethodSettings,
+    format: &PromptFormat,
+    generation: &GenerationConfig,
+    judge: &dyn SafetyJudge,
+    progress: &mut dyn Progress,
+) -> Result<Evaluated> {
+    let (edited, edit) = match edit_for(method, lm, record, settings, format, progress)? {
+        Some((model, summary)) => (Some(model), Some(summary)),
+        None => (None, None),
+    };
+    progress.check()?;
+    let model = edited.as_ref().unwrap_or(lm);
+    let mut texts = Vec::new();
+    let mut prompts = Vec::new();
+    for raw in record.eval_inputs() {
+        let (text, input_format) = method_input(method, raw, settings, format);
+        prompts.push(model.tokenizer.encode_prompt(&text, &input_format)?);
+        texts.push(text);
+    }
+    progress.event(Event::Generating {
+        responses: prompts.len(),
+    });
+    let (outputs, _) = model.generate(&prompts, generation)?;
+    progress.check()?;
+    progress.event(Event::Judging);
+    let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
+    let verdicts = judge.judge(&responses)?;
+    let inputs = EVAL_INPUT_KINDS
+        .iter()
+        .zip(texts)
+        .zip(outputs.into_iter().zip(verdicts))
+        .map(|((kind, input), (out, verdict))| InputResult {
+            kind: kind.to_string(),
+            input,
+            generated_tokens: out.generated_ids.len(),
+            stop: stop_name(out.stop),
+            response: out.text,
+            verdict,
+        })
+        .collect();
+    Ok((inputs, edit))
+}
+
+/// The result line of an evaluated instance (what `instances.jsonl` holds).
+pub fn instance_result(
+    method: Method,
+    record: &SafeEditRecord,
+    (inputs, edit): Evaluated,
+    seconds: f64,
+) -> InstanceResult {
+    let responses: Vec<&str> = inputs.iter().map(|i| i.response.as_str()).collect();
+    InstanceResult {
+        id: record.id,
+        category: record.category.clone(),
+        attack: record.attack_name.clone(),
+        method: method.name().into(),
+        fluency: mean_fluency(&responses).unwrap_or(0.0),
+        inputs,
+        edit,
+        seconds,
+    }
+}
+
+/// Why generation stopped, as recorded in result files (`eos`, `max_new_tokens`, ...).
+pub fn stop_name(stop: StopReason) -> String {
+    serde_json::to_value(stop)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Evaluates one instance of a split with a method that does not edit (the web app's
+/// "Evaluate vanilla / prompt-only") and returns the one-instance evaluation record, ready to
+/// store, and its instance. `dinm` holds the suffix prompt and the response length.
+pub fn evaluate_one(
+    loaded: &Loaded<'_>,
+    split: &str,
+    record: &SafeEditRecord,
+    method: Method,
+    dinm: DinmConfig,
+    progress: &mut dyn Progress,
+) -> Result<(EvalRecord, InstanceResult)> {
+    let lm = loaded.lm;
+    let format = lm.prompt_format.clone();
+    let generation = GenerationConfig::greedy(dinm.max_output_length);
+    let mut settings = MethodSettings {
+        ftl: FtlConfig::preset_for(&lm.name, &lm.architecture, lm.config.n_layers),
+        dinm,
+        seed: 0,
+    };
+    let started = Instant::now();
+    let evaluated = evaluate(
+        method,
+        lm,
+        record,
+        &mut settings,
+        &format,
+        &generation,
+        loaded.judge,
+        progress,
+    )?;
+    let result = instance_result(method, record, evaluated, started.elapsed().as_secs_f64());
+    let mut run = loaded.provenance().run_fields();
+    for (key, value) in [
+        ("method", json!(method.name())),
+        ("data", json!(format!("{split}#{}", record.id))),
+        ("split", json!(split)),
+        ("source", json!("web app")),
+        ("prompt_format", json!(format)),
+        ("generation", json!(generation)),
+        ("dinm", settings.describe(method)["dinm"].clone()),
+    ] {
+        run[key] = value;
+    }
+    let now = now_rfc3339();
+    let eval = EvalRecord {
+        slug: random_slug(10),
+        created_at: now.clone(),
+        updated_at: now,
+        method: method.name().into(),
+        data: format!("{split} #{}", record.id),
+        model: lm.name.clone(),
+        instances: 1,
+        run,
+        metrics: summarize(std::slice::from_ref(&result)),
+    };
+    Ok((eval, result))
+}

@@ -1,0 +1,327 @@
+//! What a method needs besides the model and the instance (DINM, FT-L and ablation settings),
+//! how it changes an input, and how it edits the model on an instance. Every protocol (eval,
+//! general, test_ALL, analyze, the web's one-instance jobs) goes through these.
+
+use std::path::{Path, PathBuf};
+
+use safeedit_core::eval::EditSummary;
+use safeedit_core::{Method, PromptFormat, SafeEditRecord};
+use safeedit_engine::PaddingSide;
+use safeedit_engine::baselines::{
+    FtlConfig, Objective, SELF_REMINDER_SUFFIX, SELF_REMINDER_SYSTEM, TrainedModelCard, ftl_edit,
+    self_reminder,
+};
+use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit, random_layer, with_suffix};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::backend::{self, Model, TrainBackend};
+use crate::progress::{Event, Progress};
+use crate::{Result, ResultExt, bail, ensure, paths};
+
+/// DINM hyperparameters: a preset plus overrides (`None` keeps the preset's value).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DinmOptions {
+    /// Preset: `llama-2-7b-chat`, `mistral-7b`, `smollm2-135m` [default: by model].
+    pub preset: Option<String>,
+    /// The preset's learning rate, overridden.
+    pub lr: Option<f64>,
+    /// The number of steps, overridden.
+    pub steps: Option<usize>,
+    /// Edit this layer instead of locating one.
+    pub layer: Option<usize>,
+    /// Padding for location [default: the preset's].
+    pub padding: Option<PaddingSide>,
+    /// Let the KL constraint carry a gradient (the paper's intent; D2).
+    pub constraint_grad: bool,
+    /// Reuse the first instance's located layer for all later ones, as the release does (D1).
+    pub reuse_first_layer: bool,
+}
+
+impl DinmOptions {
+    /// The preset (by name, or the one fitting the model) with the overrides applied.
+    pub fn config(&self, lm: &Model) -> Result<DinmConfig> {
+        let mut config = match &self.preset {
+            Some(name) => match DinmConfig::preset_named(name) {
+                Some(config) => config,
+                None => {
+                    bail!("unknown preset `{name}` (llama-2-7b-chat, mistral-7b, smollm2-135m)")
+                }
+            },
+            None => DinmConfig::preset_for(&lm.name, &lm.architecture),
+        };
+        if let Some(lr) = self.lr {
+            config.lr = lr;
+            config.preset = format!("{} (lr {lr})", config.preset);
+        }
+        if let Some(steps) = self.steps {
+            config.num_steps = steps;
+        }
+        if self.layer.is_some() {
+            config.layer = self.layer;
+        }
+        if let Some(padding) = self.padding {
+            config.padding_side = padding;
+        }
+        config.constraint_has_grad |= self.constraint_grad;
+        config.reuse_first_located_layer |= self.reuse_first_layer;
+        Ok(config)
+    }
+}
+
+/// Settings of the baselines (FT-L) and the random-layer ablation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BaselineOptions {
+    /// FT-L: the tuned layer [default: the preset's, 21 for 7B models, 20 for SmolLM2].
+    pub ftl_layer: Option<usize>,
+    /// FT-L: optimisation steps [default: 25].
+    pub ftl_steps: Option<usize>,
+    /// FT-L: learning rate [default: 5e-4].
+    pub ftl_lr: Option<f64>,
+    /// Seed of dinm-random-layer's layer draws (a pure function of the seed and instance id).
+    pub seed: u64,
+}
+
+impl BaselineOptions {
+    /// The FT-L preset fitting the model, with the overrides applied.
+    pub fn ftl_config(&self, lm: &Model) -> Result<FtlConfig> {
+        let mut config = FtlConfig::preset_for(&lm.name, &lm.architecture, lm.config.n_layers);
+        if let Some(layer) = self.ftl_layer {
+            ensure!(
+                layer < lm.config.n_layers,
+                "--ftl-layer {layer}: the model has {} layers",
+                lm.config.n_layers
+            );
+            config.layer = layer;
+        }
+        if let Some(steps) = self.ftl_steps {
+            config.num_steps = steps;
+        }
+        if let Some(lr) = self.ftl_lr {
+            config.lr = lr;
+        }
+        Ok(config)
+    }
+}
+
+/// Everything a method may need besides the model and the instance.
+#[derive(Debug, Clone)]
+pub struct MethodSettings {
+    /// DINM (and its ablations, and the suffix of `prompt`).
+    pub dinm: DinmConfig,
+    /// FT-L.
+    pub ftl: FtlConfig,
+    /// Seed of the random-layer ablation.
+    pub seed: u64,
+}
+
+impl MethodSettings {
+    /// The settings of `lm` with the options applied.
+    pub fn new(lm: &Model, dinm: &DinmOptions, baselines: &BaselineOptions) -> Result<Self> {
+        Ok(Self {
+            dinm: dinm.config(lm)?,
+            ftl: baselines.ftl_config(lm)?,
+            seed: baselines.seed,
+        })
+    }
+
+    /// The settings a method's results depend on, for run records.
+    pub fn describe(&self, method: Method) -> serde_json::Value {
+        json!({
+            "dinm": method.uses_dinm().then_some(&self.dinm),
+            "ftl": (method == Method::Ftl).then_some(&self.ftl),
+            "seed": (method == Method::DinmRandomLayer).then_some(self.seed),
+            "self_reminder": (method == Method::SelfReminder)
+                .then(|| json!({"system": SELF_REMINDER_SYSTEM, "suffix": SELF_REMINDER_SUFFIX})),
+        })
+    }
+}
+
+/// The card of a model trained by `safeedit train` with the given objective, for
+/// `eval --method sft|dpo`: refuses other models and unfinished runs.
+pub fn trained_card(model: &Path, objective: Objective) -> Result<TrainedModelCard> {
+    let Some(card) = TrainedModelCard::read(model)? else {
+        bail!(
+            "--method {0} evaluates a model trained by `safeedit train {0}`; {1} has no \
+             safeedit_model.json (pass --model DIR)",
+            objective.as_str(),
+            model.display()
+        );
+    };
+    ensure!(
+        card.method == objective,
+        "--method {}: {} was trained with {}",
+        objective.as_str(),
+        model.display(),
+        card.method.as_str()
+    );
+    ensure!(
+        card.finished(),
+        "{} stopped at step {} of {}; finish it with `safeedit train {} --resume --out {}`",
+        model.display(),
+        card.steps_done,
+        card.total_steps,
+        objective.as_str(),
+        model.display()
+    );
+    Ok(card)
+}
+
+/// For `sft` / `dpo`, the card of the trained model at `model` (refusing any other model);
+/// `None` for the other methods.
+pub fn method_card(method: Method, model: &Path) -> Result<Option<TrainedModelCard>> {
+    let objective = match method {
+        Method::Sft => Objective::Sft,
+        Method::Dpo => Objective::Dpo,
+        _ => return Ok(None),
+    };
+    trained_card(model, objective).map(Some)
+}
+
+/// The model a method is measured on, with the method's settings and the prompt format.
+pub struct MethodModel {
+    /// Where the model came from.
+    pub model_path: PathBuf,
+    /// The training card of an SFT/DPO model.
+    pub trained: Option<TrainedModelCard>,
+    /// The model.
+    pub lm: Model,
+    /// DINM, FT-L and ablation settings.
+    pub settings: MethodSettings,
+    /// How inputs reach the model.
+    pub format: PromptFormat,
+}
+
+/// Which model a method runs on and how inputs reach it (what `eval`, `general` and `test_ALL`
+/// plans share).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelChoice {
+    /// A `.gguf` file, a Hugging Face folder or `tiny` [default: the small model].
+    pub model: Option<PathBuf>,
+    /// The prompt format [default: the model's].
+    pub prompt_format: Option<PromptFormat>,
+    /// DINM settings (also the suffix prompt of `prompt`).
+    pub dinm: DinmOptions,
+    /// FT-L and ablation settings.
+    pub baselines: BaselineOptions,
+}
+
+impl MethodModel {
+    /// Loads the model (refusing a non-trained one for `sft` / `dpo`) and its settings.
+    pub fn load(method: Method, choice: &ModelChoice, progress: &mut dyn Progress) -> Result<Self> {
+        let model_path = paths::model_or_default(choice.model.clone())?;
+        let trained = method_card(method, &model_path)?;
+        let lm = backend::load(&model_path, progress)?;
+        let settings = MethodSettings::new(&lm, &choice.dinm, &choice.baselines)?;
+        let format = choice
+            .prompt_format
+            .clone()
+            .unwrap_or_else(|| lm.prompt_format.clone());
+        Ok(Self {
+            model_path,
+            trained,
+            lm,
+            settings,
+            format,
+        })
+    }
+}
+
+/// The text and format `method` gives the model for an input.
+pub fn method_input(
+    method: Method,
+    text: &str,
+    settings: &MethodSettings,
+    format: &PromptFormat,
+) -> (String, PromptFormat) {
+    match method {
+        Method::Vanilla | Method::Ftl | Method::DinmNoSuffix | Method::Sft | Method::Dpo => {
+            (text.to_string(), format.clone())
+        }
+        Method::Dinm | Method::Prompt | Method::DinmRandomLayer => (
+            with_suffix(text, &settings.dinm.suffix_system_prompt),
+            format.clone(),
+        ),
+        Method::SelfReminder => self_reminder(text, format),
+    }
+}
+
+/// Edits the model on `record` for an editing method (`None` for the others), reporting the
+/// located layer and every step. DINM with `reuse_first_located_layer` fixes the first located
+/// layer in `settings` (D1).
+pub fn edit_for(
+    method: Method,
+    lm: &Model,
+    record: &SafeEditRecord,
+    settings: &mut MethodSettings,
+    format: &PromptFormat,
+    progress: &mut dyn Progress,
+) -> Result<Option<(Model, EditSummary)>> {
+    let mut dinm = |config: &DinmConfig| {
+        dinm_edit::<TrainBackend>(lm, record, config, format, &mut |event| {
+            progress.event(dinm_event(event))
+        })
+        .with_context(|| format!("editing instance {}", record.id))
+    };
+    let edit = match method {
+        Method::Vanilla | Method::Prompt | Method::SelfReminder | Method::Sft | Method::Dpo => {
+            return Ok(None);
+        }
+        Method::Dinm => {
+            let edit = dinm(&settings.dinm)?;
+            if settings.dinm.reuse_first_located_layer && settings.dinm.layer.is_none() {
+                // D1: the released code keeps the first instance's layer for every later one.
+                settings.dinm.layer = Some(edit.delta.layer);
+            }
+            edit
+        }
+        Method::DinmRandomLayer => {
+            let layer = random_layer(settings.seed, record.id, lm.config.n_layers);
+            dinm(&settings.dinm.clone().with_layer(Some(layer)))?
+        }
+        Method::DinmNoSuffix => dinm(
+            &settings
+                .dinm
+                .clone()
+                .with_suffix_system_prompt(String::new()),
+        )?,
+        Method::Ftl => {
+            let edit =
+                ftl_edit::<TrainBackend>(lm, record, &settings.ftl, format, &mut |step, loss| {
+                    progress.event(Event::Step { step, loss })
+                })
+                .with_context(|| format!("editing instance {} with FT-L", record.id))?;
+            let summary = EditSummary {
+                layer: edit.delta.layer,
+                distances: None,
+                losses: edit.losses.clone(),
+                delta_norm: edit.delta.norm,
+            };
+            return Ok(Some((edit.delta.apply(lm), summary)));
+        }
+    };
+    let summary = EditSummary {
+        layer: edit.delta.layer,
+        distances: edit.located.as_ref().map(|l| l.distances.clone()),
+        losses: edit.steps.iter().map(|s| s.loss).collect(),
+        delta_norm: edit.delta.norm,
+    };
+    Ok(Some((edit.delta.apply(lm), summary)))
+}
+
+/// A DINM progress event as a pipeline event.
+pub(crate) fn dinm_event(event: DinmEvent) -> Event {
+    match event {
+        DinmEvent::Located(found) => Event::Located {
+            layer: found.layer,
+            distances: found.distances,
+        },
+        DinmEvent::Step(step) => Event::Step {
+            step: step.step,
+            loss: step.loss,
+        },
+    }
+}

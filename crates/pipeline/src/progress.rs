@@ -1,0 +1,109 @@
+//! [`Progress`]: how an experiment reports what it is doing, and learns that it should stop.
+//! The command line draws progress bars from the events; the web job queue turns them into the
+//! job's events (streamed to the browser) and sets the cancel flag.
+
+/// One thing an experiment reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A phase over countable items begins (`label`: what, `unit`: of what, `total` of them).
+    Phase {
+        /// What the phase does (`dinm`, `probe`, the model path while loading).
+        label: String,
+        /// What is counted (`instances`, `tensors`, `steps`).
+        unit: &'static str,
+        /// How many there are.
+        total: usize,
+    },
+    /// `n` more items of the current phase are done.
+    Advance(usize),
+    /// The current phase's status line (e.g. the last step's loss).
+    Status(String),
+    /// The current phase ended.
+    PhaseDone,
+    /// A line for the log (what is about to happen, where the output goes).
+    Note(String),
+    /// Something went wrong that does not stop the experiment.
+    Warning(String),
+    /// DINM located the toxic layer (`distances` empty when the layer was fixed).
+    Located {
+        /// The layer.
+        layer: usize,
+        /// Every layer's distance.
+        distances: Vec<f32>,
+    },
+    /// An optimisation step finished.
+    Step {
+        /// 0-based step.
+        step: usize,
+        /// Its loss.
+        loss: f64,
+    },
+    /// Generation of `responses` responses began.
+    Generating {
+        /// How many.
+        responses: usize,
+    },
+    /// The judge is scoring the responses.
+    Judging,
+}
+
+/// Receives an experiment's events and answers whether it should stop.
+pub trait Progress {
+    /// Reports one event.
+    fn event(&mut self, event: Event);
+
+    /// Whether the experiment should stop at the next point it checks (between steps,
+    /// instances and phases). Never, unless the receiver says so.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Discards every event and never cancels.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn event(&mut self, _: Event) {}
+}
+
+/// Helpers every experiment uses.
+pub(crate) trait ProgressExt: Progress {
+    fn phase(&mut self, label: impl Into<String>, unit: &'static str, total: usize) {
+        self.event(Event::Phase {
+            label: label.into(),
+            unit,
+            total,
+        });
+    }
+
+    fn note(&mut self, line: impl Into<String>) {
+        self.event(Event::Note(line.into()));
+    }
+
+    /// `Err(Cancelled)` when the receiver asked to stop.
+    fn check(&self) -> crate::Result<()> {
+        if self.cancelled() {
+            Err(crate::PipelineError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<P: Progress + ?Sized> ProgressExt for P {}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Records every event (for tests).
+    #[derive(Debug, Default)]
+    pub struct Recorder(pub Vec<Event>);
+
+    impl Progress for Recorder {
+        fn event(&mut self, event: Event) {
+            self.0.push(event);
+        }
+    }
+}
