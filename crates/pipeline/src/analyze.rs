@@ -31,7 +31,7 @@ use crate::method::{BaselineOptions, DinmOptions, MethodSettings, edit_for};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::publish::{Database, Published, publish_analysis, publish_folder};
 use crate::run_dir;
-use crate::{PipelineError, Result, ResultExt, bail, data, ensure, judge, paths};
+use crate::{PipelineError, Result, ResultExt, bail, data, ensure, judge, paths, provenance};
 
 /// A mechanism analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -446,7 +446,9 @@ pub fn run(plan: &AnalyzePlan, progress: &mut dyn Progress) -> Result<AnalyzeSum
                 "ftl": settings.ftl,
                 "seed": settings.seed,
             },
-            "version": env!("CARGO_PKG_VERSION"),
+            "model_checksum": provenance::model_checksum(&model_path),
+            "version": provenance::VERSION,
+            "git_commit": provenance::GIT_COMMIT,
         },
         "report": report,
     });

@@ -140,9 +140,8 @@ impl EvalSetup {
             "seed": described["seed"],
             "self_reminder": described["self_reminder"],
         });
-        let fields = origin.run_fields();
-        for key in ["model", "model_name", "backend", "judge", "version"] {
-            info[key] = fields[key].clone();
+        for (key, value) in origin.run_fields().as_object().into_iter().flatten() {
+            info[key] = value.clone();
         }
         info
     }
@@ -409,6 +408,12 @@ mod tests {
             summary["metrics"],
             "the stored metrics are the summary's"
         );
+
+        // The run names the code and weights it came from, as the web app's runs do.
+        let info: serde_json::Value = run_dir::read_json(&dir.path().join("run.json")).unwrap();
+        assert_eq!(info["git_commit"], provenance::GIT_COMMIT);
+        assert_eq!(info["model_checksum"], "none", "the tiny model has no file");
+        assert_eq!(stored.run["git_commit"], provenance::GIT_COMMIT);
 
         let err = run(&tiny_eval(Method::Vanilla, 3, dir.path()), &mut Quiet).unwrap_err();
         assert!(err.to_string().contains("different `method`"), "{err}");

@@ -22,7 +22,7 @@ use crate::publish::{Database, Published, publish_eval, publish_folder};
 use crate::run_dir::{
     self, append_jsonl, check_or_write_run_info, general_summary_path, read_jsonl, resume_jsonl,
 };
-use crate::{PipelineError, Result, data, ensure};
+use crate::{PipelineError, Result, data, ensure, provenance};
 
 /// General performance of one method's model on one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,7 +112,9 @@ pub fn run(plan: &GeneralPlan, progress: &mut dyn Progress) -> Result<GeneralSum
         "self_reminder": described["self_reminder"],
         "edit_instance": method.edits()
             .then(|| format!("{}#{}", plan.edit_data, plan.edit_instance)),
-        "version": env!("CARGO_PKG_VERSION"),
+        "model_checksum": provenance::model_checksum(&model_path),
+        "version": provenance::VERSION,
+        "git_commit": provenance::GIT_COMMIT,
     });
     check_or_write_run_info(
         &plan.out.join(format!("general_{}_run.json", task.name())),
