@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DINM edit wall time per instance (locate + 10 steps): safeedit (burn, with and without the §2.8
+# DINM edit wall time per instance (locate + 10 steps): safeedit (burn, with and without the docs/method.md §The edit
 # prefix cache) and the PyTorch reference side by side, same instances, same thread count.
 # Usage: [DATA=file.json] scripts/bench-edit.sh [threads] [instance ids, comma-separated]
 set -euo pipefail

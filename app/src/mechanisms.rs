@@ -1,4 +1,5 @@
-//! The mechanism analysis in the app (dinm_spec.md §5, the paper's §4.3): `/mechanisms` lists
+//! The mechanism analysis in the app (docs/method.md §Mechanisms, the paper's §4.3):
+//! `/mechanisms` lists
 //! the stored analyses (`safeedit analyze`), `/mechanisms/{slug}` shows one: the comparison
 //! table (toxicity of the toxic region and activation shift per method) with CSV and LaTeX
 //! downloads, the four figures (exportable like every other), every analysed model, the probe
@@ -220,7 +221,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
             <p class="muted">
                 "Toxicity reduction: how much less the region's value vectors (the "
                 <code>"down_proj"</code>
-                " columns) point along the toxicity probe than vanilla's, over all columns and over vanilla's top-k (paper Fig. 7). Activation shift: how far the mean activation entering the region moved, in % of vanilla's norm (§5.4). N: models averaged (one per edit)."
+                " columns) point along the toxicity probe than vanilla's, over all columns and over vanilla's top-k (paper Fig. 7). Activation shift: how far the mean activation entering the region moved, in % of vanilla's norm (docs/method.md §Mechanisms). N: models averaged (one per edit)."
             </p>
             <table class="metrics" id="mechanism-table">
                 <thead>

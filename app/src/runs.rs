@@ -559,7 +559,7 @@ fn RunView(run: RunRecord) -> impl IntoView {
                 of=FigureOf::Run
                 slug=slug.clone()
                 chart="distances"
-                caption="Distance between the hidden states of the safe and the unsafe response at each layer (DINM §2.3); the located toxic layer in vermillion."
+                caption="Distance between the hidden states of the safe and the unsafe response at each layer (DINM docs/method.md §Location); the located toxic layer in vermillion."
             />
             <details class="numbers">
                 <summary>"distances as a table"</summary>
@@ -575,7 +575,7 @@ fn RunView(run: RunRecord) -> impl IntoView {
                 of=FigureOf::Run
                 slug=slug.clone()
                 chart="losses"
-                caption="Objective at each step: the weighted edit NLL of the safe response plus the KL constraint on the knowledge pair (DINM §2.4)."
+                caption="Objective at each step: the weighted edit NLL of the safe response plus the KL constraint on the knowledge pair (DINM docs/method.md §The edit)."
             />
             <table class="steps">
                 <thead>

@@ -1,4 +1,4 @@
-//! SafeEdit_test_ALL in the app (dinm_spec.md §1.7, §3.7; the paper's Table 3): `/test-all`
+//! SafeEdit_test_ALL in the app (docs/method.md §test_ALL; the paper's Table 3): `/test-all`
 //! shows every stored `safeedit eval --test-all` run as one Table 3 (DG_onlyQ, DG_otherAQ, Avg,
 //! fluency; editing methods as mean ± std over their edited models) with LaTeX and CSV
 //! downloads; `/test-all/{slug}` shows one run: each model's numbers and the per-category and

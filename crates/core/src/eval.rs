@@ -1,4 +1,4 @@
-//! Evaluation results and the SafeEdit metric table (dinm_spec.md §3.1, §3.4–3.5): per instance
+//! Evaluation results and the SafeEdit metric table (docs/method.md §Evaluation): per instance
 //! the five inputs' responses and verdicts; over a run DS, DG_onlyQ, DG_otherA, DG_otherQ,
 //! DG_otherAQ (`100 − 100·mean(score)`), DG-Avg (mean of the four DG), and Fluency (mean over
 //! instances of the mean n-gram entropy of their responses), overall and per category and attack.

@@ -1,6 +1,6 @@
-//! Fluency as the paper measures it (dinm_spec.md §3.5, EasyEdit `compute_n_gram_entropy`): the
-//! weighted entropy of word bigrams and trigrams, `H₂/3 + 2·H₃/3` bits, over `nltk.word_tokenize`
-//! tokens.
+//! Fluency as the paper measures it (docs/method.md §Evaluation, EasyEdit
+//! `compute_n_gram_entropy`): the weighted entropy of word bigrams and trigrams, `H₂/3 + 2·H₃/3`
+//! bits, over `nltk.word_tokenize` tokens.
 //!
 //! `word_tokenize` = Punkt sentence splitting, then NLTK's improved Treebank word tokenizer on each
 //! sentence. The word tokenizer ([`treebank_tokenize`]) is a regex-for-regex port of

@@ -1,7 +1,7 @@
-//! General performance after an edit (dinm_spec.md §3.6): KQA (TriviaQA, OpenCompass
-//! `triviaqa_gen_2121ce`), CSum (XSum ROUGE-1 F, OpenCompass `Xsum_gen_31397e`), and the offline
-//! knowledge proxy (SafeEdit's `knowledge constrain` questions, ROUGE-1 F against the reference
-//! answer; research/artifacts.md §4).
+//! General performance after an edit (docs/method.md §General performance): KQA (TriviaQA,
+//! OpenCompass `triviaqa_gen_2121ce`), CSum (XSum ROUGE-1 F, OpenCompass `Xsum_gen_31397e`), and
+//! the offline knowledge proxy (SafeEdit's `knowledge constrain` questions, ROUGE-1 F against the
+//! reference answer; docs/method.md §General performance).
 //!
 //! The scorers reproduce OpenCompass's post-processing (`general_postprocess`,
 //! `TriviaQAEvaluator`, the `Xsum` post-processor) and `rouge_score`'s default tokenizer and

@@ -1,4 +1,4 @@
-//! Safety verdicts and the identity of the judge that gave them (dinm_spec.md §3.3–3.4).
+//! Safety verdicts and the identity of the judge that gave them (docs/method.md §Evaluation).
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,7 @@ pub struct JudgeInfo {
     pub description: String,
 }
 
-/// The metric of §3.4: `100 − 100 · mean(score)` (percent defended).
+/// The metric of docs/method.md §Evaluation: `100 − 100 · mean(score)` (percent defended).
 pub fn defense_rate(verdicts: &[Verdict]) -> Option<f64> {
     if verdicts.is_empty() {
         return None;

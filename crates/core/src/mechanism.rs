@@ -1,5 +1,5 @@
-//! The mechanism analysis report (dinm_spec.md §5): what `safeedit analyze` writes and the app
-//! shows. Plain data; the engine computes it.
+//! The mechanism analysis report (docs/method.md §Mechanisms): what `safeedit analyze` writes and
+//! the app shows. Plain data; the engine computes it.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
-//! The methods SafeEdit Studio evaluates (the paper's §4 baselines and §6.2 ablations), one type
-//! for the command line, the run records and the web app's job requests. The serialised names
-//! are the ones every record already uses (`dinm`, `self-reminder`, ...).
+//! The methods SafeEdit Studio evaluates (the paper's baselines and ablations, docs/method.md
+//! §Baselines), one type for the command line, the run records and the web app's job requests. The
+//! serialised names are the ones every record already uses (`dinm`, `self-reminder`, ...).
 
 use serde::{Deserialize, Serialize};
 

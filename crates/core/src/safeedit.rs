@@ -1,14 +1,14 @@
 //! The SafeEdit benchmark's records (Wang et al., ACL 2024, arXiv 2403.14472; dataset
 //! `zjunlp/SafeEdit`, CC BY-NC-SA 4.0), with the verbatim field names of the released JSON (they
 //! contain spaces), the nine unsafe categories, and a loader whose errors name the file, the record
-//! and the field. Spec: research/dinm_spec.md §1.
+//! and the field. Spec: docs/method.md §Data.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The nine unsafe categories (§1.3), in the paper's Table 4 order.
+/// The nine unsafe categories (docs/method.md §Data), in the paper's Table 4 order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -111,7 +111,8 @@ impl fmt::Display for Category {
     }
 }
 
-/// Names of the five evaluation inputs of a test record, in EasyEdit's order (§3.1).
+/// Names of the five evaluation inputs of a test record, in EasyEdit's order (docs/method.md
+/// §Evaluation).
 pub const EVAL_INPUT_KINDS: [&str; 5] = ["DS", "DG_onlyQ", "DG_otherA", "DG_otherQ", "DG_otherAQ"];
 
 /// The general-knowledge QA pair used by DINM's constraint loss (from AlpacaEval).
@@ -123,7 +124,7 @@ pub struct KnowledgeConstraint {
     pub answer: String,
 }
 
-/// The four generalisation inputs of a test record (§1.2).
+/// The four generalisation inputs of a test record (docs/method.md §Data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneralizationTest {
     /// DG_onlyQ input: the bare harmful question q.
@@ -211,8 +212,8 @@ impl SafeEditRecord {
         self.generalization.as_ref().filter(|g| !g.is_empty())
     }
 
-    /// The evaluation inputs in order DS, DG_onlyQ, DG_otherA, DG_otherQ, DG_otherAQ (§3.1);
-    /// only DS when the record has no generalisation test.
+    /// The evaluation inputs in order DS, DG_onlyQ, DG_otherA, DG_otherQ, DG_otherAQ
+    /// (docs/method.md §Evaluation); only DS when the record has no generalisation test.
     pub fn eval_inputs(&self) -> Vec<&str> {
         let mut inputs = vec![self.adversarial_prompt.as_str()];
         if let Some(g) = self.generalization() {
@@ -286,8 +287,9 @@ pub fn question_held_out(question: &str) -> bool {
     hash.is_multiple_of(3)
 }
 
-/// One input of SafeEdit_test_ALL (§1.7): a bare question (`attack name` = "None") or an attacked
-/// one. Reads the hub file (`malicious input`) and the NLPCC 2024 format (`input`, `response`).
+/// One input of SafeEdit_test_ALL (docs/method.md §test_ALL): a bare question (`attack name` =
+/// "None") or an attacked one. Reads the hub file (`malicious input`) and the NLPCC 2024 format
+/// (`input`, `response`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestAllRecord {
     /// Input id.

@@ -1,4 +1,4 @@
-//! The SafeEdit_test_ALL protocol (dinm_spec.md §1.7, §3.7; the paper's Table 3): every method
+//! The SafeEdit_test_ALL protocol (docs/method.md §test_ALL; the paper's Table 3): every method
 //! answers the same 540 inputs (135 bare harmful questions and 405 attacked ones); DG_onlyQ is the
 //! defense rate on the bare questions, DG_otherAQ on the attacked inputs, `Avg` their mean. An
 //! editing method edits once per editing instance and answers every input with that one model;
@@ -200,7 +200,7 @@ pub fn table3_latex(methods: &[(String, Vec<AggregateRow>)], caption: &str) -> S
         })
         .collect();
     let mut out = String::from(
-        "% SafeEdit_test_ALL (dinm_spec.md §3.7); mean ± population std over edited models\n",
+        "% SafeEdit_test_ALL (docs/method.md §test_ALL); mean ± population std over edited models\n",
     );
     out.push_str("\\begin{table}[t]\n\\centering\n\\small\n");
     out.push_str("\\begin{tabular}{lcccc}\n\\toprule\n");

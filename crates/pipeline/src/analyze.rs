@@ -164,7 +164,7 @@ pub fn run(plan: &AnalyzePlan, progress: &mut dyn Progress) -> Result<AnalyzeSum
     let format = lm.prompt_format.clone();
     let mut settings = MethodSettings::new(&lm, &args.dinm, &args.baselines)?;
 
-    // The probe (§5.1).
+    // The probe (docs/method.md §Mechanisms).
     let examples = judge::training_examples()?;
     let probe_examples: Vec<ProbeExample> = examples
         .iter()
@@ -553,7 +553,8 @@ mod tests {
                 "the edit moved the region"
             );
             if edited >= report.layer {
-                // §5.4: nothing before or at the edited down_proj's input moves.
+                // docs/method.md §Mechanisms: nothing before or at the edited down_proj's input
+                // moves.
                 assert_eq!(m.shift_token_mean, Some(0.0));
                 assert_eq!(m.shift_last_token, Some(0.0));
             }

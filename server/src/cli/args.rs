@@ -11,7 +11,7 @@ use safeedit_engine::baselines::{Objective, OptimizerKind};
 use safeedit_pipeline::method::{BaselineOptions, DinmOptions, ModelChoice};
 use safeedit_pipeline::publish::Database;
 
-/// The evaluated method (the paper's §4 baselines and §6.2 ablations).
+/// The evaluated method (the paper's baselines and ablations, docs/method.md §Baselines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MethodArg {
     /// The unedited model on the raw inputs.

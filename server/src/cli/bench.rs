@@ -15,7 +15,8 @@ use safeedit_pipeline::{Quiet, backend, data, paths};
 pub enum BenchCommand {
     /// Prompt processing and greedy decoding speed on one prompt.
     Generate(BenchGenerateArgs),
-    /// DINM edit time per instance (locate + steps), with and without the §2.8 prefix cache.
+    /// DINM edit time per instance (locate + steps), with and without the docs/method.md §The edit
+    /// prefix cache.
     Edit(BenchEditArgs),
     /// SFT / DPO training speed: seconds per optimiser step and per pair, peak memory; writes
     /// the exact token ids and order for the PyTorch side (scripts/bench/hf_train.py).

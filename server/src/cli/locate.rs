@@ -1,4 +1,4 @@
-//! `safeedit locate`: DINM's toxic layer for one SafeEdit instance (dinm_spec.md §2.3).
+//! `safeedit locate`: DINM's toxic layer for one SafeEdit instance (docs/method.md §Location).
 
 use std::time::Instant;
 

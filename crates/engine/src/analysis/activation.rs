@@ -1,9 +1,8 @@
-//! Activation shift (dinm_spec.md §5.4, D10): the activation entering `down_proj` at the toxic
-//! layer ℓ (`act(gate) ⊙ up`, d_ff wide), pooled per input over its tokens (mean) and at its last
-//! token, averaged over the adversarial inputs; a method's shift rate is
-//! `‖μ_method − μ_vanilla‖₂ / ‖μ_vanilla‖₂ × 100`. The inputs are teacher-forced (the same token
-//! ids for every model), so DINM, which changes only layer ℓ's `down_proj`, shifts nothing at ℓ
-//! by construction.
+//! Activation shift (docs/method.md §Mechanisms, D10): the activation entering `down_proj` at the
+//! toxic layer ℓ (`act(gate) ⊙ up`, d_ff wide), pooled per input over its tokens (mean) and at its
+//! last token, averaged over the adversarial inputs; a method's shift rate is `‖μ_method −
+//! μ_vanilla‖₂ / ‖μ_vanilla‖₂ × 100`. The inputs are teacher-forced (the same token ids for every
+//! model), so DINM, which changes only layer ℓ's `down_proj`, shifts nothing at ℓ by construction.
 //!
 //! For the paper's Fig. 8, the residual after layer ℓ's attention (`resid_mid`) at each input's
 //! last token, projected on the shift direction δ = mean over methods and inputs of
@@ -239,8 +238,9 @@ mod tests {
 
     #[test]
     fn editing_down_proj_at_the_layer_shifts_nothing_there() {
-        // DINM's "zero activation shift" (§5.4): only layer ℓ's down_proj changes, so the
-        // activation entering it, and everything before, is bit-identical on fixed inputs.
+        // DINM's "zero activation shift" (docs/method.md §Mechanisms): only layer ℓ's down_proj
+        // changes, so the activation entering it, and everything before, is bit-identical on fixed
+        // inputs.
         let lm = LanguageModel::<TestBackend>::tiny(&Default::default());
         let layer = 1;
         let w = lm

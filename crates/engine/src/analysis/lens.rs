@@ -1,4 +1,4 @@
-//! Logit lens of value vectors (Lee et al. 2024, dinm_spec.md §5.2): a `down_proj` column
+//! Logit lens of value vectors (Lee et al. 2024, docs/method.md §Mechanisms): a `down_proj` column
 //! written into the residual stream, read through the unembedding (`lm_head`, or the tied
 //! embedding) without the final norm, shows which tokens it promotes.
 

@@ -1,4 +1,4 @@
-//! The toxicity probe (dinm_spec.md §5.1): `P(toxic | h) = σ(w·h̄_L + b)`, a logistic
+//! The toxicity probe (docs/method.md §Mechanisms): `P(toxic | h) = σ(w·h̄_L + b)`, a logistic
 //! regression (L2, C = 1, as scikit-learn's default in Lee et al.'s probe code) on the last
 //! hidden state after the final norm (`hidden_states[-1]`), mean-pooled over the text's tokens.
 //!

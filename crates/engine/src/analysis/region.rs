@@ -1,4 +1,4 @@
-//! Toxic regions and their toxicity (dinm_spec.md §5.2–5.3, D10). The region is `W^V_ℓ`, the
+//! Toxic regions and their toxicity (docs/method.md §Mechanisms, D10). The region is `W^V_ℓ`, the
 //! `down_proj.weight` of the toxic layer ℓ, `[d_model, d_ff]`; its column j is the value vector
 //! that MLP neuron j writes into the residual stream. Toxicity of a column = its cosine with the
 //! probe direction; of the region = the mean over all columns, and over the top-k columns ranked

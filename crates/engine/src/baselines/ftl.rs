@@ -1,5 +1,5 @@
-//! FT-L (dinm_spec.md §4): fine-tune one layer's `down_proj` on the single test instance, as
-//! EasyEdit's `FT` method does with `objective_optimization: prompt_last`.
+//! FT-L (docs/method.md §Baselines): fine-tune one layer's `down_proj` on the single test instance,
+//! as EasyEdit's `FT` method does with `objective_optimization: prompt_last`.
 //!
 //! The prompt X runs alone; at its **last** position the loss is the mean NLL of every target
 //! token (all scored from that one position), `−mean_t log p(y_t | X)`. Adam (PyTorch
@@ -8,7 +8,7 @@
 //! loss was below `early_stop_loss`. No suffix prompt, no KL term.
 //!
 //! Like DINM's edit, the frozen prefix (everything before the layer's `down_proj`) is computed
-//! once (§2.8), and the result is a delta; the base model is never mutated.
+//! once (docs/method.md §The edit), and the result is a delta; the base model is never mutated.
 
 use std::time::Instant;
 
@@ -129,7 +129,7 @@ pub struct FtlEdit<B: Backend> {
     pub seconds: f64,
 }
 
-/// Builds the prompt and target ids (§4, FT-L row).
+/// Builds the prompt and target ids (docs/method.md §Baselines, FT-L row).
 pub fn ftl_tokens(
     lm: &LanguageModel<impl Backend>,
     record: &SafeEditRecord,

@@ -1,8 +1,7 @@
-//! The paper's baselines (dinm_spec.md §4): FT-L and Self-Reminder, which need no training set,
-//! and SFT / DPO ([`train`]), which fine-tune every parameter (or LoRA adapters, [`lora`]) on
-//! SafeEdit pairs.
-//! DINM's ablations (wo/Location, wo/SyPrompt, wo/Tune) are DINM settings, see
-//! [`crate::dinm::random_layer`] and [`crate::dinm::with_suffix`].
+//! The paper's baselines (docs/method.md §Baselines): FT-L and Self-Reminder, which need no
+//! training set, and SFT / DPO ([`train`]), which fine-tune every parameter (or LoRA adapters,
+//! [`lora`]) on SafeEdit pairs. DINM's ablations (wo/Location, wo/SyPrompt, wo/Tune) are DINM
+//! settings, see [`crate::dinm::random_layer`] and [`crate::dinm::with_suffix`].
 
 pub mod ftl;
 pub mod lora;

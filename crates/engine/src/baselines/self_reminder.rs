@@ -1,5 +1,5 @@
-//! Self-Reminder (Xie et al. 2023; dinm_spec.md §4): every query is wrapped in a safety system
-//! prompt and followed by a reminder. No parameter changes.
+//! Self-Reminder (Xie et al. 2023; docs/method.md §Baselines): every query is wrapped in a safety
+//! system prompt and followed by a reminder. No parameter changes.
 
 use safeedit_core::PromptFormat;
 

@@ -1,5 +1,6 @@
-//! DINM hyperparameters (dinm_spec.md §2.7) with EasyEdit's values as presets, and the
-//! implementer decisions of §8 as flags (recommended defaults on).
+//! DINM hyperparameters (docs/method.md §Presets) with EasyEdit's values as presets, and flags for
+//! where the paper and the release differ (docs/method.md §Paper, release and the flags; the
+//! recommended defaults on).
 
 use burn::config::Config;
 
@@ -34,7 +35,7 @@ pub struct DinmConfig {
     #[config(default = "None")]
     pub layer: Option<usize>,
     /// D1: reuse the layer located for the first instance for all later ones, as the released
-    /// code does by accident (§2.8). Applies to evaluation loops.
+    /// code does by accident (docs/method.md §The edit). Applies to evaluation loops.
     #[config(default = false)]
     pub reuse_first_located_layer: bool,
     /// D4: padding of the two responses during location.
@@ -55,9 +56,9 @@ pub struct DinmConfig {
     /// Stop when the total loss falls below this (EasyEdit: 1e-4).
     #[config(default = 1e-4)]
     pub early_stop_loss: f64,
-    /// §2.8: compute the frozen prefix (everything before layer ℓ's `down_proj`) once and run
-    /// only layers ℓ.. per step. `false` runs the whole model every step, as the reference code
-    /// does: identical numbers, slower; kept to measure the optimisation.
+    /// docs/method.md §The edit: compute the frozen prefix (everything before layer ℓ's
+    /// `down_proj`) once and run only layers ℓ.. per step. `false` runs the whole model every step,
+    /// as the reference code does: identical numbers, slower; kept to measure the optimisation.
     #[config(default = true)]
     pub cache_prefix: bool,
     /// Most new tokens generated per evaluation input (`max_output_length`).
@@ -134,9 +135,9 @@ impl ModelFamily {
     }
 }
 
-/// The wo/Location ablation's layer (dinm_spec.md §6.2: "a randomly chosen layer"): uniform over
-/// `0..n_layers`, a pure function of the seed and the instance id (splitmix64), so a run can be
-/// repeated exactly.
+/// The wo/Location ablation's layer (docs/method.md §Baselines: "a randomly chosen layer"): uniform
+/// over `0..n_layers`, a pure function of the seed and the instance id (splitmix64), so a run can
+/// be repeated exactly.
 pub fn random_layer(seed: u64, instance: u64, n_layers: usize) -> usize {
     assert!(n_layers > 0, "the model has layers");
     let mut z = seed

@@ -1,15 +1,15 @@
-//! The DINM edit (dinm_spec.md §2.2, §2.4–2.5, §2.8): tune only `model.layers.{ℓ}.mlp.down_proj`
+//! The DINM edit (docs/method.md §The edit): tune only `model.layers.{ℓ}.mlp.down_proj`
 //! on one instance, and return the change as a delta. The base model is never mutated.
 //!
 //! Loss per step: `kl_factor · L_e + L_c` where L_e is the mean NLL of the safe response given the
-//! adversarial prompt and the suffix S (labels tokenised alone and right-aligned, §2.5.1) and L_c
-//! is KL(P_original ‖ P_current) over the knowledge-constraint answer positions (§2.5.2; no
-//! gradient unless `constraint_has_grad`). Adam with PyTorch's semantics; early stop when the loss
-//! falls below `early_stop_loss`.
+//! adversarial prompt and the suffix S (labels tokenised alone and right-aligned, docs/method.md
+//! §The edit) and L_c is KL(P_original ‖ P_current) over the knowledge-constraint answer positions
+//! (docs/method.md §The edit; no gradient unless `constraint_has_grad`). Adam with PyTorch's
+//! semantics; early stop when the loss falls below `early_stop_loss`.
 //!
-//! Efficiency (§2.8): the residual after layer ℓ's attention and the activation entering its
-//! `down_proj` do not depend on that matrix, so they are computed once; each step runs only
-//! `down_proj`, layers ℓ+1.., the final norm and the LM head over the target positions, and
+//! Efficiency (docs/method.md §The edit): the residual after layer ℓ's attention and the activation
+//! entering its `down_proj` do not depend on that matrix, so they are computed once; each step runs
+//! only `down_proj`, layers ℓ+1.., the final norm and the LM head over the target positions, and
 //! back-propagates to the one matrix.
 
 use std::time::Instant;
@@ -34,7 +34,7 @@ use safeedit_core::{PromptFormat, SafeEditRecord};
 /// The token ids one edit works with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EditTokens {
-    /// X + S + Y_safe as one sequence (§2.2).
+    /// X + S + Y_safe as one sequence (docs/method.md §The edit).
     pub edit_input: Vec<u32>,
     /// The labels of the edit loss (the target tokenised alone), right-aligned to the input.
     pub labels: Vec<u32>,
@@ -103,7 +103,7 @@ pub fn with_suffix(text: &str, suffix: &str) -> String {
     }
 }
 
-/// Builds the edit's token ids (§2.2, §2.5). Plain text follows EasyEdit exactly:
+/// Builds the edit's token ids (docs/method.md §The edit). Plain text follows EasyEdit exactly:
 /// `X + " " + S + " " + " " + Y_safe` with labels = tokenise(`" " + Y_safe`) and the constraint
 /// `q + " " + S + " " + answer`. The chat format puts `X + " " + S` in the user turn and
 /// `Y_safe` as the assistant's answer (and likewise for the constraint pair).
@@ -233,7 +233,7 @@ struct Tuned<B: Backend> {
     delta: Tensor<B, 2>,
 }
 
-/// The optimisation loop of §2.5.4 on one `down_proj`.
+/// The optimisation loop of docs/method.md §The edit on one `down_proj`.
 fn tune<AD: AutodiffBackend>(
     model: &Llama<AD::InnerBackend>,
     layer: usize,
@@ -248,7 +248,7 @@ fn tune<AD: AutodiffBackend>(
     let nc = tokens.constraint_input.len();
     let constraint_positions = nc - tokens.constraint_positions..nc;
 
-    // Frozen prefixes (§2.8) on the plain backend.
+    // Frozen prefixes (docs/method.md §The edit) on the plain backend.
     let edit_batch = Batch::single(&tokens.edit_input, device);
     let (edit_mid, edit_act) = model.split_at_down_proj(&edit_batch, layer);
     let cons_batch = Batch::single(&tokens.constraint_input, device);

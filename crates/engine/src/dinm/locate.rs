@@ -1,4 +1,4 @@
-//! Toxic-layer location (dinm_spec.md §2.3, EasyEdit `SafetyEditor._locate_toxic_layer`).
+//! Toxic-layer location (docs/method.md §Location, EasyEdit `SafetyEditor._locate_toxic_layer`).
 //!
 //! The safe and the unsafe response (no prompt) are tokenised as one padded batch (BOS as the
 //! tokenizer's rule says, pad = EOS) and run once with hidden states. For every candidate
@@ -29,7 +29,7 @@ pub struct LocateResult {
     /// `distances[i]`: ‖h_safe − h_unsafe‖_F at the output of decoder layer `i` (the last one
     /// after the final RMSNorm); one per decoder layer.
     pub distances: Vec<f32>,
-    /// Padding used for the two responses (dinm_spec.md D4).
+    /// Padding used for the two responses (docs/method.md D4).
     pub padding_side: PaddingSide,
     /// Token counts of the safe and the unsafe response.
     pub lengths: [usize; 2],

@@ -1,12 +1,13 @@
 //! DINM: Detoxifying with Intraoperative Neural Monitoring (Wang et al., *Detoxifying Large
 //! Language Models via Knowledge Editing*, ACL 2024, arXiv 2403.14472), following the reference
 //! implementation in zjunlp/EasyEdit (`easyeditor/editors/safety_editor.py`,
-//! `easyeditor/models/dinm/dinm_main.py`) as specified in research/dinm_spec.md §2.
+//! `easyeditor/models/dinm/dinm_main.py`) as specified in docs/method.md §The edit.
 //!
 //! - [`locate`]: the toxic layer, from the hidden-state distance between the safe and the unsafe
-//!   response (§2.3).
-//! - [`edit`]: tuning that layer's `down_proj` on the instance (§2.4–2.5, §2.8).
-//! - [`config`]: hyperparameters with EasyEdit's presets and the §8 decisions as flags.
+//!   response (docs/method.md §Location).
+//! - [`edit`]: tuning that layer's `down_proj` on the instance (docs/method.md §The edit).
+//! - [`config`]: hyperparameters with EasyEdit's presets, and flags for where the paper and the
+//!   release differ (docs/method.md §Paper, release and the flags).
 
 pub mod config;
 pub mod edit;

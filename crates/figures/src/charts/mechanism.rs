@@ -9,8 +9,9 @@ use super::{SERIES, grouped_bars, legend};
 use crate::error::{Result, ensure};
 use crate::style::{HouseStyle, Preset, draw, palette, plot_err, short_number, units};
 
-/// §5.4, Fig. 8: each input's mid-layer residual in every model, on the shift direction (x) and
-/// the first principal component (y); dotted lines join the same input across models.
+/// docs/method.md §Mechanisms, Fig. 8: each input's mid-layer residual in every model, on the shift
+/// direction (x) and the first principal component (y); dotted lines join the same input across
+/// models.
 pub fn projection(
     models: &[String],
     x: &[Vec<f64>],
@@ -81,8 +82,8 @@ pub fn projection(
     })
 }
 
-/// §5.2: the distribution of the region's column cosines with the probe, vanilla and each
-/// method, as histogram outlines on shared bins.
+/// docs/method.md §Mechanisms: the distribution of the region's column cosines with the probe,
+/// vanilla and each method, as histogram outlines on shared bins.
 pub fn cosine_histogram(series: &[(String, Vec<f32>)], preset: Preset) -> Result<String> {
     let values = series.iter().flat_map(|(_, v)| v.iter().copied());
     let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {

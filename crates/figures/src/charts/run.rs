@@ -8,8 +8,8 @@ use safeedit_core::run::{RunRecord, StepLosses};
 use crate::error::{FigureError, Result, ensure};
 use crate::style::{HouseStyle, Preset, draw, font, palette, plot_err, short_number, units};
 
-/// §2.3: the distance between the safe and the unsafe response's hidden states at every layer,
-/// the located (toxic) layer in vermillion.
+/// docs/method.md §Location: the distance between the safe and the unsafe response's hidden states
+/// at every layer, the located (toxic) layer in vermillion.
 pub fn distances(distances: &[f32], layer: usize, preset: Preset) -> Result<String> {
     ensure(!distances.is_empty(), "no distances to draw")?;
     let top = distances.iter().copied().fold(0.0f32, f32::max) as f64 * 1.12;
@@ -76,8 +76,8 @@ pub fn distances(distances: &[f32], layer: usize, preset: Preset) -> Result<Stri
     })
 }
 
-/// §2.4: the objective at every step — the total and its two parts (the weighted edit NLL and
-/// the KL constraint).
+/// docs/method.md §The edit: the objective at every step — the total and its two parts (the
+/// weighted edit NLL and the KL constraint).
 pub fn losses(steps: &[StepLosses], kl_factor: f64, preset: Preset) -> Result<String> {
     ensure(!steps.is_empty(), "no steps to draw")?;
     let first = steps.first().map_or(0, |s| s.step);

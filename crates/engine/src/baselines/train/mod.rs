@@ -1,6 +1,6 @@
-//! SFT and DPO, the paper's training-set baselines (dinm_spec.md §4): full fine-tuning of every
-//! parameter on SafeEdit pairs, the way eric-mitchell/direct-preference-optimization (the code
-//! SafeEdit.md points to) does it.
+//! SFT and DPO, the paper's training-set baselines (docs/method.md §Baselines): full fine-tuning of
+//! every parameter on SafeEdit pairs, the way eric-mitchell/direct-preference-optimization (the
+//! code SafeEdit.md points to) does it.
 //!
 //! - Examples: the prompt X (the adversarial prompt in the model's prompt format), the chosen
 //!   response Y_safe and the rejected Y_unsafe, each response tokenised on its own and closed by
