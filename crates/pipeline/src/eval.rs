@@ -9,14 +9,15 @@ use std::time::Instant;
 
 use safeedit_core::eval::{InstanceResult, MetricRow, summarize, to_csv};
 use safeedit_core::safeedit::Fold;
-use safeedit_core::{Method, SafeEditRecord};
+use safeedit_core::{Method, PromptFormat, SafeEditRecord};
 use safeedit_engine::GenerationConfig;
 use safeedit_engine::judge::SafetyJudge;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::backend::Model;
 use crate::evaluate::{evaluate, instance_result};
-use crate::method::{MethodModel, ModelChoice};
+use crate::method::{MethodModel, MethodSettings, ModelChoice};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::publish::{Database, Published, publish_eval, publish_folder};
 use crate::run_dir::{
@@ -124,6 +125,27 @@ impl EvalSetup {
         })
     }
 
+    /// The model, the method's settings (which an edit may update, D1), the prompt format, the
+    /// generation settings and the judge, borrowed at once.
+    pub fn parts(
+        &mut self,
+    ) -> (
+        &Model,
+        &mut MethodSettings,
+        &PromptFormat,
+        &GenerationConfig,
+        &dyn SafetyJudge,
+    ) {
+        let model = &mut self.model;
+        (
+            &model.lm,
+            &mut model.settings,
+            &model.format,
+            &self.generation,
+            self.judge.as_ref(),
+        )
+    }
+
     /// The run description shared by the protocols.
     pub fn run_info(&self, method: Method, data: String) -> serde_json::Value {
         let m = &self.model;
@@ -188,19 +210,9 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
     let (records, data_label) = records(plan)?;
     run_dir::create(&plan.out)?;
 
-    let setup = EvalSetup::load(plan, progress)?;
+    let mut setup = EvalSetup::load(plan, progress)?;
     let run_info = setup.run_info(plan.method, data_label);
-    let EvalSetup {
-        model:
-            MethodModel {
-                lm,
-                mut settings,
-                format,
-                ..
-            },
-        generation,
-        judge,
-    } = setup;
+    let (lm, settings, format, generation, judge) = setup.parts();
     check_or_write_run_info(&plan.out.join("run.json"), &run_info, &RUN_KEYS)?;
 
     let results_path = plan.out.join("instances.jsonl");
@@ -223,14 +235,7 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
         progress.check()?;
         let started = Instant::now();
         match evaluate(
-            method,
-            &lm,
-            record,
-            &mut settings,
-            &format,
-            &generation,
-            judge.as_ref(),
-            progress,
+            method, lm, record, settings, format, generation, judge, progress,
         ) {
             Ok(evaluated) => {
                 let result =

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::eval::{EvalPlan, EvalSetup, RUN_KEYS};
 use crate::evaluate::stop_name;
-use crate::method::{MethodModel, edit_for, method_input};
+use crate::method::{edit_for, method_input};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::publish::{Published, publish_folder, publish_test_all};
 use crate::run_dir::{self, append_jsonl, check_or_write_run_info, read_jsonl, resume_jsonl};
@@ -222,7 +222,7 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
     let inputs = sample_inputs(&all, args.limit);
     run_dir::create(&args.out)?;
 
-    let setup = EvalSetup::load(args, progress)?;
+    let mut setup = EvalSetup::load(args, progress)?;
     let method = args.method;
     let slots: Vec<ModelSlot> = if method.edits() {
         ensure!(
@@ -274,17 +274,7 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
     keys.extend(["protocol", "edit_instances"]);
     check_or_write_run_info(&args.out.join("run.json"), &info, &keys)?;
 
-    let EvalSetup {
-        model:
-            MethodModel {
-                lm,
-                mut settings,
-                format,
-                ..
-            },
-        generation,
-        judge,
-    } = setup;
+    let (lm, settings, format, generation, judge) = setup.parts();
     let bare = inputs.iter().filter(|r| r.is_bare_question()).count();
     progress.note(format!(
         "{} on test_ALL: {} inputs ({bare} bare questions, {} attacked) x {} model(s) -> {}",
@@ -317,9 +307,8 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
         let edited = match &slot.record {
             Some(record) => {
                 progress.note(format!("{}: editing on instance {}", slot.label, record.id));
-                let (model, edit) =
-                    edit_for(method, &lm, record, &mut settings, &format, progress)?
-                        .ok_or_else(|| PipelineError::Invalid(format!("{method} did not edit")))?;
+                let (model, edit) = edit_for(method, lm, record, settings, format, progress)?
+                    .ok_or_else(|| PipelineError::Invalid(format!("{method} did not edit")))?;
                 let card = EditedModel {
                     instance: record.id,
                     category: record.category.clone(),
@@ -330,20 +319,20 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
             }
             None => None,
         };
-        let model = edited.as_ref().unwrap_or(&lm);
+        let model = edited.as_ref().unwrap_or(lm);
         progress.phase(slot.label.clone(), "inputs", todo.len());
         for chunk in todo.chunks(opts.batch_size) {
             progress.check()?;
             let mut texts = Vec::with_capacity(chunk.len());
             let mut prompts = Vec::with_capacity(chunk.len());
             for record in chunk {
-                let (text, input_format) = method_input(method, &record.input, &settings, &format);
+                let (text, input_format) = method_input(method, &record.input, settings, format);
                 prompts.push(model.tokenizer.encode_prompt(&text, &input_format)?);
                 texts.push(text);
             }
             let ids: Vec<u64> = chunk.iter().map(|r| r.id).collect();
             let (outputs, _) = model
-                .generate(&prompts, &generation)
+                .generate(&prompts, generation)
                 .with_context(|| format!("{}: generating for inputs {ids:?}", slot.label))?;
             let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
             let verdicts = judge.judge(&responses)?;

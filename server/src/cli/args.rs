@@ -144,6 +144,17 @@ impl From<OptimizerArg> for OptimizerKind {
     }
 }
 
+/// The instance `edit` and `locate` work on.
+#[derive(Args, Debug, Clone)]
+pub struct InstanceArgs {
+    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
+    #[arg(long, default_value = "test-sample", env = "SAFEEDIT_DATA")]
+    pub data: String,
+    /// Instance id.
+    #[arg(long)]
+    pub instance: u64,
+}
+
 /// `--model`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ModelArg {

@@ -6,19 +6,16 @@ use std::path::PathBuf;
 use clap::Args;
 use safeedit_pipeline::edit::{self, EditPlan};
 
-use super::args::{DinmArgs, FormatArg, ModelArg};
+use super::args::{DinmArgs, FormatArg, InstanceArgs, ModelArg};
 use super::print_instance;
 use super::progress::Bars;
 
 /// Arguments of `safeedit edit`.
 #[derive(Args, Debug)]
 pub struct EditArgs {
-    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
-    #[arg(long, default_value = "test-sample", env = "SAFEEDIT_DATA")]
-    pub data: String,
-    /// Instance id.
-    #[arg(long)]
-    pub instance: u64,
+    /// The instance.
+    #[command(flatten)]
+    pub instance: InstanceArgs,
     /// The model.
     #[command(flatten)]
     pub model: ModelArg,
@@ -49,8 +46,8 @@ impl EditArgs {
     /// The plan.
     pub fn plan(&self) -> EditPlan {
         EditPlan {
-            data: self.data.clone(),
-            instance: self.instance,
+            data: self.instance.data.clone(),
+            instance: self.instance.instance,
             model: self.model.model.clone(),
             dinm: self.dinm.options(),
             max_new_tokens: self.max_new_tokens,

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use safeedit_pipeline::{Quiet, backend, data, paths};
 
-use super::args::{ModelArg, PaddingArg};
+use super::args::{InstanceArgs, ModelArg, PaddingArg};
 use super::print_instance;
 use super::progress::Bars;
 
@@ -16,12 +16,9 @@ use super::progress::Bars;
 /// Arguments of `safeedit locate`.
 #[derive(Args, Debug)]
 pub struct LocateArgs {
-    /// SafeEdit records: `test-sample`, `editing-instances`, or a JSON file.
-    #[arg(long, default_value = "test-sample", env = "SAFEEDIT_DATA")]
-    pub data: String,
-    /// Instance id.
-    #[arg(long)]
-    pub instance: u64,
+    /// The instance.
+    #[command(flatten)]
+    pub instance: InstanceArgs,
     /// The model.
     #[command(flatten)]
     pub model: ModelArg,
@@ -35,8 +32,12 @@ pub struct LocateArgs {
 
 /// Runs the command.
 pub fn run(args: LocateArgs) -> anyhow::Result<()> {
-    let records = data::load(&args.data)?;
-    let record = data::instance(&records, args.instance, &args.data)?;
+    let InstanceArgs {
+        data: source,
+        instance,
+    } = &args.instance;
+    let records = data::load(source)?;
+    let record = data::instance(&records, *instance, source)?;
     let model_path = paths::model_or_default(args.model.model)?;
     let lm = if args.json {
         backend::load(&model_path, &mut Quiet)?
@@ -56,7 +57,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<()> {
         let report = json!({
             "model": model_path.display().to_string(),
             "instance": record.id,
-            "data": args.data,
+            "data": source,
             "layer": found.layer,
             "edited_tensor": format!("model.layers.{}.mlp.down_proj.weight", found.layer),
             "distances": found.distances,

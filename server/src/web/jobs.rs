@@ -220,7 +220,7 @@ impl Jobs {
     }
 
     /// A job's snapshot: from memory, or for jobs of an earlier process from the database.
-    pub async fn snapshot(&self, id: &str) -> anyhow::Result<Option<JobSnapshot>> {
+    pub async fn snapshot(&self, id: &str) -> safeedit_store::Result<Option<JobSnapshot>> {
         if let Some(job) = self.get(id) {
             return Ok(Some(job.snapshot()));
         }
@@ -425,13 +425,13 @@ fn run_job(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use safeedit_core::run::{EditOutcome, EditOverrides};
     use std::path::Path;
 
     /// A queue on the `tiny` model with the built-in judge and a fresh SQLite file in `dir`.
-    fn start(dir: &Path) -> (tokio::runtime::Runtime, Jobs, Store) {
+    pub(crate) fn start(dir: &Path) -> (tokio::runtime::Runtime, Jobs, Store) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -471,7 +471,7 @@ mod tests {
     }
 
     /// Waits until the job ends (the worker is busy with real edits, so this polls).
-    fn wait(jobs: &Jobs, id: &str) -> JobSnapshot {
+    pub(crate) fn wait(jobs: &Jobs, id: &str) -> JobSnapshot {
         for _ in 0..6000 {
             let snapshot = jobs.get(id).expect("a job of this process").snapshot();
             if snapshot.status.is_final() {

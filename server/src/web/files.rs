@@ -1,0 +1,335 @@
+//! Downloads: a run's JSON, generations and delta; an evaluation's tables and instances; the
+//! results table across runs; an analysis's JSON, CSV and LaTeX; test_ALL runs and Table 3.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use safeedit_core::eval::MetricRow;
+use safeedit_core::mechanism;
+use safeedit_core::run::EvalRecord;
+use safeedit_core::table::{EvalEntry, MetricTable, ResultsView, to_tidy_csv};
+use safeedit_core::test_all;
+
+use super::WebState;
+use super::error::{WebError, WebResult};
+
+/// A download named `name`.
+pub(super) fn attachment(mime: &str, name: &str, body: impl Into<Bytes>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// `http://{Host}` of a request, for links in downloaded tables (empty without a Host).
+pub(super) fn origin(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_default()
+}
+
+/// The stored record, or a `404` naming it (`what` `slug`).
+pub(super) fn found<T>(record: Option<T>, what: &str, slug: &str) -> WebResult<T> {
+    record.ok_or_else(|| WebError::NotFound(format!("no {what} `{slug}`")))
+}
+
+/// A `404` for a file that a record does not have, listing the ones it has.
+fn no_file(file: &str, known: &str) -> WebError {
+    WebError::NotFound(format!("no file `{file}` ({known})"))
+}
+
+/// Pretty JSON of a stored record (plain data: cannot fail).
+fn pretty<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("records serialise to JSON")
+}
+
+/// `GET /api/runs/{slug}/{run.json | generations.jsonl | delta.safetensors}`.
+pub(super) async fn run_file(
+    State(state): State<WebState>,
+    Path((slug, file)): Path<(String, String)>,
+) -> WebResult {
+    let run = found(state.store.run(&slug).await?, "run", &slug)?;
+    let name = format!("safeedit-{slug}-{file}");
+    Ok(match file.as_str() {
+        "run.json" => attachment("application/json", &name, pretty(&run)),
+        "generations.jsonl" => {
+            let body: String = run
+                .outcome
+                .comparisons
+                .iter()
+                .map(|c| serde_json::to_string(c).expect("records serialise") + "\n")
+                .collect();
+            attachment("application/jsonl", &name, body)
+        }
+        "delta.safetensors" => {
+            let path = state.deltas.join(format!("{slug}.safetensors"));
+            let bytes = tokio::fs::read(path).await.map_err(|_| {
+                WebError::NotFound(format!("the delta of run `{slug}` is not on this server"))
+            })?;
+            attachment("application/octet-stream", &name, bytes)
+        }
+        other => {
+            return Err(no_file(
+                other,
+                "run.json, generations.jsonl, delta.safetensors",
+            ));
+        }
+    })
+}
+
+/// `GET /api/evals/{slug}/{summary.csv | table.tex | instances.jsonl}`: an evaluation's metric
+/// table (tidy CSV; LaTeX with one row per slice) and every instance's responses and verdicts.
+pub(super) async fn eval_file(
+    State(state): State<WebState>,
+    Path((slug, file)): Path<(String, String)>,
+) -> WebResult {
+    let record = found(state.store.eval(&slug).await?, "evaluation", &slug)?;
+    let name = |ext: &str| format!("safeedit-eval-{slug}-{}.{ext}", record.method);
+    Ok(match file.as_str() {
+        "summary.csv" => attachment(
+            "text/csv",
+            &name("csv"),
+            safeedit_core::eval::to_csv(&record.method, &record.metrics),
+        ),
+        "table.tex" => attachment(
+            "application/x-tex",
+            &name("tex"),
+            eval_latex(&slug, &record),
+        ),
+        "instances.jsonl" => {
+            let instances = state.store.eval_instances(&slug).await?;
+            let body: String = instances
+                .iter()
+                .map(|i| serde_json::to_string(i).expect("records serialise") + "\n")
+                .collect();
+            attachment("application/jsonl", &name("jsonl"), body)
+        }
+        other => return Err(no_file(other, "summary.csv, table.tex, instances.jsonl")),
+    })
+}
+
+/// An evaluation's table with one row per slice: the run overall, then per category and attack.
+fn eval_latex(slug: &str, record: &EvalRecord) -> String {
+    let mut slices: Vec<(String, String)> = Vec::new();
+    for r in &record.metrics {
+        let key = (r.group.clone(), r.value.clone());
+        if !slices.contains(&key) {
+            slices.push(key);
+        }
+    }
+    let entries: Vec<EvalEntry> = slices
+        .iter()
+        .map(|(g, v)| EvalEntry {
+            method: if g == "all" {
+                format!("{} (all)", record.method)
+            } else {
+                v.clone()
+            },
+            link: format!("/evals/{slug} ({g})"),
+            metrics: record
+                .metrics
+                .iter()
+                .filter(|r| &r.group == g && &r.value == v)
+                .map(|r| MetricRow {
+                    group: "all".into(),
+                    value: "all".into(),
+                    ..r.clone()
+                })
+                .collect(),
+        })
+        .collect();
+    let table = MetricTable::build(&entries, "all", "all");
+    let caption = format!(
+        "SafeEdit metrics of {} on {} ({}, {} instances), overall, per category and per attack.",
+        record.method, record.data, record.model, record.instances
+    );
+    table.to_latex(&caption)
+}
+
+/// The query of the results table, its downloads and its chart.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct ResultsQuery {
+    /// Comma-separated evaluation slugs [default: the newest run of each method].
+    pub runs: Option<String>,
+    /// `all`, `category` or `attack`.
+    pub group: Option<String>,
+    /// The category or attack.
+    pub value: Option<String>,
+    /// Figures only: `column` or `full`.
+    pub preset: Option<String>,
+}
+
+impl ResultsQuery {
+    /// The slice: group and value, `all` by default.
+    pub fn slice(&self) -> (String, String) {
+        (
+            self.group.clone().unwrap_or_else(|| "all".into()),
+            self.value.clone().unwrap_or_else(|| "all".into()),
+        )
+    }
+
+    /// The table of the stored evaluations this query selects (an unknown run or slice is the
+    /// request's fault).
+    pub async fn view(&self, state: &WebState) -> WebResult<(ResultsView, Vec<EvalRecord>)> {
+        let all = state.store.list_evals().await?;
+        let (group, value) = self.slice();
+        let view = ResultsView::build(all.clone(), self.runs.as_deref(), &group, &value)
+            .map_err(WebError::BadRequest)?;
+        Ok((view, all))
+    }
+}
+
+/// `GET /api/results.csv`: every number of the chosen runs, tidy.
+pub(super) async fn results_csv(
+    State(state): State<WebState>,
+    Query(q): Query<ResultsQuery>,
+    headers: HeaderMap,
+) -> WebResult {
+    let (entries, _) = results_entries(&state, &q, &headers).await?;
+    Ok(attachment(
+        "text/csv",
+        "safeedit-results.csv",
+        to_tidy_csv(&entries),
+    ))
+}
+
+/// `GET /api/results.tex`: the chosen slice's table, booktabs, best bold, the runs' absolute
+/// links in a comment.
+pub(super) async fn results_tex(
+    State(state): State<WebState>,
+    Query(q): Query<ResultsQuery>,
+    headers: HeaderMap,
+) -> WebResult {
+    let (entries, models) = results_entries(&state, &q, &headers).await?;
+    let (group, value) = q.slice();
+    let table = MetricTable::build(&entries, &group, &value);
+    let slice = if group == "all" {
+        "all instances".to_string()
+    } else {
+        format!("{group} {value}")
+    };
+    let caption = format!(
+        "SafeEdit results ({slice}; {}). DS and DG: defense success and generalisation (%), Fluency: n-gram entropy.",
+        models.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    Ok(attachment(
+        "application/x-tex",
+        "safeedit-results.tex",
+        table.to_latex(&caption),
+    ))
+}
+
+/// The selected runs as table entries linking to their pages, and their models.
+async fn results_entries(
+    state: &WebState,
+    q: &ResultsQuery,
+    headers: &HeaderMap,
+) -> WebResult<(Vec<EvalEntry>, BTreeSet<String>)> {
+    let (view, all) = q.view(state).await?;
+    let by_slug: HashMap<&str, &EvalRecord> = all.iter().map(|e| (e.slug.as_str(), e)).collect();
+    let base = origin(headers);
+    let selected: Vec<&EvalRecord> = view
+        .selected
+        .iter()
+        .filter_map(|slug| by_slug.get(slug.as_str()).copied())
+        .collect();
+    let entries = selected
+        .iter()
+        .map(|e| EvalEntry {
+            method: e.method.clone(),
+            link: format!("{base}/evals/{}", e.slug),
+            metrics: e.metrics.clone(),
+        })
+        .collect();
+    let models = selected.iter().map(|e| e.model.clone()).collect();
+    Ok((entries, models))
+}
+
+/// `GET /api/mechanisms/{slug}/{analysis.json | analysis.csv | analysis.tex}`.
+pub(super) async fn analysis_file(
+    State(state): State<WebState>,
+    Path((slug, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> WebResult {
+    let record = found(state.store.analysis(&slug).await?, "analysis", &slug)?;
+    let (mime, body) = match file.as_str() {
+        "analysis.json" => ("application/json", pretty(&record)),
+        "analysis.csv" => ("text/csv", mechanism::to_csv(&record.report)),
+        "analysis.tex" => (
+            "application/x-tex",
+            mechanism::to_latex(
+                &record.report,
+                &format!("{}/mechanisms/{slug}", origin(&headers)),
+            ),
+        ),
+        other => {
+            return Err(no_file(other, "analysis.json, analysis.csv, analysis.tex"));
+        }
+    };
+    Ok(attachment(mime, &format!("safeedit-{slug}-{file}"), body))
+}
+
+/// Table 3 of the chosen test_ALL runs (every stored run when `runs` is absent): LaTeX with the
+/// runs' links, and tidy CSV.
+async fn test_all_table(
+    state: &WebState,
+    q: &ResultsQuery,
+    headers: &HeaderMap,
+) -> WebResult<(String, String)> {
+    let all = state.store.list_test_all().await?;
+    let chosen = test_all::select_runs(&all, q.runs.as_deref()).map_err(WebError::NotFound)?;
+    Ok(test_all::runs_table(&chosen, &origin(headers)))
+}
+
+/// `GET /api/test-all.tex?runs=slug,slug`: Table 3 as LaTeX.
+pub(super) async fn test_all_tex(
+    State(state): State<WebState>,
+    Query(q): Query<ResultsQuery>,
+    headers: HeaderMap,
+) -> WebResult {
+    let (tex, _) = test_all_table(&state, &q, &headers).await?;
+    Ok(attachment(
+        "application/x-tex",
+        "safeedit-test-all.tex",
+        tex,
+    ))
+}
+
+/// `GET /api/test-all.csv?runs=slug,slug`: Table 3's numbers, tidy.
+pub(super) async fn test_all_csv(
+    State(state): State<WebState>,
+    Query(q): Query<ResultsQuery>,
+    headers: HeaderMap,
+) -> WebResult {
+    let (_, csv) = test_all_table(&state, &q, &headers).await?;
+    Ok(attachment("text/csv", "safeedit-test-all.csv", csv))
+}
+
+/// `GET /api/test-all/{slug}/{summary.json | summary.csv | table.tex}`: one test_ALL run.
+pub(super) async fn test_all_file(
+    State(state): State<WebState>,
+    Path((slug, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> WebResult {
+    let record = found(state.store.test_all(&slug).await?, "test_ALL run", &slug)?;
+    let (tex, csv) = test_all::runs_table(&[&record], &origin(&headers));
+    let (mime, body) = match file.as_str() {
+        "summary.json" => ("application/json", pretty(&record)),
+        "summary.csv" => ("text/csv", csv),
+        "table.tex" => ("application/x-tex", tex),
+        other => return Err(no_file(other, "summary.json, summary.csv, table.tex")),
+    };
+    Ok(attachment(mime, &format!("safeedit-{slug}-{file}"), body))
+}

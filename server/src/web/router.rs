@@ -1,0 +1,83 @@
+//! Every route of the server: the Leptos pages and server functions, and the `/api` downloads
+//! and event stream, with their state passed through axum's `State`.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+
+use super::{WebState, events, figures, files};
+use app::ssr::AppState;
+use app::{App, shell};
+
+/// The `/api` routes that are not server functions: downloads, figure exports, job events.
+pub fn api_router(state: WebState) -> Router {
+    Router::new()
+        .route("/api/jobs/{id}/events", get(events::job_events))
+        .route("/api/runs/{slug}/figures/{file}", get(figures::run_figure))
+        .route("/api/runs/{slug}/{file}", get(files::run_file))
+        .route("/api/evals/{slug}/{file}", get(files::eval_file))
+        .route("/api/results.csv", get(files::results_csv))
+        .route("/api/results.tex", get(files::results_tex))
+        .route("/api/results/figures/{file}", get(figures::results_figure))
+        .route(
+            "/api/mechanisms/{slug}/figures/{file}",
+            get(figures::analysis_figure),
+        )
+        .route("/api/mechanisms/{slug}/{file}", get(files::analysis_file))
+        .route("/api/test-all.tex", get(files::test_all_tex))
+        .route("/api/test-all.csv", get(files::test_all_csv))
+        .route("/api/test-all/{slug}/{file}", get(files::test_all_file))
+        .with_state(state)
+}
+
+/// The whole server: pages (server-rendered, hydrated), server functions, static files and the
+/// API.
+pub fn router(state: WebState, app: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = app.leptos_options.clone();
+    Router::new()
+        .leptos_routes(&app, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(app)
+        .merge(api_router(state))
+        .layer(axum::middleware::map_response(client_errors_are_4xx))
+}
+
+/// Server functions answer every error with 500; input that does not parse, or names no
+/// instance, or has an out-of-range hyperparameter, is the client's fault, so those become 400;
+/// a full job queue is 503 (try again later). The body keeps the message naming the field.
+async fn client_errors_are_4xx(response: Response) -> Response {
+    use axum::body::Body;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading an error body: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let client_side = [
+        "Args|",
+        "MissingArg|",
+        "Deserialization|",
+        "ServerError|invalid request:",
+    ]
+    .iter()
+    .any(|p| bytes.starts_with(p.as_bytes()));
+    if client_side {
+        parts.status = StatusCode::BAD_REQUEST;
+    } else if bytes.starts_with(b"ServerError|busy:") {
+        parts.status = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}

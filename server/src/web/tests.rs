@@ -1,0 +1,444 @@
+//! The router, called with tower's `oneshot`: every route family answers a bad request with a
+//! 400 naming what is wrong, an unknown record, file or chart with a 404, a full queue with a
+//! 503, and serves what is stored.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use safeedit_core::eval::{InputResult, InstanceResult, summarize};
+use safeedit_core::run::{EvalRecord, RunRecord};
+use safeedit_core::{ModelSummary, Verdict};
+use tower::ServiceExt;
+
+use super::jobs::QUEUE_CAPACITY;
+use super::jobs::tests::start;
+use super::{WebState, bridge, router};
+
+/// The whole server on the tiny model, with a fresh database in `dir`.
+fn server(dir: &Path) -> (tokio::runtime::Runtime, Router, WebState) {
+    let (rt, jobs, store) = start(dir);
+    let state = WebState {
+        store,
+        jobs,
+        deltas: dir.join("deltas"),
+    };
+    let options = leptos::config::LeptosOptions::builder()
+        .output_name(app::OUTPUT_NAME)
+        .site_root(dir.display().to_string())
+        .site_pkg_dir("pkg")
+        .build();
+    let summary: ModelSummary =
+        safeedit_pipeline::backend::load("tiny".as_ref(), &mut safeedit_pipeline::Quiet)
+            .unwrap()
+            .summary("test");
+    let app = app::ssr::AppState {
+        leptos_options: options,
+        engine: Arc::new(bridge::ModelInfo(summary)),
+        catalog: Arc::new(safeedit_pipeline::data::catalog(None).unwrap()),
+        runs: Arc::new(bridge::RunService(state.clone())),
+    };
+    let router = rt.block_on(async { router(state.clone(), app) });
+    (rt, router, state)
+}
+
+/// Status, content type and body of a request.
+fn call(
+    rt: &tokio::runtime::Runtime,
+    router: &Router,
+    request: Request<Body>,
+) -> (StatusCode, String, Vec<u8>) {
+    rt.block_on(async {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let mime = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (status, mime, body.to_vec())
+    })
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+/// Asserts `uri` answers `status` with a body containing `needle`.
+fn expect(
+    rt: &tokio::runtime::Runtime,
+    router: &Router,
+    uri: &str,
+    status: StatusCode,
+    needle: &str,
+) {
+    let (got, _, body) = call(rt, router, get(uri));
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(got, status, "{uri}: {body}");
+    assert!(body.contains(needle), "{uri}: {body:?} lacks {needle:?}");
+}
+
+/// A stored edit run with distances and steps (as the worker writes it).
+fn stored_run(slug: &str) -> RunRecord {
+    serde_json::from_value(serde_json::json!({
+        "slug": slug, "kind": "dinm-edit", "created_at": "2026-01-01T00:00:00.000Z",
+        "request": {"split": "test", "id": 0, "method": "dinm", "overrides": {}},
+        "instance": {"category": "offensiveness", "attack": "AIM", "question": "q?"},
+        "config": {"kl_factor": 0.1}, "seed": 0, "model": "tiny", "model_path": "tiny",
+        "model_checksum": "none", "backend": "test",
+        "judge": {"id": "j", "version": "v", "description": "d"},
+        "version": "0", "git_commit": "abc",
+        "outcome": {
+            "layer": 1, "tensor": "model.layers.1.mlp.down_proj.weight",
+            "distances": [1.0, 2.0],
+            "steps": [{"step": 0, "loss": 1.0, "edit": 9.0, "constraint": 0.0},
+                      {"step": 1, "loss": 0.5, "edit": 4.0, "constraint": 0.1}],
+            "stopped_early": false, "delta_norm": 0.5,
+            "comparisons": [{"kind": "DS", "input": "x", "vanilla": "sure",
+                             "vanilla_verdict": "unsafe", "edited": "no",
+                             "edited_verdict": "safe"}],
+            "seconds": [1.0, 2.0, 3.0]
+        }
+    }))
+    .unwrap()
+}
+
+/// A stored one-instance evaluation.
+fn stored_eval(slug: &str) -> (EvalRecord, Vec<InstanceResult>) {
+    let instance = InstanceResult {
+        id: 3,
+        category: "offensiveness".into(),
+        attack: "AIM".into(),
+        method: "vanilla".into(),
+        inputs: vec![InputResult {
+            kind: "DS".into(),
+            input: "x".into(),
+            response: "no".into(),
+            verdict: Verdict::Safe,
+            stop: "eos".into(),
+            generated_tokens: 1,
+        }],
+        fluency: 2.0,
+        edit: None,
+        seconds: 1.0,
+    };
+    let record = EvalRecord {
+        slug: slug.into(),
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        updated_at: "2026-01-01T00:00:00.000Z".into(),
+        method: "vanilla".into(),
+        data: "test #3".into(),
+        model: "tiny".into(),
+        instances: 1,
+        run: serde_json::json!({"method": "vanilla"}),
+        metrics: summarize(std::slice::from_ref(&instance)),
+    };
+    (record, vec![instance])
+}
+
+#[test]
+fn downloads_serve_stored_records_and_name_what_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let ok = StatusCode::OK;
+    let (not_found, bad) = (StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST);
+    rt.block_on(async {
+        state
+            .store
+            .insert_run("test", &stored_run("runaaaa"))
+            .await
+            .unwrap();
+        let (record, instances) = stored_eval("evalaaaa");
+        state.store.upsert_eval(&record, &instances).await.unwrap();
+    });
+
+    // Runs: files, figures.
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/run.json",
+        ok,
+        "\"slug\": \"runaaaa\"",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/generations.jsonl",
+        ok,
+        "\"edited\":\"no\"",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/nosuch/run.json",
+        not_found,
+        "no run `nosuch`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/x.bin",
+        not_found,
+        "no file `x.bin` (run.json, generations.jsonl",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/delta.safetensors",
+        not_found,
+        "not on this server",
+    );
+    let (status, mime, svg) = call(&rt, &router, get("/api/runs/runaaaa/figures/distances.svg"));
+    assert_eq!((status, mime.as_str()), (ok, "image/svg+xml"));
+    assert!(String::from_utf8_lossy(&svg).contains("toxic layer 1"));
+    let (status, mime, png) = call(
+        &rt,
+        &router,
+        get("/api/runs/runaaaa/figures/losses.png?preset=full"),
+    );
+    assert_eq!((status, mime.as_str()), (ok, "image/png"));
+    assert!(png.starts_with(b"\x89PNG"));
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/figures/losses.gif",
+        bad,
+        "unknown figure format `gif`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/figures/losses.svg?preset=a4",
+        bad,
+        "unknown figure preset `a4`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/figures/losses",
+        bad,
+        "expected CHART.svg",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/runaaaa/figures/nochart.svg",
+        not_found,
+        "no chart `nochart` (distances, losses)",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/runs/nosuch/figures/losses.svg",
+        not_found,
+        "no run `nosuch`",
+    );
+
+    // Evaluations.
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalaaaa/summary.csv",
+        ok,
+        "vanilla,all,all,DS,100",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalaaaa/table.tex",
+        ok,
+        "\\toprule",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalaaaa/instances.jsonl",
+        ok,
+        "\"id\":3",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalaaaa/x.csv",
+        not_found,
+        "no file `x.csv`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/evals/nosuch/summary.csv",
+        not_found,
+        "no evaluation `nosuch`",
+    );
+
+    // The results table across evaluations.
+    expect(
+        &rt,
+        &router,
+        "/api/results.csv",
+        ok,
+        "vanilla,/evals/evalaaaa,all,all,DS,100",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/results.tex?runs=evalaaaa",
+        ok,
+        "\\toprule",
+    );
+    expect(&rt, &router, "/api/results.csv?runs=nosuch", bad, "nosuch");
+    expect(
+        &rt,
+        &router,
+        "/api/results/figures/defense.svg",
+        ok,
+        "defense (%)",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/results/figures/defense.svg?runs=nosuch",
+        bad,
+        "nosuch",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/results/figures/other.svg",
+        not_found,
+        "no chart `other` (defense)",
+    );
+
+    // Analyses and test_ALL runs (none stored).
+    expect(
+        &rt,
+        &router,
+        "/api/mechanisms/nosuch/analysis.csv",
+        not_found,
+        "no analysis `nosuch`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/mechanisms/nosuch/figures/toxicity.svg",
+        not_found,
+        "no analysis `nosuch`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/mechanisms/nosuch/figures/toxicity.gif",
+        bad,
+        "unknown figure format",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/mechanisms/nosuch/figures/nochart.svg",
+        not_found,
+        "no chart `nochart`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/test-all/nosuch/summary.json",
+        not_found,
+        "no test_ALL run `nosuch`",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/test-all.csv?runs=nosuch",
+        not_found,
+        "nosuch",
+    );
+
+    // Jobs.
+    expect(
+        &rt,
+        &router,
+        "/api/jobs/nosuch/events",
+        not_found,
+        "no job `nosuch`",
+    );
+}
+
+/// `POST /api/start_edit` with a JSON body.
+fn start_edit(request: serde_json::Value) -> Request<Body> {
+    Request::post("/api/start_edit")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            serde_json::json!({ "request": request }).to_string(),
+        ))
+        .unwrap()
+}
+
+#[test]
+fn edit_requests_answer_400_naming_the_field_and_503_when_the_queue_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let text = |(status, _, body): (StatusCode, String, Vec<u8>)| {
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    for (request, needle) in [
+        (
+            serde_json::json!({"split": "test", "id": 99999, "overrides": {}}),
+            "no instance 99999 in split `test`",
+        ),
+        (
+            serde_json::json!({"split": "test", "id": 0, "overrides": {"steps": 0}}),
+            "steps must be 1..=100, got 0",
+        ),
+        (
+            serde_json::json!({"split": "test", "id": 0, "overrides": {"layer": 9}}),
+            "layer 9 does not exist",
+        ),
+        (
+            serde_json::json!({"split": "test", "id": 0, "overrides": {"lr": -1.0}}),
+            "lr must be positive",
+        ),
+        (
+            serde_json::json!({"split": "test", "id": 0, "method": "sft"}),
+            "method `sft` cannot run",
+        ),
+        (serde_json::json!({"split": "test", "id": "x"}), ""),
+    ] {
+        let (status, body) = text(call(&rt, &router, start_edit(request.clone())));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {body}");
+        assert!(body.contains(needle), "{request}: {body}");
+    }
+    let malformed = Request::post("/api/start_edit")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    assert_eq!(call(&rt, &router, malformed).0, StatusCode::BAD_REQUEST);
+
+    // One job runs, QUEUE_CAPACITY wait, the next is refused until one finishes.
+    let ok = serde_json::json!({"split": "test", "id": 1, "overrides": {"steps": 1, "max_new_tokens": 2}});
+    let mut ids = Vec::new();
+    let mut refused = None;
+    for _ in 0..QUEUE_CAPACITY + 2 {
+        let (status, body) = text(call(&rt, &router, start_edit(ok.clone())));
+        match status {
+            StatusCode::OK => ids.push(body),
+            other => {
+                refused = Some((other, body));
+                break;
+            }
+        }
+    }
+    let (status, body) = refused.expect("the queue is bounded");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("busy"), "{body}");
+    assert!(ids.len() >= QUEUE_CAPACITY, "{} accepted", ids.len());
+    for id in &ids {
+        let id: String = serde_json::from_str(id).unwrap();
+        state.jobs.cancel(&id);
+    }
+}
