@@ -9,7 +9,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use safeedit_core::SafeEditRecord;
 use safeedit_core::browse::{FacetCount, InstancePage, InstanceQuery, SortKey};
 
-use crate::runs::DetoxifyPanel;
+use crate::detoxify::DetoxifyPanel;
 use crate::{NotFound, get_instance, list_instances};
 
 /// `/instances`

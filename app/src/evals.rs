@@ -4,14 +4,15 @@
 //! attack, with CSV and LaTeX downloads. Every choice lives in the URL.
 
 use leptos::prelude::*;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_query_map;
 use safeedit_core::eval::{InstanceResult, MetricRow};
 use safeedit_core::run::EvalRecord;
 use safeedit_core::table::{MetricTable, ResultsView, TABLE_METRICS};
 use safeedit_core::{Category, Verdict};
 
 use crate::figure::FigureCard;
-use crate::{NotFound, get_eval, results, results_figure};
+use crate::record_page::record_page;
+use crate::{get_eval, results, results_figure};
 
 /// A slice's label: categories by their display name.
 fn slice_label(group: &str, value: &str) -> String {
@@ -40,22 +41,12 @@ fn fmt(v: Option<f64>) -> String {
 /// `/evals/{slug}`
 #[component]
 pub fn EvalPage() -> impl IntoView {
-    let params = use_params_map();
-    let slug = Memo::new(move |_| params.get().get("slug").unwrap_or_default());
-    let eval = Resource::new(move || slug.get(), get_eval);
-    view! {
-        <Suspense fallback=|| view! { <p>"Loading the evaluation…"</p> }>
-            {move || Suspend::new(async move {
-                match eval.await {
-                    Ok(Some((record, instances))) => {
-                        view! { <EvalView record instances /> }.into_any()
-                    }
-                    Ok(None) => view! { <NotFound /> }.into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
+    record_page(
+        "slug",
+        "Loading the evaluation…",
+        get_eval,
+        |(record, instances)| view! { <EvalView record instances /> },
+    )
 }
 
 #[component]

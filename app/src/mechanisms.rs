@@ -6,11 +6,11 @@
 //! and the logit lens of the most toxic value vectors.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
 use safeedit_core::mechanism::{AnalysisRecord, LensRow, MethodMechanism, TABLE_COLUMNS};
 
 use crate::figure::{FigureOf, StoredFigure};
-use crate::{NotFound, get_analysis, list_analyses};
+use crate::record_page::record_page;
+use crate::{get_analysis, list_analyses};
 
 fn pct(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.2}"))
@@ -88,20 +88,12 @@ pub fn MechanismsPage() -> impl IntoView {
 /// `/mechanisms/{slug}`
 #[component]
 pub fn MechanismPage() -> impl IntoView {
-    let params = use_params_map();
-    let slug = Memo::new(move |_| params.get().get("slug").unwrap_or_default());
-    let analysis = Resource::new(move || slug.get(), get_analysis);
-    view! {
-        <Suspense fallback=|| view! { <p>"Loading the analysis…"</p> }>
-            {move || Suspend::new(async move {
-                match analysis.await {
-                    Ok(Some(record)) => view! { <AnalysisView record /> }.into_any(),
-                    Ok(None) => view! { <NotFound /> }.into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
+    record_page(
+        "slug",
+        "Loading the analysis…",
+        get_analysis,
+        |record| view! { <AnalysisView record /> },
+    )
 }
 
 fn comparison_row(m: &MethodMechanism) -> impl IntoView + use<> {

@@ -5,11 +5,11 @@
 //! per-attack slices.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
 use safeedit_core::eval::MetricRow;
 use safeedit_core::test_all::{AggregateRow, TEST_ALL_METRICS, TestAllRunRecord, format_mean_std};
 
-use crate::{NotFound, get_test_all_run, list_test_all_runs};
+use crate::record_page::record_page;
+use crate::{get_test_all_run, list_test_all_runs};
 
 fn overall_cells(record: &TestAllRunRecord) -> impl IntoView + use<> {
     TEST_ALL_METRICS
@@ -110,20 +110,9 @@ pub fn TestAllPage() -> impl IntoView {
 /// `/test-all/{slug}`
 #[component]
 pub fn TestAllRunPage() -> impl IntoView {
-    let params = use_params_map();
-    let slug = Memo::new(move |_| params.get().get("slug").unwrap_or_default());
-    let run = Resource::new(move || slug.get(), get_test_all_run);
-    view! {
-        <Suspense fallback=|| view! { <p>"Loading the run…"</p> }>
-            {move || Suspend::new(async move {
-                match run.await {
-                    Ok(Some(record)) => view! { <RunView record /> }.into_any(),
-                    Ok(None) => view! { <NotFound /> }.into_any(),
-                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
+    record_page("slug", "Loading the run…", get_test_all_run, |record| {
+        view! { <RunView record /> }
+    })
 }
 
 fn model_value(rows: &[MetricRow], metric: &str) -> String {

@@ -2,15 +2,17 @@
 //! `app::ssr` traits), so the app crate stays free of the engine, the queue and sqlx.
 
 use app::ssr::{BoxFuture, Engine, EvalPageData, Runs};
+use app::{AppError, AppResult};
 use safeedit_core::ModelSummary;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
-use safeedit_figures::{self as figures, Preset};
+use safeedit_figures::{self as figures, FigureError, Preset};
 use safeedit_store::StoreError;
 
 use super::WebState;
+use super::jobs::SubmitError;
 
 /// The loaded model as the pages describe it, read once at start-up so a page never waits for
 /// a running job.
@@ -25,50 +27,67 @@ impl Engine for ModelInfo {
 /// Jobs and stored results for the app's server functions.
 pub(super) struct RunService(pub WebState);
 
+/// The database failed: the server's fault.
+fn internal(e: StoreError) -> AppError {
+    AppError::Internal(e.to_string())
+}
+
+/// A chart that could not be drawn: an unknown name is the request's fault.
+fn figure_error(e: FigureError) -> AppError {
+    match e {
+        FigureError::UnknownName { .. } => AppError::NotFound(e.to_string()),
+        other => AppError::Internal(other.to_string()),
+    }
+}
+
+impl RunService {
+    /// The results table the query selects (an unknown run or slice is the request's fault).
+    async fn view(&self, runs: Option<String>, group: &str, value: &str) -> AppResult<ResultsView> {
+        let all = self.0.store.list_evals().await.map_err(internal)?;
+        ResultsView::build(all, runs.as_deref(), group, value).map_err(AppError::BadRequest)
+    }
+}
+
 impl Runs for RunService {
-    fn submit(&self, request: EditRequest) -> BoxFuture<'_, Result<String, String>> {
+    fn submit(&self, request: EditRequest) -> BoxFuture<'_, AppResult<String>> {
         Box::pin(async move {
             match self.0.jobs.submit(request).await {
                 Ok((id, _)) => Ok(id),
-                Err(e) => Err(e.to_string()),
+                Err(SubmitError::Invalid(message)) => Err(AppError::BadRequest(message)),
+                Err(e @ SubmitError::Busy(_)) => Err(AppError::Busy(e.to_string())),
+                Err(SubmitError::Other(e)) => Err(AppError::Internal(format!("{e:#}"))),
             }
         })
     }
 
-    fn job(&self, id: String) -> BoxFuture<'_, Result<Option<JobSnapshot>, String>> {
-        Box::pin(async move { self.0.jobs.snapshot(&id).await.map_err(|e| e.to_string()) })
+    fn job(&self, id: String) -> BoxFuture<'_, AppResult<Option<JobSnapshot>>> {
+        Box::pin(async move { self.0.jobs.snapshot(&id).await.map_err(internal) })
     }
 
     fn cancel(&self, id: String) -> bool {
         self.0.jobs.cancel(&id)
     }
 
-    fn run(&self, slug: String) -> BoxFuture<'_, Result<Option<RunRecord>, String>> {
-        Box::pin(async move { self.0.store.run(&slug).await.map_err(|e| e.to_string()) })
+    fn run(&self, slug: String) -> BoxFuture<'_, AppResult<Option<RunRecord>>> {
+        Box::pin(async move { self.0.store.run(&slug).await.map_err(internal) })
     }
 
-    fn figure(
-        &self,
-        slug: String,
-        chart: String,
-    ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>> {
+    fn figure(&self, slug: String, chart: String) -> BoxFuture<'_, AppResult<Option<FigureSvg>>> {
         Box::pin(async move {
-            let Some(run) = self.0.store.run(&slug).await.map_err(|e| e.to_string())? else {
+            let Some(run) = self.0.store.run(&slug).await.map_err(internal)? else {
                 return Ok(None);
             };
-            let svg =
-                figures::run_chart(&run, &chart, Preset::Column).map_err(|e| e.to_string())?;
+            let svg = figures::run_chart(&run, &chart, Preset::Column).map_err(figure_error)?;
             Ok(svg.map(|svg| FigureSvg { name: chart, svg }))
         })
     }
 
-    fn eval(&self, slug: String) -> BoxFuture<'_, Result<Option<EvalPageData>, String>> {
+    fn eval(&self, slug: String) -> BoxFuture<'_, AppResult<Option<EvalPageData>>> {
         Box::pin(async move {
-            let err = |e: StoreError| e.to_string();
-            let Some(record) = self.0.store.eval(&slug).await.map_err(err)? else {
+            let Some(record) = self.0.store.eval(&slug).await.map_err(internal)? else {
                 return Ok(None);
             };
-            let instances = self.0.store.eval_instances(&slug).await.map_err(err)?;
+            let instances = self.0.store.eval_instances(&slug).await.map_err(internal)?;
             Ok(Some((record, instances)))
         })
     }
@@ -78,68 +97,37 @@ impl Runs for RunService {
         runs: Option<String>,
         group: String,
         value: String,
-    ) -> BoxFuture<'_, Result<ResultsView, String>> {
-        Box::pin(async move {
-            let all = self.0.store.list_evals().await.map_err(|e| e.to_string())?;
-            ResultsView::build(all, runs.as_deref(), &group, &value)
-        })
+    ) -> BoxFuture<'_, AppResult<ResultsView>> {
+        Box::pin(async move { self.view(runs, &group, &value).await })
     }
 
-    fn analysis(&self, slug: String) -> BoxFuture<'_, Result<Option<AnalysisRecord>, String>> {
-        Box::pin(async move {
-            self.0
-                .store
-                .analysis(&slug)
-                .await
-                .map_err(|e| e.to_string())
-        })
+    fn analysis(&self, slug: String) -> BoxFuture<'_, AppResult<Option<AnalysisRecord>>> {
+        Box::pin(async move { self.0.store.analysis(&slug).await.map_err(internal) })
     }
 
-    fn test_all_run(
-        &self,
-        slug: String,
-    ) -> BoxFuture<'_, Result<Option<TestAllRunRecord>, String>> {
-        Box::pin(async move {
-            self.0
-                .store
-                .test_all(&slug)
-                .await
-                .map_err(|e| e.to_string())
-        })
+    fn test_all_run(&self, slug: String) -> BoxFuture<'_, AppResult<Option<TestAllRunRecord>>> {
+        Box::pin(async move { self.0.store.test_all(&slug).await.map_err(internal) })
     }
 
-    fn test_all_runs(&self) -> BoxFuture<'_, Result<Vec<TestAllRunRecord>, String>> {
-        Box::pin(async move {
-            self.0
-                .store
-                .list_test_all()
-                .await
-                .map_err(|e| e.to_string())
-        })
+    fn test_all_runs(&self) -> BoxFuture<'_, AppResult<Vec<TestAllRunRecord>>> {
+        Box::pin(async move { self.0.store.list_test_all().await.map_err(internal) })
     }
 
-    fn analyses(&self) -> BoxFuture<'_, Result<Vec<AnalysisSummary>, String>> {
-        Box::pin(async move {
-            self.0
-                .store
-                .list_analyses()
-                .await
-                .map_err(|e| e.to_string())
-        })
+    fn analyses(&self) -> BoxFuture<'_, AppResult<Vec<AnalysisSummary>>> {
+        Box::pin(async move { self.0.store.list_analyses().await.map_err(internal) })
     }
 
     fn analysis_figure(
         &self,
         slug: String,
         chart: String,
-    ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>> {
+    ) -> BoxFuture<'_, AppResult<Option<FigureSvg>>> {
         Box::pin(async move {
-            let err = |e: StoreError| e.to_string();
-            let Some(record) = self.0.store.analysis(&slug).await.map_err(err)? else {
+            let Some(record) = self.0.store.analysis(&slug).await.map_err(internal)? else {
                 return Ok(None);
             };
             let svg = figures::mechanism_chart(&record.report, &chart, Preset::Column)
-                .map_err(|e| e.to_string())?;
+                .map_err(figure_error)?;
             Ok(svg.map(|svg| FigureSvg { name: chart, svg }))
         })
     }
@@ -149,12 +137,10 @@ impl Runs for RunService {
         runs: Option<String>,
         group: String,
         value: String,
-    ) -> BoxFuture<'_, Result<Option<FigureSvg>, String>> {
+    ) -> BoxFuture<'_, AppResult<Option<FigureSvg>>> {
         Box::pin(async move {
-            let all = self.0.store.list_evals().await.map_err(|e| e.to_string())?;
-            let view = ResultsView::build(all, runs.as_deref(), &group, &value)?;
-            let svg =
-                figures::results_chart(&view.table, Preset::Column).map_err(|e| e.to_string())?;
+            let view = self.view(runs, &group, &value).await?;
+            let svg = figures::results_chart(&view.table, Preset::Column).map_err(figure_error)?;
             Ok(svg.map(|svg| FigureSvg {
                 name: "defense".into(),
                 svg,
@@ -162,7 +148,7 @@ impl Runs for RunService {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<RunSummary>, String>> {
-        Box::pin(async move { self.0.store.list_runs(200).await.map_err(|e| e.to_string()) })
+    fn list(&self) -> BoxFuture<'_, AppResult<Vec<RunSummary>>> {
+        Box::pin(async move { self.0.store.list_runs(200).await.map_err(internal) })
     }
 }

@@ -2,8 +2,6 @@
 //! and event stream, with their state passed through axum's `State`.
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 
@@ -42,42 +40,4 @@ pub fn router(state: WebState, app: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(app)
         .merge(api_router(state))
-        .layer(axum::middleware::map_response(client_errors_are_4xx))
-}
-
-/// Server functions answer every error with 500; input that does not parse, or names no
-/// instance, or has an out-of-range hyperparameter, is the client's fault, so those become 400;
-/// a full job queue is 503 (try again later). The body keeps the message naming the field.
-async fn client_errors_are_4xx(response: Response) -> Response {
-    use axum::body::Body;
-    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
-        || !response.headers().contains_key("serverfnerror")
-    {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, 1 << 20).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reading an error body: {e}"),
-            )
-                .into_response();
-        }
-    };
-    let client_side = [
-        "Args|",
-        "MissingArg|",
-        "Deserialization|",
-        "ServerError|invalid request:",
-    ]
-    .iter()
-    .any(|p| bytes.starts_with(p.as_bytes()));
-    if client_side {
-        parts.status = StatusCode::BAD_REQUEST;
-    } else if bytes.starts_with(b"ServerError|busy:") {
-        parts.status = StatusCode::SERVICE_UNAVAILABLE;
-    }
-    Response::from_parts(parts, Body::from(bytes))
 }

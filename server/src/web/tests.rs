@@ -442,3 +442,85 @@ fn edit_requests_answer_400_naming_the_field_and_503_when_the_queue_is_full() {
         state.jobs.cancel(&id);
     }
 }
+
+/// `POST /api/{name}` with a form-encoded body.
+fn server_fn(name: &str, form: &str) -> Request<Body> {
+    Request::post(format!("/api/{name}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap()
+}
+
+#[test]
+fn server_functions_answer_with_the_status_of_their_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    rt.block_on(async {
+        state
+            .store
+            .insert_run("test", &stored_run("runbbbb"))
+            .await
+            .unwrap();
+    });
+    let status_and_body = |request| {
+        let (status, _, body) = call(&rt, &router, request);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let instances = |query: serde_json::Value| {
+        Request::post("/api/instances")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                serde_json::json!({ "query": query }).to_string(),
+            ))
+            .unwrap()
+    };
+    for (request, status, needle) in [
+        // A query of a split that does not exist is the client's mistake.
+        (
+            instances(
+                serde_json::json!({"split": "nosuch", "sort": "id", "desc": false, "page": 1, "per_page": 10}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "unknown split `nosuch`",
+        ),
+        (
+            instances(
+                serde_json::json!({"split": "test", "sort": "id", "desc": false, "page": 1, "per_page": 10}),
+            ),
+            StatusCode::OK,
+            "\"total\":144",
+        ),
+        (
+            server_fn("run_figure", "slug=runbbbb&chart=nochart"),
+            StatusCode::NOT_FOUND,
+            "unknown chart `nochart`",
+        ),
+        (
+            server_fn("run_figure", "slug=runbbbb&chart=losses"),
+            StatusCode::OK,
+            "<svg",
+        ),
+        (server_fn("run", "slug=nosuch"), StatusCode::OK, "null"),
+        (
+            server_fn("results", "group=all&value=all&runs=nosuch"),
+            StatusCode::BAD_REQUEST,
+            "nosuch",
+        ),
+        (
+            server_fn("run_figure", "slug=runbbbb"),
+            StatusCode::BAD_REQUEST,
+            "chart",
+        ),
+    ] {
+        let (got, body) = status_and_body(request);
+        assert_eq!(got, status, "{needle}: {body}");
+        assert!(body.contains(needle), "{needle}: {body}");
+    }
+    let compare = Request::post("/api/compare_runs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"runs": ["runbbbb"]}"#))
+        .unwrap();
+    let (got, body) = status_and_body(compare);
+    assert_eq!(got, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("compare 2 to 4 runs (got 1)"), "{body}");
+}

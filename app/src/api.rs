@@ -1,0 +1,196 @@
+//! The server functions: what the pages ask the server for. Each answers its value or an
+//! [`AppError`] whose variant sets the HTTP status; on the server they read the shared
+//! [`AppState`](crate::ssr::AppState).
+
+use leptos::prelude::*;
+use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
+use safeedit_core::eval::InstanceResult;
+use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
+use safeedit_core::run::{EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::table::ResultsView;
+use safeedit_core::test_all::TestAllRunRecord;
+use safeedit_core::{ModelSummary, SafeEditRecord};
+
+#[cfg(feature = "ssr")]
+use crate::error::AppError;
+use crate::error::AppResult;
+
+/// Describes the loaded model, read from the engine.
+#[server(endpoint = "model_info")]
+pub async fn model_info() -> AppResult<ModelSummary> {
+    Ok(state()?.engine.model_summary())
+}
+
+/// Every split's instance counts per category and attack.
+#[server(endpoint = "overview")]
+pub async fn overview() -> AppResult<Vec<SplitOverview>> {
+    Ok(state()?.catalog.overview())
+}
+
+/// One page of the instance table (filters, search, sort; the server does the work).
+#[server(endpoint = "instances", input = leptos::server_fn::codec::Json)]
+pub async fn list_instances(query: InstanceQuery) -> AppResult<InstancePage> {
+    state()?
+        .catalog
+        .query(&query)
+        .map_err(|e| AppError::BadRequest(e).respond())
+}
+
+/// One instance by split and id (`None`: no such instance).
+#[server(endpoint = "instance")]
+pub async fn get_instance(split: String, id: u64) -> AppResult<Option<SafeEditRecord>> {
+    Ok(state()?.catalog.instance(&split, id).cloned())
+}
+
+/// Queues a DINM edit of one instance; returns the job id at once (or "busy").
+#[server(endpoint = "start_edit", input = leptos::server_fn::codec::Json)]
+pub async fn start_edit(request: EditRequest) -> AppResult<String> {
+    state()?
+        .runs
+        .submit(request)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// A job's progress so far (`None`: no such job).
+#[server(endpoint = "job_status")]
+pub async fn job_status(id: String) -> AppResult<Option<JobSnapshot>> {
+    state()?.runs.job(id).await.map_err(AppError::respond)
+}
+
+/// Cancels a queued or running job; false when it is unknown or finished.
+#[server(endpoint = "cancel_job")]
+pub async fn cancel_job(id: String) -> AppResult<bool> {
+    Ok(state()?.runs.cancel(id))
+}
+
+/// A stored run (`None`: no such slug).
+#[server(endpoint = "run")]
+pub async fn get_run(slug: String) -> AppResult<Option<RunRecord>> {
+    state()?.runs.run(slug).await.map_err(AppError::respond)
+}
+
+/// The newest runs.
+#[server(endpoint = "runs")]
+pub async fn list_runs() -> AppResult<Vec<RunSummary>> {
+    state()?.runs.list().await.map_err(AppError::respond)
+}
+
+/// One of a run's charts as SVG (`None`: no such run or nothing to draw).
+#[server(endpoint = "run_figure")]
+pub async fn run_figure(slug: String, chart: String) -> AppResult<Option<FigureSvg>> {
+    state()?
+        .runs
+        .figure(slug, chart)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// Two to four stored runs, for side-by-side comparison.
+#[server(endpoint = "compare_runs", input = leptos::server_fn::codec::Json)]
+pub async fn compare_runs(runs: Vec<String>) -> AppResult<Vec<RunRecord>> {
+    if !(2..=4).contains(&runs.len()) {
+        return Err(
+            AppError::BadRequest(format!("compare 2 to 4 runs (got {})", runs.len())).respond(),
+        );
+    }
+    let state = state()?;
+    let mut out = Vec::new();
+    for slug in runs {
+        match state
+            .runs
+            .run(slug.clone())
+            .await
+            .map_err(AppError::respond)?
+        {
+            Some(run) => out.push(run),
+            None => {
+                return Err(AppError::BadRequest(format!("no run `{slug}`")).respond());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A stored evaluation (`None`: no such slug) with its instances.
+#[server(endpoint = "eval")]
+pub async fn get_eval(slug: String) -> AppResult<Option<(EvalRecord, Vec<InstanceResult>)>> {
+    state()?.runs.eval(slug).await.map_err(AppError::respond)
+}
+
+/// The SafeEdit metric table across evaluation runs (`runs`: comma-separated slugs, default the
+/// newest of each method; one slice: `group` all/category/attack and its `value`).
+#[server(endpoint = "results")]
+pub async fn results(runs: Option<String>, group: String, value: String) -> AppResult<ResultsView> {
+    state()?
+        .runs
+        .results(runs, group, value)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// The results table's defense metrics as a chart (`None`: nothing to draw).
+#[server(endpoint = "results_figure")]
+pub async fn results_figure(
+    runs: Option<String>,
+    group: String,
+    value: String,
+) -> AppResult<Option<FigureSvg>> {
+    state()?
+        .runs
+        .results_figure(runs, group, value)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// A stored mechanism analysis (`None`: no such slug).
+#[server(endpoint = "analysis")]
+pub async fn get_analysis(slug: String) -> AppResult<Option<AnalysisRecord>> {
+    state()?
+        .runs
+        .analysis(slug)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// Every stored mechanism analysis, newest first.
+#[server(endpoint = "analyses")]
+pub async fn list_analyses() -> AppResult<Vec<AnalysisSummary>> {
+    state()?.runs.analyses().await.map_err(AppError::respond)
+}
+
+/// One of an analysis's charts as SVG (`None`: no such analysis or nothing to draw).
+#[server(endpoint = "analysis_figure")]
+pub async fn analysis_figure(slug: String, chart: String) -> AppResult<Option<FigureSvg>> {
+    state()?
+        .runs
+        .analysis_figure(slug, chart)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// A stored SafeEdit_test_ALL run (`None`: no such slug).
+#[server(endpoint = "test_all_run")]
+pub async fn get_test_all_run(slug: String) -> AppResult<Option<TestAllRunRecord>> {
+    state()?
+        .runs
+        .test_all_run(slug)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// Every stored test_ALL run, oldest first.
+#[server(endpoint = "test_all_runs")]
+pub async fn list_test_all_runs() -> AppResult<Vec<TestAllRunRecord>> {
+    state()?
+        .runs
+        .test_all_runs()
+        .await
+        .map_err(AppError::respond)
+}
+
+#[cfg(feature = "ssr")]
+fn state() -> AppResult<crate::ssr::AppState> {
+    use_context::<crate::ssr::AppState>()
+        .ok_or_else(|| AppError::Internal("server state is missing".into()).respond())
+}

@@ -1,0 +1,213 @@
+//! `/jobs/{id}`: a job's progress, streamed over SSE as it happens (queue position, the located
+//! layer with every layer's distance, each step's loss, generating, judging, done or failed).
+
+use leptos::prelude::*;
+use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
+
+use crate::record_page::record_page;
+use crate::{cancel_job, job_status};
+
+/// `/jobs/{id}`
+#[component]
+pub fn JobPage() -> impl IntoView {
+    record_page(
+        "id",
+        "Loading the job…",
+        job_status,
+        |snapshot| view! { <JobView snapshot /> },
+    )
+}
+
+#[component]
+fn JobView(snapshot: JobSnapshot) -> impl IntoView {
+    let events = RwSignal::new(snapshot.events.clone());
+    let id = snapshot.id.clone();
+    // In the browser: follow the job over SSE from the events already shown.
+    #[cfg(feature = "hydrate")]
+    {
+        let from = snapshot.events.len();
+        let final_already = snapshot.status.is_final();
+        let id = id.clone();
+        Effect::new(move |_| {
+            if final_already {
+                return;
+            }
+            follow(&id, from, events);
+        });
+    }
+    let status = move || {
+        events
+            .get()
+            .last()
+            .map_or(JobStatus::Queued, JobEvent::status)
+    };
+    let request = snapshot.request.clone();
+    let instance_href = format!("/instances/{}/{}", request.split, request.id);
+    let cancel_id = id.clone();
+    let cancel = move |_| {
+        let id = cancel_id.clone();
+        leptos::task::spawn_local(async move {
+            let _ = cancel_job(id).await;
+        });
+    };
+    view! {
+        <p class="crumbs">
+            <a href=instance_href.clone()>{format!("{} instance {}", request.split, request.id)}</a>
+            " / job "
+            {id.clone()}
+        </p>
+        <h1>"Detoxifying instance " {request.id.to_string()}</h1>
+        <p id="job-status" data-status=move || format!("{:?}", status()).to_lowercase()>
+            {move || status_line(&events.get())}
+        </p>
+        {move || {
+            (!status().is_final())
+                .then(|| {
+                    view! {
+                        <button id="cancel-job" class="secondary" on:click=cancel.clone()>
+                            "Cancel"
+                        </button>
+                    }
+                })
+        }}
+        {move || {
+            events
+                .get()
+                .iter()
+                .find_map(JobEvent::result_path)
+                .map(|path| {
+                    view! {
+                        <p class="done">
+                            <a id="run-link" href=path.clone()>
+                                "Open the result: "
+                                {path.clone()}
+                            </a>
+                        </p>
+                    }
+                })
+        }}
+        <section class="card">
+            <h2>"Location"</h2>
+            {move || {
+                events
+                    .get()
+                    .iter()
+                    .find_map(|e| match e {
+                        JobEvent::Located { layer, distances } => {
+                            Some(view! { <DistanceBars distances=distances.clone() layer=*layer /> }.into_any())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| view! { <p class="muted">"not yet"</p> }.into_any())
+            }}
+        </section>
+        <section class="card">
+            <h2>"Tuning"</h2>
+            <ol class="steps" id="job-steps">
+                {move || {
+                    events
+                        .get()
+                        .iter()
+                        .filter_map(|e| match e {
+                            JobEvent::Step { step, loss } => {
+                                Some(view! { <li>{format!("step {step}: loss {loss:.5}")}</li> })
+                            }
+                            _ => None,
+                        })
+                        .collect_view()
+                }}
+            </ol>
+        </section>
+    }
+}
+
+fn status_line(events: &[JobEvent]) -> String {
+    match events.last() {
+        None => "queued".into(),
+        Some(JobEvent::Queued { ahead: 0 }) => "queued: starting next".into(),
+        Some(JobEvent::Queued { ahead }) => format!("queued behind {ahead}"),
+        Some(JobEvent::Started) => "locating the toxic layer…".into(),
+        Some(JobEvent::Located { layer, .. }) => format!("layer {layer} located; tuning…"),
+        Some(JobEvent::Step { step, loss }) => format!("tuning: step {step}, loss {loss:.5}"),
+        Some(JobEvent::Generating { responses }) => {
+            format!("generating {responses} responses (vanilla and edited)…")
+        }
+        Some(JobEvent::Judging) => "judging the responses…".into(),
+        Some(JobEvent::Done { .. }) => "done".into(),
+        Some(JobEvent::Failed { message }) => format!("failed: {message}"),
+        Some(JobEvent::Cancelled) => "cancelled".into(),
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn follow(id: &str, from: usize, events: RwSignal<Vec<JobEvent>>) {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+    let Ok(source) = web_sys::EventSource::new(&format!("/api/jobs/{id}/events?from={from}"))
+    else {
+        return;
+    };
+    let closer = source.clone();
+    let on_message =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |msg: web_sys::MessageEvent| {
+            let Some(text) = msg.data().as_string() else {
+                return;
+            };
+            if let Ok(event) = serde_json::from_str::<JobEvent>(&text) {
+                let last = event.status().is_final();
+                events.update(|e| e.push(event));
+                if last {
+                    closer.close();
+                }
+            }
+        });
+    source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+}
+
+/// Per-layer distances as horizontal bars, the chosen layer marked.
+#[component]
+pub(crate) fn DistanceBars(distances: Vec<f32>, layer: usize) -> impl IntoView {
+    if distances.is_empty() {
+        return view! { <p id="located-layer">{format!("layer {layer} (fixed by the settings)")}</p> }
+            .into_any();
+    }
+    let max = distances
+        .iter()
+        .copied()
+        .fold(f32::MIN, f32::max)
+        .max(f32::MIN_POSITIVE);
+    let rows = distances
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let width = format!("width: {:.1}%", 100.0 * d / max);
+            let class = if i == layer { "bar chosen" } else { "bar" };
+            view! {
+                <tr>
+                    <td class="num">{i.to_string()}</td>
+                    <td class="barcell">
+                        <div class=class style=width></div>
+                    </td>
+                    <td class="num">{format!("{d:.3}")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <p id="located-layer" data-layer=layer.to_string()>
+            {format!("toxic layer: {layer} (largest distance between safe and unsafe hidden states)")}
+        </p>
+        <table class="bars">
+            <thead>
+                <tr>
+                    <th class="num">"layer"</th>
+                    <th>"distance"</th>
+                    <th class="num"></th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}
