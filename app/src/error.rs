@@ -35,13 +35,22 @@ impl AppError {
         }
     }
 
-    /// On the server, sets the response's status to the error's (a no-op in the browser).
+    /// When the current request is the server-function call itself (`/api/...`), sets its
+    /// response's status to the error's. A page that calls the function while it renders keeps
+    /// its own status (it shows the message), and in the browser this does nothing.
     pub fn respond(self) -> Self {
         #[cfg(feature = "ssr")]
-        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-            let status = axum::http::StatusCode::from_u16(self.status())
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-            response.set_status(status);
+        {
+            use leptos::prelude::use_context;
+            let api_call = use_context::<axum::http::request::Parts>()
+                .is_some_and(|parts| parts.uri.path().starts_with("/api/"));
+            if let (true, Some(response)) =
+                (api_call, use_context::<leptos_axum::ResponseOptions>())
+            {
+                let status = axum::http::StatusCode::from_u16(self.status())
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+                response.set_status(status);
+            }
         }
         self
     }

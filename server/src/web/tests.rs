@@ -523,4 +523,10 @@ fn server_functions_answer_with_the_status_of_their_error() {
     let (got, body) = status_and_body(compare);
     assert_eq!(got, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("compare 2 to 4 runs (got 1)"), "{body}");
+    // A page that calls the function while rendering keeps its status and shows the message.
+    let (got, body) = status_and_body(get("/compare?run=runbbbb"));
+    assert_eq!(got, StatusCode::OK, "{body}");
+    assert!(body.contains("compare 2 to 4 runs (got 1)"), "{body}");
+    let (got, _) = status_and_body(get("/runs/nosuchrun"));
+    assert_eq!(got, StatusCode::NOT_FOUND, "an unknown run's page is a 404");
 }
