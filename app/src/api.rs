@@ -33,7 +33,7 @@ pub async fn list_instances(query: InstanceQuery) -> AppResult<InstancePage> {
     state()?
         .catalog
         .query(&query)
-        .map_err(|e| AppError::BadRequest(e).respond())
+        .map_err(|e| AppError::BadRequest(e.to_string()).respond())
 }
 
 /// One instance by split and id (`None`: no such instance).

@@ -1,6 +1,14 @@
 //! SafeEdit Studio's web app: Leptos components, routes and server functions. Compiled twice:
 //! with `ssr` into the server (heavy dependencies allowed, behind [`ssr`]) and with `hydrate`
 //! into the WebAssembly bundle (no burn, no tokio).
+//!
+//! - [`api`]: the server functions; each answers its value or an [`AppError`] ([`error`]) whose
+//!   variant sets the HTTP status.
+//! - One file per route (`instances.rs`, `instance.rs`, `job.rs`, `runs.rs`, `run.rs`,
+//!   `compare.rs`, `eval.rs`, `results.rs`, `test_all.rs`, `test_all_run.rs`, `mechanisms.rs`,
+//!   `mechanism.rs`, `home.rs`); pages of one stored record go through `record_page.rs`.
+//! - Components several pages share: `figure.rs` (charts with their downloads), `detoxify.rs`
+//!   (the instance page's edit panel), `format.rs` (numbers and slice labels).
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -8,31 +16,40 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 pub mod api;
-mod browse;
 mod compare;
 mod detoxify;
 pub mod error;
-mod evals;
+mod eval;
 mod figure;
+mod format;
 mod home;
+mod instance;
+mod instances;
 mod job;
+mod mechanism;
 mod mechanisms;
 mod record_page;
+mod results;
 mod run;
 mod runs;
 mod test_all;
+mod test_all_run;
 
 pub use api::*;
-pub use browse::{InstanceView, InstancesPage};
 pub use compare::ComparePage;
 pub use error::{AppError, AppResult};
-pub use evals::{EvalPage, ResultsPage};
+pub use eval::EvalPage;
 pub use home::HomePage;
+pub use instance::InstanceView;
+pub use instances::InstancesPage;
 pub use job::JobPage;
-pub use mechanisms::{MechanismPage, MechanismsPage};
+pub use mechanism::MechanismPage;
+pub use mechanisms::MechanismsPage;
+pub use results::ResultsPage;
 pub use run::RunPage;
 pub use runs::RunsPage;
-pub use test_all::{TestAllPage, TestAllRunPage};
+pub use test_all::TestAllPage;
+pub use test_all_run::TestAllRunPage;
 
 /// Name of the site's JS/WASM/CSS bundle under `/pkg`.
 pub const OUTPUT_NAME: &str = "safeedit";

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::QueryError;
+
 use crate::safeedit::{Category, SafeEditRecord};
 
 /// Rows per page unless the URL says otherwise.
@@ -362,13 +364,13 @@ impl Catalog {
     }
 
     /// Answers an instance-table query. An unknown split is an error naming the known ones.
-    pub fn query(&self, query: &InstanceQuery) -> Result<InstancePage, String> {
+    pub fn query(&self, query: &InstanceQuery) -> Result<InstancePage, QueryError> {
         let split = self.split(&query.split).ok_or_else(|| {
-            format!(
+            QueryError(format!(
                 "unknown split `{}` (available: {})",
                 query.split,
                 self.split_names().join(", ")
-            )
+            ))
         })?;
         let needle = query.q.as_ref().map(|q| q.to_lowercase());
         let mut hits: Vec<usize> = (0..split.records.len())
@@ -588,6 +590,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap_err()
+            .to_string()
             .contains("available: test")
         );
     }

@@ -473,7 +473,7 @@ fn split_tsv(line: &str) -> Result<Vec<String>, String> {
 
 /// Parses a Python list of string literals, e.g. `['Paris', "Paris, France"]`, with the common
 /// escapes (`\\ \' \" \n \t \r \xNN \uNNNN`).
-pub fn parse_python_str_list(text: &str) -> Result<Vec<String>, String> {
+pub(crate) fn parse_python_str_list(text: &str) -> Result<Vec<String>, String> {
     let mut chars = text.trim().chars().peekable();
     if chars.next() != Some('[') {
         return Err("expected a Python list starting with `[`".into());

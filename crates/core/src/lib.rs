@@ -37,6 +37,13 @@ pub mod table;
 pub mod test_all;
 
 pub use judge::{JudgeInfo, Verdict};
+
+/// A query that names what does not exist (a split, a run, a slice of the results table); the
+/// message names it, and what exists where that helps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
 pub use method::Method;
 pub use model::{ModelSummary, PromptFormat};
 pub use provenance::Provenance;

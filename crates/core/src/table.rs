@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::QueryError;
 use crate::eval::{MetricRow, SAFEEDIT_METRICS, concat, csv_field};
 use crate::run::EvalRecord;
 
@@ -163,7 +164,7 @@ impl ResultsView {
         runs: Option<&str>,
         group: &str,
         value: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, QueryError> {
         let mut picked: Vec<&EvalRecord> = match runs {
             Some(list) => {
                 let mut picked = Vec::new();
@@ -171,7 +172,7 @@ impl ResultsView {
                     let found = all
                         .iter()
                         .find(|e| e.slug == slug)
-                        .ok_or_else(|| format!("no evaluation run `{slug}`"))?;
+                        .ok_or_else(|| QueryError(format!("no evaluation run `{slug}`")))?;
                     if !picked.iter().any(|p: &&EvalRecord| p.slug == slug) {
                         picked.push(found);
                     }
@@ -191,7 +192,9 @@ impl ResultsView {
             }
         };
         if !["all", "category", "attack"].contains(&group) {
-            return Err(format!("unknown group `{group}` (all, category, attack)"));
+            return Err(QueryError(format!(
+                "unknown group `{group}` (all, category, attack)"
+            )));
         }
         picked.sort_by_key(|e| (e.method != "vanilla", e.method.clone()));
         let entries: Vec<EvalEntry> = picked
@@ -409,9 +412,9 @@ mod tests {
         assert_eq!(picked.table.rows[0].values, [Some(80.0)]);
 
         let err = ResultsView::build(all.clone(), Some("d1,nope"), "all", "all").unwrap_err();
-        assert_eq!(err, "no evaluation run `nope`");
+        assert_eq!(err.to_string(), "no evaluation run `nope`");
         let err = ResultsView::build(all, None, "colour", "red").unwrap_err();
-        assert!(err.contains("unknown group"));
+        assert!(err.to_string().contains("unknown group"));
     }
 
     #[test]

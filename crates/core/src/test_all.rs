@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::QueryError;
 use crate::eval::{MetricRow, csv_field, sliced_rows};
 use crate::judge::{Verdict, defense_rate};
 use crate::table::latex_escape;
@@ -296,7 +297,7 @@ impl TestAllRunRecord {
 pub fn select_runs<'a>(
     all: &'a [TestAllRunRecord],
     runs: Option<&str>,
-) -> Result<Vec<&'a TestAllRunRecord>, String> {
+) -> Result<Vec<&'a TestAllRunRecord>, QueryError> {
     match runs.map(str::trim).filter(|r| !r.is_empty()) {
         None => Ok(all.iter().collect()),
         Some(list) => list
@@ -306,7 +307,7 @@ pub fn select_runs<'a>(
             .map(|slug| {
                 all.iter()
                     .find(|r| r.slug == slug)
-                    .ok_or_else(|| format!("no test_ALL run `{slug}`"))
+                    .ok_or_else(|| QueryError(format!("no test_ALL run `{slug}`")))
             })
             .collect(),
     }

@@ -44,7 +44,8 @@ impl RunService {
     /// The results table the query selects (an unknown run or slice is the request's fault).
     async fn view(&self, runs: Option<String>, group: &str, value: &str) -> AppResult<ResultsView> {
         let all = self.0.store.list_evals().await.map_err(internal)?;
-        ResultsView::build(all, runs.as_deref(), group, value).map_err(AppError::BadRequest)
+        ResultsView::build(all, runs.as_deref(), group, value)
+            .map_err(|e| AppError::BadRequest(e.to_string()))
     }
 }
 

@@ -186,7 +186,7 @@ impl ResultsQuery {
         let all = state.store.list_evals().await?;
         let (group, value) = self.slice();
         let view = ResultsView::build(all.clone(), self.runs.as_deref(), &group, &value)
-            .map_err(WebError::BadRequest)?;
+            .map_err(|e| WebError::BadRequest(e.to_string()))?;
         Ok((view, all))
     }
 }
@@ -289,7 +289,8 @@ async fn test_all_table(
     headers: &HeaderMap,
 ) -> WebResult<(String, String)> {
     let all = state.store.list_test_all().await?;
-    let chosen = test_all::select_runs(&all, q.runs.as_deref()).map_err(WebError::NotFound)?;
+    let chosen = test_all::select_runs(&all, q.runs.as_deref())
+        .map_err(|e| WebError::NotFound(e.to_string()))?;
     Ok(test_all::runs_table(&chosen, &origin(headers)))
 }
 

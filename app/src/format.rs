@@ -1,0 +1,18 @@
+//! Formatting shared by the pages that show metrics.
+
+use safeedit_core::Category;
+
+/// A metric with two decimals, or a dash when there is none.
+pub(crate) fn score(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.2}"))
+}
+
+/// The label of a results slice: all instances, a category's display name, or an attack.
+pub(crate) fn slice_label(group: &str, value: &str) -> String {
+    match group {
+        "all" => "all instances".into(),
+        "category" => Category::from_dataset_str(value)
+            .map_or(value.to_string(), |c| c.display_name().to_string()),
+        _ => value.to_string(),
+    }
+}
