@@ -43,7 +43,11 @@ test('browse, filter, search, sort, page and open an instance in the browser', a
   await page.fill('#f-q', word);
   await page.click('#f-apply');
   await page.waitForURL((u) => u.searchParams.get('q') === word && u.searchParams.get('category') === 'illegal');
-  await page.waitForFunction((n) => Number(document.querySelector('#result-summary').dataset.total) <= n, expected);
+  // While the new page loads the table (and its summary) is replaced by the loading note.
+  await page.waitForFunction((n) => {
+    const summary = document.querySelector('#result-summary');
+    return summary !== null && Number(summary.dataset.total) <= n;
+  }, expected);
   const found = Number(await page.getAttribute('#result-summary', 'data-total'));
   assert.ok(found >= 1, `the search for ${word} finds the row it came from`);
 

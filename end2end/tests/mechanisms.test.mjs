@@ -24,6 +24,9 @@ test('the Mechanisms page lists the stored analysis and opens it with table and 
   assert.equal(methods, 'dinm');
   await page.locator('#analyses tbody a').first().click();
   await page.waitForURL(/\/mechanisms\/[a-z0-9]+$/);
+  // After hydration the click navigates in the browser and the analysis loads after the URL
+  // changes; wait for its table either way.
+  await page.locator('#mechanism-table tbody tr').first().waitFor();
   const rows = await page.locator('#mechanism-table tbody tr').evaluateAll(
     (trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent.trim())),
   );

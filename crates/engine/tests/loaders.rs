@@ -33,18 +33,29 @@ fn load_err(path: &Path) -> String {
         .to_string()
 }
 
-#[test]
-fn safetensors_single_file_round_trip_is_exact() {
+/// A Hugging Face folder of the untied tiny model (config, tokenizer, one f32 safetensors file)
+/// whose tensors `edit` may change before they are written.
+fn tiny_hf_dir(
+    edit: impl FnOnce(&mut Vec<(String, RawTensor)>),
+) -> (tempfile::TempDir, LlamaConfig, safeedit_engine::Llama<B>) {
     let dir = tempfile::tempdir().unwrap();
     let (config, model) = untied_tiny();
     write_tiny_dir_meta(dir.path(), &tiny_config_json());
+    let mut tensors = export_all(&model, &config);
+    edit(&mut tensors);
     write_safetensors(
         &dir.path().join("model.safetensors"),
-        &export_all(&model, &config),
+        &tensors,
         SaveDtype::F32,
         None,
     )
     .unwrap();
+    (dir, config, model)
+}
+
+#[test]
+fn safetensors_single_file_round_trip_is_exact() {
+    let (dir, config, model) = tiny_hf_dir(|_| {});
     let lm = LanguageModel::<B>::load(dir.path(), &Default::default()).unwrap();
     assert_eq!(lm.config, config);
     assert_eq!(tiny_logits(&lm.model), tiny_logits(&model));
@@ -106,16 +117,7 @@ fn bf16_and_f16_checkpoints_are_converted_on_load() {
 
 #[test]
 fn tokenizer_config_sets_bos_eos_rules_and_chat_template() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, model) = untied_tiny();
-    write_tiny_dir_meta(dir.path(), &tiny_config_json());
-    write_safetensors(
-        &dir.path().join("model.safetensors"),
-        &export_all(&model, &config),
-        SaveDtype::F32,
-        None,
-    )
-    .unwrap();
+    let (dir, ..) = tiny_hf_dir(|_| {});
     let tokenizer_config = serde_json::json!({
         "add_bos_token": true,
         "add_eos_token": false,
@@ -331,20 +333,8 @@ fn config_json_missing_a_field_names_it() {
 
 #[test]
 fn missing_tensor_is_named_with_its_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, model) = untied_tiny();
-    write_tiny_dir_meta(dir.path(), &tiny_config_json());
-    let tensors: Vec<_> = export_all(&model, &config)
-        .into_iter()
-        .filter(|(name, _)| name != "model.layers.1.mlp.down_proj.weight")
-        .collect();
-    write_safetensors(
-        &dir.path().join("model.safetensors"),
-        &tensors,
-        SaveDtype::F32,
-        None,
-    )
-    .unwrap();
+    let (dir, ..) =
+        tiny_hf_dir(|t| t.retain(|(name, _)| name != "model.layers.1.mlp.down_proj.weight"));
     let msg = load_err(dir.path());
     assert!(
         msg.contains("model.safetensors")
@@ -355,22 +345,13 @@ fn missing_tensor_is_named_with_its_file() {
 
 #[test]
 fn mis_shaped_tensor_is_named_with_both_shapes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, model) = untied_tiny();
-    write_tiny_dir_meta(dir.path(), &tiny_config_json());
-    let mut tensors = export_all(&model, &config);
-    for (name, t) in &mut tensors {
-        if name == "model.layers.0.self_attn.k_proj.weight" {
-            t.shape.reverse();
+    let (dir, ..) = tiny_hf_dir(|tensors| {
+        for (name, t) in tensors {
+            if name == "model.layers.0.self_attn.k_proj.weight" {
+                t.shape.reverse();
+            }
         }
-    }
-    write_safetensors(
-        &dir.path().join("model.safetensors"),
-        &tensors,
-        SaveDtype::F32,
-        None,
-    )
-    .unwrap();
+    });
     let msg = load_err(dir.path());
     assert!(
         msg.contains("model.layers.0.self_attn.k_proj.weight")
@@ -381,16 +362,7 @@ fn mis_shaped_tensor_is_named_with_both_shapes() {
 
 #[test]
 fn missing_tokenizer_json_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, model) = untied_tiny();
-    write_tiny_dir_meta(dir.path(), &tiny_config_json());
-    write_safetensors(
-        &dir.path().join("model.safetensors"),
-        &export_all(&model, &config),
-        SaveDtype::F32,
-        None,
-    )
-    .unwrap();
+    let (dir, ..) = tiny_hf_dir(|_| {});
     std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
     let msg = load_err(dir.path());
     assert!(

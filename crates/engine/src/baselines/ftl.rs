@@ -19,7 +19,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::delta::LayerDelta;
-use crate::dinm::ModelFamily;
+use crate::dinm::{FamilyPresets, ModelFamily};
 use crate::error::{EngineError, Result};
 use crate::loader::LanguageModel;
 use crate::model::Batch;
@@ -80,27 +80,28 @@ impl FtlConfig {
 
     /// The preset whose name is given.
     pub fn preset_named(name: &str) -> Option<Self> {
-        match name {
-            "llama-2-7b-chat" => Some(Self::llama2_7b_chat()),
-            "mistral-7b" => Some(Self::mistral_7b()),
-            "smollm2-135m" => Some(Self::smollm2_135m()),
-            _ => None,
-        }
+        ModelFamily::named(name).map(Self::for_family)
     }
 
     /// The preset that fits a model (same rule as DINM's), with the layer moved inside a model
     /// shallower than the preset assumes.
     pub fn preset_for(model_name: &str, architecture: &str, n_layers: usize) -> Self {
-        let mut config = match ModelFamily::of(model_name, architecture) {
-            ModelFamily::Mistral => Self::mistral_7b(),
-            ModelFamily::SmolLm2 => Self::smollm2_135m(),
-            ModelFamily::Llama => Self::llama2_7b_chat(),
-        };
+        let mut config = Self::for_family(ModelFamily::of(model_name, architecture));
         if config.layer >= n_layers {
             // The same relative depth (21/32) in a smaller model, e.g. the tiny test model.
             config.layer = (n_layers * 21 / 32).min(n_layers.saturating_sub(1));
         }
         config
+    }
+}
+
+impl FamilyPresets for FtlConfig {
+    fn for_family(family: ModelFamily) -> Self {
+        match family {
+            ModelFamily::Mistral => Self::mistral_7b(),
+            ModelFamily::SmolLm2 => Self::smollm2_135m(),
+            ModelFamily::Llama => Self::llama2_7b_chat(),
+        }
     }
 }
 

@@ -89,19 +89,20 @@ impl DinmConfig {
 
     /// The preset whose name is given.
     pub fn preset_named(name: &str) -> Option<Self> {
-        match name {
-            "llama-2-7b-chat" => Some(Self::llama2_7b_chat()),
-            "mistral-7b" => Some(Self::mistral_7b()),
-            "smollm2-135m" => Some(Self::smollm2_135m()),
-            _ => None,
-        }
+        ModelFamily::named(name).map(Self::for_family)
     }
 
     /// The preset that fits a model, from its name and architecture: Mistral models get
     /// `mistral-7b`, SmolLM2 models `smollm2-135m`, every other LLaMA-family model
     /// `llama-2-7b-chat`.
     pub fn preset_for(model_name: &str, architecture: &str) -> Self {
-        match ModelFamily::of(model_name, architecture) {
+        Self::for_family(ModelFamily::of(model_name, architecture))
+    }
+}
+
+impl FamilyPresets for DinmConfig {
+    fn for_family(family: ModelFamily) -> Self {
+        match family {
             ModelFamily::Mistral => Self::mistral_7b(),
             ModelFamily::SmolLm2 => Self::smollm2_135m(),
             ModelFamily::Llama => Self::llama2_7b_chat(),
@@ -120,7 +121,24 @@ pub enum ModelFamily {
     Llama,
 }
 
+/// Settings with one preset per model family (DINM's, FT-L's), named after the family's preset.
+pub trait FamilyPresets: Sized {
+    /// The family's preset.
+    fn for_family(family: ModelFamily) -> Self;
+}
+
 impl ModelFamily {
+    /// The family whose preset has this name (`llama-2-7b-chat`, `mistral-7b`,
+    /// `smollm2-135m`).
+    pub fn named(preset: &str) -> Option<Self> {
+        match preset {
+            "llama-2-7b-chat" => Some(ModelFamily::Llama),
+            "mistral-7b" => Some(ModelFamily::Mistral),
+            "smollm2-135m" => Some(ModelFamily::SmolLm2),
+            _ => None,
+        }
+    }
+
     /// From the model's name and architecture: `mistral` by architecture or name, SmolLM2 by
     /// name, LLaMA otherwise.
     pub fn of(model_name: &str, architecture: &str) -> Self {

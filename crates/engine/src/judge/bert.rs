@@ -460,3 +460,24 @@ pub(crate) fn encoder_tokenizer(path: &Path, max_len: usize) -> Result<tokenizer
     .map_err(err)?;
     Ok(tok)
 }
+
+/// Token ids of each text (special tokens added, truncated as the tokenizer says); a failure
+/// names the tokenizer file in `dir`.
+pub(crate) fn encode_texts(
+    tokenizer: &tokenizers::Tokenizer,
+    dir: &Path,
+    texts: &[String],
+) -> Result<Vec<Vec<u32>>> {
+    texts
+        .iter()
+        .map(|t| {
+            tokenizer
+                .encode(t.as_str(), true)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| EngineError::Tokenizer {
+                    path: dir.join("tokenizer.json"),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}

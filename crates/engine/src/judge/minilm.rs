@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::bert::{BertEncoder, BertWeights, HfBertConfig, encoder_tokenizer};
+use super::bert::{BertEncoder, BertWeights, HfBertConfig, encode_texts, encoder_tokenizer};
 use super::logistic::{Confusion, LogisticRegression};
 use super::{SafetyJudge, short_sha256};
 use crate::error::{EngineError, Result};
@@ -76,18 +76,7 @@ impl<B: Backend> MiniLmEncoder<B> {
 
     /// Unit-norm embeddings, one per text (batched by length, order kept).
     pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let encodings = texts
-            .iter()
-            .map(|t| {
-                self.tokenizer
-                    .encode(t.as_str(), true)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| EngineError::Tokenizer {
-                        path: self.dir.join("tokenizer.json"),
-                        message: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let encodings = encode_texts(&self.tokenizer, &self.dir, texts)?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].len());
         let mut out = vec![Vec::new(); texts.len()];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
-use super::bert::{BertEncoder, BertWeights, Dense, HfBertConfig, encoder_tokenizer};
+use super::bert::{BertEncoder, BertWeights, Dense, HfBertConfig, encode_texts, encoder_tokenizer};
 use super::{SafetyJudge, short_sha256};
 use crate::error::{EngineError, Result};
 use crate::weights::SafetensorsStore;
@@ -101,18 +101,7 @@ impl<B: Backend> RobertaJudge<B> {
     pub fn probabilities(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(8) {
-            let rows = chunk
-                .iter()
-                .map(|t| {
-                    self.tokenizer
-                        .encode(t.as_str(), true)
-                        .map(|e| e.get_ids().to_vec())
-                        .map_err(|e| EngineError::Tokenizer {
-                            path: self.dir.join("tokenizer.json"),
-                            message: e.to_string(),
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let rows = encode_texts(&self.tokenizer, &self.dir, chunk)?;
             let hidden = self.encoder.forward(&rows, &self.device);
             let [batch, _, width] = hidden.dims();
             let first = hidden.narrow(1, 0, 1).reshape([batch, width]);
