@@ -182,6 +182,7 @@ test('runs list: filter in the URL, tick two runs and compare them side by side'
   await boxes.nth(1).check();
   await page.click('#compare-button');
   await page.waitForURL(/\/compare\?run=[a-z0-9]+&run=[a-z0-9]+$/);
+  await page.locator('#compare-metrics tr[data-metric="DS"]').waitFor();
   assert.equal(await page.locator('#compare-metrics tr[data-metric="DS"]').count(), 1);
   assert.match(await page.textContent('#compare-metrics tr[data-metric="DS"]'), /\(\+0\)/,
     'the re-run defends exactly like the run');
@@ -189,6 +190,7 @@ test('runs list: filter in the URL, tick two runs and compare them side by side'
   assert.ok(allRows > 10, 'every setting is listed');
   await page.click('#diff-toggle');
   await page.waitForURL(/diff=1$/);
+  await page.locator('#compare-settings[data-diff="true"]').waitFor();
   assert.equal(await page.getAttribute('#compare-settings', 'data-diff'), 'true');
   assert.equal(await page.locator('#compare-settings tbody tr').count(), 0,
     'a re-run has the same settings');

@@ -31,6 +31,9 @@ test('the test_ALL page shows both runs as Table 3 and opens one with its models
   assert.equal(ftl[6], '6', 'six inputs each');
   await page.locator('#test-all-table tbody a', { hasText: 'ftl' }).click();
   await page.waitForURL(/\/test-all\/[a-z0-9]+$/);
+  // After hydration the click navigates in the browser and the run loads after the URL
+  // changes; wait for its models either way.
+  await page.locator('#test-all-models tbody th').first().waitFor();
   const models = await page.locator('#test-all-models tbody th').allTextContents();
   assert.deepEqual(models, ['edit-1', 'edit-2']);
   const editedOn = await page.locator('#test-all-models tbody tr td:nth-last-child(2)').allTextContents();
