@@ -61,7 +61,7 @@ pub async fn job_status(id: String) -> AppResult<Option<JobSnapshot>> {
 /// Cancels a queued or running job; false when it is unknown or finished.
 #[server(endpoint = "cancel_job")]
 pub async fn cancel_job(id: String) -> AppResult<bool> {
-    Ok(state()?.runs.cancel(id))
+    Ok(state()?.runs.cancel(id).await)
 }
 
 /// A stored run (`None`: no such slug).

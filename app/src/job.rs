@@ -1,7 +1,10 @@
-//! `/jobs/{id}`: a job's progress, streamed over SSE as it happens (queue position, the located
-//! layer with every layer's distance, each step's loss, generating, judging, done or failed).
+//! `/jobs/{id}`: a job's progress, streamed over SSE as it happens (queue position, the worker,
+//! each phase with its count and ETA; for DINM edits the located layer with every layer's
+//! distance and each step's loss; done or failed).
 
 use leptos::prelude::*;
+use safeedit_core::Method;
+use safeedit_core::job::JobSpec;
 use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
 
 use crate::record_page::record_page;
@@ -42,7 +45,16 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             .map_or(JobStatus::Queued, JobEvent::status)
     };
     let request = snapshot.request.clone();
-    let instance_href = format!("/instances/{}/{}", request.split, request.id);
+    let title = request.title();
+    let (crumb_href, crumb) = match &request {
+        JobSpec::Edit(r) => (
+            format!("/instances/{}/{}", r.split, r.id),
+            format!("{} instance {}", r.split, r.id),
+        ),
+        JobSpec::Eval(_) => ("/results".to_string(), "Results".to_string()),
+    };
+    // Location and tuning belong to DINM edits of one instance.
+    let edits = matches!(&request, JobSpec::Edit(r) if r.method == Method::Dinm);
     let cancel_id = id.clone();
     let cancel = move |_| {
         let id = cancel_id.clone();
@@ -52,14 +64,33 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
     };
     view! {
         <p class="crumbs">
-            <a href=instance_href.clone()>{format!("{} instance {}", request.split, request.id)}</a>
+            <a href=crumb_href>{crumb}</a>
             " / job "
             {id.clone()}
         </p>
-        <h1>"Detoxifying instance " {request.id.to_string()}</h1>
+        <h1 id="job-title">{title}</h1>
         <p id="job-status" data-status=move || format!("{:?}", status()).to_lowercase()>
-            {move || status_line(&events.get())}
+            {move || status_line(&events.get(), edits)}
         </p>
+        {move || {
+            current_progress(&events.get())
+                .filter(|_| !status().is_final())
+                .map(|p| {
+                    view! {
+                        <p class="job-progress">
+                            <progress
+                                id="job-progress"
+                                max=p.total.to_string()
+                                value=p.done.to_string()
+                                data-done=p.done.to_string()
+                                data-total=p.total.to_string()
+                            ></progress>
+                            " "
+                            {p.line()}
+                        </p>
+                    }
+                })
+        }}
         {move || {
             (!status().is_final())
                 .then(|| {
@@ -86,52 +117,65 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
                     }
                 })
         }}
+        {edits.then(|| view! {
         <section class="card">
-            <h2>"Location"</h2>
-            {move || {
-                events
-                    .get()
-                    .iter()
-                    .find_map(|e| match e {
-                        JobEvent::Located { layer, distances } => {
-                            Some(view! { <DistanceBars distances=distances.clone() layer=*layer /> }.into_any())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_else(|| view! { <p class="muted">"not yet"</p> }.into_any())
-            }}
-        </section>
-        <section class="card">
-            <h2>"Tuning"</h2>
-            <ol class="steps" id="job-steps">
+                <h2>"Location"</h2>
                 {move || {
                     events
                         .get()
                         .iter()
-                        .filter_map(|e| match e {
-                            JobEvent::Step { step, loss } => {
-                                Some(view! { <li>{format!("step {step}: loss {loss:.5}")}</li> })
+                        .find_map(|e| match e {
+                            JobEvent::Located { layer, distances } => {
+                                Some(view! { <DistanceBars distances=distances.clone() layer=*layer /> }.into_any())
                             }
                             _ => None,
                         })
-                        .collect_view()
+                        .unwrap_or_else(|| view! { <p class="muted">"not yet"</p> }.into_any())
                 }}
-            </ol>
-        </section>
+            </section>
+            <section class="card">
+                <h2>"Tuning"</h2>
+                <ol class="steps" id="job-steps">
+                    {move || {
+                        events
+                            .get()
+                            .iter()
+                            .filter_map(|e| match e {
+                                JobEvent::Step { step, loss } => {
+                                    Some(view! { <li>{format!("step {step}: loss {loss:.5}")}</li> })
+                                }
+                                _ => None,
+                            })
+                            .collect_view()
+                    }}
+                </ol>
+            </section>
+        })}
     }
 }
 
-fn status_line(events: &[JobEvent]) -> String {
+/// The latest phase's progress, once a phase has begun.
+fn current_progress(events: &[JobEvent]) -> Option<safeedit_core::job::JobProgress> {
+    events.iter().rev().find_map(|e| match e {
+        JobEvent::Progress(p) => Some(p.clone()),
+        _ => None,
+    })
+}
+
+fn status_line(events: &[JobEvent], edits: bool) -> String {
     match events.last() {
         None => "queued".into(),
         Some(JobEvent::Queued { ahead: 0 }) => "queued: starting next".into(),
         Some(JobEvent::Queued { ahead }) => format!("queued behind {ahead}"),
-        Some(JobEvent::Started) => "locating the toxic layer…".into(),
+        Some(JobEvent::Started { .. }) if edits => "locating the toxic layer…".into(),
+        Some(JobEvent::Started { worker }) => format!("started on worker {worker}"),
+        Some(JobEvent::Progress(p)) => p.line(),
         Some(JobEvent::Located { layer, .. }) => format!("layer {layer} located; tuning…"),
         Some(JobEvent::Step { step, loss }) => format!("tuning: step {step}, loss {loss:.5}"),
-        Some(JobEvent::Generating { responses }) => {
+        Some(JobEvent::Generating { responses }) if edits => {
             format!("generating {responses} responses (vanilla and edited)…")
         }
+        Some(JobEvent::Generating { responses }) => format!("generating {responses} responses…"),
         Some(JobEvent::Judging) => "judging the responses…".into(),
         Some(JobEvent::Done { .. }) => "done".into(),
         Some(JobEvent::Failed { message }) => format!("failed: {message}"),

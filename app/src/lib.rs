@@ -177,7 +177,7 @@ pub mod ssr {
         /// A job's progress.
         fn job(&self, id: String) -> BoxFuture<'_, AppResult<Option<JobSnapshot>>>;
         /// Cancels a job.
-        fn cancel(&self, id: String) -> bool;
+        fn cancel(&self, id: String) -> BoxFuture<'_, bool>;
         /// A stored run.
         fn run(&self, slug: String) -> BoxFuture<'_, AppResult<Option<RunRecord>>>;
         /// The newest runs.

@@ -10,6 +10,7 @@
 //! - [`method`]: the evaluated methods (DINM, the baselines and ablations) as one [`Method`].
 //! - [`provenance`]: where a result came from (model, checksum, backend, judge, version, commit).
 //! - [`run`]: edit requests, job events, stored runs (what the web app shows and shares).
+//! - [`job`]: jobs of every kind as the JSON API takes and reports them.
 //! - [`judge`]: verdicts (0 safe / 1 unsafe / 0.5 empty), judge identity, DS/DG defense rate.
 //! - [`PromptFormat`], [`ModelSummary`]: how prompts reach a model and how a model is described.
 //!
@@ -26,6 +27,7 @@ pub mod browse;
 pub mod eval;
 pub mod fluency;
 pub mod general;
+pub mod job;
 pub mod judge;
 pub mod mechanism;
 pub mod method;

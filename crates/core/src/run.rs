@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::{JobProgress, JobSpec};
 use crate::judge::{JudgeInfo, Verdict};
 use crate::method::Method;
 
@@ -14,7 +15,7 @@ fn default_job_method() -> Method {
 
 /// Hyperparameters a user may change from the browser; `None` keeps the model's preset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct EditOverrides {
     /// Learning rate.
     pub lr: Option<f64>,
@@ -28,6 +29,7 @@ pub struct EditOverrides {
 
 /// What a user asks for: detoxify one instance, or evaluate it vanilla / prompt-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EditRequest {
     /// Split of the instance.
     pub split: String,
@@ -78,8 +80,13 @@ pub enum JobEvent {
         /// Jobs ahead in the queue (the running one included).
         ahead: usize,
     },
-    /// The worker started the job.
-    Started,
+    /// A worker started the job (again, when an interrupted job resumes).
+    Started {
+        /// Which worker.
+        worker: String,
+    },
+    /// How far the current phase is (instances, steps, tokens), with an ETA.
+    Progress(JobProgress),
     /// The toxic layer was located.
     Located {
         /// The chosen layer.
@@ -147,11 +154,18 @@ pub struct JobSnapshot {
     /// Job id.
     pub id: String,
     /// The request.
-    pub request: EditRequest,
+    pub request: JobSpec,
     /// Current status.
     pub status: JobStatus,
     /// Every event so far.
     pub events: Vec<JobEvent>,
+}
+
+impl JobSnapshot {
+    /// The snapshot as `GET /api/jobs/{id}` answers it.
+    pub fn info(&self) -> crate::job::JobInfo {
+        crate::job::JobInfo::from_events(&self.id, &self.request, &self.events)
+    }
 }
 
 /// One evaluation input before and after the edit.

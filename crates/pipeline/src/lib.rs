@@ -11,6 +11,7 @@
 //! | SafeEdit_test_ALL | [`test_all::TestAllPlan`] | [`test_all::run`], [`test_all::join_tables`] |
 //! | SFT / DPO | [`train::TrainPlan`] | [`train::run`] |
 //! | mechanisms | [`analyze::AnalyzePlan`] | [`analyze::run`] |
+//! | a web job of any kind | [`safeedit_core::job::JobSpec`] | [`job::Worker::run`] |
 //!
 //! Each run reports through a [`Progress`] (progress bars on the command line, job events in the
 //! web app), which can also cancel it; writes its run folder (resumable where the experiment
@@ -37,6 +38,7 @@ mod error;
 pub mod eval;
 pub mod evaluate;
 pub mod general;
+pub mod job;
 pub mod judge;
 pub mod method;
 pub mod paths;

@@ -19,8 +19,9 @@ mod slug;
 use std::path::Path;
 
 use safeedit_core::eval::InstanceResult;
+use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-use safeedit_core::run::{EditRequest, EvalRecord, JobStatus, RunRecord, RunSummary};
+use safeedit_core::run::{EvalRecord, JobStatus, RunRecord, RunSummary};
 use safeedit_core::test_all::TestAllRunRecord;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,7 +43,7 @@ pub struct Store {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredJob {
     /// What was asked.
-    pub request: EditRequest,
+    pub request: JobSpec,
     /// How it stands.
     pub status: JobStatus,
     /// A finished job's result: the run's slug, or an evaluation's page (`/evals/{slug}`).
@@ -232,12 +233,7 @@ impl Store {
     }
 
     /// Records a new job.
-    pub async fn insert_job(
-        &self,
-        id: &str,
-        created_at: &str,
-        request: &EditRequest,
-    ) -> Result<()> {
+    pub async fn insert_job(&self, id: &str, created_at: &str, request: &JobSpec) -> Result<()> {
         sqlx::query(
             "INSERT INTO jobs (id, created_at, request, status) VALUES ($1, $2, $3, 'queued')",
         )
@@ -281,6 +277,30 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Jobs a server process left queued or running, oldest first: their ids and requests.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<(String, JobSpec)>> {
+        let rows = sqlx::query(
+            "SELECT id, request FROM jobs WHERE status IN ('queued', 'running') \
+             ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("reading unfinished jobs"))?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row
+                    .try_get("id")
+                    .map_err(query("reading unfinished jobs"))?;
+                let request: String = row
+                    .try_get("request")
+                    .map_err(query("reading unfinished jobs"))?;
+                let spec =
+                    JobSpec::from_stored(&request).map_err(|e| corrupt(&format!("job {id}"), e))?;
+                Ok((id, spec))
+            })
+            .collect()
+    }
+
     /// A job's stored state.
     pub async fn job(&self, id: &str) -> Result<Option<StoredJob>> {
         let what = format!("job {id}");
@@ -298,7 +318,7 @@ impl Store {
         let request: String = column("request")?.unwrap_or_default();
         let status = column("status")?.unwrap_or_default();
         Ok(Some(StoredJob {
-            request: serde_json::from_str(&request).map_err(|e| corrupt(&what, e))?,
+            request: JobSpec::from_stored(&request).map_err(|e| corrupt(&what, e))?,
             status: parse_status(&status).ok_or_else(|| StoreError::Corrupt {
                 what: what.clone(),
                 message: format!("unknown status `{status}`"),

@@ -4,6 +4,7 @@
 
 use safeedit_core::Method;
 use safeedit_core::eval::{InputResult, InstanceResult, summarize};
+use safeedit_core::job::JobSpec;
 use safeedit_core::judge::{JudgeInfo, Verdict};
 use safeedit_core::run::{
     Comparison, EditOutcome, EditOverrides, EditRequest, EvalRecord, InstanceFacts, JobStatus,
@@ -168,11 +169,11 @@ fn jobs_keep_their_state_and_a_reopened_database_keeps_everything() {
     rt.block_on(async {
         let store = Store::open(None, dir.path()).await.unwrap();
         store
-            .insert_job("j1", &now_rfc3339(), &request(1))
+            .insert_job("j1", &now_rfc3339(), &JobSpec::Edit(request(1)))
             .await
             .unwrap();
         store
-            .insert_job("j2", &now_rfc3339(), &request(2))
+            .insert_job("j2", &now_rfc3339(), &JobSpec::Edit(request(2)))
             .await
             .unwrap();
         store
@@ -191,11 +192,17 @@ fn jobs_keep_their_state_and_a_reopened_database_keeps_everything() {
 
         // The next server process: same file, migrations already applied.
         let store = Store::open(None, dir.path()).await.unwrap();
+        let unfinished = store.unfinished_jobs().await.unwrap();
+        assert_eq!(
+            unfinished,
+            vec![("j2".to_string(), JobSpec::Edit(request(2)))]
+        );
         assert_eq!(store.fail_interrupted_jobs().await.unwrap(), 1);
+        assert!(store.unfinished_jobs().await.unwrap().is_empty());
         let done = store.job("j1").await.unwrap().unwrap();
         assert_eq!(done.status, JobStatus::Done);
         assert_eq!(done.result.as_deref(), Some("/evals/abc"));
-        assert_eq!(done.request, request(1));
+        assert_eq!(done.request, JobSpec::Edit(request(1)));
         let failed = store.job("j2").await.unwrap().unwrap();
         assert_eq!(failed.status, JobStatus::Failed);
         assert!(failed.message.unwrap().contains("server stopped"));

@@ -4,6 +4,7 @@
 use app::ssr::{BoxFuture, Engine, EvalPageData, Runs};
 use app::{AppError, AppResult};
 use safeedit_core::ModelSummary;
+use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
@@ -52,7 +53,7 @@ impl RunService {
 impl Runs for RunService {
     fn submit(&self, request: EditRequest) -> BoxFuture<'_, AppResult<String>> {
         Box::pin(async move {
-            match self.0.jobs.submit(request).await {
+            match self.0.jobs.submit(JobSpec::Edit(request)).await {
                 Ok((id, _)) => Ok(id),
                 Err(SubmitError::Invalid(message)) => Err(AppError::BadRequest(message)),
                 Err(e @ SubmitError::Busy(_)) => Err(AppError::Busy(e.to_string())),
@@ -65,8 +66,8 @@ impl Runs for RunService {
         Box::pin(async move { self.0.jobs.snapshot(&id).await.map_err(internal) })
     }
 
-    fn cancel(&self, id: String) -> bool {
-        self.0.jobs.cancel(&id)
+    fn cancel(&self, id: String) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.0.jobs.cancel(&id).await })
     }
 
     fn run(&self, slug: String) -> BoxFuture<'_, AppResult<Option<RunRecord>>> {

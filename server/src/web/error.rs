@@ -15,6 +15,12 @@ pub enum WebError {
     /// No such record, file or chart.
     #[error("{0}")]
     NotFound(String),
+    /// The request clashes with the record's state (cancelling a finished job).
+    #[error("{0}")]
+    Conflict(String),
+    /// The job queue is full; try again later.
+    #[error("{0}")]
+    Busy(String),
     /// The server's own failure (the database, drawing a figure).
     #[error("{0}")]
     Internal(String),
@@ -26,6 +32,8 @@ impl WebError {
         match self {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use safeedit_core::run::JobEvent;
@@ -15,14 +16,22 @@ pub(super) struct EventsQuery {
     from: Option<usize>,
 }
 
-/// `GET /api/jobs/{id}/events?from=N`: the job's events from the N-th on, as SSE messages (one
+/// `GET /api/jobs/{id}/events?from=N`: the job's events from the N-th on (or after the
+/// `Last-Event-ID` a reconnecting client sends), as SSE messages (one
 /// JSON [`safeedit_core::run::JobEvent`] each), until the job ends.
 pub(super) async fn job_events(
     State(state): State<WebState>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
 ) -> WebResult {
-    let from = q.from.unwrap_or(0);
+    // A browser that reconnects says which event it saw last.
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|last| last + 1);
+    let from = resumed.or(q.from).unwrap_or(0);
     let jobs = &state.jobs;
     let Some(job) = jobs.get(&id) else {
         // A job of an earlier process: its final state, if the database knows it.
@@ -33,8 +42,9 @@ pub(super) async fn job_events(
         let events: Vec<Result<Event, Infallible>> = snapshot
             .events
             .iter()
+            .enumerate()
             .skip(from)
-            .map(|e| Ok(sse(e)))
+            .map(|(i, e)| Ok(sse(i, e)))
             .collect();
         return Ok(Sse::new(futures::stream::iter(events)).into_response());
     };
@@ -49,7 +59,8 @@ pub(super) async fn job_events(
                 let event = job.snapshot().events.get(next).cloned();
                 if let Some(event) = event {
                     let last = event.status().is_final();
-                    return Some((Ok::<_, Infallible>(sse(&event)), (job, rx, next + 1, last)));
+                    let message = sse(next, &event);
+                    return Some((Ok::<_, Infallible>(message), (job, rx, next + 1, last)));
                 }
                 if rx.changed().await.is_err() {
                     return None;
@@ -62,7 +73,10 @@ pub(super) async fn job_events(
         .into_response())
 }
 
-/// One SSE message: the event as JSON.
-fn sse(event: &JobEvent) -> Event {
-    Event::default().data(serde_json::to_string(event).expect("events serialise"))
+/// One SSE message: the event as JSON, its index as the message id (a client that reconnects
+/// asks for `?from=` the next one).
+fn sse(index: usize, event: &JobEvent) -> Event {
+    Event::default()
+        .id(index.to_string())
+        .data(serde_json::to_string(event).expect("events serialise"))
 }

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod figures;
 mod files;
+mod job_api;
 mod jobs;
 mod router;
 #[cfg(test)]
@@ -19,15 +20,17 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
 use bridge::{ModelInfo, RunService};
 use clap::Args;
-use jobs::{Jobs, WorkerContext};
+use jobs::{Jobs, ModelContext};
 use leptos::config::{Env, LeptosOptions};
 use safeedit_pipeline::backend;
+use safeedit_pipeline::job::Worker;
 use safeedit_pipeline::provenance::model_checksum;
+use safeedit_pipeline::publish::Database;
 use safeedit_pipeline::{data, paths};
 use safeedit_store::Store;
 
@@ -107,26 +110,31 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let store = Store::open(args.database_url.as_deref(), &data_dir).await?;
-        let interrupted = store.fail_interrupted_jobs().await?;
-        if interrupted > 0 {
-            tracing::warn!(
-                interrupted,
-                "jobs of the previous server process marked failed"
-            );
-        }
         let deltas = data_dir.join("deltas");
-        let jobs = Jobs::start(WorkerContext {
-            model: Arc::new(Mutex::new(model)),
+        let worker = Worker {
             catalog: catalog.clone(),
-            judge_dir: args.judge_dir.clone(),
-            store: store.clone(),
-            runtime: tokio::runtime::Handle::current(),
-            model_path: model_path.clone(),
-            model_checksum: model_checksum(&model_path),
-            delta_dir: deltas.clone(),
+            safeedit_dir: args.safeedit_dir.clone(),
             preset,
             n_layers,
-        });
+            judge_dir: args.judge_dir.clone(),
+            delta_dir: deltas.clone(),
+            job_dir: data_dir.join("jobs"),
+            database: Database {
+                data_dir: Some(data_dir.clone()),
+                url: args.database_url.clone(),
+            },
+        };
+        let ctx = ModelContext {
+            model,
+            model_checksum: model_checksum(&model_path),
+            model_path: model_path.clone(),
+            judge_dir: args.judge_dir.clone(),
+            worker,
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        // The task queue lives beside the runs database (the data folder).
+        let jobs = Jobs::start(ctx, &data_dir).await?;
         let state = WebState {
             store,
             jobs,
@@ -149,11 +157,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", args.addr))?;
         tracing::info!("SafeEdit Studio listening on http://{}", args.addr);
+        let jobs = state.jobs.clone();
         axum::serve(listener, router(state, app_state).into_make_service())
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
+        // The running job stops at its next check; the next start takes it and the queued
+        // ones up again.
+        jobs.shutdown();
         Ok(())
     })
 }

@@ -2,16 +2,20 @@
 //! and event stream, with their state passed through axum's `State`.
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 
-use super::{WebState, events, figures, files};
+use super::{WebState, events, figures, files, job_api};
 use app::ssr::AppState;
 use app::{App, shell};
 
-/// The `/api` routes that are not server functions: downloads, figure exports, job events.
+/// The `/api` routes that are not server functions: the jobs' JSON API and event stream,
+/// downloads, figure exports.
 pub fn api_router(state: WebState) -> Router {
     Router::new()
+        .route("/api/jobs", post(job_api::submit))
+        .route("/api/jobs/{id}", get(job_api::info))
+        .route("/api/jobs/{id}/cancel", post(job_api::cancel))
         .route("/api/jobs/{id}/events", get(events::job_events))
         .route("/api/runs/{slug}/figures/{file}", get(figures::run_figure))
         .route("/api/runs/{slug}/{file}", get(files::run_file))

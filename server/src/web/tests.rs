@@ -439,7 +439,7 @@ fn edit_requests_answer_400_naming_the_field_and_503_when_the_queue_is_full() {
     assert!(ids.len() >= QUEUE_CAPACITY, "{} accepted", ids.len());
     for id in &ids {
         let id: String = serde_json::from_str(id).unwrap();
-        state.jobs.cancel(&id);
+        rt.block_on(state.jobs.cancel(&id));
     }
 }
 
@@ -529,4 +529,146 @@ fn server_functions_answer_with_the_status_of_their_error() {
     assert!(body.contains("compare 2 to 4 runs (got 1)"), "{body}");
     let (got, _) = status_and_body(get("/runs/nosuchrun"));
     assert_eq!(got, StatusCode::NOT_FOUND, "an unknown run's page is a 404");
+}
+
+/// `POST {uri}` with a JSON body.
+fn post_json(uri: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[test]
+fn the_job_api_queues_reports_and_cancels_jobs_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, _state) = server(dir.path());
+    let text = |(status, _, body): (StatusCode, String, Vec<u8>)| {
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    for (body, needle) in [
+        ("{not json", "job request: key must be a string"),
+        (r#"{"method": "vanilla"}"#, "missing field `kind`"),
+        (r#"{"kind": "bake"}"#, "unknown variant `bake`"),
+        (r#"{"kind": "eval"}"#, "missing field `method`"),
+        (
+            r#"{"kind": "eval", "metod": "vanilla"}"#,
+            "unknown field `metod`",
+        ),
+        (r#"{"kind": "eval", "method": "magic"}"#, "magic"),
+        (
+            r#"{"kind": "eval", "method": "vanilla", "limit": -1}"#,
+            "invalid value",
+        ),
+        (
+            r#"{"kind": "eval", "method": "vanilla", "split": "nope"}"#,
+            "split: unknown split `nope`",
+        ),
+        (
+            r#"{"kind": "eval", "method": "dpo"}"#,
+            "method: `dpo` needs a trained model",
+        ),
+        (
+            r#"{"kind": "edit", "split": "test", "id": 99999}"#,
+            "no instance 99999",
+        ),
+        (
+            r#"{"kind": "edit", "split": "test", "id": 0, "overrides": {"lr": 0}}"#,
+            "lr must be positive",
+        ),
+    ] {
+        let (status, message) = text(call(&rt, &router, post_json("/api/jobs", body)));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {message}");
+        assert!(
+            message.contains(needle),
+            "{body}: {message:?} lacks {needle:?}"
+        );
+    }
+
+    // Queued: 202 with the job's page; its state is reported.
+    let (status, _, body) = call(
+        &rt,
+        &router,
+        post_json(
+            "/api/jobs",
+            r#"{"kind": "eval", "method": "vanilla", "split": "editing", "limit": 1, "max_new_tokens": 2}"#,
+        ),
+    );
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let accepted: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    assert_eq!(accepted["url"], format!("/jobs/{id}"));
+    let info = |rt: &tokio::runtime::Runtime| -> serde_json::Value {
+        let (status, mime, body) = call(rt, &router, get(&format!("/api/jobs/{id}")));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(mime, "application/json");
+        serde_json::from_slice(&body).unwrap()
+    };
+    let first = info(&rt);
+    assert_eq!(first["kind"], "eval");
+    assert_eq!(first["request"]["split"], "editing");
+    let mut last = first;
+    for _ in 0..6000 {
+        if ["done", "failed", "cancelled"].contains(&last["state"].as_str().unwrap()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        last = info(&rt);
+    }
+    assert_eq!(last["state"], "done", "{last}");
+    assert_eq!(last["worker"], "embedded");
+    let result = last["result"].as_str().unwrap();
+    assert!(result.starts_with("/evals/"), "{result}");
+    assert_eq!(call(&rt, &router, get(result)).0, StatusCode::OK);
+
+    // Cancelling: an ended job is a 409, an unknown one a 404.
+    let cancel = |id: &str| {
+        text(call(
+            &rt,
+            &router,
+            post_json(&format!("/api/jobs/{id}/cancel"), ""),
+        ))
+    };
+    let (status, message) = cancel(&id);
+    assert_eq!(status, StatusCode::CONFLICT, "{message}");
+    assert!(message.contains("has ended (done)"), "{message}");
+    assert_eq!(cancel("nosuch").0, StatusCode::NOT_FOUND);
+    expect(
+        &rt,
+        &router,
+        "/api/jobs/nosuch",
+        StatusCode::NOT_FOUND,
+        "no job `nosuch`",
+    );
+
+    // A full queue is a 503; queued jobs cancel at once.
+    let edit = r#"{"kind": "edit", "split": "test", "id": 1, "overrides": {"steps": 1, "max_new_tokens": 2}}"#;
+    let mut ids = Vec::new();
+    let mut refused = None;
+    for _ in 0..QUEUE_CAPACITY + 2 {
+        let (status, body) = text(call(&rt, &router, post_json("/api/jobs", edit)));
+        match status {
+            StatusCode::ACCEPTED => {
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                ids.push(body["id"].as_str().unwrap().to_string());
+            }
+            other => {
+                refused = Some((other, body));
+                break;
+            }
+        }
+    }
+    let (status, body) = refused.expect("the queue is bounded");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.starts_with("busy:"), "{body}");
+    let last_id = ids.last().unwrap().clone();
+    let (status, message) = cancel(&last_id);
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(message, r#"{"cancelled":true}"#);
+    let (_, _, body) = call(&rt, &router, get(&format!("/api/jobs/{last_id}")));
+    let cancelled: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    for id in &ids {
+        cancel(id);
+    }
 }

@@ -1,0 +1,311 @@
+//! Jobs as the JSON API and the browser see them: what a job asks for ([`JobSpec`], one variant
+//! per kind, tagged by `kind`), and how it stands ([`JobInfo`], the answer of
+//! `GET /api/jobs/{id}`), computed from the job's progress events ([`JobEvent`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::method::Method;
+use crate::run::{EditOverrides, EditRequest, JobEvent, JobStatus};
+use crate::safeedit::Fold;
+
+/// What a job does; the JSON body of `POST /api/jobs`.
+///
+/// ```
+/// use safeedit_core::job::JobSpec;
+///
+/// let spec: JobSpec = serde_json::from_str(
+///     r#"{"kind": "eval", "method": "vanilla", "split": "test", "limit": 2, "max_new_tokens": 8}"#,
+/// ).unwrap();
+/// assert_eq!(spec.kind(), "eval");
+/// let bad = serde_json::from_str::<JobSpec>(r#"{"kind": "eval", "metod": "vanilla"}"#);
+/// assert!(bad.unwrap_err().to_string().contains("unknown field `metod`"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobSpec {
+    /// One instance: a DINM edit compared before and after (a run at `/runs/{slug}`), or its
+    /// five inputs evaluated vanilla / prompt-only (an evaluation at `/evals/{slug}`).
+    Edit(EditRequest),
+    /// A method over SafeEdit instances, as `safeedit eval` (an evaluation at `/evals/{slug}`).
+    Eval(EvalJob),
+}
+
+impl JobSpec {
+    /// `edit`, `eval`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Edit(_) => "edit",
+            JobSpec::Eval(_) => "eval",
+        }
+    }
+
+    /// A job's request as stored in the runs database: a [`JobSpec`], or (jobs stored before
+    /// there were kinds) a bare edit request.
+    pub fn from_stored(json: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(json).or_else(|e| {
+            serde_json::from_str::<EditRequest>(json)
+                .map(JobSpec::Edit)
+                .map_err(|_| e)
+        })
+    }
+
+    /// One line saying what the job does (the job page's title).
+    pub fn title(&self) -> String {
+        match self {
+            JobSpec::Edit(r) if r.method == Method::Dinm => {
+                format!("Detoxifying {} instance {}", r.split, r.id)
+            }
+            JobSpec::Edit(r) => format!("Evaluating {} on {} instance {}", r.method, r.split, r.id),
+            JobSpec::Eval(e) => {
+                let fold = match e.fold {
+                    Fold::All => String::new(),
+                    fold => format!(" (fold {})", fold.as_str()),
+                };
+                let count = match e.limit {
+                    Some(1) => ", 1 instance".to_string(),
+                    Some(n) => format!(", {n} instances"),
+                    None => String::new(),
+                };
+                format!("Evaluating {} on {}{fold}{count}", e.method, e.split)
+            }
+        }
+    }
+}
+
+fn default_split() -> String {
+    "test".into()
+}
+
+fn default_fold() -> Fold {
+    Fold::All
+}
+
+/// An evaluation job: the flags of `safeedit eval`, in snake_case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalJob {
+    /// The method (`vanilla`, `prompt`, `self-reminder`, `dinm`, `ftl`, `dinm-random-layer`,
+    /// `dinm-no-suffix`).
+    pub method: Method,
+    /// `test` (the test records the server has) or `editing` (the three editing instances).
+    #[serde(default = "default_split")]
+    pub split: String,
+    /// `all`, `train` or `held-out` records.
+    #[serde(default = "default_fold")]
+    pub fold: Fold,
+    /// Only the first N instances.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Most new tokens per response [default: the DINM preset's].
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    /// DINM / FT-L learning rate, steps and layer, overriding the preset.
+    #[serde(default)]
+    pub overrides: EditOverrides,
+}
+
+/// How far the current phase of a running job is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// What is being done (`vanilla`, `dinm steps`, …).
+    pub phase: String,
+    /// What is counted (`instances`, `steps`, `tokens`).
+    pub unit: String,
+    /// Items done.
+    pub done: usize,
+    /// Items in the phase.
+    pub total: usize,
+    /// Seconds since the phase began.
+    pub elapsed_s: f64,
+    /// Seconds left at the phase's pace so far (`None` before the first item).
+    pub eta_s: Option<f64>,
+}
+
+impl JobProgress {
+    /// A phase's progress; the ETA extrapolates the time per item so far.
+    pub fn new(
+        phase: impl Into<String>,
+        unit: impl Into<String>,
+        done: usize,
+        total: usize,
+        elapsed_s: f64,
+    ) -> Self {
+        let eta_s =
+            (done > 0 && total >= done).then(|| elapsed_s / done as f64 * (total - done) as f64);
+        Self {
+            phase: phase.into(),
+            unit: unit.into(),
+            done,
+            total,
+            elapsed_s,
+            eta_s,
+        }
+    }
+
+    /// `vanilla: 3/10 instances, 12 s, about 28 s left`.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{}: {}/{} {}, {:.0} s",
+            self.phase, self.done, self.total, self.unit, self.elapsed_s
+        );
+        if let Some(eta) = self.eta_s.filter(|_| self.done < self.total) {
+            line.push_str(&format!(", about {eta:.0} s left"));
+        }
+        line
+    }
+}
+
+/// A job as `GET /api/jobs/{id}` answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Job id (`/jobs/{id}`).
+    pub id: String,
+    /// `edit`, `eval`.
+    pub kind: String,
+    /// `queued`, `running`, `done`, `failed`, `cancelled`.
+    pub state: JobStatus,
+    /// The current phase, while running.
+    pub progress: Option<JobProgress>,
+    /// The worker that runs (or ran) it.
+    pub worker: Option<String>,
+    /// The result's page once done (`/runs/{slug}`, `/evals/{slug}`).
+    pub result: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What was asked.
+    pub request: JobSpec,
+}
+
+impl JobInfo {
+    /// The job's state from its events so far.
+    pub fn from_events(id: &str, request: &JobSpec, events: &[JobEvent]) -> Self {
+        let state = events.last().map_or(JobStatus::Queued, JobEvent::status);
+        let worker = events.iter().rev().find_map(|e| match e {
+            JobEvent::Started { worker } => Some(worker.clone()),
+            _ => None,
+        });
+        let progress = if state == JobStatus::Running {
+            events.iter().rev().find_map(|e| match e {
+                JobEvent::Progress(p) => Some(p.clone()),
+                _ => None,
+            })
+        } else {
+            None
+        };
+        Self {
+            id: id.to_string(),
+            kind: request.kind().to_string(),
+            state,
+            progress,
+            worker,
+            result: events.iter().find_map(JobEvent::result_path),
+            error: events.iter().rev().find_map(|e| match e {
+                JobEvent::Failed { message } => Some(message.clone()),
+                _ => None,
+            }),
+            request: request.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_tagged_by_kind_and_old_stored_requests_still_read() {
+        let edit: JobSpec =
+            serde_json::from_str(r#"{"kind": "edit", "split": "test", "id": 0}"#).unwrap();
+        let JobSpec::Edit(request) = &edit else {
+            panic!("{edit:?}")
+        };
+        assert_eq!(request.method, Method::Dinm);
+        assert_eq!(edit.title(), "Detoxifying test instance 0");
+        let stored = r#"{"split":"editing","id":2,"method":"prompt","overrides":{}}"#;
+        let old = JobSpec::from_stored(stored).unwrap();
+        assert_eq!(old.kind(), "edit");
+        assert_eq!(old.title(), "Evaluating prompt on editing instance 2");
+        let round = JobSpec::from_stored(&serde_json::to_string(&edit).unwrap()).unwrap();
+        assert_eq!(round, edit);
+
+        let eval: JobSpec = serde_json::from_str(
+            r#"{"kind": "eval", "method": "self-reminder", "limit": 1, "fold": "held-out"}"#,
+        )
+        .unwrap();
+        let JobSpec::Eval(job) = &eval else {
+            panic!("{eval:?}")
+        };
+        assert_eq!(job.split, "test");
+        assert_eq!(job.max_new_tokens, None);
+        assert_eq!(
+            eval.title(),
+            "Evaluating self-reminder on test (fold held-out), 1 instance"
+        );
+        let err = serde_json::from_str::<JobSpec>(r#"{"kind": "eval", "method": "magic"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("magic"), "{err}");
+        let err = serde_json::from_str::<JobSpec>(r#"{"kind": "bake", "method": "dinm"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `bake`"), "{err}");
+        assert!(JobSpec::from_stored("{}").is_err());
+    }
+
+    #[test]
+    fn progress_has_an_eta_once_an_item_is_done() {
+        let p = JobProgress::new("vanilla", "instances", 0, 4, 1.0);
+        assert_eq!(p.eta_s, None);
+        assert_eq!(p.line(), "vanilla: 0/4 instances, 1 s");
+        let p = JobProgress::new("vanilla", "instances", 1, 4, 10.0);
+        assert_eq!(p.eta_s, Some(30.0));
+        assert_eq!(p.line(), "vanilla: 1/4 instances, 10 s, about 30 s left");
+        let p = JobProgress::new("vanilla", "instances", 4, 4, 40.0);
+        assert_eq!(p.eta_s, Some(0.0));
+        assert_eq!(p.line(), "vanilla: 4/4 instances, 40 s");
+    }
+
+    #[test]
+    fn info_follows_the_events() {
+        let spec = JobSpec::Eval(EvalJob {
+            method: Method::Vanilla,
+            split: "test".into(),
+            fold: Fold::All,
+            limit: Some(2),
+            max_new_tokens: Some(8),
+            overrides: EditOverrides::default(),
+        });
+        let mut events = vec![JobEvent::Queued { ahead: 0 }];
+        let info = JobInfo::from_events("abc", &spec, &events);
+        assert_eq!(
+            (info.state, info.kind.as_str()),
+            (JobStatus::Queued, "eval")
+        );
+        assert_eq!(info.worker, None);
+        events.push(JobEvent::Started {
+            worker: "embedded".into(),
+        });
+        events.push(JobEvent::Progress(JobProgress::new(
+            "vanilla",
+            "instances",
+            1,
+            2,
+            3.0,
+        )));
+        let info = JobInfo::from_events("abc", &spec, &events);
+        assert_eq!(info.state, JobStatus::Running);
+        assert_eq!(info.worker.as_deref(), Some("embedded"));
+        assert_eq!(info.progress.as_ref().map(|p| p.done), Some(1));
+        events.push(JobEvent::Done {
+            slug: "s1".into(),
+            path: Some("/evals/s1".into()),
+        });
+        let info = JobInfo::from_events("abc", &spec, &events);
+        assert_eq!(info.state, JobStatus::Done);
+        assert_eq!(info.progress, None);
+        assert_eq!(info.result.as_deref(), Some("/evals/s1"));
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["state"], "done");
+        assert_eq!(json["request"]["kind"], "eval");
+    }
+}

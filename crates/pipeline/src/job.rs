@@ -1,0 +1,214 @@
+//! Jobs of the web app and its workers: a [`JobSpec`] checked before it is queued ([`Worker::
+//! check`]) and run on a worker's loaded model ([`Worker::run`]), through the same experiment
+//! functions as the command line. What a job produced is the page of its result.
+
+use std::path::{Path, PathBuf};
+
+use safeedit_core::Method;
+use safeedit_core::browse::Catalog;
+use safeedit_core::job::{EvalJob, JobSpec};
+use safeedit_core::run::EditRequest;
+use safeedit_engine::dinm::DinmConfig;
+
+use crate::edit::{config_with_overrides, edit_run, no_instance};
+use crate::eval::{self, EvalPlan};
+use crate::evaluate::evaluate_one;
+use crate::method::{DinmOptions, ModelChoice};
+use crate::publish::{Database, Published, Publisher};
+use crate::{Loaded, PipelineError, Progress, Result, bail, ensure};
+
+/// What a worker has: the data, the model's preset and where results go.
+#[derive(Clone)]
+pub struct Worker {
+    /// The instances that edit jobs may name.
+    pub catalog: std::sync::Arc<Catalog>,
+    /// The folder of the full SafeEdit release, when the server has one.
+    pub safeedit_dir: Option<PathBuf>,
+    /// The model's DINM preset, which requests override.
+    pub preset: DinmConfig,
+    /// Decoder layers of the model (to check a fixed layer).
+    pub n_layers: usize,
+    /// The paper's classifier directory, or `None` for the built-in judge.
+    pub judge_dir: Option<PathBuf>,
+    /// Where each edit run's delta is saved (`{slug}.safetensors`).
+    pub delta_dir: PathBuf,
+    /// Where each evaluation job keeps its run folder (`{job id}/`, resumed after a restart).
+    pub job_dir: PathBuf,
+    /// The runs database.
+    pub database: Database,
+}
+
+/// The methods an evaluation job may run (the ones `safeedit eval` runs on the loaded model;
+/// SFT and DPO need a trained model).
+const EVAL_METHODS: [Method; 7] = [
+    Method::Vanilla,
+    Method::Prompt,
+    Method::SelfReminder,
+    Method::Dinm,
+    Method::Ftl,
+    Method::DinmRandomLayer,
+    Method::DinmNoSuffix,
+];
+
+impl Worker {
+    /// Checks a job before it is queued: the instance or split exists, the method can run here
+    /// and every setting is in range. The error names the field.
+    pub fn check(&self, spec: &JobSpec) -> Result<()> {
+        match spec {
+            JobSpec::Edit(request) => {
+                self.edit_config(request)?;
+            }
+            JobSpec::Eval(job) => {
+                ensure!(
+                    EVAL_METHODS.contains(&job.method),
+                    "method: `{}` needs a trained model (eval jobs run {})",
+                    job.method,
+                    EVAL_METHODS.map(Method::name).join(", ")
+                );
+                self.eval_data(&job.split)?;
+                ensure!(
+                    job.limit != Some(0),
+                    "limit: must be at least 1 (or left out for every instance)"
+                );
+                config_with_overrides(&self.preset, self.n_layers, &self.overrides(job))
+                    .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn edit_config(&self, request: &EditRequest) -> Result<DinmConfig> {
+        if self.catalog.instance(&request.split, request.id).is_none() {
+            return Err(no_instance(&request.split, request.id));
+        }
+        ensure!(
+            matches!(
+                request.method,
+                Method::Dinm | Method::Vanilla | Method::Prompt
+            ),
+            "method `{}` cannot run on one instance (dinm, vanilla, prompt); start an eval job",
+            request.method
+        );
+        config_with_overrides(&self.preset, self.n_layers, &request.overrides)
+    }
+
+    /// The overrides of an eval job, with its token limit.
+    fn overrides(&self, job: &EvalJob) -> safeedit_core::run::EditOverrides {
+        let mut overrides = job.overrides.clone();
+        overrides.max_new_tokens = job.max_new_tokens.or(overrides.max_new_tokens);
+        overrides
+    }
+
+    /// The split and data file an evaluation of `split` reads.
+    fn eval_data(&self, split: &str) -> Result<(String, Option<String>)> {
+        let file = |name: &str| {
+            self.safeedit_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("SafeEdit_{name}.json")))
+                .filter(|path| path.is_file())
+                .map(|path| path.display().to_string())
+        };
+        match split {
+            "editing" => Ok(("editing".into(), None)),
+            "test" => Ok(("test".into(), file("test"))),
+            "val" | "train" => match file(split) {
+                Some(path) => Ok((split.into(), Some(path))),
+                None => bail!(
+                    "split: `{split}` is evaluated from the full SafeEdit release (serve with \
+                     --safeedit-dir); this server has test and editing"
+                ),
+            },
+            other => bail!("split: unknown split `{other}` (test, val, train, editing)"),
+        }
+    }
+
+    /// Runs job `id` on the loaded model; the page of its result. `Cancelled` when the
+    /// progress asks to stop.
+    pub fn run(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        loaded: &Loaded<'_>,
+        publisher: &Publisher,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
+        match spec {
+            JobSpec::Edit(request) => {
+                let config = self.edit_config(request)?;
+                let record = self
+                    .catalog
+                    .instance(&request.split, request.id)
+                    .cloned()
+                    .ok_or_else(|| no_instance(&request.split, request.id))?;
+                if request.method == Method::Dinm {
+                    let run =
+                        edit_run(loaded, request, &record, &config, &self.delta_dir, progress)?;
+                    publisher.run(&request.split, &run)?;
+                    Ok(format!("/runs/{}", run.slug))
+                } else {
+                    let (eval, instance) = evaluate_one(
+                        loaded,
+                        &request.split,
+                        &record,
+                        request.method,
+                        config,
+                        progress,
+                    )?;
+                    publisher.eval(&eval, std::slice::from_ref(&instance))?;
+                    Ok(format!("/evals/{}", eval.slug))
+                }
+            }
+            JobSpec::Eval(job) => self.eval(id, job, loaded.path, progress),
+        }
+    }
+
+    /// An evaluation job: `safeedit eval` into the job's own folder (a restarted job resumes
+    /// from the instances it finished).
+    fn eval(
+        &self,
+        id: &str,
+        job: &EvalJob,
+        model: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
+        let (split, data) = self.eval_data(&job.split)?;
+        let overrides = self.overrides(job);
+        let mut plan = EvalPlan::new(job.method, self.job_dir.join(id));
+        plan.split = split;
+        plan.data = data;
+        plan.fold = job.fold;
+        plan.limit = job.limit;
+        plan.max_new_tokens = overrides.max_new_tokens;
+        plan.judge_dir = self.judge_dir.clone();
+        plan.database = Some(self.database.clone());
+        plan.model = ModelChoice {
+            model: Some(model.to_path_buf()),
+            dinm: DinmOptions {
+                lr: overrides.lr,
+                steps: overrides.steps,
+                layer: overrides.layer,
+                ..DinmOptions::default()
+            },
+            ..ModelChoice::default()
+        };
+        if let Some(layer) = overrides.layer {
+            plan.model.baselines.ftl_layer = Some(layer);
+        }
+        if let Some(steps) = overrides.steps {
+            plan.model.baselines.ftl_steps = Some(steps);
+        }
+        let summary = eval::run(&plan, progress)?;
+        summary.check()?;
+        match summary.published {
+            Published::Stored(slug) => Ok(format!("/evals/{slug}")),
+            Published::Failed(message) => bail!(
+                "the evaluation is written to {} but the runs database refused it: {message}",
+                plan.out.display()
+            ),
+            Published::Skipped => bail!(
+                "the evaluation in {} holds no instances to store",
+                plan.out.display()
+            ),
+        }
+    }
+}
