@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
 use safeedit_core::eval::InstanceResult;
+use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
@@ -47,9 +48,15 @@ pub async fn get_instance(split: String, id: u64) -> AppResult<Option<SafeEditRe
 pub async fn start_edit(request: EditRequest) -> AppResult<String> {
     state()?
         .runs
-        .submit(request)
+        .submit(JobSpec::Edit(request))
         .await
         .map_err(AppError::respond)
+}
+
+/// Queues a job of any kind (the body of `POST /api/jobs`); returns the job id at once.
+#[server(endpoint = "start_job", input = leptos::server_fn::codec::Json)]
+pub async fn start_job(spec: JobSpec) -> AppResult<String> {
+    state()?.runs.submit(spec).await.map_err(AppError::respond)
 }
 
 /// A job's progress so far (`None`: no such job).

@@ -26,6 +26,7 @@ mod home;
 mod instance;
 mod instances;
 mod job;
+mod launch;
 mod mechanism;
 mod mechanisms;
 mod record_page;
@@ -158,10 +159,9 @@ pub mod ssr {
 
     use safeedit_core::browse::Catalog;
     use safeedit_core::eval::InstanceResult;
+    use safeedit_core::job::JobSpec;
     use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-    use safeedit_core::run::{
-        EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
-    };
+    use safeedit_core::run::{EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
     use safeedit_core::table::ResultsView;
     use safeedit_core::test_all::TestAllRunRecord;
 
@@ -172,8 +172,8 @@ pub mod ssr {
 
     /// Jobs and stored runs, implemented by the server (job worker + database).
     pub trait Runs: Send + Sync + 'static {
-        /// Queues an edit; the job id, or why not (e.g. busy).
-        fn submit(&self, request: EditRequest) -> BoxFuture<'_, AppResult<String>>;
+        /// Queues a job; its id, or why not (a bad request naming the field, or busy).
+        fn submit(&self, spec: JobSpec) -> BoxFuture<'_, AppResult<String>>;
         /// A job's progress.
         fn job(&self, id: String) -> BoxFuture<'_, AppResult<Option<JobSnapshot>>>;
         /// Cancels a job.

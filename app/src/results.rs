@@ -7,6 +7,7 @@ use safeedit_core::table::{MetricTable, ResultsView};
 
 use crate::figure::FigureCard;
 use crate::format::{score, slice_label};
+use crate::launch::EvalLauncher;
 use crate::{results, results_figure};
 
 /// The query of `/results`: which runs, which slice.
@@ -79,10 +80,11 @@ fn ResultsView(data: ResultsView) -> impl IntoView {
     if evals.is_empty() {
         return view! {
             <p class="muted" id="no-results">
-                "No evaluations yet: run "
+                "No evaluations yet: run one here, or from the command line with "
                 <code>"safeedit eval --method vanilla --limit 10 --out runs/vanilla"</code>
                 " (it stores its results in the same database)."
             </p>
+            <EvalLauncher open=true />
         }
         .into_any();
     }
@@ -207,6 +209,7 @@ fn ResultsView(data: ResultsView) -> impl IntoView {
                 <tbody>{run_rows}</tbody>
             </table>
         </section>
+        <EvalLauncher open=false />
     }
     .into_any()
 }

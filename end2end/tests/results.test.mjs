@@ -93,3 +93,51 @@ test('the results table has a defense chart that exports for a paper with the sa
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+// Last in this file: the launched evaluation becomes the newest vanilla run.
+test('run an evaluation from the Results page, watch its progress, find it in Results', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${BASE}/results`);
+  await page.click('#eval-launcher summary');
+  await page.selectOption('#launch-method', 'vanilla');
+  await page.selectOption('#launch-split', 'editing');
+  // A bad number is named before anything is queued.
+  await page.fill('#launch-limit', 'two');
+  await page.click('#launch-button:not([disabled])');
+  assert.match(await page.textContent('#launch-error'), /^instances: `two` is not a whole number/);
+  await page.fill('#launch-limit', '2');
+  await page.fill('#launch-max-new', '4');
+  await page.click('#launch-button');
+  await page.waitForURL(/\/jobs\/[a-z0-9]+$/);
+  const id = page.url().split('/').pop();
+  assert.equal(await page.textContent('#job-title'), 'Evaluating vanilla on editing, 2 instances');
+  await page.waitForSelector('#run-link', { timeout: 240_000 });
+  const href = await page.getAttribute('#run-link', 'href');
+  assert.match(href, /^\/evals\/[a-z0-9]{10}$/);
+  assert.equal(await page.getAttribute('#job-status', 'data-status'), 'done');
+  // The JSON API tells the same story.
+  const job = await (await fetch(`${BASE}/api/jobs/${id}`)).json();
+  assert.equal(job.kind, 'eval');
+  assert.equal(job.state, 'done');
+  assert.equal(job.worker, 'embedded');
+  assert.equal(job.result, href);
+  assert.deepEqual(
+    { method: job.request.method, split: job.request.split, limit: job.request.limit },
+    { method: 'vanilla', split: 'editing', limit: 2 },
+  );
+  // Its progress was counted per instance, with an ETA once one was done.
+  const events = await (await fetch(`${BASE}/api/jobs/${id}/events`)).text();
+  const counts = [...events.matchAll(/"event":"progress","phase":"vanilla","unit":"instances","done":(\d),"total":2/g)]
+    .map((m) => Number(m[1]));
+  assert.equal(counts.at(-1), 2, events);
+  assert.match(events, /^id: \d+$/m, 'every event has an id');
+  // The evaluation is the newest vanilla run, so the default table shows it.
+  await page.goto(`${BASE}/results`);
+  const links = await page.locator('#results-table tbody th a').evaluateAll(
+    (as) => as.map((a) => [a.textContent.trim(), a.getAttribute('href')]),
+  );
+  assert.ok(links.some(([m, h]) => m === 'vanilla' && h === href), JSON.stringify(links));
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -6,7 +6,7 @@ use app::{AppError, AppResult};
 use safeedit_core::ModelSummary;
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-use safeedit_core::run::{EditRequest, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::run::{FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
 use safeedit_figures::{self as figures, FigureError, Preset};
@@ -51,9 +51,9 @@ impl RunService {
 }
 
 impl Runs for RunService {
-    fn submit(&self, request: EditRequest) -> BoxFuture<'_, AppResult<String>> {
+    fn submit(&self, spec: JobSpec) -> BoxFuture<'_, AppResult<String>> {
         Box::pin(async move {
-            match self.0.jobs.submit(JobSpec::Edit(request)).await {
+            match self.0.jobs.submit(spec).await {
                 Ok((id, _)) => Ok(id),
                 Err(SubmitError::Invalid(message)) => Err(AppError::BadRequest(message)),
                 Err(e @ SubmitError::Busy(_)) => Err(AppError::Busy(e.to_string())),
