@@ -52,6 +52,8 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             format!("{} instance {}", r.split, r.id),
         ),
         JobSpec::Eval(_) => ("/results".to_string(), "Results".to_string()),
+        JobSpec::TestAll(_) => ("/test-all".to_string(), "test_ALL".to_string()),
+        JobSpec::Analyze(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
     };
     // Location and tuning belong to DINM edits of one instance.
     let edits = matches!(&request, JobSpec::Edit(r) if r.method == Method::Dinm);

@@ -28,14 +28,21 @@ pub enum JobSpec {
     Edit(EditRequest),
     /// A method over SafeEdit instances, as `safeedit eval` (an evaluation at `/evals/{slug}`).
     Eval(EvalJob),
+    /// The SafeEdit_test_ALL protocol, as `safeedit eval --test-all` (a run at
+    /// `/test-all/{slug}`).
+    TestAll(TestAllJob),
+    /// The mechanism analysis, as `safeedit analyze` (an analysis at `/mechanisms/{slug}`).
+    Analyze(AnalyzeJob),
 }
 
 impl JobSpec {
-    /// `edit`, `eval`.
+    /// `edit`, `eval`, `test_all`, `analyze`.
     pub fn kind(&self) -> &'static str {
         match self {
             JobSpec::Edit(_) => "edit",
             JobSpec::Eval(_) => "eval",
+            JobSpec::TestAll(_) => "test_all",
+            JobSpec::Analyze(_) => "analyze",
         }
     }
 
@@ -67,6 +74,10 @@ impl JobSpec {
                     None => String::new(),
                 };
                 format!("Evaluating {} on {}{fold}{count}", e.method, e.split)
+            }
+            JobSpec::TestAll(t) => format!("SafeEdit_test_ALL: {}", t.method),
+            JobSpec::Analyze(a) => {
+                format!("Mechanism analysis: vanilla vs {}", a.methods.join(", "))
             }
         }
     }
@@ -102,6 +113,81 @@ pub struct EvalJob {
     /// DINM / FT-L learning rate, steps and layer, overriding the preset.
     #[serde(default)]
     pub overrides: EditOverrides,
+}
+
+/// A SafeEdit_test_ALL job: the flags of `safeedit eval --test-all`, in snake_case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestAllJob {
+    /// The method (as for `eval`).
+    pub method: Method,
+    /// `all`, `train` or `held-out` inputs.
+    #[serde(default = "default_fold")]
+    pub fold: Fold,
+    /// A stratified sample of N inputs [default: all 540].
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Most new tokens per response [default: the DINM preset's].
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    /// The editing instances an editing method edits on, one edited model each [default: 1, 2,
+    /// 3].
+    #[serde(default)]
+    pub edit_instances: Option<Vec<u64>>,
+    /// Inputs generated together [default: 4].
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// DINM / FT-L learning rate, steps and layer, overriding the preset.
+    #[serde(default)]
+    pub overrides: EditOverrides,
+}
+
+fn default_analyzed() -> Vec<String> {
+    ["dinm", "ftl"].map(String::from).to_vec()
+}
+
+fn default_edit_split() -> String {
+    "editing".into()
+}
+
+/// A mechanism-analysis job: the flags of `safeedit analyze`, in snake_case (vanilla is always
+/// the baseline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeJob {
+    /// Editing methods compared with vanilla [default: dinm, ftl].
+    #[serde(default = "default_analyzed")]
+    pub methods: Vec<String>,
+    /// Where the edit instances come from: `editing` or `test`.
+    #[serde(default = "default_edit_split")]
+    pub edit_split: String,
+    /// Edit only the first N instances.
+    #[serde(default)]
+    pub edits: Option<usize>,
+    /// Adversarial inputs for the activation means [default: all].
+    #[serde(default)]
+    pub inputs: Option<usize>,
+    /// Which test prompts feed the activation means.
+    #[serde(default = "default_fold")]
+    pub fold: Fold,
+    /// Inputs in the projection view [default: 30].
+    #[serde(default)]
+    pub projection_inputs: Option<usize>,
+    /// The analysis layer [default: the layer most DINM edits chose].
+    #[serde(default)]
+    pub region_layer: Option<usize>,
+    /// Columns in the top-k toxicity measure [default: 128].
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    /// Value vectors in the logit lens [default: 5].
+    #[serde(default)]
+    pub lens_vectors: Option<usize>,
+    /// Tokens per value vector in the logit lens [default: 8].
+    #[serde(default)]
+    pub lens_tokens: Option<usize>,
+    /// Tokens pooled per probe text [default: 128].
+    #[serde(default)]
+    pub probe_tokens: Option<usize>,
 }
 
 /// How far the current phase of a running job is.
@@ -160,7 +246,7 @@ impl JobProgress {
 pub struct JobInfo {
     /// Job id (`/jobs/{id}`).
     pub id: String,
-    /// `edit`, `eval`.
+    /// `edit`, `eval`, `test_all`, `analyze`.
     pub kind: String,
     /// `queued`, `running`, `done`, `failed`, `cancelled`.
     pub state: JobStatus,
@@ -250,6 +336,22 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown variant `bake`"), "{err}");
         assert!(JobSpec::from_stored("{}").is_err());
+
+        let analyze: JobSpec =
+            serde_json::from_str(r#"{"kind": "analyze", "methods": ["dinm"], "edits": 1}"#)
+                .unwrap();
+        assert_eq!(analyze.kind(), "analyze");
+        assert_eq!(analyze.title(), "Mechanism analysis: vanilla vs dinm");
+        let JobSpec::Analyze(job) = &analyze else {
+            panic!("{analyze:?}")
+        };
+        assert_eq!((job.edit_split.as_str(), job.top_k), ("editing", None));
+        let all: JobSpec = serde_json::from_str(
+            r#"{"kind": "test_all", "method": "ftl", "edit_instances": [1, 2], "limit": 6}"#,
+        )
+        .unwrap();
+        assert_eq!(all.kind(), "test_all");
+        assert_eq!(all.title(), "SafeEdit_test_ALL: ftl");
     }
 
     #[test]

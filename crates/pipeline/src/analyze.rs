@@ -114,6 +114,12 @@ enum Compared {
     Model(String, PathBuf),
 }
 
+/// Checks `--methods` as [`run`] reads it (unknown methods, methods that do not change the
+/// model, nothing to compare).
+pub fn check_methods(methods: &[String]) -> Result<()> {
+    parse_methods(methods).map(|_| ())
+}
+
 fn parse_methods(methods: &[String]) -> Result<Vec<(String, Compared)>> {
     let mut out = Vec::new();
     for m in methods.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {

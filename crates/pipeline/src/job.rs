@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 
 use safeedit_core::Method;
 use safeedit_core::browse::Catalog;
-use safeedit_core::job::{EvalJob, JobSpec};
+use safeedit_core::job::{AnalyzeJob, EvalJob, JobSpec, TestAllJob};
 use safeedit_core::run::EditRequest;
 use safeedit_engine::dinm::DinmConfig;
 
+use crate::analyze::{self, AnalyzePlan};
 use crate::edit::{config_with_overrides, edit_run, no_instance};
 use crate::eval::{self, EvalPlan};
 use crate::evaluate::evaluate_one;
 use crate::method::{DinmOptions, ModelChoice};
 use crate::publish::{Database, Published, Publisher};
+use crate::test_all::{self, TestAllPlan};
 use crate::{Loaded, PipelineError, Progress, Result, bail, ensure};
 
 /// What a worker has: the data, the model's preset and where results go.
@@ -72,6 +74,63 @@ impl Worker {
                 );
                 config_with_overrides(&self.preset, self.n_layers, &self.overrides(job))
                     .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
+            }
+            JobSpec::TestAll(job) => {
+                ensure!(
+                    EVAL_METHODS.contains(&job.method),
+                    "method: `{}` needs a trained model (test_all jobs run {})",
+                    job.method,
+                    EVAL_METHODS.map(Method::name).join(", ")
+                );
+                ensure!(
+                    job.limit != Some(0),
+                    "limit: must be at least 1 (or left out for every input)"
+                );
+                ensure!(job.batch_size != Some(0), "batch_size: must be at least 1");
+                for id in job.edit_instances.iter().flatten() {
+                    ensure!(
+                        self.catalog.instance("editing", *id).is_some(),
+                        "edit_instances: no editing instance {id} (1, 2, 3)"
+                    );
+                }
+                let mut overrides = job.overrides.clone();
+                overrides.max_new_tokens = job.max_new_tokens.or(overrides.max_new_tokens);
+                config_with_overrides(&self.preset, self.n_layers, &overrides)
+                    .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
+            }
+            JobSpec::Analyze(job) => {
+                for m in &job.methods {
+                    ensure!(
+                        !m.contains('='),
+                        "methods: `{m}`: the web app compares editing methods (a model given \
+                         by its path is for the command line)"
+                    );
+                }
+                analyze::check_methods(&job.methods)
+                    .map_err(|e| PipelineError::Invalid(e.to_string().replace("--", "")))?;
+                ensure!(
+                    matches!(job.edit_split.as_str(), "editing" | "test"),
+                    "edit_split: `{}` is not editing or test",
+                    job.edit_split
+                );
+                for (field, value) in [
+                    ("edits", job.edits),
+                    ("inputs", job.inputs),
+                    ("projection_inputs", job.projection_inputs),
+                    ("top_k", job.top_k),
+                    ("lens_vectors", job.lens_vectors),
+                    ("lens_tokens", job.lens_tokens),
+                    ("probe_tokens", job.probe_tokens),
+                ] {
+                    ensure!(value != Some(0), "{field}: must be at least 1");
+                }
+                if let Some(layer) = job.region_layer {
+                    ensure!(
+                        layer < self.n_layers,
+                        "region_layer: layer {layer} does not exist (the model has {} layers)",
+                        self.n_layers
+                    );
+                }
             }
         }
         Ok(())
@@ -159,7 +218,75 @@ impl Worker {
                 }
             }
             JobSpec::Eval(job) => self.eval(id, job, loaded.path, progress),
+            JobSpec::TestAll(job) => self.test_all(id, job, loaded.path, progress),
+            JobSpec::Analyze(job) => self.analyze(id, job, loaded.path, progress),
         }
+    }
+
+    /// A SafeEdit_test_ALL job into the job's folder (resumed after a restart).
+    fn test_all(
+        &self,
+        id: &str,
+        job: &TestAllJob,
+        model: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
+        let mut eval = self.eval_plan(
+            id,
+            &EvalJob {
+                method: job.method,
+                split: "test".into(),
+                fold: job.fold,
+                limit: job.limit,
+                max_new_tokens: job.max_new_tokens,
+                overrides: job.overrides.clone(),
+            },
+            model,
+        )?;
+        // The protocol reads its own inputs (SafeEdit_test_ALL), not the test split.
+        eval.data = None;
+        let mut plan = TestAllPlan::new(eval);
+        if let Some(instances) = &job.edit_instances {
+            plan.edit_instances = instances.clone();
+        }
+        if let Some(batch) = job.batch_size {
+            plan.batch_size = batch;
+        }
+        let summary = test_all::run(&plan, progress)?;
+        published(summary.published, "/test-all", &plan.eval.out)
+    }
+
+    /// A mechanism-analysis job into the job's folder.
+    fn analyze(
+        &self,
+        id: &str,
+        job: &AnalyzeJob,
+        model: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
+        let mut plan = AnalyzePlan::new(self.job_dir.join(id));
+        let mut methods = vec!["vanilla".to_string()];
+        methods.extend(job.methods.iter().cloned());
+        plan.methods = methods;
+        plan.edit_split = job.edit_split.clone();
+        plan.edits = job.edits;
+        plan.inputs = job.inputs;
+        plan.fold = job.fold;
+        plan.region_layer = job.region_layer;
+        plan.model = Some(model.to_path_buf());
+        plan.database = Some(self.database.clone());
+        let set = |field: &mut usize, value: Option<usize>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        set(&mut plan.projection_inputs, job.projection_inputs);
+        set(&mut plan.top_k, job.top_k);
+        set(&mut plan.lens_vectors, job.lens_vectors);
+        set(&mut plan.lens_tokens, job.lens_tokens);
+        set(&mut plan.probe_tokens, job.probe_tokens);
+        let summary = analyze::run(&plan, progress)?;
+        published(summary.published, "/mechanisms", &plan.out)
     }
 
     /// An evaluation job: `safeedit eval` into the job's own folder (a restarted job resumes
@@ -171,6 +298,14 @@ impl Worker {
         model: &Path,
         progress: &mut dyn Progress,
     ) -> Result<String> {
+        let plan = self.eval_plan(id, job, model)?;
+        let summary = eval::run(&plan, progress)?;
+        summary.check()?;
+        published(summary.published, "/evals", &plan.out)
+    }
+
+    /// The `safeedit eval` plan of an evaluation job, writing to the job's folder.
+    fn eval_plan(&self, id: &str, job: &EvalJob, model: &Path) -> Result<EvalPlan> {
         let (split, data) = self.eval_data(&job.split)?;
         let overrides = self.overrides(job);
         let mut plan = EvalPlan::new(job.method, self.job_dir.join(id));
@@ -197,18 +332,18 @@ impl Worker {
         if let Some(steps) = overrides.steps {
             plan.model.baselines.ftl_steps = Some(steps);
         }
-        let summary = eval::run(&plan, progress)?;
-        summary.check()?;
-        match summary.published {
-            Published::Stored(slug) => Ok(format!("/evals/{slug}")),
-            Published::Failed(message) => bail!(
-                "the evaluation is written to {} but the runs database refused it: {message}",
-                plan.out.display()
-            ),
-            Published::Skipped => bail!(
-                "the evaluation in {} holds no instances to store",
-                plan.out.display()
-            ),
-        }
+        Ok(plan)
+    }
+}
+
+/// The page of a stored result (`{pages}/{slug}`), or why it was not stored.
+fn published(published: Published, pages: &str, out: &Path) -> Result<String> {
+    match published {
+        Published::Stored(slug) => Ok(format!("{pages}/{slug}")),
+        Published::Failed(message) => bail!(
+            "the results are written to {} but the runs database refused them: {message}",
+            out.display()
+        ),
+        Published::Skipped => bail!("{} holds no results to store", out.display()),
     }
 }

@@ -708,6 +708,82 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn analysis_and_test_all_jobs_store_their_results_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, jobs, store) = start(dir.path());
+        let spec = |json: &str| serde_json::from_str::<JobSpec>(json).unwrap();
+        for (json, needle) in [
+            (
+                r#"{"kind": "analyze", "methods": []}"#,
+                "methods: nothing to compare",
+            ),
+            (
+                r#"{"kind": "analyze", "methods": ["magic"]}"#,
+                "methods: unknown method `magic`",
+            ),
+            (
+                r#"{"kind": "analyze", "methods": ["sft=/tmp/x"]}"#,
+                "methods: `sft=/tmp/x`",
+            ),
+            (
+                r#"{"kind": "analyze", "top_k": 0}"#,
+                "top_k: must be at least 1",
+            ),
+            (
+                r#"{"kind": "analyze", "region_layer": 99}"#,
+                "region_layer: layer 99",
+            ),
+            (
+                r#"{"kind": "test_all", "method": "vanilla", "edit_instances": [9]}"#,
+                "edit_instances: no editing instance 9",
+            ),
+            (
+                r#"{"kind": "test_all", "method": "dpo"}"#,
+                "method: `dpo` needs a trained model",
+            ),
+        ] {
+            let err = rt
+                .block_on(jobs.submit(spec(json)))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+        let analysis = rt
+            .block_on(jobs.submit(spec(
+                r#"{"kind": "analyze", "methods": ["dinm"], "edits": 1, "inputs": 4,
+                    "projection_inputs": 4, "probe_tokens": 32, "top_k": 32,
+                    "lens_vectors": 2, "lens_tokens": 4}"#,
+            )))
+            .unwrap()
+            .0;
+        let all = rt
+            .block_on(jobs.submit(spec(
+                r#"{"kind": "test_all", "method": "vanilla", "limit": 6, "max_new_tokens": 4}"#,
+            )))
+            .unwrap()
+            .0;
+        let page = |id: &str| {
+            let info = wait(&jobs, id).info();
+            assert_eq!(info.state, JobStatus::Done, "{id}: {:?}", info.error);
+            info.result.unwrap()
+        };
+        let analysis = page(&analysis);
+        let slug = analysis.strip_prefix("/mechanisms/").expect(&analysis);
+        let record = rt
+            .block_on(store.analysis(slug))
+            .unwrap()
+            .expect("stored analysis");
+        assert_eq!(record.methods, ["dinm"], "compared with vanilla");
+        let all = page(&all);
+        let slug = all.strip_prefix("/test-all/").expect(&all);
+        let run = rt
+            .block_on(store.test_all(slug))
+            .unwrap()
+            .expect("stored test_ALL run");
+        assert_eq!(run.method, "vanilla");
+    }
+
+    #[test]
     fn a_restart_runs_the_interrupted_job_from_where_it_was_and_the_queued_one() {
         let dir = tempfile::tempdir().unwrap();
         let (eval_id, edit_id, earlier) =
