@@ -6,17 +6,8 @@ use leptos_router::hooks::use_navigate;
 use safeedit_core::Method;
 use safeedit_core::run::{EditOverrides, EditRequest};
 
+use crate::format::optional_number;
 use crate::start_edit;
-
-fn parse_opt<T: std::str::FromStr>(s: &str) -> Result<Option<T>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    s.parse()
-        .map(Some)
-        .map_err(|_| format!("`{s}` is not a valid number"))
-}
 
 /// "Detoxify this instance" with an advanced panel of hyperparameters.
 #[component]
@@ -33,10 +24,10 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
     let submit = move |method: Method| {
         let overrides = (|| -> Result<EditOverrides, String> {
             Ok(EditOverrides {
-                lr: parse_opt(&lr.get_untracked())?,
-                steps: parse_opt(&steps.get_untracked())?,
-                layer: parse_opt(&layer.get_untracked())?,
-                max_new_tokens: parse_opt(&max_new.get_untracked())?,
+                lr: optional_number("learning rate", &lr.get_untracked())?,
+                steps: optional_number("steps", &steps.get_untracked())?,
+                layer: optional_number("layer", &layer.get_untracked())?,
+                max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
             })
         })();
         let overrides = match overrides {

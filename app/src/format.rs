@@ -1,4 +1,4 @@
-//! Formatting shared by the pages that show metrics.
+//! Formatting shared by the pages that show metrics, and reading the forms' number fields.
 
 use safeedit_core::Category;
 
@@ -15,4 +15,19 @@ pub(crate) fn slice_label(group: &str, value: &str) -> String {
             .map_or(value.to_string(), |c| c.display_name().to_string()),
         _ => value.to_string(),
     }
+}
+
+/// A form's number field: `None` when empty, an error naming the field when it is not a number
+/// of the field's type.
+pub(crate) fn optional_number<T: std::str::FromStr>(
+    field: &str,
+    text: &str,
+) -> Result<Option<T>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("{field}: `{text}` is not a valid number"))
 }

@@ -9,29 +9,8 @@ use safeedit_core::job::{EvalJob, JobSpec};
 use safeedit_core::run::EditOverrides;
 use safeedit_core::safeedit::Fold;
 
+use crate::format::optional_number;
 use crate::start_job;
-
-/// The methods an evaluation job runs on the loaded model (SFT / DPO need a trained model).
-const METHODS: [Method; 7] = [
-    Method::Vanilla,
-    Method::Prompt,
-    Method::SelfReminder,
-    Method::Dinm,
-    Method::Ftl,
-    Method::DinmRandomLayer,
-    Method::DinmNoSuffix,
-];
-
-/// A number field's value: `None` when empty, an error naming the field when not a number.
-fn number(field: &str, text: &str) -> Result<Option<usize>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse()
-        .map(Some)
-        .map_err(|_| format!("{field}: `{text}` is not a whole number"))
-}
 
 /// The evaluation form.
 #[component]
@@ -57,8 +36,8 @@ pub fn EvalLauncher(
                     .map_err(|e| format!("method: {e}"))?,
                 split: split.get_untracked(),
                 fold: Fold::All,
-                limit: number("instances", &limit.get_untracked())?,
-                max_new_tokens: number("max new tokens", &max_new.get_untracked())?,
+                limit: optional_number("instances", &limit.get_untracked())?,
+                max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
                 overrides: EditOverrides::default(),
             }))
         })();
@@ -82,7 +61,7 @@ pub fn EvalLauncher(
             }
         });
     };
-    let options = METHODS
+    let options = Method::ON_LOADED_MODEL
         .iter()
         .map(|m| view! { <option value=m.name()>{m.name()}</option> })
         .collect_view();

@@ -105,7 +105,7 @@ test('run an evaluation from the Results page, watch its progress, find it in Re
   // A bad number is named before anything is queued.
   await page.fill('#launch-limit', 'two');
   await page.click('#launch-button:not([disabled])');
-  assert.match(await page.textContent('#launch-error'), /^instances: `two` is not a whole number/);
+  assert.match(await page.textContent('#launch-error'), /^instances: `two` is not a valid number/);
   await page.fill('#launch-limit', '2');
   await page.fill('#launch-max-new', '4');
   await page.click('#launch-button');

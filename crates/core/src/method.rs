@@ -43,6 +43,18 @@ impl Method {
         Method::Dpo,
     ];
 
+    /// The methods that run on any loaded model (every one but SFT and DPO, which need a
+    /// trained model), in the order the evaluation form lists them.
+    pub const ON_LOADED_MODEL: [Method; 7] = [
+        Method::Vanilla,
+        Method::Prompt,
+        Method::SelfReminder,
+        Method::Dinm,
+        Method::Ftl,
+        Method::DinmRandomLayer,
+        Method::DinmNoSuffix,
+    ];
+
     /// The name records, URLs and the command line use.
     pub fn name(self) -> &'static str {
         match self {

@@ -40,17 +40,20 @@ pub struct Worker {
     pub database: Database,
 }
 
-/// The methods an evaluation job may run (the ones `safeedit eval` runs on the loaded model;
-/// SFT and DPO need a trained model).
-const EVAL_METHODS: [Method; 7] = [
-    Method::Vanilla,
-    Method::Prompt,
-    Method::SelfReminder,
-    Method::Dinm,
-    Method::Ftl,
-    Method::DinmRandomLayer,
-    Method::DinmNoSuffix,
-];
+/// `Err` naming the field when a `kind` job cannot run `method` on the loaded model, or
+/// `limit` is 0.
+fn check_method_and_limit(kind: &str, method: Method, limit: Option<usize>) -> Result<()> {
+    ensure!(
+        Method::ON_LOADED_MODEL.contains(&method),
+        "method: `{method}` needs a trained model ({kind} jobs run {})",
+        Method::ON_LOADED_MODEL.map(Method::name).join(", ")
+    );
+    ensure!(
+        limit != Some(0),
+        "limit: must be at least 1 (or left out for all)"
+    );
+    Ok(())
+}
 
 impl Worker {
     /// Checks a job before it is queued: the instance or split exists, the method can run here
@@ -61,31 +64,13 @@ impl Worker {
                 self.edit_config(request)?;
             }
             JobSpec::Eval(job) => {
-                ensure!(
-                    EVAL_METHODS.contains(&job.method),
-                    "method: `{}` needs a trained model (eval jobs run {})",
-                    job.method,
-                    EVAL_METHODS.map(Method::name).join(", ")
-                );
+                check_method_and_limit("eval", job.method, job.limit)?;
                 self.eval_data(&job.split)?;
-                ensure!(
-                    job.limit != Some(0),
-                    "limit: must be at least 1 (or left out for every instance)"
-                );
                 config_with_overrides(&self.preset, self.n_layers, &self.overrides(job))
                     .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
             }
             JobSpec::TestAll(job) => {
-                ensure!(
-                    EVAL_METHODS.contains(&job.method),
-                    "method: `{}` needs a trained model (test_all jobs run {})",
-                    job.method,
-                    EVAL_METHODS.map(Method::name).join(", ")
-                );
-                ensure!(
-                    job.limit != Some(0),
-                    "limit: must be at least 1 (or left out for every input)"
-                );
+                check_method_and_limit("test_all", job.method, job.limit)?;
                 ensure!(job.batch_size != Some(0), "batch_size: must be at least 1");
                 for id in job.edit_instances.iter().flatten() {
                     ensure!(

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use apalis::prelude::{
     BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext,
 };
-use safeedit_core::job::{JobInfo, JobSpec};
+use safeedit_core::job::{JobInfo, JobProgress, JobSpec};
 use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
 use safeedit_store::{Store, StoredJob, now_rfc3339, random_slug};
 use tokio::sync::watch;
@@ -40,6 +40,8 @@ pub struct Job {
     id: String,
     spec: JobSpec,
     events: Mutex<Vec<JobEvent>>,
+    /// When the last progress event arrived (to report the time since).
+    progress_at: Mutex<Option<std::time::Instant>>,
     cancel: AtomicBool,
     tick: watch::Sender<usize>,
 }
@@ -50,12 +52,17 @@ impl Job {
             id: id.to_string(),
             spec,
             events: Mutex::new(Vec::new()),
+            progress_at: Mutex::new(None),
             cancel: AtomicBool::new(false),
             tick: watch::channel(0).0,
         })
     }
 
     fn push(&self, event: JobEvent) {
+        if matches!(event, JobEvent::Progress(_)) {
+            *self.progress_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now());
+        }
         let n = {
             let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
             events.push(event);
@@ -336,7 +343,26 @@ impl Jobs {
 
     /// A job as the JSON API reports it.
     pub async fn info(&self, id: &str) -> safeedit_store::Result<Option<JobInfo>> {
-        Ok(self.snapshot(id).await?.map(|s| s.info()))
+        let Some(job) = self.get(id) else {
+            return Ok(self.snapshot(id).await?.map(|s| s.info()));
+        };
+        let mut info = job.snapshot().info();
+        // The phase's clock runs on between its progress events.
+        let since = job
+            .progress_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed().as_secs_f64());
+        if let (Some(p), Some(since)) = (info.progress.as_mut(), since) {
+            *p = JobProgress::new(
+                std::mem::take(&mut p.phase),
+                std::mem::take(&mut p.unit),
+                p.done,
+                p.total,
+                p.elapsed_s + since,
+            );
+        }
+        Ok(Some(info))
     }
 
     /// Cancels a job; false when it is unknown or already finished.
