@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use apalis::prelude::{
-    BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext,
+    Attempt, BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext,
 };
 use safeedit_core::job::{JobInfo, JobProgress, JobSpec};
 use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
@@ -34,6 +34,10 @@ pub const QUEUE_CAPACITY: usize = 8;
 
 /// The name of the worker inside the server process.
 pub const EMBEDDED_WORKER: &str = "embedded";
+
+/// How often a job may be started: a job that was running each time the server stopped (or
+/// crashed) is not started again after this many starts.
+pub const MAX_STARTS: usize = 3;
 
 /// One job: its request, its events, and a channel that ticks on every new event.
 pub struct Job {
@@ -408,8 +412,8 @@ impl Jobs {
         }
     }
 
-    /// Runs one task the worker took from the queue.
-    async fn run(&self, task: QueuedJob, worker: &str) -> Result<String, String> {
+    /// Runs one task the worker took from the queue (`starts`: how often it was handed out).
+    async fn run(&self, task: QueuedJob, worker: &str, starts: usize) -> Result<String, String> {
         let job = match self.get(&task.id) {
             Some(job) => job,
             None => {
@@ -422,6 +426,22 @@ impl Jobs {
             return Ok("cancelled before it started".into());
         }
         let store = &self.shared.store;
+        if starts > MAX_STARTS {
+            // The server stopped every time this job ran: perhaps the job itself stops it.
+            let message = format!(
+                "the server stopped {} times while this job was running, so it is not started \
+                 again (see the server log)",
+                starts - 1
+            );
+            tracing::warn!(job = %job.id, "{message}");
+            let _ = store
+                .set_job(&job.id, JobStatus::Failed, None, Some(&message))
+                .await;
+            job.push(JobEvent::Failed {
+                message: message.clone(),
+            });
+            return Err(message);
+        }
         let _ = store.set_job(&job.id, JobStatus::Running, None, None).await;
         job.push(JobEvent::Started {
             worker: worker.to_string(),
@@ -467,9 +487,10 @@ impl Jobs {
 async fn execute(
     task: QueuedJob,
     worker: WorkerContext,
+    attempt: Attempt,
     jobs: Data<Jobs>,
 ) -> Result<String, BoxDynError> {
-    jobs.run(task, worker.name())
+    jobs.run(task, worker.name(), attempt.current())
         .await
         .map_err(|message| message.into())
 }
@@ -807,6 +828,40 @@ pub(super) mod tests {
             .unwrap()
             .expect("stored test_ALL run");
         assert_eq!(run.method, "vanilla");
+    }
+
+    #[test]
+    fn a_job_running_at_every_stop_is_not_started_again_after_max_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut id = None;
+        // Each server process stops while the job runs, until a start refuses it.
+        for process in 0..MAX_STARTS + 2 {
+            let (rt, jobs, store) = start(dir.path());
+            let id = id
+                .get_or_insert_with(|| rt.block_on(jobs.submit(eval_job(30))).unwrap().0)
+                .clone();
+            let job = jobs.get(&id).expect("queued (again)");
+            let started = std::time::Instant::now();
+            loop {
+                match job.status() {
+                    JobStatus::Running => break,
+                    JobStatus::Failed => {
+                        let message = rt.block_on(store.job(&id)).unwrap().unwrap().message;
+                        let message = message.unwrap_or_default();
+                        assert!(message.contains("is not started again"), "{message}");
+                        assert_eq!(process, MAX_STARTS, "started {process} times");
+                        assert!(rt.block_on(store.unfinished_jobs()).unwrap().is_empty());
+                        return;
+                    }
+                    other => assert!(!other.is_final(), "{other:?}"),
+                }
+                assert!(started.elapsed().as_secs() < 300, "the job never started");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            jobs.shutdown();
+            drop(rt);
+        }
+        panic!("the job was started more than {MAX_STARTS} times");
     }
 
     #[test]
