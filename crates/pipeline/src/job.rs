@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use safeedit_core::Method;
 use safeedit_core::browse::Catalog;
 use safeedit_core::job::{AnalyzeJob, EvalJob, JobSpec, TestAllJob};
-use safeedit_core::run::EditRequest;
+use safeedit_core::run::{EditOverrides, EditRequest};
 use safeedit_engine::dinm::DinmConfig;
 
 use crate::analyze::{self, AnalyzePlan};
@@ -78,8 +78,7 @@ impl Worker {
                         "edit_instances: no editing instance {id} (1, 2, 3)"
                     );
                 }
-                let mut overrides = job.overrides.clone();
-                overrides.max_new_tokens = job.max_new_tokens.or(overrides.max_new_tokens);
+                let overrides = with_token_limit(&job.overrides, job.max_new_tokens);
                 config_with_overrides(&self.preset, self.n_layers, &overrides)
                     .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
             }
@@ -137,10 +136,8 @@ impl Worker {
     }
 
     /// The overrides of an eval job, with its token limit.
-    fn overrides(&self, job: &EvalJob) -> safeedit_core::run::EditOverrides {
-        let mut overrides = job.overrides.clone();
-        overrides.max_new_tokens = job.max_new_tokens.or(overrides.max_new_tokens);
-        overrides
+    fn overrides(&self, job: &EvalJob) -> EditOverrides {
+        with_token_limit(&job.overrides, job.max_new_tokens)
     }
 
     /// The split and data file an evaluation of `split` reads.
@@ -318,6 +315,14 @@ impl Worker {
             plan.model.baselines.ftl_steps = Some(steps);
         }
         Ok(plan)
+    }
+}
+
+/// A job's overrides with its `max_new_tokens` field (which wins over the overrides' own).
+fn with_token_limit(overrides: &EditOverrides, max_new_tokens: Option<usize>) -> EditOverrides {
+    EditOverrides {
+        max_new_tokens: max_new_tokens.or(overrides.max_new_tokens),
+        ..overrides.clone()
     }
 }
 

@@ -128,7 +128,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             model,
             model_checksum: model_checksum(&model_path),
             model_path: model_path.clone(),
-            judge_dir: args.judge_dir.clone(),
             worker,
             store: store.clone(),
             runtime: tokio::runtime::Handle::current(),

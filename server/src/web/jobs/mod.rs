@@ -536,7 +536,6 @@ pub(super) mod tests {
             model: lm,
             model_path: PathBuf::from("tiny"),
             model_checksum: "none".into(),
-            judge_dir: None,
             worker,
             store: store.clone(),
             runtime: rt.handle().clone(),

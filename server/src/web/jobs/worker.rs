@@ -39,9 +39,7 @@ pub struct ModelContext {
     pub model_path: PathBuf,
     /// Its checksum, for the records.
     pub model_checksum: String,
-    /// The paper's classifier directory, or `None` for the built-in judge.
-    pub judge_dir: Option<PathBuf>,
-    /// The data, presets and folders jobs use.
+    /// The data, presets, judge and folders jobs use.
     pub worker: Worker,
     /// Where results are stored.
     pub store: Store,
@@ -89,7 +87,7 @@ impl ModelThread {
 }
 
 fn model_loop(ctx: &ModelContext, receiver: &mpsc::Receiver<Work>, stopping: &AtomicBool) {
-    let judge = judge::load_judge(ctx.judge_dir.as_deref()).map_err(|e| e.to_string());
+    let judge = judge::load_judge(ctx.worker.judge_dir.as_deref()).map_err(|e| e.to_string());
     if let Err(e) = &judge {
         tracing::error!("the judge could not be loaded, every job will fail: {e}");
     }
