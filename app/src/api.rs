@@ -10,7 +10,7 @@ use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
-use safeedit_core::{ModelSummary, SafeEditRecord};
+use safeedit_core::{ModelList, ModelSummary, SafeEditRecord, TrainedModelPage};
 
 #[cfg(feature = "ssr")]
 use crate::error::AppError;
@@ -192,6 +192,30 @@ pub async fn list_test_all_runs() -> AppResult<Vec<TestAllRunRecord>> {
     state()?
         .runs
         .test_all_runs()
+        .await
+        .map_err(AppError::respond)
+}
+
+/// The loaded model and every trained model (what jobs may name).
+#[server(endpoint = "models")]
+pub async fn list_models() -> AppResult<ModelList> {
+    let state = state()?;
+    Ok(ModelList {
+        loaded: state.engine.model_summary(),
+        trained: state
+            .runs
+            .trained_models()
+            .await
+            .map_err(AppError::respond)?,
+    })
+}
+
+/// A trained model's card and training log (`None`: no such model).
+#[server(endpoint = "trained_model")]
+pub async fn get_trained_model(name: String) -> AppResult<Option<TrainedModelPage>> {
+    state()?
+        .runs
+        .trained_model(name)
         .await
         .map_err(AppError::respond)
 }

@@ -4,10 +4,11 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 use safeedit_core::Method;
+use safeedit_core::job::JobSpec;
 use safeedit_core::run::{EditOverrides, EditRequest};
 
 use crate::format::optional_number;
-use crate::start_edit;
+use crate::launch::{Launch, text_field};
 
 /// "Detoxify this instance" with an advanced panel of hyperparameters.
 #[component]
@@ -16,10 +17,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
     let steps = RwSignal::new(String::new());
     let layer = RwSignal::new(String::new());
     let max_new = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let pending = RwSignal::new(false);
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
+    let launch = Launch::new();
     let navigate = use_navigate();
     let submit = move |method: Method| {
         let overrides = (|| -> Result<EditOverrides, String> {
@@ -30,47 +28,16 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                 max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
             })
         })();
-        let overrides = match overrides {
-            Ok(o) => o,
-            Err(e) => {
-                error.set(Some(e));
-                return;
-            }
-        };
-        let request = EditRequest {
-            split: split.clone(),
-            id,
-            method,
-            overrides,
-        };
-        let navigate = navigate.clone();
-        pending.set(true);
-        leptos::task::spawn_local(async move {
-            match start_edit(request).await {
-                Ok(job) => navigate(&format!("/jobs/{job}"), Default::default()),
-                Err(e) => {
-                    error.set(Some(e.to_string()));
-                    pending.set(false);
-                }
-            }
+        let spec = overrides.map(|overrides| {
+            JobSpec::Edit(EditRequest {
+                split: split.clone(),
+                id,
+                method,
+                overrides,
+            })
         });
+        launch.start(spec, navigate.clone());
     };
-    let field =
-        |label: &'static str, id: &'static str, value: RwSignal<String>, hint: &'static str| {
-            view! {
-                <label>
-                    {label}
-                    <input
-                        id=id
-                        type="text"
-                        inputmode="decimal"
-                        placeholder=hint
-                        prop:value=move || value.get()
-                        on:input=move |ev| value.set(event_target_value(&ev))
-                    />
-                </label>
-            }
-        };
     view! {
         <section class="card" id="detoxify">
             <h2>"Detoxify this instance"</h2>
@@ -81,28 +48,28 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
             <details class="advanced">
                 <summary>"Hyperparameters (empty = the model's preset)"</summary>
                 <div class="filters">
-                    {field("learning rate", "hp-lr", lr, "preset")}
-                    {field("steps", "hp-steps", steps, "preset")}
-                    {field("layer", "hp-layer", layer, "locate")}
-                    {field("max new tokens", "hp-max-new", max_new, "preset")}
+                    {text_field("learning rate", "hp-lr", lr, "preset")}
+                    {text_field("steps", "hp-steps", steps, "preset")}
+                    {text_field("layer", "hp-layer", layer, "locate")}
+                    {text_field("max new tokens", "hp-max-new", max_new, "preset")}
                 </div>
             </details>
             <p class="actions">
                 <button
                     id="detoxify-button"
-                    disabled=move || !hydrated.get() || pending.get()
+                    disabled=move || launch.disabled()
                     on:click={
                         let submit = submit.clone();
                         move |_| submit(Method::Dinm)
                     }
                 >
-                    {move || if pending.get() { "Submitting…" } else { "Detoxify this instance" }}
+                    {move || if launch.pending.get() { "Submitting…" } else { "Detoxify this instance" }}
                 </button>
                 " "
                 <button
                     id="eval-vanilla-button"
                     class="secondary"
-                    disabled=move || !hydrated.get() || pending.get()
+                    disabled=move || launch.disabled()
                     on:click={
                         let submit = submit.clone();
                         move |_| submit(Method::Vanilla)
@@ -114,7 +81,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                 <button
                     id="eval-prompt-button"
                     class="secondary"
-                    disabled=move || !hydrated.get() || pending.get()
+                    disabled=move || launch.disabled()
                     on:click=move |_| submit(Method::Prompt)
                 >
                     "Evaluate prompt-only"
@@ -125,7 +92,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                  with the suffix prompt (prompt-only, the paper's wo/Tune), judged; stored as an \
                  evaluation like those of safeedit eval."
             </p>
-            {move || error.get().map(|e| view! { <p class="error" id="detoxify-error">{e}</p> })}
+            {launch.error_line("detoxify-error")}
         </section>
     }
 }

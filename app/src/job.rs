@@ -7,6 +7,7 @@ use safeedit_core::Method;
 use safeedit_core::job::JobSpec;
 use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
 
+use crate::models::LossCurve;
 use crate::record_page::record_page;
 use crate::{cancel_job, job_status};
 
@@ -54,7 +55,9 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
         JobSpec::Eval(_) => ("/results".to_string(), "Results".to_string()),
         JobSpec::TestAll(_) => ("/test-all".to_string(), "test_ALL".to_string()),
         JobSpec::Analyze(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
+        JobSpec::Train(_) => ("/models".to_string(), "Models".to_string()),
     };
+    let trains = matches!(&request, JobSpec::Train(_));
     // Location and tuning belong to DINM edits of one instance.
     let edits = matches!(&request, JobSpec::Edit(r) if r.method == Method::Dinm);
     let cancel_id = id.clone();
@@ -119,6 +122,22 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
                     }
                 })
         }}
+        {trains.then(|| view! {
+            <section class="card">
+                <h2>"Training loss"</h2>
+                {move || {
+                    let points: Vec<(usize, f64)> = events
+                        .get()
+                        .iter()
+                        .filter_map(|e| match e {
+                            JobEvent::Step { step, loss } => Some((*step, *loss)),
+                            _ => None,
+                        })
+                        .collect();
+                    view! { <LossCurve points /> }
+                }}
+            </section>
+        })}
         {edits.then(|| view! {
         <section class="card">
                 <h2>"Location"</h2>

@@ -1,16 +1,125 @@
-//! "Run an evaluation" on the Results page: any method the server can evaluate on the loaded
-//! model, on a split, for the first N instances, queued as an `eval` job (the same request as
-//! `POST /api/jobs`); the job opens at `/jobs/{id}` and its evaluation joins the results table.
+//! The forms that start jobs, each sending the same request as `POST /api/jobs` and opening the
+//! job at `/jobs/{id}`:
+//!
+//! - "Run an evaluation" on Results: any method the server can evaluate, on the loaded model or
+//!   a trained one, on a split, for the first N instances (`eval`).
+//! - "Train a model" on Models: SFT or DPO on SafeEdit pairs (`train`).
+//! - "Run an analysis" on Mechanisms: vanilla against editing methods and trained models
+//!   (`analyze`).
 
 use leptos::prelude::*;
+use leptos_router::NavigateOptions;
 use leptos_router::hooks::use_navigate;
-use safeedit_core::Method;
-use safeedit_core::job::{EvalJob, JobSpec};
+use safeedit_core::job::{AnalyzeJob, EvalJob, JobSpec, TrainJob};
 use safeedit_core::run::EditOverrides;
 use safeedit_core::safeedit::Fold;
+use safeedit_core::{Method, TrainedModel};
 
 use crate::format::optional_number;
-use crate::start_job;
+use crate::{list_models, start_job};
+
+/// What every job form shares: the error it shows, whether a request is on its way, and
+/// whether the page has hydrated (the buttons work only then).
+#[derive(Clone, Copy)]
+pub(crate) struct Launch {
+    /// Why the last submit failed.
+    pub error: RwSignal<Option<String>>,
+    /// A request is on its way.
+    pub pending: RwSignal<bool>,
+    hydrated: RwSignal<bool>,
+}
+
+impl Launch {
+    /// A form's state (call inside the component).
+    pub fn new() -> Self {
+        let hydrated = RwSignal::new(false);
+        Effect::new(move |_| hydrated.set(true));
+        Self {
+            error: RwSignal::new(None),
+            pending: RwSignal::new(false),
+            hydrated,
+        }
+    }
+
+    /// Whether the form's buttons are disabled.
+    pub fn disabled(self) -> bool {
+        !self.hydrated.get() || self.pending.get()
+    }
+
+    /// Queues `spec` (or shows why the form is wrong) and opens the job's page.
+    pub fn start(
+        self,
+        spec: Result<JobSpec, String>,
+        navigate: impl Fn(&str, NavigateOptions) + 'static,
+    ) {
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.error.set(Some(e));
+                return;
+            }
+        };
+        self.error.set(None);
+        self.pending.set(true);
+        leptos::task::spawn_local(async move {
+            match start_job(spec).await {
+                Ok(job) => navigate(&format!("/jobs/{job}"), Default::default()),
+                Err(e) => {
+                    self.error.set(Some(e.to_string()));
+                    self.pending.set(false);
+                }
+            }
+        });
+    }
+
+    /// The error line, with element id `id`.
+    pub fn error_line(self, id: &'static str) -> impl IntoView {
+        move || {
+            self.error
+                .get()
+                .map(|e| view! { <p class="error" id=id>{e}</p> })
+        }
+    }
+}
+
+/// A text field of a form (`hint`: the placeholder, what an empty field means).
+pub(crate) fn text_field(
+    label: &'static str,
+    id: &'static str,
+    value: RwSignal<String>,
+    hint: &'static str,
+) -> impl IntoView {
+    view! {
+        <label>
+            {label}
+            <input
+                id=id
+                type="text"
+                inputmode="decimal"
+                placeholder=hint
+                prop:value=move || value.get()
+                on:input=move |ev| value.set(event_target_value(&ev))
+            />
+        </label>
+    }
+}
+
+/// The finished trained models, for pickers.
+fn finished(models: Option<Vec<TrainedModel>>) -> Vec<TrainedModel> {
+    models
+        .unwrap_or_default()
+        .into_iter()
+        .filter(TrainedModel::finished)
+        .collect()
+}
+
+/// The server's trained models (empty until they load or when listing fails).
+fn trained_models() -> Resource<Option<Vec<TrainedModel>>> {
+    Resource::new(
+        || (),
+        |_| async { list_models().await.ok().map(|m| m.trained) },
+    )
+}
 
 /// The evaluation form.
 #[component]
@@ -22,54 +131,54 @@ pub fn EvalLauncher(
     let split = RwSignal::new("test".to_string());
     let limit = RwSignal::new("10".to_string());
     let max_new = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let pending = RwSignal::new(false);
-    let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
+    let launch = Launch::new();
+    let models = trained_models();
     let navigate = use_navigate();
     let submit = move |_| {
         let spec = (|| -> Result<JobSpec, String> {
+            // A trained model is picked as `model:{objective}:{name}`.
+            let picked = method.get_untracked();
+            let (method, model) = match picked.strip_prefix("model:") {
+                Some(rest) => {
+                    let (objective, name) = rest.split_once(':').unwrap_or(("sft", rest));
+                    (objective.to_string(), Some(name.to_string()))
+                }
+                None => (picked, None),
+            };
             Ok(JobSpec::Eval(EvalJob {
-                method: method
-                    .get_untracked()
-                    .parse()
-                    .map_err(|e| format!("method: {e}"))?,
+                method: method.parse().map_err(|e| format!("method: {e}"))?,
                 split: split.get_untracked(),
                 fold: Fold::All,
                 limit: optional_number("instances", &limit.get_untracked())?,
                 max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
                 overrides: EditOverrides::default(),
+                model,
             }))
         })();
-        let spec = match spec {
-            Ok(spec) => spec,
-            Err(e) => {
-                error.set(Some(e));
-                return;
-            }
-        };
-        error.set(None);
-        pending.set(true);
-        let navigate = navigate.clone();
-        leptos::task::spawn_local(async move {
-            match start_job(spec).await {
-                Ok(job) => navigate(&format!("/jobs/{job}"), Default::default()),
-                Err(e) => {
-                    error.set(Some(e.to_string()));
-                    pending.set(false);
-                }
-            }
-        });
+        launch.start(spec, navigate.clone());
     };
     let options = Method::ON_LOADED_MODEL
         .iter()
         .map(|m| view! { <option value=m.name()>{m.name()}</option> })
         .collect_view();
+    let trained = move || {
+        let list = finished(models.get().flatten());
+        (!list.is_empty()).then(|| {
+            let options = list
+                .into_iter()
+                .map(|m| {
+                    let value = format!("model:{}:{}", m.objective, m.name);
+                    view! { <option value=value>{format!("{} ({})", m.name, m.objective)}</option> }
+                })
+                .collect_view();
+            view! { <optgroup label="trained models">{options}</optgroup> }
+        })
+    };
     view! {
         <details class="card launcher" id="eval-launcher" open=open>
             <summary>"Run an evaluation"</summary>
             <p class="muted">
-                "Evaluates a method on the loaded model, as "
+                "Evaluates a method on the loaded model (or a model trained here), as "
                 <code>"safeedit eval"</code>
                 " does: DS and the four DG inputs per instance, judged; the run joins this table."
             </p>
@@ -82,6 +191,7 @@ pub fn EvalLauncher(
                         on:change=move |ev| method.set(event_target_value(&ev))
                     >
                         {options}
+                        <Transition>{trained}</Transition>
                     </select>
                 </label>
                 <label>
@@ -95,39 +205,215 @@ pub fn EvalLauncher(
                         <option value="editing">"editing (3 instances)"</option>
                     </select>
                 </label>
-                <label>
-                    "instances"
-                    <input
-                        id="launch-limit"
-                        type="text"
-                        inputmode="numeric"
-                        placeholder="all"
-                        prop:value=move || limit.get()
-                        on:input=move |ev| limit.set(event_target_value(&ev))
-                    />
-                </label>
-                <label>
-                    "max new tokens"
-                    <input
-                        id="launch-max-new"
-                        type="text"
-                        inputmode="numeric"
-                        placeholder="preset"
-                        prop:value=move || max_new.get()
-                        on:input=move |ev| max_new.set(event_target_value(&ev))
-                    />
-                </label>
+                {text_field("instances", "launch-limit", limit, "all")}
+                {text_field("max new tokens", "launch-max-new", max_new, "preset")}
             </div>
             <p class="actions">
-                <button
-                    id="launch-button"
-                    disabled=move || !hydrated.get() || pending.get()
-                    on:click=submit
-                >
-                    {move || if pending.get() { "Submitting…" } else { "Run the evaluation" }}
+                <button id="launch-button" disabled=move || launch.disabled() on:click=submit>
+                    {move || {
+                        if launch.pending.get() { "Submitting…" } else { "Run the evaluation" }
+                    }}
                 </button>
             </p>
-            {move || error.get().map(|e| view! { <p class="error" id="launch-error">{e}</p> })}
+            {launch.error_line("launch-error")}
+        </details>
+    }
+}
+
+/// The training form.
+#[component]
+pub fn TrainLauncher(
+    /// Open at first (no trained model yet) or folded.
+    open: bool,
+) -> impl IntoView {
+    let objective = RwSignal::new("sft".to_string());
+    let name = RwSignal::new(String::new());
+    let base = RwSignal::new(String::new());
+    let limit = RwSignal::new("8".to_string());
+    let epochs = RwSignal::new(String::new());
+    let lr = RwSignal::new(String::new());
+    let launch = Launch::new();
+    let models = trained_models();
+    let navigate = use_navigate();
+    let submit = move |_| {
+        let spec = (|| -> Result<JobSpec, String> {
+            let mut job = TrainJob::new(
+                objective
+                    .get_untracked()
+                    .parse()
+                    .map_err(|e| format!("objective: {e}"))?,
+            );
+            let text = name.get_untracked().trim().to_string();
+            job.name = (!text.is_empty()).then_some(text);
+            let text = base.get_untracked();
+            job.model = (!text.is_empty()).then_some(text);
+            job.limit = optional_number("pairs", &limit.get_untracked())?;
+            job.epochs = optional_number("epochs", &epochs.get_untracked())?;
+            job.lr = optional_number("learning rate", &lr.get_untracked())?;
+            Ok(JobSpec::Train(job))
+        })();
+        launch.start(spec, navigate.clone());
+    };
+    let bases = move || {
+        finished(models.get().flatten())
+            .into_iter()
+            .map(|m| {
+                let label = format!("{} ({})", m.name, m.objective);
+                view! { <option value=m.name>{label}</option> }
+            })
+            .collect_view()
+    };
+    view! {
+        <details class="card launcher" id="train-launcher" open=open>
+            <summary>"Train a model"</summary>
+            <p class="muted">
+                "Fine-tunes the loaded model (or a model trained here) on SafeEdit pairs, as "
+                <code>"safeedit train"</code>
+                " does: SFT on the safe responses, or DPO on safe vs unsafe (the paper starts DPO \
+                 from the SFT model). The shipped sample's train fold; evaluate on the held-out \
+                 fold. Empty fields keep the preset."
+            </p>
+            <div class="filters">
+                <label>
+                    "objective"
+                    <select
+                        id="train-objective"
+                        prop:value=move || objective.get()
+                        on:change=move |ev| objective.set(event_target_value(&ev))
+                    >
+                        <option value="sft">"SFT"</option>
+                        <option value="dpo">"DPO"</option>
+                    </select>
+                </label>
+                <label>
+                    "start from"
+                    <select
+                        id="train-base"
+                        prop:value=move || base.get()
+                        on:change=move |ev| base.set(event_target_value(&ev))
+                    >
+                        <option value="">"the loaded model"</option>
+                        <Transition>{bases}</Transition>
+                    </select>
+                </label>
+                {text_field("name", "train-name", name, "automatic")}
+                {text_field("pairs", "train-limit", limit, "all 105")}
+                {text_field("epochs", "train-epochs", epochs, "preset")}
+                {text_field("learning rate", "train-lr", lr, "preset")}
+            </div>
+            <p class="actions">
+                <button id="train-button" disabled=move || launch.disabled() on:click=submit>
+                    {move || if launch.pending.get() { "Submitting…" } else { "Train" }}
+                </button>
+            </p>
+            {launch.error_line("train-error")}
+        </details>
+    }
+}
+
+/// The editing methods an analysis can compare with vanilla.
+const ANALYSED: [Method; 4] = [
+    Method::Dinm,
+    Method::Ftl,
+    Method::DinmRandomLayer,
+    Method::DinmNoSuffix,
+];
+
+/// The analysis form.
+#[component]
+pub fn AnalysisLauncher(
+    /// Open at first (no analysis yet) or folded.
+    open: bool,
+) -> impl IntoView {
+    let chosen = RwSignal::new(vec!["dinm".to_string()]);
+    let edits = RwSignal::new("1".to_string());
+    let inputs = RwSignal::new("8".to_string());
+    let projection = RwSignal::new(String::new());
+    let probe_tokens = RwSignal::new(String::new());
+    let launch = Launch::new();
+    let models = trained_models();
+    let navigate = use_navigate();
+    let submit = move |_| {
+        let spec = (|| -> Result<JobSpec, String> {
+            Ok(JobSpec::Analyze(AnalyzeJob {
+                methods: chosen.get_untracked(),
+                edit_split: "editing".into(),
+                edits: optional_number("edits", &edits.get_untracked())?,
+                inputs: optional_number("inputs", &inputs.get_untracked())?,
+                fold: Fold::All,
+                projection_inputs: optional_number(
+                    "projection inputs",
+                    &projection.get_untracked(),
+                )?,
+                region_layer: None,
+                top_k: None,
+                lens_vectors: None,
+                lens_tokens: None,
+                probe_tokens: optional_number("probe tokens", &probe_tokens.get_untracked())?,
+            }))
+        })();
+        launch.start(spec, navigate.clone());
+    };
+    let checkbox = move |value: String, label: String| {
+        let key = value.clone();
+        view! {
+            <label class="check">
+                <input
+                    type="checkbox"
+                    name="analyze-method"
+                    value=value.clone()
+                    prop:checked=move || chosen.get().contains(&key)
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        chosen
+                            .update(|list| {
+                                list.retain(|m| *m != value);
+                                if on {
+                                    list.push(value.clone());
+                                }
+                            });
+                    }
+                />
+                {label}
+            </label>
+        }
+    };
+    let methods = ANALYSED
+        .iter()
+        .map(|m| checkbox(m.name().to_string(), m.name().to_string()))
+        .collect_view();
+    let trained = move || {
+        finished(models.get().flatten())
+            .into_iter()
+            .map(|m| checkbox(m.name.clone(), format!("{} ({})", m.name, m.objective)))
+            .collect_view()
+    };
+    view! {
+        <details class="card launcher" id="analysis-launcher" open=open>
+            <summary>"Run an analysis"</summary>
+            <p class="muted">
+                "Compares vanilla with editing methods and models trained here, as "
+                <code>"safeedit analyze"</code>
+                " does: the toxicity probe, the toxic region's toxicity, the activation shift, \
+                 the projection and the logit lens. Editing methods edit on the first editing \
+                 instances; the activation means come from test inputs."
+            </p>
+            <div class="filters" id="analysis-methods">
+                {methods}
+                <Transition>{trained}</Transition>
+            </div>
+            <div class="filters">
+                {text_field("edits", "analysis-edits", edits, "all 3")}
+                {text_field("inputs", "analysis-inputs", inputs, "all")}
+                {text_field("projection inputs", "analysis-projection", projection, "30")}
+                {text_field("probe tokens", "analysis-probe-tokens", probe_tokens, "128")}
+            </div>
+            <p class="actions">
+                <button id="analysis-button" disabled=move || launch.disabled() on:click=submit>
+                    {move || if launch.pending.get() { "Submitting…" } else { "Run the analysis" }}
+                </button>
+            </p>
+            {launch.error_line("analysis-error")}
         </details>
     }
 }

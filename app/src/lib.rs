@@ -6,9 +6,10 @@
 //!   variant sets the HTTP status.
 //! - One file per route (`instances.rs`, `instance.rs`, `job.rs`, `runs.rs`, `run.rs`,
 //!   `compare.rs`, `eval.rs`, `results.rs`, `test_all.rs`, `test_all_run.rs`, `mechanisms.rs`,
-//!   `mechanism.rs`, `home.rs`); pages of one stored record go through `record_page.rs`.
+//!   `mechanism.rs`, `models.rs`, `home.rs`); pages of one stored record go through `record_page.rs`.
 //! - Components several pages share: `figure.rs` (charts with their downloads), `detoxify.rs`
-//!   (the instance page's edit panel), `format.rs` (numbers and slice labels).
+//!   (the instance page's edit panel), `launch.rs` (the forms that start jobs), `format.rs`
+//!   (numbers and slice labels).
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -29,6 +30,7 @@ mod job;
 mod launch;
 mod mechanism;
 mod mechanisms;
+mod models;
 mod record_page;
 mod results;
 mod run;
@@ -46,6 +48,7 @@ pub use instances::InstancesPage;
 pub use job::JobPage;
 pub use mechanism::MechanismPage;
 pub use mechanisms::MechanismsPage;
+pub use models::{ModelPage, ModelsPage};
 pub use results::ResultsPage;
 pub use run::RunPage;
 pub use runs::RunsPage;
@@ -94,6 +97,7 @@ pub fn App() -> impl IntoView {
                     <a href="/results">"Results"</a>
                     <a href="/test-all">"test_ALL"</a>
                     <a href="/mechanisms">"Mechanisms"</a>
+                    <a href="/models">"Models"</a>
                 </nav>
             </header>
             <main>
@@ -125,6 +129,8 @@ pub fn App() -> impl IntoView {
                         view=MechanismPage
                         ssr=SsrMode::Async
                     />
+                    <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async />
+                    <Route path=path!("/models/:name") view=ModelPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
@@ -153,7 +159,7 @@ pub mod ssr {
 
     use axum::extract::FromRef;
     use leptos::config::LeptosOptions;
-    use safeedit_core::ModelSummary;
+    use safeedit_core::{ModelSummary, TrainedModel, TrainedModelPage};
     use std::future::Future;
     use std::pin::Pin;
 
@@ -220,6 +226,11 @@ pub mod ssr {
             group: String,
             value: String,
         ) -> BoxFuture<'_, AppResult<ResultsView>>;
+        /// Every trained model, newest first.
+        fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>>;
+        /// A trained model's card and training log (`None`: no such model).
+        fn trained_model(&self, name: String)
+        -> BoxFuture<'_, AppResult<Option<TrainedModelPage>>>;
     }
 
     /// An evaluation and its instances.

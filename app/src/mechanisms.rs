@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use crate::launch::AnalysisLauncher;
 use crate::list_analyses;
 
 /// `/mechanisms`
@@ -14,7 +15,7 @@ pub fn MechanismsPage() -> impl IntoView {
             "How each method detoxifies: does it lower the toxicity of the toxic region's value \
              vectors, or shift the activations that flow into it? Analyses are made with "
             <code>"safeedit analyze --methods vanilla,sft=DIR,dpo=DIR,dinm"</code>
-            " and stored here with a shareable link."
+            " or the form below, and stored here with a shareable link."
         </p>
         <Suspense fallback=|| view! { <p>"Loading analyses…"</p> }>
             {move || Suspend::new(async move {
@@ -22,9 +23,13 @@ pub fn MechanismsPage() -> impl IntoView {
                     Ok(list) if list.is_empty() => {
                         view! {
                             <p class="muted" id="no-analyses">
-                                "No analyses yet: run " <code>"safeedit analyze --out DIR"</code>
-                                "."
+                                "No analyses yet: run one below (or "
+                                <code>"safeedit analyze --out DIR"</code>
+                                "). To compare SFT and DPO, train them on "
+                                <a href="/models">"Models"</a>
+                                " first."
                             </p>
+                            <AnalysisLauncher open=true />
                         }
                             .into_any()
                     }
@@ -50,6 +55,7 @@ pub fn MechanismsPage() -> impl IntoView {
                             })
                             .collect_view();
                         view! {
+                            <div class="scroll">
                             <table class="runs" id="analyses">
                                 <thead>
                                     <tr>
@@ -63,6 +69,8 @@ pub fn MechanismsPage() -> impl IntoView {
                                 </thead>
                                 <tbody>{rows}</tbody>
                             </table>
+                            </div>
+                            <AnalysisLauncher open=false />
                         }
                             .into_any()
                     }

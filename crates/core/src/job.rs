@@ -31,17 +31,20 @@ pub enum JobSpec {
     /// The SafeEdit_test_ALL protocol, as `safeedit eval --test-all` (a run at
     /// `/test-all/{slug}`).
     TestAll(TestAllJob),
+    /// SFT or DPO fine-tuning, as `safeedit train` (a model at `/models/{name}`).
+    Train(TrainJob),
     /// The mechanism analysis, as `safeedit analyze` (an analysis at `/mechanisms/{slug}`).
     Analyze(AnalyzeJob),
 }
 
 impl JobSpec {
-    /// `edit`, `eval`, `test_all`, `analyze`.
+    /// `edit`, `eval`, `test_all`, `train`, `analyze`.
     pub fn kind(&self) -> &'static str {
         match self {
             JobSpec::Edit(_) => "edit",
             JobSpec::Eval(_) => "eval",
             JobSpec::TestAll(_) => "test_all",
+            JobSpec::Train(_) => "train",
             JobSpec::Analyze(_) => "analyze",
         }
     }
@@ -73,9 +76,26 @@ impl JobSpec {
                     Some(n) => format!(", {n} instances"),
                     None => String::new(),
                 };
-                format!("Evaluating {} on {}{fold}{count}", e.method, e.split)
+                let on = e
+                    .model
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default();
+                format!("Evaluating {}{on} on {}{fold}{count}", e.method, e.split)
             }
             JobSpec::TestAll(t) => format!("SafeEdit_test_ALL: {}", t.method),
+            JobSpec::Train(t) => {
+                let objective = t.objective.name().to_uppercase();
+                let pairs = match t.limit {
+                    Some(1) => " on 1 pair".to_string(),
+                    Some(n) => format!(" on {n} pairs"),
+                    None => String::new(),
+                };
+                match &t.name {
+                    Some(name) => format!("Training {objective} model {name}{pairs}"),
+                    None => format!("Training {objective}{pairs}"),
+                }
+            }
             JobSpec::Analyze(a) => {
                 format!("Mechanism analysis: vanilla vs {}", a.methods.join(", "))
             }
@@ -113,6 +133,9 @@ pub struct EvalJob {
     /// DINM / FT-L learning rate, steps and layer, overriding the preset.
     #[serde(default)]
     pub overrides: EditOverrides,
+    /// For `sft` / `dpo`: the trained model, by name (`GET /api/models`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A SafeEdit_test_ALL job: the flags of `safeedit eval --test-all`, in snake_case.
@@ -142,6 +165,118 @@ pub struct TestAllJob {
     pub overrides: EditOverrides,
 }
 
+fn default_train_data() -> String {
+    "test-sample".into()
+}
+
+/// A fine-tuning job: the flags of `safeedit train`, in snake_case. The job writes a model
+/// directory named `name` in the server's models folder; after a restart it resumes from its
+/// last checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainJob {
+    /// `sft`, or `dpo` (start it from an SFT model with `model`).
+    pub objective: Method,
+    /// The new model's name: lower-case letters, digits, `-`, `_`, `.` [default:
+    /// `{objective}-{6 characters of the job id}`].
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The starting model: a trained model, by name [default: the loaded model].
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `test-sample` (the shipped records) or `train` (SafeEdit_train.json of the full release,
+    /// when the server has it).
+    #[serde(default = "default_train_data")]
+    pub data: String,
+    /// Which records [default: `train` for test-sample, else `all`].
+    #[serde(default)]
+    pub fold: Option<Fold>,
+    /// Only the first N pairs (after the fold).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Hyperparameter preset: `reference` or `smollm2-135m` [default: by model size].
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Peak learning rate [default: the preset's].
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Examples per step [default: the preset's].
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Passes over the data [default: the preset's].
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// Warm-up steps [default: the preset's].
+    #[serde(default)]
+    pub warmup_steps: Option<usize>,
+    /// `rmsprop` or `adamw` [default: rmsprop].
+    #[serde(default)]
+    pub optimizer: Option<String>,
+    /// DPO's β [default: 0.1].
+    #[serde(default)]
+    pub beta: Option<f64>,
+    /// Seed of the example order [default: 0].
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Train LoRA adapters of this rank instead of every parameter.
+    #[serde(default)]
+    pub lora_rank: Option<usize>,
+    /// LoRA α [default: 16].
+    #[serde(default)]
+    pub lora_alpha: Option<f64>,
+    /// LoRA target projections [default: q_proj, v_proj].
+    #[serde(default)]
+    pub lora_targets: Option<Vec<String>>,
+    /// Checkpoint every N steps (and at the end) [default: 10].
+    #[serde(default)]
+    pub save_every: Option<usize>,
+}
+
+impl TrainJob {
+    /// An SFT or DPO job with every other setting at its default.
+    pub fn new(objective: Method) -> Self {
+        Self {
+            objective,
+            name: None,
+            model: None,
+            data: default_train_data(),
+            fold: None,
+            limit: None,
+            preset: None,
+            lr: None,
+            batch_size: None,
+            epochs: None,
+            warmup_steps: None,
+            optimizer: None,
+            beta: None,
+            seed: None,
+            lora_rank: None,
+            lora_alpha: None,
+            lora_targets: None,
+            save_every: None,
+        }
+    }
+}
+
+/// Whether `name` may name a trained model: 1 to 64 of `a-z 0-9 - _ .`, starting with a letter
+/// or digit, and not a method's name (analyses mix both). `Err` says why not.
+pub fn check_model_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!("`{name}` must have 1 to 64 characters"));
+    }
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
+    if !name.chars().all(allowed) || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "`{name}`: use lower-case letters, digits, `-`, `_` and `.`, starting with a letter \
+             or digit"
+        ));
+    }
+    if name.parse::<Method>().is_ok() {
+        return Err(format!("`{name}` is a method's name; choose another"));
+    }
+    Ok(())
+}
+
 fn default_analyzed() -> Vec<String> {
     ["dinm", "ftl"].map(String::from).to_vec()
 }
@@ -155,7 +290,8 @@ fn default_edit_split() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeJob {
-    /// Editing methods compared with vanilla [default: dinm, ftl].
+    /// Editing methods and trained models (by name) compared with vanilla [default: dinm,
+    /// ftl].
     #[serde(default = "default_analyzed")]
     pub methods: Vec<String>,
     /// Where the edit instances come from: `editing` or `test`.
@@ -352,6 +488,43 @@ mod tests {
         .unwrap();
         assert_eq!(all.kind(), "test_all");
         assert_eq!(all.title(), "SafeEdit_test_ALL: ftl");
+
+        let train: JobSpec = serde_json::from_str(
+            r#"{"kind": "train", "objective": "sft", "limit": 2, "epochs": 1}"#,
+        )
+        .unwrap();
+        let JobSpec::Train(job) = &train else {
+            panic!("{train:?}")
+        };
+        assert_eq!(
+            (job.data.as_str(), job.epochs, job.name.as_deref()),
+            ("test-sample", Some(1), None)
+        );
+        assert_eq!(train.title(), "Training SFT on 2 pairs");
+        let err =
+            serde_json::from_str::<JobSpec>(r#"{"kind": "train", "objective": "sft", "epoch": 1}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+    }
+
+    #[test]
+    fn model_names_are_plain_and_never_a_method() {
+        for good in ["sft-1", "dpo_v2.final", "a"] {
+            assert_eq!(check_model_name(good), Ok(()), "{good}");
+        }
+        for (bad, needle) in [
+            ("", "1 to 64"),
+            ("Sft", "lower-case"),
+            ("../x", "lower-case"),
+            ("-x", "starting with"),
+            ("dinm", "a method's name"),
+            ("vanilla", "a method's name"),
+        ] {
+            let err = check_model_name(bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        assert!(check_model_name(&"x".repeat(65)).is_err());
     }
 
     #[test]
@@ -376,6 +549,7 @@ mod tests {
             limit: Some(2),
             max_new_tokens: Some(8),
             overrides: EditOverrides::default(),
+            model: None,
         });
         let mut events = vec![JobEvent::Queued { ahead: 0 }];
         let info = JobInfo::from_events("abc", &spec, &events);

@@ -47,6 +47,8 @@ pub use judge::{JudgeInfo, Verdict};
 pub struct QueryError(pub String);
 
 pub use method::Method;
-pub use model::{ModelSummary, PromptFormat};
+pub use model::{
+    ModelList, ModelSummary, PromptFormat, TrainPoint, TrainedModel, TrainedModelPage,
+};
 pub use provenance::Provenance;
 pub use safeedit::{Category, SafeEditRecord, TestAllRecord};

@@ -115,3 +115,87 @@ mod tests {
         assert_eq!(s.params_human(), "6.74B");
     }
 }
+
+/// A model trained by a `train` job (or by `safeedit train` into the server's models folder),
+/// as `GET /api/models` and the model pages show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainedModel {
+    /// Its name (the folder's name; what jobs and pickers use).
+    pub name: String,
+    /// `sft` or `dpo`.
+    pub objective: String,
+    /// The model training started from, by its model name.
+    pub base_model: String,
+    /// That model's name among the server's trained models, when it is one (DPO from SFT).
+    pub base: Option<String>,
+    /// The training data (file, fold, limit).
+    pub data: String,
+    /// Training pairs.
+    pub n_examples: usize,
+    /// Optimiser steps done.
+    pub steps_done: usize,
+    /// Optimiser steps planned.
+    pub total_steps: usize,
+    /// Loss of the last step.
+    pub final_loss: Option<f64>,
+    /// LoRA rank, when adapters were trained instead of every parameter.
+    pub lora_rank: Option<usize>,
+    /// The prompt format it was trained (and is evaluated) in.
+    pub prompt_format: PromptFormat,
+    /// The hyperparameters, as stored with the model.
+    pub settings: serde_json::Value,
+}
+
+impl TrainedModel {
+    /// Trained to the last planned step.
+    pub fn finished(&self) -> bool {
+        self.total_steps > 0 && self.steps_done >= self.total_steps
+    }
+
+    /// `SFT, 2 pairs, 2/2 steps` (or `… stopped at step 1/2`).
+    pub fn line(&self) -> String {
+        let state = if self.finished() {
+            format!("{} steps", self.total_steps)
+        } else {
+            format!("stopped at step {}/{}", self.steps_done, self.total_steps)
+        };
+        let lora = self
+            .lora_rank
+            .map(|r| format!(", LoRA rank {r}"))
+            .unwrap_or_default();
+        format!(
+            "{}, {} pairs, {state}{lora}",
+            self.objective.to_uppercase(),
+            self.n_examples
+        )
+    }
+}
+
+/// One optimiser step of a training run (the model page's loss curve).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainPoint {
+    /// 0-based step.
+    pub step: usize,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// The step's loss.
+    pub loss: f64,
+}
+
+/// `GET /api/models`: the loaded model and every trained model, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    /// The model the server loaded (what `vanilla` and the editing methods run on).
+    pub loaded: ModelSummary,
+    /// Models trained here.
+    pub trained: Vec<TrainedModel>,
+}
+
+/// A trained model's page: its card and every step's loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainedModelPage {
+    /// The card.
+    pub model: TrainedModel,
+    /// The training log.
+    pub steps: Vec<TrainPoint>,
+}

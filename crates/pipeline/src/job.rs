@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use safeedit_core::Method;
 use safeedit_core::browse::Catalog;
-use safeedit_core::job::{AnalyzeJob, EvalJob, JobSpec, TestAllJob};
+use safeedit_core::job::{AnalyzeJob, EvalJob, JobSpec, TestAllJob, TrainJob, check_model_name};
 use safeedit_core::run::{EditOverrides, EditRequest};
+use safeedit_engine::baselines::{Objective, OptimizerKind, TrainConfig};
 use safeedit_engine::dinm::DinmConfig;
 
 use crate::analyze::{self, AnalyzePlan};
@@ -15,8 +16,10 @@ use crate::edit::{config_with_overrides, edit_run, no_instance};
 use crate::eval::{self, EvalPlan};
 use crate::evaluate::evaluate_one;
 use crate::method::{DinmOptions, ModelChoice};
+use crate::models::ModelsDir;
 use crate::publish::{Database, Published, Publisher};
 use crate::test_all::{self, TestAllPlan};
+use crate::train::{self, TrainPlan};
 use crate::{Loaded, PipelineError, Progress, Result, bail, ensure};
 
 /// What a worker has: the data, the model's preset and where results go.
@@ -36,8 +39,28 @@ pub struct Worker {
     pub delta_dir: PathBuf,
     /// Where each evaluation job keeps its run folder (`{job id}/`, resumed after a restart).
     pub job_dir: PathBuf,
+    /// Where train jobs write their models (`{name}/`), which later jobs name.
+    pub models: ModelsDir,
     /// The runs database.
     pub database: Database,
+}
+
+/// The training objective of a train job's `objective` field.
+fn objective(method: Method) -> Result<Objective> {
+    match method {
+        Method::Sft => Ok(Objective::Sft),
+        Method::Dpo => Ok(Objective::Dpo),
+        other => bail!("objective: `{other}` is not a training objective (sft, dpo)"),
+    }
+}
+
+/// The optimiser of a train job's `optimizer` field.
+fn optimizer(name: &str) -> Result<OptimizerKind> {
+    match name {
+        "rmsprop" => Ok(OptimizerKind::RmsProp),
+        "adamw" => Ok(OptimizerKind::AdamW),
+        other => bail!("optimizer: unknown optimiser `{other}` (rmsprop, adamw)"),
+    }
 }
 
 /// `Err` naming the field when a `kind` job cannot run `method` on the loaded model, or
@@ -64,7 +87,14 @@ impl Worker {
                 self.edit_config(request)?;
             }
             JobSpec::Eval(job) => {
-                check_method_and_limit("eval", job.method, job.limit)?;
+                self.trained_model(job.method, job.model.as_deref())?;
+                if job.model.is_none() {
+                    check_method_and_limit("eval", job.method, job.limit)?;
+                }
+                ensure!(
+                    job.limit != Some(0),
+                    "limit: must be at least 1 (or left out for all)"
+                );
                 self.eval_data(&job.split)?;
                 config_with_overrides(&self.preset, self.n_layers, &self.overrides(job))
                     .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
@@ -82,16 +112,9 @@ impl Worker {
                 config_with_overrides(&self.preset, self.n_layers, &overrides)
                     .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
             }
+            JobSpec::Train(job) => self.check_train(job)?,
             JobSpec::Analyze(job) => {
-                for m in &job.methods {
-                    ensure!(
-                        !m.contains('='),
-                        "methods: `{m}`: the web app compares editing methods (a model given \
-                         by its path is for the command line)"
-                    );
-                }
-                analyze::check_methods(&job.methods)
-                    .map_err(|e| PipelineError::Invalid(e.to_string().replace("--", "")))?;
+                self.analyzed(&job.methods)?;
                 ensure!(
                     matches!(job.edit_split.as_str(), "editing" | "test"),
                     "edit_split: `{}` is not editing or test",
@@ -118,6 +141,140 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Checks a job and fills in what the queue must fix before it runs: a train job's model
+    /// name (`{objective}-{6 characters of the id}` unless given), whose folder it reserves.
+    pub fn prepare(&self, id: &str, spec: &JobSpec) -> Result<JobSpec> {
+        self.check(spec)?;
+        let mut spec = spec.clone();
+        if let JobSpec::Train(job) = &mut spec {
+            let name = job.name.get_or_insert_with(|| {
+                let short: String = id.chars().take(6).collect();
+                format!("{}-{short}", job.objective.name())
+            });
+            self.models.reserve(name, id)?;
+        }
+        Ok(spec)
+    }
+
+    /// For `sft` / `dpo` the folder of the trained model named in `model` (which they need);
+    /// `None` for the other methods (which run on the loaded model and name none).
+    fn trained_model(&self, method: Method, model: Option<&str>) -> Result<Option<PathBuf>> {
+        match (objective(method), model) {
+            (Ok(objective), Some(name)) => self
+                .models
+                .finished("model", name, Some(objective))
+                .map(Some),
+            (Ok(_), None) => bail!(
+                "model: method `{method}` evaluates a trained model; name one (GET /api/models, \
+                 or start a train job)"
+            ),
+            (Err(_), Some(_)) => bail!(
+                "model: method `{method}` runs on the loaded model; a trained model is evaluated \
+                 with method sft or dpo"
+            ),
+            (Err(_), None) => Ok(None),
+        }
+    }
+
+    /// An analysis's compared methods as `safeedit analyze` takes them: editing methods, and
+    /// trained models by name (as `name=folder`). The error names the field.
+    fn analyzed(&self, methods: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for m in methods {
+            ensure!(
+                !m.contains('='),
+                "methods: `{m}`: the web app compares editing methods and trained models by \
+                 name (a model given by its path is for the command line)"
+            );
+            if m.parse::<Method>().is_err()
+                && let Ok(dir) = self.models.path(m)
+                && dir.is_dir()
+            {
+                let dir = self.models.finished("methods", m, None)?;
+                out.push(format!("{m}={}", dir.display()));
+                continue;
+            }
+            out.push(m.clone());
+        }
+        analyze::check_methods(&out).map_err(|e| {
+            let message = e.to_string().replace("--", "");
+            PipelineError::Invalid(if message.contains("unknown method") {
+                format!("{message} (nor a trained model: GET /api/models)")
+            } else {
+                message
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Checks a train job's fields.
+    fn check_train(&self, job: &TrainJob) -> Result<()> {
+        let objective = objective(job.objective)?;
+        if let Some(name) = &job.name {
+            check_model_name(name).map_err(|e| PipelineError::Invalid(format!("name: {e}")))?;
+        }
+        if let Some(base) = &job.model {
+            self.models.finished("model", base, None)?;
+        }
+        self.train_data(&job.data)?;
+        if let Some(preset) = &job.preset {
+            ensure!(
+                TrainConfig::preset_named(preset, objective).is_some(),
+                "preset: unknown preset `{preset}` (reference, smollm2-135m)"
+            );
+        }
+        if let Some(name) = &job.optimizer {
+            optimizer(name)?;
+        }
+        for (field, value) in [
+            ("limit", job.limit),
+            ("batch_size", job.batch_size),
+            ("epochs", job.epochs),
+            ("lora_rank", job.lora_rank),
+            ("save_every", job.save_every),
+        ] {
+            ensure!(value != Some(0), "{field}: must be at least 1");
+        }
+        for (field, value) in [
+            ("lr", job.lr),
+            ("beta", job.beta),
+            ("lora_alpha", job.lora_alpha),
+        ] {
+            if let Some(v) = value {
+                ensure!(
+                    v.is_finite() && v > 0.0,
+                    "{field}: must be positive (got {v})"
+                );
+            }
+        }
+        ensure!(
+            job.lora_rank.is_some() || (job.lora_alpha.is_none() && job.lora_targets.is_none()),
+            "lora_rank: lora_alpha and lora_targets need a LoRA rank"
+        );
+        Ok(())
+    }
+
+    /// The data file of a train job's `data` field.
+    fn train_data(&self, data: &str) -> Result<String> {
+        match data {
+            "test-sample" => Ok(data.to_string()),
+            "train" => self
+                .safeedit_dir
+                .as_ref()
+                .map(|dir| dir.join("SafeEdit_train.json"))
+                .filter(|path| path.is_file())
+                .map(|path| path.display().to_string())
+                .ok_or_else(|| {
+                    PipelineError::Invalid(
+                        "data: `train` is SafeEdit_train.json of the full release (serve with \
+                         --safeedit-dir); this server trains on test-sample"
+                            .into(),
+                    )
+                }),
+            other => bail!("data: unknown data `{other}` (test-sample, train)"),
+        }
     }
 
     fn edit_config(&self, request: &EditRequest) -> Result<DinmConfig> {
@@ -201,8 +358,50 @@ impl Worker {
             }
             JobSpec::Eval(job) => self.eval(id, job, loaded.path, progress),
             JobSpec::TestAll(job) => self.test_all(id, job, loaded.path, progress),
+            JobSpec::Train(job) => self.train(id, job, loaded.path, progress),
             JobSpec::Analyze(job) => self.analyze(id, job, loaded.path, progress),
         }
+    }
+
+    /// A train job into its model's folder (resumed from its last checkpoint after a
+    /// restart); the model's page.
+    fn train(
+        &self,
+        id: &str,
+        job: &TrainJob,
+        model: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
+        self.check_train(job)?;
+        let name = job.name.as_deref().ok_or_else(|| {
+            PipelineError::Invalid("name: the queue names every train job's model".into())
+        })?;
+        let out = self.models.reserved(name, id)?;
+        let mut plan = TrainPlan::new(objective(job.objective)?, &out);
+        plan.resume = out.join("trainer.json").is_file();
+        plan.model = Some(match &job.model {
+            Some(base) => self.models.finished("model", base, None)?,
+            None => model.to_path_buf(),
+        });
+        plan.data = self.train_data(&job.data)?;
+        plan.fold = job.fold;
+        plan.limit = job.limit;
+        plan.preset = job.preset.clone();
+        plan.lr = job.lr;
+        plan.batch_size = job.batch_size;
+        plan.epochs = job.epochs;
+        plan.warmup_steps = job.warmup_steps;
+        plan.optimizer = job.optimizer.as_deref().map(optimizer).transpose()?;
+        plan.beta = job.beta;
+        plan.seed = job.seed;
+        plan.lora_rank = job.lora_rank;
+        plan.lora_alpha = job.lora_alpha;
+        plan.lora_targets = job.lora_targets.clone();
+        if let Some(every) = job.save_every {
+            plan.save_every = every;
+        }
+        train::run(&plan, progress)?;
+        Ok(format!("/models/{name}"))
     }
 
     /// A SafeEdit_test_ALL job into the job's folder (resumed after a restart).
@@ -222,6 +421,7 @@ impl Worker {
                 limit: job.limit,
                 max_new_tokens: job.max_new_tokens,
                 overrides: job.overrides.clone(),
+                model: None,
             },
             model,
         )?;
@@ -248,7 +448,7 @@ impl Worker {
     ) -> Result<String> {
         let mut plan = AnalyzePlan::new(self.job_dir.join(id));
         let mut methods = vec!["vanilla".to_string()];
-        methods.extend(job.methods.iter().cloned());
+        methods.extend(self.analyzed(&job.methods)?);
         plan.methods = methods;
         plan.edit_split = job.edit_split.clone();
         plan.edits = job.edits;
@@ -298,8 +498,11 @@ impl Worker {
         plan.max_new_tokens = overrides.max_new_tokens;
         plan.judge_dir = self.judge_dir.clone();
         plan.database = Some(self.database.clone());
+        let model = self
+            .trained_model(job.method, job.model.as_deref())?
+            .unwrap_or_else(|| model.to_path_buf());
         plan.model = ModelChoice {
-            model: Some(model.to_path_buf()),
+            model: Some(model),
             dinm: DinmOptions {
                 lr: overrides.lr,
                 steps: overrides.steps,

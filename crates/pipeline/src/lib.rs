@@ -41,6 +41,7 @@ pub mod general;
 pub mod job;
 pub mod judge;
 pub mod method;
+pub mod models;
 pub mod paths;
 pub mod progress;
 pub mod provenance;

@@ -3,12 +3,12 @@
 
 use app::ssr::{BoxFuture, Engine, EvalPageData, Runs};
 use app::{AppError, AppResult};
-use safeedit_core::ModelSummary;
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
+use safeedit_core::{ModelSummary, TrainedModel, TrainedModelPage};
 use safeedit_figures::{self as figures, FigureError, Preset};
 use safeedit_store::StoreError;
 
@@ -152,5 +152,24 @@ impl Runs for RunService {
 
     fn list(&self) -> BoxFuture<'_, AppResult<Vec<RunSummary>>> {
         Box::pin(async move { self.0.store.list_runs(200).await.map_err(internal) })
+    }
+
+    fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>> {
+        let models = self.0.jobs.models().clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || models.list())
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))
+        })
+    }
+
+    fn trained_model(&self, name: String) -> BoxFuture<'_, AppResult<Option<TrainedModelPage>>> {
+        let models = self.0.jobs.models().clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || models.page(&name))
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?
+                .map_err(|e| AppError::Internal(e.to_string()))
+        })
     }
 }

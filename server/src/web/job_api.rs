@@ -1,12 +1,13 @@
 //! The jobs' JSON API (the README's "JSON API" section): `POST /api/jobs` queues a job of any
-//! kind, `GET /api/jobs/{id}` reports it, `POST /api/jobs/{id}/cancel` cancels it. The event
-//! stream is in [`super::events`].
+//! kind, `GET /api/jobs/{id}` reports it, `POST /api/jobs/{id}/cancel` cancels it; `GET
+//! /api/models` lists the models jobs may name. The event stream is in [`super::events`].
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use safeedit_core::ModelList;
 use safeedit_core::job::JobSpec;
 use serde_json::json;
 
@@ -57,4 +58,29 @@ pub(super) async fn cancel(State(state): State<WebState>, Path(id): Path<String>
                 .unwrap_or_default()
         ))),
     }
+}
+
+/// `GET /api/models`: the loaded model and every trained model, newest first (jobs name them).
+pub(super) async fn models(State(state): State<WebState>) -> WebResult {
+    let models = state.jobs.models().clone();
+    let trained = tokio::task::spawn_blocking(move || models.list())
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    Ok(Json(ModelList {
+        loaded: (*state.model).clone(),
+        trained,
+    })
+    .into_response())
+}
+
+/// `GET /api/models/{name}`: a trained model's card and training log; 404 for an unknown name.
+pub(super) async fn model(State(state): State<WebState>, Path(name): Path<String>) -> WebResult {
+    let models = state.jobs.models().clone();
+    let lookup = name.clone();
+    let page = tokio::task::spawn_blocking(move || models.page(&lookup))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .ok_or_else(|| WebError::NotFound(format!("no trained model `{name}`")))?;
+    Ok(Json(page).into_response())
 }

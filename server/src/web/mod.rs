@@ -27,6 +27,7 @@ use bridge::{ModelInfo, RunService};
 use clap::Args;
 use jobs::{Jobs, ModelContext};
 use leptos::config::{Env, LeptosOptions};
+use safeedit_core::ModelSummary;
 use safeedit_pipeline::backend;
 use safeedit_pipeline::job::Worker;
 use safeedit_pipeline::provenance::model_checksum;
@@ -73,6 +74,8 @@ pub struct WebState {
     pub jobs: Jobs,
     /// Where each edit run's delta is (`{slug}.safetensors`).
     pub deltas: PathBuf,
+    /// The loaded model (`GET /api/models`).
+    pub model: Arc<ModelSummary>,
 }
 
 /// Runs the server until Ctrl-C.
@@ -119,6 +122,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             judge_dir: args.judge_dir.clone(),
             delta_dir: deltas.clone(),
             job_dir: data_dir.join("jobs"),
+            models: safeedit_pipeline::models::ModelsDir(data_dir.join("models")),
             database: Database {
                 data_dir: Some(data_dir.clone()),
                 url: args.database_url.clone(),
@@ -138,6 +142,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             store,
             jobs,
             deltas,
+            model: Arc::new(summary.clone()),
         };
         let options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)

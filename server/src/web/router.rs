@@ -17,6 +17,8 @@ pub fn api_router(state: WebState) -> Router {
         .route("/api/jobs/{id}", get(job_api::info))
         .route("/api/jobs/{id}/cancel", post(job_api::cancel))
         .route("/api/jobs/{id}/events", get(events::job_events))
+        .route("/api/models", get(job_api::models))
+        .route("/api/models/{name}", get(job_api::model))
         .route("/api/runs/{slug}/figures/{file}", get(figures::run_figure))
         .route("/api/runs/{slug}/{file}", get(files::run_file))
         .route("/api/evals/{slug}/{file}", get(files::eval_file))

@@ -20,20 +20,21 @@ use super::{WebState, bridge, router};
 /// The whole server on the tiny model, with a fresh database in `dir`.
 fn server(dir: &Path) -> (tokio::runtime::Runtime, Router, WebState) {
     let (rt, jobs, store) = start(dir);
+    let summary: ModelSummary =
+        safeedit_pipeline::backend::load("tiny".as_ref(), &mut safeedit_pipeline::Quiet)
+            .unwrap()
+            .summary("test");
     let state = WebState {
         store,
         jobs,
         deltas: dir.join("deltas"),
+        model: Arc::new(summary.clone()),
     };
     let options = leptos::config::LeptosOptions::builder()
         .output_name(app::OUTPUT_NAME)
         .site_root(dir.display().to_string())
         .site_pkg_dir("pkg")
         .build();
-    let summary: ModelSummary =
-        safeedit_pipeline::backend::load("tiny".as_ref(), &mut safeedit_pipeline::Quiet)
-            .unwrap()
-            .summary("test");
     let app = app::ssr::AppState {
         leptos_options: options,
         engine: Arc::new(bridge::ModelInfo(summary)),
@@ -566,7 +567,11 @@ fn the_job_api_queues_reports_and_cancels_jobs_and_names_what_is_wrong() {
         ),
         (
             r#"{"kind": "eval", "method": "dpo"}"#,
-            "method: `dpo` needs a trained model",
+            "model: method `dpo` evaluates a trained model",
+        ),
+        (
+            r#"{"kind": "train", "objective": "sft", "name": "../x"}"#,
+            "name: `../x`",
         ),
         (
             r#"{"kind": "edit", "split": "test", "id": 99999}"#,
@@ -671,4 +676,87 @@ fn the_job_api_queues_reports_and_cancels_jobs_and_names_what_is_wrong() {
     for id in &ids {
         cancel(id);
     }
+}
+
+#[test]
+fn the_models_api_lists_the_loaded_and_trained_models_and_serves_their_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let json = |uri: &str| -> serde_json::Value {
+        let (status, mime, body) = call(&rt, &router, get(uri));
+        assert_eq!(
+            (status, mime.as_str()),
+            (StatusCode::OK, "application/json"),
+            "{uri}"
+        );
+        serde_json::from_slice(&body).unwrap()
+    };
+    let empty = json("/api/models");
+    assert!(
+        empty["loaded"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("tiny"),
+        "{empty}"
+    );
+    assert_eq!(empty["trained"], serde_json::json!([]));
+    expect(
+        &rt,
+        &router,
+        "/models",
+        StatusCode::OK,
+        "No trained models yet",
+    );
+
+    let (status, _, body) = call(
+        &rt,
+        &router,
+        post_json(
+            "/api/jobs",
+            r#"{"kind": "train", "objective": "sft", "name": "sft-web", "limit": 2, "epochs": 1,
+                "batch_size": 1, "warmup_steps": 0}"#,
+        ),
+    );
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let id: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let done = super::jobs::tests::wait(&state.jobs, id["id"].as_str().unwrap());
+    assert_eq!(done.info().result.as_deref(), Some("/models/sft-web"));
+
+    let listed = json("/api/models");
+    let trained = listed["trained"].as_array().unwrap();
+    assert_eq!(trained.len(), 1);
+    assert_eq!(trained[0]["name"], "sft-web");
+    assert_eq!(trained[0]["objective"], "sft");
+    assert_eq!(trained[0]["steps_done"], 2);
+    let page = json("/api/models/sft-web");
+    assert_eq!(page["steps"].as_array().unwrap().len(), 2);
+    // The pages render on the server; unknown names are 404s.
+    expect(&rt, &router, "/models", StatusCode::OK, "sft-web");
+    expect(
+        &rt,
+        &router,
+        "/models/sft-web",
+        StatusCode::OK,
+        "loss-curve",
+    );
+    expect(
+        &rt,
+        &router,
+        "/models/nope",
+        StatusCode::NOT_FOUND,
+        "Not found",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/models/nope",
+        StatusCode::NOT_FOUND,
+        "no trained model `nope`",
+    );
+    expect(&rt, &router, "/api/models/..", StatusCode::NOT_FOUND, "");
 }

@@ -275,6 +275,13 @@ impl Jobs {
         if waiting >= QUEUE_CAPACITY {
             return Err(SubmitError::Busy(waiting));
         }
+        let id = random_slug(12);
+        // What the job needs fixed before it is queued (a train job's model name and folder).
+        let spec = self
+            .shared
+            .check
+            .prepare(&id, &spec)
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let running = self
             .shared
             .jobs
@@ -283,7 +290,6 @@ impl Jobs {
             .values()
             .any(|j| j.status() == JobStatus::Running);
         let ahead = waiting + usize::from(running);
-        let id = random_slug(12);
         self.shared
             .store
             .insert_job(&id, &now_rfc3339(), &spec)
@@ -301,6 +307,11 @@ impl Jobs {
             .await
             .map_err(anyhow::Error::from)?;
         Ok((id, ahead))
+    }
+
+    /// The trained models' folder (what train jobs write and other jobs name).
+    pub fn models(&self) -> &safeedit_pipeline::models::ModelsDir {
+        &self.shared.check.models
     }
 
     /// A job of this process.
@@ -397,10 +408,20 @@ impl Jobs {
         true
     }
 
-    /// Stops the worker as the server stops: the running job ends at its next check and, like
-    /// the queued ones, is taken up again by the next server process.
+    /// Stops the worker as the server stops: the running job ends at its next check (a
+    /// training writes its checkpoint first; this waits up to a minute for it) and, like the
+    /// queued ones, is taken up again by the next server process.
     pub fn shutdown(&self) {
         self.shared.model.stopping.store(true, Ordering::SeqCst);
+        if !self
+            .shared
+            .model
+            .wait_idle(std::time::Duration::from_secs(60))
+        {
+            tracing::warn!(
+                "the running job did not stop within a minute; it starts over next time"
+            );
+        }
         if let Some(worker) = self
             .shared
             .worker
@@ -527,6 +548,7 @@ pub(super) mod tests {
             judge_dir: None,
             delta_dir: dir.join("deltas"),
             job_dir: dir.join("jobs"),
+            models: safeedit_pipeline::models::ModelsDir(dir.join("models")),
             database: Database {
                 data_dir: Some(dir.to_path_buf()),
                 url: None,
@@ -695,6 +717,7 @@ pub(super) mod tests {
             limit: Some(limit),
             max_new_tokens: Some(8),
             overrides: EditOverrides::default(),
+            model: None,
         })
     }
 
@@ -732,7 +755,7 @@ pub(super) mod tests {
         for (spec, needle) in [
             (
                 r#"{"kind": "eval", "method": "sft"}"#,
-                "method: `sft` needs a trained model",
+                "model: method `sft` evaluates a trained model",
             ),
             (
                 r#"{"kind": "eval", "method": "vanilla", "split": "val"}"#,
@@ -827,6 +850,246 @@ pub(super) mod tests {
             .unwrap()
             .expect("stored test_ALL run");
         assert_eq!(run.method, "vanilla");
+    }
+
+    /// A train job on the tiny model: `limit` pairs, one pair per step, AdamW without warm-up,
+    /// a checkpoint every step.
+    fn train_job(objective: &str, name: &str, extra: &str) -> JobSpec {
+        serde_json::from_str(&format!(
+            r#"{{"kind": "train", "objective": "{objective}", "name": "{name}", "batch_size": 1,
+                "warmup_steps": 0, "optimizer": "adamw", "save_every": 1{extra}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_trained_model_is_listed_by_name_and_evaluated_and_analysed_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, jobs, store) = start(dir.path());
+        let id = rt
+            .block_on(jobs.submit(train_job("sft", "sft-a", r#", "limit": 3, "epochs": 1"#)))
+            .unwrap()
+            .0;
+        // The name is reserved at once: a second job cannot take it.
+        let err = rt
+            .block_on(jobs.submit(train_job("sft", "sft-a", "")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("name: a model called `sft-a` exists already"),
+            "{err}"
+        );
+        let done = wait(&jobs, &id);
+        let info = done.info();
+        assert_eq!(info.state, JobStatus::Done, "{:?}", info.error);
+        assert_eq!(info.result.as_deref(), Some("/models/sft-a"));
+        // Every step's loss went out as it happened, and the step phase was counted.
+        let steps = done
+            .events
+            .iter()
+            .filter(|e| matches!(e, JobEvent::Step { .. }))
+            .count();
+        assert_eq!(steps, 3);
+        assert!(done.events.iter().any(
+            |e| matches!(e, JobEvent::Progress(p) if p.unit == "steps" && p.done == 3 && p.total == 3)
+        ));
+        let listed = jobs.models().list();
+        assert_eq!(listed.len(), 1);
+        let model = &listed[0];
+        assert_eq!(
+            (model.name.as_str(), model.objective.as_str()),
+            ("sft-a", "sft")
+        );
+        assert!(model.finished(), "{model:?}");
+        assert_eq!((model.n_examples, model.steps_done), (3, 3));
+        let page = jobs.models().page("sft-a").unwrap().unwrap();
+        assert_eq!(page.steps.len(), 3);
+        assert!(jobs.models().page("nope").unwrap().is_none());
+        assert!(jobs.models().page("../etc").unwrap().is_none());
+
+        // A job without a name gets one from its id; DPO starts from the SFT model by name.
+        let dpo = rt
+            .block_on(
+                jobs.submit(
+                    serde_json::from_str(
+                        r#"{"kind": "train", "objective": "dpo", "model": "sft-a", "limit": 2,
+                        "batch_size": 1, "warmup_steps": 0}"#,
+                    )
+                    .unwrap(),
+                ),
+            )
+            .unwrap()
+            .0;
+        let dpo_info = wait(&jobs, &dpo).info();
+        assert_eq!(dpo_info.state, JobStatus::Done, "{:?}", dpo_info.error);
+        let JobSpec::Train(stored) = &dpo_info.request else {
+            panic!("{:?}", dpo_info.request)
+        };
+        let dpo_name = stored.name.clone().expect("named at submission");
+        assert_eq!(dpo_name, format!("dpo-{}", &dpo[..6]));
+        let dpo_page = jobs.models().page(&dpo_name).unwrap().unwrap();
+        assert_eq!(dpo_page.model.base.as_deref(), Some("sft-a"));
+
+        // Evaluated and analysed by name.
+        let eval = rt
+            .block_on(
+                jobs.submit(
+                    serde_json::from_str(
+                        r#"{"kind": "eval", "method": "sft", "model": "sft-a", "limit": 2,
+                        "max_new_tokens": 4}"#,
+                    )
+                    .unwrap(),
+                ),
+            )
+            .unwrap()
+            .0;
+        let analysis = rt
+            .block_on(
+                jobs.submit(
+                    serde_json::from_str(
+                        r#"{"kind": "analyze", "methods": ["sft-a"], "inputs": 4,
+                        "projection_inputs": 4, "probe_tokens": 32, "top_k": 32,
+                        "lens_vectors": 2, "lens_tokens": 4}"#,
+                    )
+                    .unwrap(),
+                ),
+            )
+            .unwrap()
+            .0;
+        let eval = wait(&jobs, &eval).info();
+        assert_eq!(eval.state, JobStatus::Done, "{:?}", eval.error);
+        let slug = eval.result.unwrap();
+        let record = rt
+            .block_on(store.eval(slug.strip_prefix("/evals/").unwrap()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.method, "sft");
+        let analysis = wait(&jobs, &analysis).info();
+        assert_eq!(analysis.state, JobStatus::Done, "{:?}", analysis.error);
+        let slug = analysis.result.unwrap();
+        let record = rt
+            .block_on(store.analysis(slug.strip_prefix("/mechanisms/").unwrap()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.methods, ["sft-a"]);
+
+        // Bad requests name the field.
+        for (json, needle) in [
+            (
+                r#"{"kind": "train", "objective": "dinm"}"#,
+                "objective: `dinm` is not a training objective",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "name": "Bad Name"}"#,
+                "name: `Bad Name`",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "name": "dinm"}"#,
+                "a method's name",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "model": "nope"}"#,
+                "model: no trained model `nope`",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "data": "train"}"#,
+                "data: `train`",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "epochs": 0}"#,
+                "epochs: must be at least 1",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "lr": -1}"#,
+                "lr: must be positive",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "optimizer": "sgd"}"#,
+                "optimizer: unknown",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "preset": "huge"}"#,
+                "preset: unknown",
+            ),
+            (
+                r#"{"kind": "train", "objective": "sft", "lora_alpha": 8}"#,
+                "lora_rank:",
+            ),
+            (
+                r#"{"kind": "eval", "method": "sft"}"#,
+                "model: method `sft` evaluates a trained model",
+            ),
+            (
+                r#"{"kind": "eval", "method": "dpo", "model": "sft-a"}"#,
+                "was trained with sft, not dpo",
+            ),
+            (
+                r#"{"kind": "eval", "method": "vanilla", "model": "sft-a"}"#,
+                "model: method `vanilla` runs on the loaded model",
+            ),
+            (
+                r#"{"kind": "analyze", "methods": ["nope"]}"#,
+                "nor a trained model",
+            ),
+        ] {
+            let spec: JobSpec = serde_json::from_str(json).unwrap();
+            let err = rt.block_on(jobs.submit(spec)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_restart_resumes_training_from_its_last_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = train_job("sft", "sft-r", r#", "limit": 4, "epochs": 3"#);
+        let (id, before) = {
+            let (rt, jobs, _store) = start(dir.path());
+            let id = rt.block_on(jobs.submit(spec)).unwrap().0;
+            let job = jobs.get(&id).unwrap();
+            let started = std::time::Instant::now();
+            let done_steps = || {
+                job.snapshot()
+                    .events
+                    .iter()
+                    .filter(|e| matches!(e, JobEvent::Step { .. }))
+                    .count()
+            };
+            while done_steps() < 2 {
+                assert!(started.elapsed().as_secs() < 300, "training never advanced");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            jobs.shutdown();
+            drop(rt);
+            (id, done_steps())
+        };
+        let card = |dir: &Path| {
+            safeedit_engine::baselines::TrainedModelCard::read(&dir.join("models").join("sft-r"))
+                .unwrap()
+                .expect("a checkpoint card")
+        };
+        let checkpoint = card(dir.path()).steps_done;
+        assert!(
+            (before..12).contains(&checkpoint),
+            "{checkpoint} of 12 after {before}"
+        );
+
+        let (_rt, jobs, _store) = start(dir.path());
+        let done = wait(&jobs, &id);
+        assert_eq!(done.status, JobStatus::Done, "{:?}", done.events.last());
+        // The second start began at the checkpoint: only the remaining steps ran.
+        let steps: Vec<usize> = done
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::Step { step, .. } => Some(*step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps, (checkpoint..12).collect::<Vec<_>>());
+        let card = card(dir.path());
+        assert_eq!((card.steps_done, card.total_steps), (12, 12));
+        let log = std::fs::read_to_string(dir.path().join("models/sft-r/train_log.jsonl")).unwrap();
+        assert_eq!(log.lines().count(), 12, "one log line per step, none twice");
     }
 
     #[test]

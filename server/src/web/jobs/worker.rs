@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ pub(super) struct ModelThread {
     sender: mpsc::Sender<Work>,
     /// Set when the server stops: the running job stops at its next check and stays queued.
     pub stopping: Arc<AtomicBool>,
+    /// Jobs handed to the thread and not yet answered.
+    busy: Arc<AtomicUsize>,
 }
 
 impl ModelThread {
@@ -67,17 +69,25 @@ impl ModelThread {
         let (sender, receiver) = mpsc::channel::<Work>();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = stopping.clone();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let answered = busy.clone();
         std::thread::Builder::new()
             .name("model".into())
-            .spawn(move || model_loop(&ctx, &receiver, &stop))
+            .spawn(move || model_loop(&ctx, &receiver, &stop, &answered))
             .expect("spawning the model thread");
-        Self { sender, stopping }
+        Self {
+            sender,
+            stopping,
+            busy,
+        }
     }
 
     /// Runs `job` on the model thread; its outcome.
     pub async fn run(&self, job: Arc<Job>) -> Outcome {
         let (reply, outcome) = oneshot::channel();
+        self.busy.fetch_add(1, Ordering::SeqCst);
         if self.sender.send(Work { job, reply }).is_err() {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
             return Outcome::Failed("the model thread has stopped (see the server log)".into());
         }
         outcome.await.unwrap_or(Outcome::Failed(
@@ -86,7 +96,28 @@ impl ModelThread {
     }
 }
 
-fn model_loop(ctx: &ModelContext, receiver: &mpsc::Receiver<Work>, stopping: &AtomicBool) {
+impl ModelThread {
+    /// Waits up to `limit` for the job on the thread to stop (after [`Self::stopping`] is set,
+    /// it stops at its next check, a training after writing its checkpoint); false if it did
+    /// not.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let started = Instant::now();
+        while self.busy.load(Ordering::SeqCst) > 0 {
+            if started.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+}
+
+fn model_loop(
+    ctx: &ModelContext,
+    receiver: &mpsc::Receiver<Work>,
+    stopping: &AtomicBool,
+    busy: &AtomicUsize,
+) {
     let judge = judge::load_judge(ctx.worker.judge_dir.as_deref()).map_err(|e| e.to_string());
     if let Err(e) = &judge {
         tracing::error!("the judge could not be loaded, every job will fail: {e}");
@@ -116,6 +147,7 @@ fn model_loop(ctx: &ModelContext, receiver: &mpsc::Receiver<Work>, stopping: &At
                 }
             }
         };
+        busy.fetch_sub(1, Ordering::SeqCst);
         let _ = reply.send(outcome);
     }
 }
