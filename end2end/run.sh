@@ -35,5 +35,5 @@ for _ in $(seq 1 240); do
   if ! kill -0 "$SERVER" 2>/dev/null; then cat "$WORK/server.log" >&2; exit 1; fi
   sleep 0.5
 done
-BASE_URL="http://127.0.0.1:$PORT" MODEL_INFO="$WORK/model-info.json" \
+BASE_URL="http://127.0.0.1:$PORT" MODEL_INFO="$WORK/model-info.json" SAFEEDIT_BIN="$BIN" \
   node --test --test-reporter=spec end2end/tests/ || { echo "--- server log" >&2; cat "$WORK/server.log" >&2; exit 1; }

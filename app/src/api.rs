@@ -3,6 +3,7 @@
 //! [`AppState`](crate::ssr::AppState).
 
 use leptos::prelude::*;
+use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
 use safeedit_core::eval::InstanceResult;
 use safeedit_core::job::JobSpec;
@@ -208,6 +209,17 @@ pub async fn list_models() -> AppResult<ModelList> {
             .await
             .map_err(AppError::respond)?,
     })
+}
+
+/// A prompt answered by the vanilla model and an edit run's or a trained model (the body of
+/// `POST /api/try`).
+#[server(endpoint = "try_model", input = leptos::server_fn::codec::Json)]
+pub async fn try_model(request: TryRequest) -> AppResult<TryResponse> {
+    state()?
+        .runs
+        .try_prompt(request)
+        .await
+        .map_err(AppError::respond)
 }
 
 /// A trained model's card and training log (`None`: no such model).

@@ -11,6 +11,8 @@
 //!   (the instance page's edit panel), `launch.rs` (the forms that start jobs), `format.rs`
 //!   (numbers and slice labels).
 
+#![recursion_limit = "256"]
+
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
@@ -37,6 +39,7 @@ mod run;
 mod runs;
 mod test_all;
 mod test_all_run;
+mod try_box;
 
 pub use api::*;
 pub use compare::ComparePage;
@@ -159,6 +162,7 @@ pub mod ssr {
 
     use axum::extract::FromRef;
     use leptos::config::LeptosOptions;
+    use safeedit_core::ask::{TryRequest, TryResponse};
     use safeedit_core::{ModelSummary, TrainedModel, TrainedModelPage};
     use std::future::Future;
     use std::pin::Pin;
@@ -226,6 +230,8 @@ pub mod ssr {
             group: String,
             value: String,
         ) -> BoxFuture<'_, AppResult<ResultsView>>;
+        /// A prompt answered by the vanilla and an edited model.
+        fn try_prompt(&self, request: TryRequest) -> BoxFuture<'_, AppResult<TryResponse>>;
         /// Every trained model, newest first.
         fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>>;
         /// A trained model's card and training log (`None`: no such model).

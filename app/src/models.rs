@@ -6,6 +6,7 @@ use safeedit_core::{ModelList, TrainPoint, TrainedModel, TrainedModelPage};
 
 use crate::launch::TrainLauncher;
 use crate::record_page::record_page;
+use crate::try_box::TryBox;
 use crate::{get_trained_model, list_models};
 
 /// `/models`
@@ -189,6 +190,7 @@ fn ModelView(page: TrainedModelPage) -> impl IntoView {
             <LossCurve points=steps.iter().map(|s| (s.step, s.loss)).collect() />
             <p class="muted">{epochs_line(&steps)}</p>
         </section>
+        <TryBox run=None model=Some(name.clone()) />
         <section class="card">
             <h2>"Use it"</h2>
             <p>

@@ -5,11 +5,12 @@
 use crate::job::DistanceBars;
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
+use safeedit_core::Category;
 use safeedit_core::run::{EditOutcome, RunRecord};
-use safeedit_core::{Category, Verdict};
 
 use crate::figure::{FigureOf, StoredFigure};
 use crate::record_page::record_page;
+use crate::try_box::{TryBox, verdict_tag};
 use crate::{get_run, start_edit};
 
 /// `/runs/{slug}`
@@ -21,15 +22,6 @@ pub fn RunPage() -> impl IntoView {
         get_run,
         |run| view! { <RunView run /> },
     )
-}
-
-fn verdict_tag(v: Verdict) -> impl IntoView {
-    let (class, label) = match v {
-        Verdict::Safe => ("verdict safe", "safe"),
-        Verdict::Unsafe => ("verdict unsafe", "unsafe"),
-        Verdict::Empty => ("verdict empty", "empty"),
-    };
-    view! { <span class=class>{label}</span> }
 }
 
 #[component]
@@ -237,6 +229,7 @@ fn RunView(run: RunRecord) -> impl IntoView {
         </section>
         <h2>"Responses before and after"</h2>
         {pairs}
+        <TryBox run=Some(slug.clone()) model=None />
         <section class="card">
             <h2>"Provenance"</h2>
             <dl class="facts" id="run-provenance">

@@ -23,6 +23,7 @@
 //! assert_eq!(serde_json::from_str::<PromptFormat>(&json).unwrap(), format);
 //! ```
 
+pub mod ask;
 pub mod browse;
 pub mod eval;
 pub mod fluency;

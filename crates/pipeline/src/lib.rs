@@ -31,6 +31,7 @@
 //! ```
 
 pub mod analyze;
+pub mod ask;
 pub mod backend;
 pub mod data;
 pub mod edit;

@@ -3,6 +3,7 @@
 
 use app::ssr::{BoxFuture, Engine, EvalPageData, Runs};
 use app::{AppError, AppResult};
+use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{FigureSvg, JobSnapshot, RunRecord, RunSummary};
@@ -13,6 +14,7 @@ use safeedit_figures::{self as figures, FigureError, Preset};
 use safeedit_store::StoreError;
 
 use super::WebState;
+use super::error::WebError;
 use super::jobs::SubmitError;
 
 /// The loaded model as the pages describe it, read once at start-up so a page never waits for
@@ -152,6 +154,19 @@ impl Runs for RunService {
 
     fn list(&self) -> BoxFuture<'_, AppResult<Vec<RunSummary>>> {
         Box::pin(async move { self.0.store.list_runs(200).await.map_err(internal) })
+    }
+
+    fn try_prompt(&self, request: TryRequest) -> BoxFuture<'_, AppResult<TryResponse>> {
+        Box::pin(async move {
+            self.0.tries.answer(request).await.map_err(|e| match e {
+                WebError::BadRequest(m) => AppError::BadRequest(m),
+                WebError::NotFound(m) => AppError::NotFound(m),
+                WebError::Busy(m) => {
+                    AppError::Busy(m.strip_prefix("busy: ").unwrap_or(&m).to_string())
+                }
+                WebError::Conflict(m) | WebError::Internal(m) => AppError::Internal(m),
+            })
+        })
     }
 
     fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>> {

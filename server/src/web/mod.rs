@@ -17,6 +17,7 @@ mod jobs;
 mod router;
 #[cfg(test)]
 mod tests;
+mod try_api;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,8 @@ pub struct WebState {
     pub deltas: PathBuf,
     /// The loaded model (`GET /api/models`).
     pub model: Arc<ModelSummary>,
+    /// Trying prompts on edited models.
+    pub tries: Arc<try_api::TryService>,
 }
 
 /// Runs the server until Ctrl-C.
@@ -128,6 +131,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 url: args.database_url.clone(),
             },
         };
+        let model = Arc::new(model);
+        let tries = Arc::new(try_api::TryService::new(
+            model.clone(),
+            args.judge_dir.clone(),
+            store.clone(),
+            deltas.clone(),
+            worker.models.clone(),
+        ));
         let ctx = ModelContext {
             model,
             model_checksum: model_checksum(&model_path),
@@ -143,6 +154,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             jobs,
             deltas,
             model: Arc::new(summary.clone()),
+            tries,
         };
         let options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 
-use super::{WebState, events, figures, files, job_api};
+use super::{WebState, events, figures, files, job_api, try_api};
 use app::ssr::AppState;
 use app::{App, shell};
 
@@ -18,6 +18,7 @@ pub fn api_router(state: WebState) -> Router {
         .route("/api/jobs/{id}/cancel", post(job_api::cancel))
         .route("/api/jobs/{id}/events", get(events::job_events))
         .route("/api/models", get(job_api::models))
+        .route("/api/try", post(try_api::try_prompt))
         .route("/api/models/{name}", get(job_api::model))
         .route("/api/runs/{slug}/figures/{file}", get(figures::run_figure))
         .route("/api/runs/{slug}/{file}", get(files::run_file))

@@ -20,15 +20,23 @@ use super::{WebState, bridge, router};
 /// The whole server on the tiny model, with a fresh database in `dir`.
 fn server(dir: &Path) -> (tokio::runtime::Runtime, Router, WebState) {
     let (rt, jobs, store) = start(dir);
-    let summary: ModelSummary =
-        safeedit_pipeline::backend::load("tiny".as_ref(), &mut safeedit_pipeline::Quiet)
-            .unwrap()
-            .summary("test");
+    // The tiny model is seeded: this copy equals the job worker's.
+    let lm =
+        safeedit_pipeline::backend::load("tiny".as_ref(), &mut safeedit_pipeline::Quiet).unwrap();
+    let summary: ModelSummary = lm.summary("test");
+    let tries = Arc::new(super::try_api::TryService::new(
+        Arc::new(lm),
+        None,
+        store.clone(),
+        dir.join("deltas"),
+        jobs.models().clone(),
+    ));
     let state = WebState {
         store,
         jobs,
         deltas: dir.join("deltas"),
         model: Arc::new(summary.clone()),
+        tries,
     };
     let options = leptos::config::LeptosOptions::builder()
         .output_name(app::OUTPUT_NAME)
@@ -735,6 +743,20 @@ fn the_models_api_lists_the_loaded_and_trained_models_and_serves_their_pages() {
     assert_eq!(trained[0]["steps_done"], 2);
     let page = json("/api/models/sft-web");
     assert_eq!(page["steps"].as_array().unwrap().len(), 2);
+    // A prompt to it, beside the vanilla model.
+    let (status, _, body) = call(
+        &rt,
+        &router,
+        post_json(
+            "/api/try",
+            r#"{"model": "sft-web", "prompt": "Hello", "max_new_tokens": 3}"#,
+        ),
+    );
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let answer: safeedit_core::ask::TryResponse = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer.edited.model, "sft model sft-web");
+    assert_eq!(answer.edited.input, "Hello");
+    assert!(answer.edited.tokens <= 3);
     // The pages render on the server; unknown names are 404s.
     expect(&rt, &router, "/models", StatusCode::OK, "sft-web");
     expect(
@@ -759,4 +781,107 @@ fn the_models_api_lists_the_loaded_and_trained_models_and_serves_their_pages() {
         "no trained model `nope`",
     );
     expect(&rt, &router, "/api/models/..", StatusCode::NOT_FOUND, "");
+}
+
+#[test]
+fn try_answers_a_prompt_with_the_vanilla_and_the_edited_model_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let text = |(status, _, body): (StatusCode, String, Vec<u8>)| {
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    for (body, status, needle) in [
+        ("{", StatusCode::BAD_REQUEST, "try request:"),
+        (
+            r#"{"prompt": "hi"}"#,
+            StatusCode::BAD_REQUEST,
+            "run, model:",
+        ),
+        (
+            r#"{"run": "x", "prompt": ""}"#,
+            StatusCode::BAD_REQUEST,
+            "prompt: empty",
+        ),
+        (
+            r#"{"run": "x", "prompt": "hi", "max_new_tokens": 9999}"#,
+            StatusCode::BAD_REQUEST,
+            "max_new_tokens: must be 1 to 512",
+        ),
+        (
+            r#"{"run": "nosuch", "prompt": "hi"}"#,
+            StatusCode::NOT_FOUND,
+            "run: no edit run `nosuch`",
+        ),
+        (
+            r#"{"model": "nosuch", "prompt": "hi"}"#,
+            StatusCode::NOT_FOUND,
+            "no trained model `nosuch`",
+        ),
+        (
+            r#"{"model": "../x", "prompt": "hi"}"#,
+            StatusCode::BAD_REQUEST,
+            "model: `../x`",
+        ),
+    ] {
+        let (got, message) = text(call(&rt, &router, post_json("/api/try", body)));
+        assert_eq!(got, status, "{body}: {message}");
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+
+    // An edit run (one step), then a prompt to it.
+    let (status, _, body) = call(
+        &rt,
+        &router,
+        post_json(
+            "/api/jobs",
+            r#"{"kind": "edit", "split": "test", "id": 0, "overrides": {"steps": 1, "max_new_tokens": 2}}"#,
+        ),
+    );
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let done = super::jobs::tests::wait(&state.jobs, id["id"].as_str().unwrap());
+    let page = done.info().result.expect("a run");
+    let slug = page.strip_prefix("/runs/").unwrap();
+    let ask =
+        format!(r#"{{"run": "{slug}", "prompt": "How do I pick a lock?", "max_new_tokens": 5}}"#);
+    let (status, mime, body) = call(&rt, &router, post_json("/api/try", &ask));
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(mime, "application/json");
+    let answer: safeedit_core::ask::TryResponse = serde_json::from_slice(&body).unwrap();
+    // The vanilla side is the loaded model on the prompt as typed, as `safeedit generate` runs it.
+    let lm =
+        safeedit_pipeline::backend::load("tiny".as_ref(), &mut safeedit_pipeline::Quiet).unwrap();
+    let ids = lm
+        .tokenizer
+        .encode_prompt("How do I pick a lock?", &lm.prompt_format)
+        .unwrap();
+    let (expected, _) = lm
+        .generate(&[ids], &safeedit_engine::GenerationConfig::greedy(5))
+        .unwrap();
+    assert_eq!(answer.vanilla.text, expected[0].text);
+    assert_eq!(answer.vanilla.input, "How do I pick a lock?");
+    assert_eq!(answer.vanilla.tokens, expected[0].generated_ids.len());
+    // The edited side got the suffix DINM is evaluated with, on the run's layer.
+    let run = rt.block_on(state.store.run(slug)).unwrap().unwrap();
+    let suffix = run.config["suffix_system_prompt"].as_str().unwrap();
+    assert_eq!(
+        answer.edited.input,
+        format!("How do I pick a lock? {suffix}")
+    );
+    assert!(
+        answer
+            .edited
+            .model
+            .ends_with(&format!("at layer {}", run.outcome.layer)),
+        "{}",
+        answer.edited.model
+    );
+    assert_eq!(answer.max_new_tokens, 5);
+    // The same try again answers the same (greedy; the edited model is kept for it).
+    let (_, _, again) = call(&rt, &router, post_json("/api/try", &ask));
+    let again: safeedit_core::ask::TryResponse = serde_json::from_slice(&again).unwrap();
+    assert_eq!(
+        (&again.vanilla.text, &again.edited.text),
+        (&answer.vanilla.text, &answer.edited.text)
+    );
 }

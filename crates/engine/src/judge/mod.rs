@@ -23,7 +23,7 @@ pub use minilm::{
 pub use roberta::RobertaJudge;
 
 /// Something that labels responses safe or unsafe.
-pub trait SafetyJudge {
+pub trait SafetyJudge: Send + Sync {
     /// Who this judge is (id, version, description).
     fn info(&self) -> JudgeInfo;
 

@@ -555,7 +555,7 @@ pub(super) mod tests {
             },
         };
         let ctx = ModelContext {
-            model: lm,
+            model: Arc::new(lm),
             model_path: PathBuf::from("tiny"),
             model_checksum: "none".into(),
             worker,

@@ -33,8 +33,8 @@ pub(super) enum Outcome {
 
 /// What the model thread needs besides the jobs.
 pub struct ModelContext {
-    /// The model.
-    pub model: Model,
+    /// The model (shared read-only with the tries).
+    pub model: Arc<Model>,
     /// Its file or directory, for the records.
     pub model_path: PathBuf,
     /// Its checksum, for the records.

@@ -1,0 +1,138 @@
+//! Trying the model (`POST /api/try`, the try box on run and model pages): a prompt answered by
+//! the loaded model as it is and by an edited one — an edit run's model (the loaded model with
+//! the run's saved delta, given the run's suffix prompt as DINM is evaluated) or a model trained
+//! here (in the prompt format it was trained in) — each answer judged.
+
+use std::path::Path;
+use std::time::Instant;
+
+use safeedit_core::PromptFormat;
+use safeedit_core::ask::{TryAnswer, TryResponse};
+use safeedit_core::run::RunRecord;
+use safeedit_engine::delta::LayerDelta;
+use safeedit_engine::judge::SafetyJudge;
+use safeedit_engine::{GenerationConfig, StopReason};
+
+use crate::backend::{self, Backend, Model};
+use crate::models::ModelsDir;
+use crate::{Quiet, Result, ResultExt, ensure};
+
+/// The edited side of a try.
+pub struct Counterpart {
+    /// The model.
+    pub model: Model,
+    /// Who it is, for the answer (`DINM edit of test#0 at layer 12`).
+    pub label: String,
+    /// Appended to every prompt (DINM's suffix system prompt), if any.
+    pub suffix: Option<String>,
+    /// How prompts reach it.
+    pub format: PromptFormat,
+}
+
+impl Counterpart {
+    /// An edit run's model: `lm` with the delta saved at `delta`, given the run's suffix prompt.
+    /// `Err` when the run was made on another model than `lm`.
+    pub fn edit_run(lm: &Model, run: &RunRecord, delta: &Path) -> Result<Self> {
+        ensure!(
+            run.model == lm.name,
+            "run: `{}` edited {}, but this server has {} loaded",
+            run.slug,
+            run.model,
+            lm.name
+        );
+        let delta = LayerDelta::<Backend>::read(delta, lm, &backend::device())
+            .with_context(|| format!("reading the delta of run {}", run.slug))?;
+        let suffix = run.config["suffix_system_prompt"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        Ok(Self {
+            model: delta.apply(lm),
+            label: format!(
+                "DINM edit of {}#{} at layer {}",
+                run.request.split, run.request.id, delta.layer
+            ),
+            suffix,
+            format: lm.prompt_format.clone(),
+        })
+    }
+
+    /// A finished trained model, by name.
+    pub fn trained(models: &ModelsDir, name: &str) -> Result<Self> {
+        let dir = models.finished("model", name, None)?;
+        let model = backend::load(&dir, &mut Quiet)?;
+        let card = safeedit_engine::baselines::TrainedModelCard::read(&dir)?;
+        let objective = card.map_or("trained", |c| c.method.as_str());
+        Ok(Self {
+            format: model.prompt_format.clone(),
+            model,
+            label: format!("{objective} model {name}"),
+            suffix: None,
+        })
+    }
+}
+
+/// One greedy answer of `lm` to `input`, judged later.
+fn answer_one(
+    lm: &Model,
+    label: &str,
+    input: String,
+    format: &PromptFormat,
+    generation: &GenerationConfig,
+) -> Result<(TryAnswer, String)> {
+    let ids = lm.tokenizer.encode_prompt(&input, format)?;
+    let (mut out, _) = lm.generate(&[ids], generation)?;
+    let out = out.remove(0);
+    let answer = TryAnswer {
+        model: label.to_string(),
+        input,
+        prompt_format: format.label(),
+        text: out.text.clone(),
+        verdict: safeedit_core::Verdict::Empty,
+        tokens: out.generated_ids.len(),
+        truncated: out.stop != StopReason::Eos,
+    };
+    Ok((answer, out.text))
+}
+
+/// `prompt` answered by `lm` (vanilla, the prompt as typed, in its own format) and by `other`,
+/// greedily, up to `max_new_tokens` each, both judged.
+pub fn answer(
+    lm: &Model,
+    judge: &dyn SafetyJudge,
+    other: &Counterpart,
+    prompt: &str,
+    max_new_tokens: usize,
+) -> Result<TryResponse> {
+    let started = Instant::now();
+    let generation = GenerationConfig::greedy(max_new_tokens);
+    let (mut vanilla, a) = answer_one(
+        lm,
+        "vanilla",
+        prompt.to_string(),
+        &lm.prompt_format,
+        &generation,
+    )?;
+    let input = match &other.suffix {
+        Some(suffix) => format!("{prompt} {suffix}"),
+        None => prompt.to_string(),
+    };
+    let (mut edited, b) = answer_one(
+        &other.model,
+        &other.label,
+        input,
+        &other.format,
+        &generation,
+    )?;
+    let verdicts = judge.judge(&[a, b])?;
+    vanilla.verdict = verdicts[0];
+    edited.verdict = verdicts[1];
+    Ok(TryResponse {
+        prompt_format: vanilla.prompt_format.clone(),
+        vanilla,
+        edited,
+        max_new_tokens,
+        judge: judge.info().id,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
