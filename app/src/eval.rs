@@ -9,6 +9,7 @@ use safeedit_core::table::TABLE_METRICS;
 
 use crate::format::{score, slice_label};
 use crate::get_eval;
+use crate::launch::GeneralLauncher;
 use crate::record_page::record_page;
 
 fn verdict_cell(v: Option<Verdict>) -> impl IntoView {
@@ -206,6 +207,7 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
                 </a>
             </p>
         </section>
+        <GeneralLauncher eval=slug.clone() />
         <section class="card">
             <h2>"Instances"</h2>
             <table class="instances" id="eval-instances">

@@ -53,6 +53,10 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             format!("{} instance {}", r.split, r.id),
         ),
         JobSpec::Eval(_) => ("/results".to_string(), "Results".to_string()),
+        JobSpec::General(g) => (
+            format!("/evals/{}", g.eval),
+            format!("evaluation {}", g.eval),
+        ),
         JobSpec::TestAll(_) => ("/test-all".to_string(), "test_ALL".to_string()),
         JobSpec::Analyze(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
         JobSpec::Train(_) => ("/models".to_string(), "Models".to_string()),

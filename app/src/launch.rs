@@ -6,11 +6,14 @@
 //! - "Train a model" on Models: SFT or DPO on SafeEdit pairs (`train`).
 //! - "Run an analysis" on Mechanisms: vanilla against editing methods and trained models
 //!   (`analyze`).
+//! - "Measure general performance" on an evaluation's page: the knowledge proxy or CSum of its
+//!   method and model (`general`).
 
 use leptos::prelude::*;
 use leptos_router::NavigateOptions;
 use leptos_router::hooks::use_navigate;
-use safeedit_core::job::{AnalyzeJob, EvalJob, JobSpec, TrainJob};
+use safeedit_core::general::GeneralTask;
+use safeedit_core::job::{AnalyzeJob, EvalJob, GeneralJob, JobSpec, TrainJob};
 use safeedit_core::run::EditOverrides;
 use safeedit_core::safeedit::Fold;
 use safeedit_core::{Method, TrainedModel};
@@ -414,6 +417,67 @@ pub fn AnalysisLauncher(
                 </button>
             </p>
             {launch.error_line("analysis-error")}
+        </details>
+    }
+}
+
+/// The general-performance form of evaluation `eval`.
+#[component]
+pub fn GeneralLauncher(eval: String) -> impl IntoView {
+    let task = RwSignal::new("knowledge".to_string());
+    let limit = RwSignal::new("20".to_string());
+    let max_new = RwSignal::new(String::new());
+    let launch = Launch::new();
+    let navigate = use_navigate();
+    let submit = move |_| {
+        let spec = (|| -> Result<JobSpec, String> {
+            let task = match task.get_untracked().as_str() {
+                "csum" => GeneralTask::Csum,
+                _ => GeneralTask::Knowledge,
+            };
+            Ok(JobSpec::General(GeneralJob {
+                eval: eval.clone(),
+                task,
+                limit: optional_number("items", &limit.get_untracked())?,
+                max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
+                batch_size: None,
+                edit_instance: None,
+            }))
+        })();
+        launch.start(spec, navigate.clone());
+    };
+    view! {
+        <details class="card launcher" id="general-launcher">
+            <summary>"Measure general performance"</summary>
+            <p class="muted">
+                "Does the method keep the model useful? As "
+                <code>"safeedit general"</code>
+                " does, on this evaluation's method and model (an editing method edits once, on \
+                 editing instance 2): the knowledge proxy (ROUGE-1 of answers to SafeEdit's \
+                 knowledge questions, offline in place of TriviaQA) or CSum (XSum summaries). \
+                 The score joins this evaluation and the Results table."
+            </p>
+            <div class="filters">
+                <label>
+                    "task"
+                    <select
+                        id="general-task"
+                        prop:value=move || task.get()
+                        on:change=move |ev| task.set(event_target_value(&ev))
+                    >
+                        <option value="knowledge">"knowledge proxy (KQA-proxy)"</option>
+                        <option value="csum">"summaries (CSum)"</option>
+                    </select>
+                </label>
+                {text_field("items", "general-limit", limit, "all")}
+                {text_field("max new tokens", "general-max-new", max_new, "the task's")}
+            </div>
+            <p class="actions">
+                <button id="general-button" disabled=move || launch.disabled() on:click=submit>
+                    {move || if launch.pending.get() { "Submitting…" } else { "Measure" }}
+                </button>
+            </p>
+            {launch.error_line("general-error")}
         </details>
     }
 }

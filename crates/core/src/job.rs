@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::general::GeneralTask;
 use crate::method::Method;
 use crate::run::{EditOverrides, EditRequest, JobEvent, JobStatus};
 use crate::safeedit::Fold;
@@ -28,6 +29,9 @@ pub enum JobSpec {
     Edit(EditRequest),
     /// A method over SafeEdit instances, as `safeedit eval` (an evaluation at `/evals/{slug}`).
     Eval(EvalJob),
+    /// General performance of an evaluation's method and model, as `safeedit general` into that
+    /// evaluation's folder (its page at `/evals/{slug}` gains the score).
+    General(GeneralJob),
     /// The SafeEdit_test_ALL protocol, as `safeedit eval --test-all` (a run at
     /// `/test-all/{slug}`).
     TestAll(TestAllJob),
@@ -38,11 +42,12 @@ pub enum JobSpec {
 }
 
 impl JobSpec {
-    /// `edit`, `eval`, `test_all`, `train`, `analyze`.
+    /// `edit`, `eval`, `general`, `test_all`, `train`, `analyze`.
     pub fn kind(&self) -> &'static str {
         match self {
             JobSpec::Edit(_) => "edit",
             JobSpec::Eval(_) => "eval",
+            JobSpec::General(_) => "general",
             JobSpec::TestAll(_) => "test_all",
             JobSpec::Train(_) => "train",
             JobSpec::Analyze(_) => "analyze",
@@ -83,6 +88,11 @@ impl JobSpec {
                     .unwrap_or_default();
                 format!("Evaluating {}{on} on {}{fold}{count}", e.method, e.split)
             }
+            JobSpec::General(g) => format!(
+                "General performance ({}) of evaluation {}",
+                g.task.metric(),
+                g.eval
+            ),
             JobSpec::TestAll(t) => format!("SafeEdit_test_ALL: {}", t.method),
             JobSpec::Train(t) => {
                 let objective = t.objective.name().to_uppercase();
@@ -136,6 +146,35 @@ pub struct EvalJob {
     /// For `sft` / `dpo`: the trained model, by name (`GET /api/models`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+}
+
+fn default_task() -> GeneralTask {
+    GeneralTask::Knowledge
+}
+
+/// A general-performance job: the flags of `safeedit general`, in snake_case, with the
+/// evaluation it adds a score to in place of `--out`, `--method` and the model (the
+/// evaluation's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralJob {
+    /// The evaluation (its slug): an `eval` job's result on this server.
+    pub eval: String,
+    /// `knowledge` (the offline KQA proxy; default) or `csum` (XSum; the shipped sample).
+    #[serde(default = "default_task")]
+    pub task: GeneralTask,
+    /// Only the first N items.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Most new tokens per item [default: the task's].
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    /// Items generated together [default: 4].
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// For editing methods: the editing instance the model is edited on [default: 2].
+    #[serde(default)]
+    pub edit_instance: Option<u64>,
 }
 
 /// A SafeEdit_test_ALL job: the flags of `safeedit eval --test-all`, in snake_case.
@@ -341,6 +380,18 @@ pub struct JobProgress {
     pub elapsed_s: f64,
     /// Seconds left at the phase's pace so far (`None` before the first item).
     pub eta_s: Option<f64>,
+    /// The generation under way for the current item, token by token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenProgress>,
+}
+
+/// Tokens generated so far by a generation under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenProgress {
+    /// Generated so far, over every response of the batch.
+    pub done: usize,
+    /// The most there can be (responses × the token limit; most end earlier).
+    pub limit: usize,
 }
 
 impl JobProgress {
@@ -361,7 +412,14 @@ impl JobProgress {
             total,
             elapsed_s,
             eta_s,
+            tokens: None,
         }
+    }
+
+    /// The same, with the generation under way.
+    pub fn with_tokens(mut self, tokens: Option<TokenProgress>) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// `vanilla: 3/10 instances, 12 s, about 28 s left`.
@@ -372,6 +430,12 @@ impl JobProgress {
         );
         if let Some(eta) = self.eta_s.filter(|_| self.done < self.total) {
             line.push_str(&format!(", about {eta:.0} s left"));
+        }
+        if let Some(t) = self.tokens {
+            line.push_str(&format!(
+                "; generating: {} tokens (at most {})",
+                t.done, t.limit
+            ));
         }
         line
     }
@@ -538,6 +602,15 @@ mod tests {
         let p = JobProgress::new("vanilla", "instances", 4, 4, 40.0);
         assert_eq!(p.eta_s, Some(0.0));
         assert_eq!(p.line(), "vanilla: 4/4 instances, 40 s");
+        let p =
+            JobProgress::new("vanilla", "instances", 1, 4, 10.0).with_tokens(Some(TokenProgress {
+                done: 37,
+                limit: 320,
+            }));
+        assert_eq!(
+            p.line(),
+            "vanilla: 1/4 instances, 10 s, about 30 s left; generating: 37 tokens (at most 320)"
+        );
     }
 
     #[test]

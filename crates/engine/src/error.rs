@@ -117,6 +117,16 @@ pub enum EngineError {
     /// An argument passed to the engine is out of range (empty prompt, too long, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+
+    /// The caller asked the work to stop (a cancelled job): generation between two tokens, an
+    /// edit between two optimisation steps.
+    #[error("interrupted after {done} {unit}")]
+    Interrupted {
+        /// Items done before the stop (tokens over all rows, or steps).
+        done: usize,
+        /// What was counted.
+        unit: &'static str,
+    },
 }
 
 /// The engine's result type.

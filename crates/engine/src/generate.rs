@@ -136,6 +136,32 @@ pub fn generate_ids<B: Backend>(
     config: &GenerationConfig,
     device: &B::Device,
 ) -> Result<(IdRows, GenerationTimings)> {
+    generate_ids_observed(
+        model,
+        prompts,
+        pad_id,
+        stop_ids,
+        max_len,
+        config,
+        device,
+        &mut |_| true,
+    )
+}
+
+/// [`generate_ids`], telling `observe` after every step how many tokens the rows have generated
+/// so far; when it answers `false` generation stops with [`EngineError::Interrupted`] before the
+/// next step (a cancelled job stops within one token).
+#[allow(clippy::too_many_arguments)]
+pub fn generate_ids_observed<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    pad_id: u32,
+    stop_ids: &[u32],
+    max_len: usize,
+    config: &GenerationConfig,
+    device: &B::Device,
+    observe: &mut dyn FnMut(usize) -> bool,
+) -> Result<(IdRows, GenerationTimings)> {
     config.validate()?;
     if prompts.is_empty() {
         return Ok((Vec::new(), GenerationTimings::default()));
@@ -234,7 +260,14 @@ pub fn generate_ids<B: Backend>(
             }
         }
         if stops.iter().all(Option::is_some) {
+            observe(timings.generated_tokens);
             break;
+        }
+        if !observe(timings.generated_tokens) {
+            return Err(EngineError::Interrupted {
+                done: timings.generated_tokens,
+                unit: "tokens",
+            });
         }
         for (row, mask) in key_mask.iter_mut().enumerate() {
             // A finished row keeps feeding padding that nothing attends to.
@@ -335,6 +368,44 @@ mod tests {
         };
         assert_eq!(run(3), run(3));
         assert_ne!(run(3), run(4));
+    }
+
+    #[test]
+    fn an_observer_sees_every_step_and_can_stop_generation() {
+        use crate::loader::LanguageModel;
+        let lm = LanguageModel::<crate::TestBackend>::tiny(&Default::default());
+        let prompts = vec![vec![1, 2, 3], vec![4, 5]];
+        let config = GenerationConfig::greedy(6);
+        let (full, _) = lm.generate(&prompts, &config).unwrap();
+        let mut seen = Vec::new();
+        let (observed, timings) = lm
+            .generate_observed(&prompts, &config, &mut |n| {
+                seen.push(n);
+                true
+            })
+            .unwrap();
+        assert_eq!(observed, full, "observing changes nothing");
+        assert_eq!(seen.last(), Some(&timings.generated_tokens));
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        // Stopping after the second step: no third step runs.
+        let mut calls = 0;
+        let err = lm
+            .generate_observed(&prompts, &config, &mut |_| {
+                calls += 1;
+                calls < 2
+            })
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EngineError::Interrupted {
+                    done: 4,
+                    unit: "tokens"
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(calls, 2);
     }
 
     #[test]

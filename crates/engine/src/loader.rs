@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{HfLlamaConfig, LlamaConfig};
 use crate::error::{EngineError, Result};
-use crate::generate::{Generated, GenerationConfig, GenerationTimings, generate_ids};
+use crate::generate::{Generated, GenerationConfig, GenerationTimings, generate_ids_observed};
 use crate::model::Llama;
 use crate::model_dir::{TrainedModelCard, save_model_dir};
 use crate::names::WeightId;
@@ -263,8 +263,19 @@ impl<B: Backend> LanguageModel<B> {
         prompts: &[Vec<u32>],
         config: &GenerationConfig,
     ) -> Result<(Vec<Generated>, GenerationTimings)> {
+        self.generate_observed(prompts, config, &mut |_| true)
+    }
+
+    /// Generates from token-id prompts, telling `observe` the tokens generated so far after
+    /// every step; it stops generation by answering `false` ([`EngineError::Interrupted`]).
+    pub fn generate_observed(
+        &self,
+        prompts: &[Vec<u32>],
+        config: &GenerationConfig,
+        observe: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(Vec<Generated>, GenerationTimings)> {
         let special = &self.tokenizer.special;
-        let (rows, timings) = generate_ids(
+        let (rows, timings) = generate_ids_observed(
             &self.model,
             prompts,
             special.pad_id(),
@@ -272,6 +283,7 @@ impl<B: Backend> LanguageModel<B> {
             self.max_len(),
             config,
             &self.device,
+            observe,
         )?;
         let outputs = prompts
             .iter()

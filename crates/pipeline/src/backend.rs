@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use safeedit_engine::LanguageModel;
+use safeedit_engine::{EngineError, Generated, GenerationConfig, LanguageModel};
 
 use crate::progress::{Event, Progress, ProgressExt};
-use crate::{Result, ResultExt};
+use crate::{PipelineError, Result, ResultExt};
 
 /// CPU backend (burn-flex: SIMD + multi-threaded gemm).
 #[cfg(not(feature = "cuda"))]
@@ -48,4 +48,58 @@ pub fn load(path: &Path, progress: &mut dyn Progress) -> Result<Model> {
         progress.event(Event::PhaseDone);
     }
     Ok(lm)
+}
+
+/// Generates from token-id prompts, reporting the tokens after every decoding step and stopping
+/// within one token when the progress asks to (`Err(Cancelled)`).
+pub fn generate(
+    lm: &Model,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Generated>> {
+    progress.check()?;
+    let limit = prompts.len() * config.max_new_tokens;
+    let result = lm.generate_observed(prompts, config, &mut |done| {
+        progress.event(Event::Tokens { done, limit });
+        !progress.cancelled()
+    });
+    match result {
+        Ok((outputs, _)) => Ok(outputs),
+        Err(EngineError::Interrupted { .. }) => Err(PipelineError::Cancelled),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts token reports and asks to stop after the first.
+    struct StopAfterFirstToken(usize);
+
+    impl Progress for StopAfterFirstToken {
+        fn event(&mut self, event: Event) {
+            if matches!(event, Event::Tokens { .. }) {
+                self.0 += 1;
+            }
+        }
+
+        fn cancelled(&self) -> bool {
+            self.0 > 0
+        }
+    }
+
+    #[test]
+    fn a_cancel_stops_generation_within_one_token() {
+        let lm = load(Path::new("tiny"), &mut crate::Quiet).unwrap();
+        let prompts = vec![vec![1, 2, 3]];
+        let config = GenerationConfig::greedy(50);
+        let full = generate(&lm, &prompts, &config, &mut crate::Quiet).unwrap();
+        assert!(full[0].generated_ids.len() > 1, "the tiny model talks on");
+        let mut stop = StopAfterFirstToken(0);
+        let err = generate(&lm, &prompts, &config, &mut stop).unwrap_err();
+        assert!(matches!(err, PipelineError::Cancelled), "{err}");
+        assert_eq!(stop.0, 1, "one token, then the stop");
+    }
 }

@@ -11,7 +11,7 @@ use safeedit_core::run::{
 use safeedit_core::safeedit::EVAL_INPUT_KINDS;
 use safeedit_core::{JudgeInfo, PromptFormat, SafeEditRecord};
 use safeedit_engine::GenerationConfig;
-use safeedit_engine::dinm::{DinmConfig, DinmEdit, DinmEvent, dinm_edit};
+use safeedit_engine::dinm::{DinmConfig, DinmEdit, DinmEvent, dinm_edit_stoppable};
 use safeedit_engine::judge::SafetyJudge;
 use safeedit_engine::weights::{SaveDtype, write_safetensors};
 use safeedit_store::{now_rfc3339, random_slug};
@@ -171,13 +171,23 @@ fn edit(
     progress: &mut dyn Progress,
 ) -> Result<DinmEdit<Backend>> {
     progress.phase("locating the toxic layer", "steps", config.num_steps);
-    let edit = dinm_edit::<TrainBackend>(lm, record, config, format, &mut |event| {
-        let step = matches!(event, DinmEvent::Step(_));
-        progress.event(dinm_event(event));
-        if step {
-            progress.event(Event::Advance(1));
-        }
-    })
+    // The events and the stop question both reach the progress, one at a time.
+    let shared = std::cell::RefCell::new(&mut *progress);
+    let edit = dinm_edit_stoppable::<TrainBackend>(
+        lm,
+        record,
+        config,
+        format,
+        &mut |event| {
+            let step = matches!(event, DinmEvent::Step(_));
+            let mut progress = shared.borrow_mut();
+            progress.event(dinm_event(event));
+            if step {
+                progress.event(Event::Advance(1));
+            }
+        },
+        &|| shared.borrow().cancelled(),
+    )
     .with_context(|| format!("editing instance {}", record.id))?;
     progress.event(Event::PhaseDone);
     if edit.located.is_none() {
@@ -242,9 +252,13 @@ pub fn compare(
     progress.event(Event::Generating {
         responses: 2 * inputs.len(),
     });
-    let (vanilla, _) = lm.generate(&vanilla_prompts, generation)?;
-    progress.check()?;
-    let (after, _) = edited.generate(&edited_prompts, generation)?;
+    // Counted per model, and token by token within each.
+    progress.phase("responses (vanilla, then edited)", "models", 2);
+    let vanilla = backend::generate(lm, &vanilla_prompts, generation, progress)?;
+    progress.event(Event::Advance(1));
+    let after = backend::generate(edited, &edited_prompts, generation, progress)?;
+    progress.event(Event::Advance(1));
+    progress.event(Event::PhaseDone);
     progress.check()?;
     progress.event(Event::Judging);
     let texts: Vec<String> = vanilla

@@ -62,7 +62,7 @@ pub enum PipelineError {
     GeneralData(#[from] GeneralDataError),
     /// The engine (model, tokenizer, edit, judge).
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
     /// The runs database.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -117,25 +117,36 @@ impl PipelineError {
 }
 
 /// Adds what was being done to an error, as `anyhow::Context` does.
+impl From<EngineError> for PipelineError {
+    /// An engine stopped at the caller's request is a cancellation, not a failure.
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Interrupted { .. } => PipelineError::Cancelled,
+            other => PipelineError::Engine(other),
+        }
+    }
+}
+
 pub trait ResultExt<T> {
-    /// Wraps the error with `message`.
+    /// Wraps the error with `message` (a cancellation stays what it is).
     fn context(self, message: impl Into<String>) -> Result<T>;
-    /// Wraps the error with a message computed only on failure.
+    /// Wraps the error with a message computed only on failure (a cancellation stays what it
+    /// is).
     fn with_context<M: Into<String>>(self, message: impl FnOnce() -> M) -> Result<T>;
 }
 
 impl<T, E: Into<PipelineError>> ResultExt<T> for std::result::Result<T, E> {
     fn context(self, message: impl Into<String>) -> Result<T> {
-        self.map_err(|e| PipelineError::Context {
-            message: message.into(),
-            source: Box::new(e.into()),
-        })
+        self.with_context(|| message)
     }
 
     fn with_context<M: Into<String>>(self, message: impl FnOnce() -> M) -> Result<T> {
-        self.map_err(|e| PipelineError::Context {
-            message: message().into(),
-            source: Box::new(e.into()),
+        self.map_err(|e| match e.into() {
+            PipelineError::Cancelled => PipelineError::Cancelled,
+            e => PipelineError::Context {
+                message: message().into(),
+                source: Box::new(e),
+            },
         })
     }
 }

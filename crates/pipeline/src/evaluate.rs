@@ -16,7 +16,7 @@ use safeedit_engine::{GenerationConfig, StopReason};
 use safeedit_store::{now_rfc3339, random_slug};
 use serde_json::json;
 
-use crate::backend::Model;
+use crate::backend::{self, Model};
 use crate::method::{MethodSettings, edit_for, method_input};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::{Loaded, Result};
@@ -52,7 +52,7 @@ pub fn evaluate(
     progress.event(Event::Generating {
         responses: prompts.len(),
     });
-    let (outputs, _) = model.generate(&prompts, generation)?;
+    let outputs = backend::generate(model, &prompts, generation, progress)?;
     progress.check()?;
     progress.event(Event::Judging);
     let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
@@ -121,6 +121,8 @@ pub fn evaluate_one(
         seed: 0,
     };
     let started = Instant::now();
+    // One instance as a phase of one, so its tokens are counted in something.
+    progress.phase(method.name(), "instances", 1);
     let evaluated = evaluate(
         method,
         lm,
@@ -131,6 +133,8 @@ pub fn evaluate_one(
         loaded.judge,
         progress,
     )?;
+    progress.event(Event::Advance(1));
+    progress.event(Event::PhaseDone);
     let result = instance_result(method, record, evaluated, started.elapsed().as_secs_f64());
     let mut run = loaded.provenance().run_fields();
     for (key, value) in [

@@ -185,7 +185,7 @@ pub fn run(plan: &GeneralPlan, progress: &mut dyn Progress) -> Result<GeneralSum
                 encode(model, &user, task.answer_prefix(), &input_format)
             })
             .collect::<Result<Vec<_>>>()?;
-        let (outputs, _) = model.generate(&prompts, &generation)?;
+        let outputs = backend::generate(model, &prompts, &generation, progress)?;
         for (item, out) in batch.iter().zip(outputs) {
             let scored = task.score(&out.text, item);
             let result = GeneralItemResult {

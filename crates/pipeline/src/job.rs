@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use safeedit_core::Method;
 use safeedit_core::browse::Catalog;
-use safeedit_core::job::{AnalyzeJob, EvalJob, JobSpec, TestAllJob, TrainJob, check_model_name};
+use safeedit_core::general::GeneralTask;
+use safeedit_core::job::{
+    AnalyzeJob, EvalJob, GeneralJob, JobSpec, TestAllJob, TrainJob, check_model_name,
+};
 use safeedit_core::run::{EditOverrides, EditRequest};
 use safeedit_engine::baselines::{Objective, OptimizerKind, TrainConfig};
 use safeedit_engine::dinm::DinmConfig;
@@ -15,6 +18,7 @@ use crate::analyze::{self, AnalyzePlan};
 use crate::edit::{config_with_overrides, edit_run, no_instance};
 use crate::eval::{self, EvalPlan};
 use crate::evaluate::evaluate_one;
+use crate::general::{self, GeneralPlan};
 use crate::method::{DinmOptions, ModelChoice};
 use crate::models::ModelsDir;
 use crate::publish::{Database, Published, Publisher};
@@ -44,6 +48,9 @@ pub struct Worker {
     /// The runs database.
     pub database: Database,
 }
+
+/// The file in an eval job's folder that keeps its request.
+const EVAL_JOB_FILE: &str = "eval_job.json";
 
 /// The training objective of a train job's `objective` field.
 fn objective(method: Method) -> Result<Objective> {
@@ -113,6 +120,9 @@ impl Worker {
                     .map_err(|e| PipelineError::Invalid(format!("overrides: {e}")))?;
             }
             JobSpec::Train(job) => self.check_train(job)?,
+            JobSpec::General(job) => {
+                self.check_general(job)?;
+            }
             JobSpec::Analyze(job) => {
                 self.analyzed(&job.methods)?;
                 ensure!(
@@ -207,6 +217,57 @@ impl Worker {
             })
         })?;
         Ok(out)
+    }
+
+    /// Checks a general-performance job; the evaluation's folder and job.
+    fn check_general(&self, job: &GeneralJob) -> Result<(PathBuf, EvalJob)> {
+        ensure!(
+            job.task != GeneralTask::Kqa,
+            "task: kqa needs the TriviaQA file, which the server does not have (safeedit general \
+             --task kqa --data FILE); the server measures knowledge and csum"
+        );
+        for (field, value) in [("limit", job.limit), ("batch_size", job.batch_size)] {
+            ensure!(value != Some(0), "{field}: must be at least 1");
+        }
+        ensure!(
+            job.max_new_tokens != Some(0),
+            "max_new_tokens: must be at least 1"
+        );
+        if let Some(id) = job.edit_instance {
+            ensure!(
+                self.catalog.instance("editing", id).is_some(),
+                "edit_instance: no editing instance {id} (1, 2, 3)"
+            );
+        }
+        self.eval_folder(&job.eval)
+    }
+
+    /// The folder and request of the eval job whose result is the evaluation `slug`.
+    fn eval_folder(&self, slug: &str) -> Result<(PathBuf, EvalJob)> {
+        let entries = std::fs::read_dir(&self.job_dir)
+            .into_iter()
+            .flatten()
+            .flatten();
+        for entry in entries {
+            let folder = entry.path();
+            let stored = std::fs::read_to_string(folder.join("slug.txt")).unwrap_or_default();
+            if stored.lines().next().map(str::trim) != Some(slug) {
+                continue;
+            }
+            let path = folder.join(EVAL_JOB_FILE);
+            ensure!(
+                path.is_file(),
+                "eval: evaluation `{slug}` was made before general-performance jobs existed; \
+                 measure it with `safeedit general --out {}`",
+                folder.display()
+            );
+            let job: EvalJob = crate::run_dir::read_json(&path)?;
+            return Ok((folder, job));
+        }
+        bail!(
+            "eval: no evaluation `{slug}` made by this server's eval jobs (an evaluation made on \
+             the command line is measured with `safeedit general --out` its folder)"
+        )
     }
 
     /// Checks a train job's fields.
@@ -357,6 +418,7 @@ impl Worker {
                 }
             }
             JobSpec::Eval(job) => self.eval(id, job, loaded.path, progress),
+            JobSpec::General(job) => self.general(job, loaded.path, progress),
             JobSpec::TestAll(job) => self.test_all(id, job, loaded.path, progress),
             JobSpec::Train(job) => self.train(id, job, loaded.path, progress),
             JobSpec::Analyze(job) => self.analyze(id, job, loaded.path, progress),
@@ -471,6 +533,36 @@ impl Worker {
         published(summary.published, "/mechanisms", &plan.out)
     }
 
+    /// A general-performance job into its evaluation's folder; the evaluation's page.
+    fn general(
+        &self,
+        job: &GeneralJob,
+        model: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
+        let (folder, eval_job) = self.check_general(job)?;
+        let id = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let eval = self.eval_plan(&id, &eval_job, model)?;
+        let plan = GeneralPlan {
+            task: job.task,
+            method: eval_job.method,
+            data: None,
+            limit: job.limit,
+            out: folder.clone(),
+            edit_instance: job.edit_instance.unwrap_or(2),
+            edit_data: "editing-instances".into(),
+            model: eval.model,
+            max_new_tokens: job.max_new_tokens,
+            batch_size: job.batch_size.unwrap_or(4),
+            database: Some(self.database.clone()),
+        };
+        let summary = general::run(&plan, progress)?;
+        published(summary.published, "/evals", &folder)
+    }
+
     /// An evaluation job: `safeedit eval` into the job's own folder (a restarted job resumes
     /// from the instances it finished).
     fn eval(
@@ -481,6 +573,10 @@ impl Worker {
         progress: &mut dyn Progress,
     ) -> Result<String> {
         let plan = self.eval_plan(id, job, model)?;
+        // What a later general-performance job of this evaluation needs to measure the same
+        // method on the same model.
+        crate::run_dir::create(&plan.out)?;
+        crate::run_dir::write_json(&plan.out.join(EVAL_JOB_FILE), job)?;
         let summary = eval::run(&plan, progress)?;
         summary.check()?;
         published(summary.published, "/evals", &plan.out)

@@ -8,10 +8,12 @@ use safeedit_core::eval::EditSummary;
 use safeedit_core::{Method, PromptFormat, SafeEditRecord};
 use safeedit_engine::PaddingSide;
 use safeedit_engine::baselines::{
-    FtlConfig, Objective, SELF_REMINDER_SUFFIX, SELF_REMINDER_SYSTEM, TrainedModelCard, ftl_edit,
-    self_reminder,
+    FtlConfig, Objective, SELF_REMINDER_SUFFIX, SELF_REMINDER_SYSTEM, TrainedModelCard,
+    ftl_edit_stoppable, self_reminder,
 };
-use safeedit_engine::dinm::{DinmConfig, DinmEvent, dinm_edit, random_layer, with_suffix};
+use safeedit_engine::dinm::{
+    DinmConfig, DinmEvent, dinm_edit_stoppable, random_layer, with_suffix,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -260,10 +262,17 @@ pub fn edit_for(
     format: &PromptFormat,
     progress: &mut dyn Progress,
 ) -> Result<Option<(Model, EditSummary)>> {
-    let mut dinm = |config: &DinmConfig| {
-        dinm_edit::<TrainBackend>(lm, record, config, format, &mut |event| {
-            progress.event(dinm_event(event))
-        })
+    // The events and the stop question both reach the progress, one at a time.
+    let shared = std::cell::RefCell::new(progress);
+    let dinm = |config: &DinmConfig| {
+        dinm_edit_stoppable::<TrainBackend>(
+            lm,
+            record,
+            config,
+            format,
+            &mut |event| shared.borrow_mut().event(dinm_event(event)),
+            &|| shared.borrow().cancelled(),
+        )
         .with_context(|| format!("editing instance {}", record.id))
     };
     let edit = match method {
@@ -289,11 +298,15 @@ pub fn edit_for(
                 .with_suffix_system_prompt(String::new()),
         )?,
         Method::Ftl => {
-            let edit =
-                ftl_edit::<TrainBackend>(lm, record, &settings.ftl, format, &mut |step, loss| {
-                    progress.event(Event::Step { step, loss })
-                })
-                .with_context(|| format!("editing instance {} with FT-L", record.id))?;
+            let edit = ftl_edit_stoppable::<TrainBackend>(
+                lm,
+                record,
+                &settings.ftl,
+                format,
+                &mut |step, loss| shared.borrow_mut().event(Event::Step { step, loss }),
+                &|| shared.borrow().cancelled(),
+            )
+            .with_context(|| format!("editing instance {} with FT-L", record.id))?;
             let summary = EditSummary {
                 layer: edit.delta.layer,
                 distances: None,

@@ -43,6 +43,13 @@ pub enum Event {
         /// How many.
         responses: usize,
     },
+    /// Tokens generated so far by the generation under way (after every decoding step).
+    Tokens {
+        /// Generated so far, over every response of the batch.
+        done: usize,
+        /// The most there can be (responses × the token limit).
+        limit: usize,
+    },
     /// The judge is scoring the responses.
     Judging,
 }
@@ -52,8 +59,9 @@ pub trait Progress {
     /// Reports one event.
     fn event(&mut self, event: Event);
 
-    /// Whether the experiment should stop at the next point it checks (between steps,
-    /// instances and phases). Never, unless the receiver says so.
+    /// Whether the experiment should stop at the next point it checks (after every generated
+    /// token, optimisation step, training step, instance and phase). Never, unless the
+    /// receiver says so.
     fn cancelled(&self) -> bool {
         false
     }

@@ -25,7 +25,7 @@ use crate::method::{edit_for, method_input};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::publish::{Published, publish_folder, publish_test_all};
 use crate::run_dir::{self, append_jsonl, check_or_write_run_info, read_jsonl, resume_jsonl};
-use crate::{PipelineError, Result, ResultExt, data, ensure};
+use crate::{PipelineError, Result, ResultExt, backend, data, ensure};
 
 /// The test_ALL protocol for one method: the evaluation's settings (`eval.data` names a
 /// test_ALL file; `eval.split` is not used) and the editing instances.
@@ -331,8 +331,7 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
                 texts.push(text);
             }
             let ids: Vec<u64> = chunk.iter().map(|r| r.id).collect();
-            let (outputs, _) = model
-                .generate(&prompts, generation)
+            let outputs = backend::generate(model, &prompts, generation, progress)
                 .with_context(|| format!("{}: generating for inputs {ids:?}", slot.label))?;
             let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
             let verdicts = judge.judge(&responses)?;

@@ -97,7 +97,10 @@ impl Progress for Bars {
                     bar.set_message(format!("step {step} loss {loss:.4}"));
                 }
             }
-            Event::Located { .. } | Event::Step { .. } | Event::Generating { .. } => {}
+            Event::Located { .. }
+            | Event::Step { .. }
+            | Event::Generating { .. }
+            | Event::Tokens { .. } => {}
             Event::Judging => {}
         }
     }

@@ -169,21 +169,17 @@ impl Runs for RunService {
         })
     }
 
+    // Model cards and training logs are small files: read in place.
     fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>> {
-        let models = self.0.jobs.models().clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || models.list())
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))
-        })
+        Box::pin(async move { Ok(self.0.jobs.models().list()) })
     }
 
     fn trained_model(&self, name: String) -> BoxFuture<'_, AppResult<Option<TrainedModelPage>>> {
-        let models = self.0.jobs.models().clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || models.page(&name))
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))?
+            self.0
+                .jobs
+                .models()
+                .page(&name)
                 .map_err(|e| AppError::Internal(e.to_string()))
         })
     }

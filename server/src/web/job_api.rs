@@ -62,24 +62,20 @@ pub(super) async fn cancel(State(state): State<WebState>, Path(id): Path<String>
 
 /// `GET /api/models`: the loaded model and every trained model, newest first (jobs name them).
 pub(super) async fn models(State(state): State<WebState>) -> WebResult {
-    let models = state.jobs.models().clone();
-    let trained = tokio::task::spawn_blocking(move || models.list())
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    // Model cards are small files: read in place.
     Ok(Json(ModelList {
         loaded: (*state.model).clone(),
-        trained,
+        trained: state.jobs.models().list(),
     })
     .into_response())
 }
 
 /// `GET /api/models/{name}`: a trained model's card and training log; 404 for an unknown name.
 pub(super) async fn model(State(state): State<WebState>, Path(name): Path<String>) -> WebResult {
-    let models = state.jobs.models().clone();
-    let lookup = name.clone();
-    let page = tokio::task::spawn_blocking(move || models.page(&lookup))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
+    let page = state
+        .jobs
+        .models()
+        .page(&name)
         .map_err(|e| WebError::Internal(e.to_string()))?
         .ok_or_else(|| WebError::NotFound(format!("no trained model `{name}`")))?;
     Ok(Json(page).into_response())

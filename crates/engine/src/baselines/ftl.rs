@@ -169,6 +169,19 @@ pub fn ftl_edit<AD: AutodiffBackend>(
     format: &PromptFormat,
     on_step: &mut dyn FnMut(usize, f64),
 ) -> Result<FtlEdit<AD::InnerBackend>> {
+    ftl_edit_stoppable::<AD>(lm, record, config, format, on_step, &|| false)
+}
+
+/// [`ftl_edit`], asking `stop` after every optimisation step: when it answers `true` the edit
+/// ends with [`EngineError::Interrupted`].
+pub fn ftl_edit_stoppable<AD: AutodiffBackend>(
+    lm: &LanguageModel<AD::InnerBackend>,
+    record: &SafeEditRecord,
+    config: &FtlConfig,
+    format: &PromptFormat,
+    on_step: &mut dyn FnMut(usize, f64),
+    stop: &dyn Fn() -> bool,
+) -> Result<FtlEdit<AD::InnerBackend>> {
     let layer = config.layer;
     if layer >= lm.config.n_layers {
         return Err(EngineError::InvalidInput(format!(
@@ -230,6 +243,12 @@ pub fn ftl_edit<AD: AutodiffBackend>(
         }
         losses.push(value);
         on_step(step, value);
+        if stop() {
+            return Err(EngineError::Interrupted {
+                done: step + 1,
+                unit: "steps",
+            });
+        }
         let grads = loss.backward();
         let grad = w_ad.grad(&grads).expect("down_proj takes part in the loss");
         w = adam.step(w, grad);

@@ -8,7 +8,7 @@ pub mod lora;
 pub mod self_reminder;
 pub mod train;
 
-pub use ftl::{FtlConfig, FtlEdit, FtlTokens, ftl_edit, ftl_tokens};
+pub use ftl::{FtlConfig, FtlEdit, FtlTokens, ftl_edit, ftl_edit_stoppable, ftl_tokens};
 pub use lora::{LoraAdapters, LoraConfig};
 pub use self_reminder::{SELF_REMINDER_SUFFIX, SELF_REMINDER_SYSTEM, self_reminder};
 pub use train::{

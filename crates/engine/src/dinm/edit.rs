@@ -174,6 +174,19 @@ pub fn dinm_edit<AD: AutodiffBackend>(
     format: &PromptFormat,
     events: &mut dyn FnMut(DinmEvent),
 ) -> Result<DinmEdit<AD::InnerBackend>> {
+    dinm_edit_stoppable::<AD>(lm, record, config, format, events, &|| false)
+}
+
+/// [`dinm_edit`], asking `stop` after every optimisation step: when it answers `true` the edit
+/// ends with [`EngineError::Interrupted`] (a cancelled job stops within one step).
+pub fn dinm_edit_stoppable<AD: AutodiffBackend>(
+    lm: &LanguageModel<AD::InnerBackend>,
+    record: &SafeEditRecord,
+    config: &DinmConfig,
+    format: &PromptFormat,
+    events: &mut dyn FnMut(DinmEvent),
+    stop: &dyn Fn() -> bool,
+) -> Result<DinmEdit<AD::InnerBackend>> {
     let n_layers = lm.config.n_layers;
     let locate_started = Instant::now();
     let (layer, located) = match config.layer {
@@ -208,7 +221,7 @@ pub fn dinm_edit<AD: AutodiffBackend>(
             )));
         }
     }
-    let tuned = tune::<AD>(&lm.model, layer, &tokens, config, &lm.device, events)?;
+    let tuned = tune::<AD>(&lm.model, layer, &tokens, config, &lm.device, events, stop)?;
     let seconds = EditSeconds {
         locate: locate_s,
         tune: tune_started.elapsed().as_secs_f64(),
@@ -241,6 +254,7 @@ fn tune<AD: AutodiffBackend>(
     config: &DinmConfig,
     device: &burn::tensor::Device<AD::InnerBackend>,
     events: &mut dyn FnMut(DinmEvent),
+    stop: &dyn Fn() -> bool,
 ) -> Result<Tuned<AD::InnerBackend>> {
     let n = tokens.edit_input.len();
     let t = tokens.labels.len();
@@ -348,6 +362,12 @@ fn tune<AD: AutodiffBackend>(
         };
         steps.push(record);
         events(DinmEvent::Step(record));
+        if stop() {
+            return Err(EngineError::Interrupted {
+                done: step + 1,
+                unit: "steps",
+            });
+        }
         if !record.loss.is_finite() {
             return Err(EngineError::InvalidInput(format!(
                 "loss became {} at step {step}",
@@ -482,6 +502,36 @@ mod tests {
         );
         assert_eq!(with_suffix("q", ""), "q");
         assert_eq!(with_suffix("q", "S"), "q S");
+    }
+
+    #[test]
+    fn a_stop_ends_the_edit_after_the_step_it_was_asked_at() {
+        let lm = tiny();
+        let steps = std::cell::Cell::new(0);
+        let err = dinm_edit_stoppable::<TestAutodiffBackend>(
+            &lm,
+            &record(),
+            &DinmConfig::smollm2_135m(),
+            &PromptFormat::chat(),
+            &mut |e| {
+                if matches!(e, DinmEvent::Step(_)) {
+                    steps.set(steps.get() + 1);
+                }
+            },
+            &|| steps.get() >= 2,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EngineError::Interrupted {
+                    done: 2,
+                    unit: "steps"
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(steps.get(), 2, "no step after the stop");
     }
 
     #[test]

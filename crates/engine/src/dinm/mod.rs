@@ -16,5 +16,8 @@ pub mod locate;
 /// The edit's result type, re-exported where it was first defined.
 pub use crate::delta::LayerDelta;
 pub use config::{DinmConfig, FamilyPresets, ModelFamily, SUFFIX_SYSTEM_PROMPT, random_layer};
-pub use edit::{DinmEdit, DinmEvent, EditTokens, StepLoss, dinm_edit, edit_tokens, with_suffix};
+pub use edit::{
+    DinmEdit, DinmEvent, EditTokens, StepLoss, dinm_edit, dinm_edit_stoppable, edit_tokens,
+    with_suffix,
+};
 pub use locate::{LocateResult, locate_toxic_layer};

@@ -7,7 +7,8 @@
 //! After a restart the jobs the previous process left queued or running are queued again:
 //! queued tasks keep their place, the interrupted one is handed out again and starts over (an
 //! evaluation resumes from the instances it had finished). A queued job is cancelled at once, a
-//! running one at its next check (between steps, instances and phases).
+//! running one at its next check: after the generated token, optimisation step or training
+//! step under way.
 
 mod queue;
 mod worker;
@@ -751,6 +752,41 @@ pub(super) mod tests {
         let stored = rt.block_on(store.job(&id)).unwrap().unwrap();
         assert_eq!(stored.status, JobStatus::Done);
         assert_eq!(stored.result.as_deref(), Some(page.as_str()));
+        // General performance of that evaluation joins its record.
+        let general: JobSpec = serde_json::from_str(&format!(
+            r#"{{"kind": "general", "eval": "{slug}", "task": "knowledge", "limit": 2,
+                "max_new_tokens": 4}}"#
+        ))
+        .unwrap();
+        let general = rt.block_on(jobs.submit(general)).unwrap().0;
+        let general = wait(&jobs, &general).info();
+        assert_eq!(general.state, JobStatus::Done, "{:?}", general.error);
+        assert_eq!(general.result.as_deref(), Some(page.as_str()));
+        let eval = rt.block_on(store.eval(slug)).unwrap().expect("stored");
+        let proxy = eval
+            .metrics
+            .iter()
+            .find(|m| m.metric == "KQA-proxy")
+            .expect("the knowledge proxy is in the evaluation's metrics");
+        assert_eq!(proxy.n, 2);
+        for (json, needle) in [
+            (
+                r#"{"kind": "general", "eval": "nosuch"}"#,
+                "eval: no evaluation `nosuch`",
+            ),
+            (
+                &format!(r#"{{"kind": "general", "eval": "{slug}", "task": "kqa"}}"#),
+                "task: kqa needs the TriviaQA file",
+            ),
+            (
+                &format!(r#"{{"kind": "general", "eval": "{slug}", "limit": 0}}"#),
+                "limit: must be at least 1",
+            ),
+        ] {
+            let spec: JobSpec = serde_json::from_str(json).unwrap();
+            let err = rt.block_on(jobs.submit(spec)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
         // A bad evaluation is refused before it is queued, naming the field.
         for (spec, needle) in [
             (

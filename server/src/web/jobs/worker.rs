@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use safeedit_core::job::JobProgress;
+use safeedit_core::job::{JobProgress, TokenProgress};
 use safeedit_core::run::JobEvent;
 use safeedit_pipeline::backend::Model;
 use safeedit_pipeline::job::Worker;
@@ -159,6 +159,8 @@ struct Phase {
     total: usize,
     done: usize,
     started: Instant,
+    /// The generation under way for the current item.
+    tokens: Option<TokenProgress>,
 }
 
 /// The pipeline's events as the job's events; cancelled when the job is or the server stops.
@@ -197,13 +199,16 @@ impl<'a> JobEvents<'a> {
             return;
         }
         self.last_sent = Some(now);
-        self.job.push(JobEvent::Progress(JobProgress::new(
-            phase.label.clone(),
-            phase.unit,
-            phase.done,
-            phase.total,
-            phase.started.elapsed().as_secs_f64(),
-        )));
+        self.job.push(JobEvent::Progress(
+            JobProgress::new(
+                phase.label.clone(),
+                phase.unit,
+                phase.done,
+                phase.total,
+                phase.started.elapsed().as_secs_f64(),
+            )
+            .with_tokens(phase.tokens),
+        ));
     }
 }
 
@@ -218,12 +223,14 @@ impl Progress for JobEvents<'_> {
                     total,
                     done: 0,
                     started: Instant::now(),
+                    tokens: None,
                 });
                 self.send(true);
             }
             Event::Advance(n) => {
                 if let Some(phase) = self.phases.last_mut() {
                     phase.done += n;
+                    phase.tokens = None;
                 }
                 self.send(false);
             }
@@ -234,6 +241,12 @@ impl Progress for JobEvents<'_> {
             Event::Located { layer, distances } => job.push(JobEvent::Located { layer, distances }),
             Event::Step { step, loss } => job.push(JobEvent::Step { step, loss }),
             Event::Generating { responses } => job.push(JobEvent::Generating { responses }),
+            Event::Tokens { done, limit } => {
+                if let Some(phase) = self.phases.last_mut() {
+                    phase.tokens = Some(TokenProgress { done, limit });
+                    self.send(false);
+                }
+            }
             Event::Judging => job.push(JobEvent::Judging),
             Event::Status(_) | Event::Note(_) | Event::Warning(_) => {}
         }
