@@ -8,7 +8,9 @@ use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
 use safeedit_core::eval::InstanceResult;
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-use safeedit_core::run::{EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::run::{
+    CatalogEntry, EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
+};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
 use safeedit_core::{ModelList, ModelSummary, SafeEditRecord, TrainedModelPage};
@@ -76,6 +78,13 @@ pub async fn cancel_job(id: String) -> AppResult<bool> {
 #[server(endpoint = "run")]
 pub async fn get_run(slug: String) -> AppResult<Option<RunRecord>> {
     state()?.runs.run(slug).await.map_err(AppError::respond)
+}
+
+/// Every stored result (edit runs, evaluations, test_ALL runs, analyses, trained models),
+/// newest first.
+#[server(endpoint = "catalogue")]
+pub async fn list_catalogue() -> AppResult<Vec<CatalogEntry>> {
+    state()?.runs.catalogue().await.map_err(AppError::respond)
 }
 
 /// The newest runs.

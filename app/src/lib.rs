@@ -171,7 +171,9 @@ pub mod ssr {
     use safeedit_core::eval::InstanceResult;
     use safeedit_core::job::JobSpec;
     use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-    use safeedit_core::run::{EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+    use safeedit_core::run::{
+        CatalogEntry, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
+    };
     use safeedit_core::table::ResultsView;
     use safeedit_core::test_all::TestAllRunRecord;
 
@@ -232,6 +234,8 @@ pub mod ssr {
         ) -> BoxFuture<'_, AppResult<ResultsView>>;
         /// A prompt answered by the vanilla and an edited model.
         fn try_prompt(&self, request: TryRequest) -> BoxFuture<'_, AppResult<TryResponse>>;
+        /// Every stored result of every kind, newest first.
+        fn catalogue(&self) -> BoxFuture<'_, AppResult<Vec<CatalogEntry>>>;
         /// Every trained model, newest first.
         fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>>;
         /// A trained model's card and training log (`None`: no such model).

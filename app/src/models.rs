@@ -125,6 +125,7 @@ fn ModelView(page: TrainedModelPage) -> impl IntoView {
         lora_rank,
         prompt_format,
         settings,
+        trained_at: _,
     } = model.clone();
     let settings = serde_json::to_string_pretty(&settings).unwrap_or_default();
     let from = match base {

@@ -140,6 +140,15 @@ test('run an evaluation from the Results page, watch its progress, find it in Re
     (as) => as.map((a) => [a.textContent.trim(), a.getAttribute('href')]),
   );
   assert.ok(links.some(([m, h]) => m === 'vanilla' && h === href), JSON.stringify(links));
+  // ... and the one run catalogue, filtered to evaluations in the URL.
+  await page.goto(`${BASE}/runs?kind=eval`);
+  assert.equal(await page.locator(`#runs-table a[href="${href}"]`).count(), 1);
+  assert.equal(await page.locator('#runs-table tbody tr:not([data-kind="eval"])').count(), 0);
+  await page.goto(`${BASE}/runs`);
+  const kinds = new Set(await page.locator('#runs-table tbody tr').evaluateAll(
+    (trs) => trs.map((tr) => tr.dataset.kind),
+  ));
+  for (const kind of ['edit', 'eval', 'test_all', 'analysis', 'model']) assert.ok(kinds.has(kind), `${kind} in ${[...kinds]}`);
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -144,6 +144,9 @@ pub struct TrainedModel {
     pub prompt_format: PromptFormat,
     /// The hyperparameters, as stored with the model.
     pub settings: serde_json::Value,
+    /// When its card was last written (RFC 3339).
+    #[serde(default)]
+    pub trained_at: String,
 }
 
 impl TrainedModel {

@@ -302,6 +302,38 @@ pub struct RunSummary {
     pub ds: (f64, f64),
 }
 
+/// One stored result of any kind, as the run catalogue (`/runs`) lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// `edit`, `eval`, `test_all`, `analysis` or `model`.
+    pub kind: String,
+    /// Its slug (a trained model: its name).
+    pub slug: String,
+    /// Its page.
+    pub href: String,
+    /// When it was stored (a trained model: its card's time).
+    pub created_at: String,
+    /// What it is, in a few words.
+    pub title: String,
+    /// The model it ran on (or started from).
+    pub model: String,
+    /// Its headline figure.
+    pub headline: String,
+    /// For edit runs: the summary the edit filters and the comparison use.
+    pub edit: Option<RunSummary>,
+}
+
+impl CatalogEntry {
+    /// The kinds, with the label the filter shows.
+    pub const KINDS: [(&'static str, &'static str); 5] = [
+        ("edit", "edit runs"),
+        ("eval", "evaluations"),
+        ("test_all", "test_ALL runs"),
+        ("analysis", "analyses"),
+        ("model", "trained models"),
+    ];
+}
+
 /// A random URL-safe slug of `len` characters from `entropy` (the caller supplies OS randomness).
 pub fn slug_from(entropy: &[u8], len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";

@@ -65,6 +65,12 @@ impl ModelsDir {
         let Some(card) = TrainedModelCard::read(&dir)? else {
             return Ok(None);
         };
+        let trained_at = dir
+            .join(TrainedModelCard::FILE)
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(safeedit_store::time_rfc3339)
+            .unwrap_or_default();
         let base_dir = Path::new(&card.base_source);
         let base = (base_dir.parent() == Some(self.0.as_path()))
             .then(|| base_dir.file_name())
@@ -83,6 +89,7 @@ impl ModelsDir {
             lora_rank: card.config.lora.as_ref().map(|l| l.rank),
             prompt_format: card.prompt_format,
             settings: serde_json::to_value(&card.config).unwrap_or_default(),
+            trained_at,
         }))
     }
 

@@ -29,7 +29,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow, install_default_drivers};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 pub use error::{Result, StoreError};
-pub use slug::{now_rfc3339, random_slug};
+pub use slug::{now_rfc3339, random_slug, time_rfc3339};
 
 use error::query;
 

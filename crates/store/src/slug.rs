@@ -11,10 +11,15 @@ pub fn random_slug(len: usize) -> String {
 
 /// Now as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
+    time_rfc3339(std::time::SystemTime::now())
+}
+
+/// A time (e.g. a file's modification time) as RFC 3339 UTC with milliseconds.
+pub fn time_rfc3339(time: std::time::SystemTime) -> String {
+    let since = time
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    rfc3339(now.as_secs() as i64, now.subsec_millis())
+    rfc3339(since.as_secs() as i64, since.subsec_millis())
 }
 
 /// `secs` since the Unix epoch (and `millis`) as RFC 3339 UTC.

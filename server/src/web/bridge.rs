@@ -6,7 +6,7 @@ use app::{AppError, AppResult};
 use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-use safeedit_core::run::{FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::run::{CatalogEntry, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
 use safeedit_core::{ModelSummary, TrainedModel, TrainedModelPage};
@@ -166,6 +166,89 @@ impl Runs for RunService {
                 }
                 WebError::Conflict(m) | WebError::Internal(m) => AppError::Internal(m),
             })
+        })
+    }
+
+    fn catalogue(&self) -> BoxFuture<'_, AppResult<Vec<CatalogEntry>>> {
+        Box::pin(async move {
+            let store = &self.0.store;
+            let mut all = Vec::new();
+            for r in store.list_runs(500).await.map_err(internal)? {
+                all.push(CatalogEntry {
+                    kind: "edit".into(),
+                    href: format!("/runs/{}", r.slug),
+                    slug: r.slug.clone(),
+                    created_at: r.created_at.clone(),
+                    title: format!(
+                        "DINM edit of {} #{}, layer {}",
+                        r.split, r.instance, r.layer
+                    ),
+                    model: r.model.clone(),
+                    headline: format!("DS {:.0} → {:.0}", r.ds.0, r.ds.1),
+                    edit: Some(r),
+                });
+            }
+            for e in store.list_evals().await.map_err(internal)? {
+                let ds = e
+                    .metrics
+                    .iter()
+                    .find(|m| m.group == "all" && m.value == "all" && m.metric == "DS")
+                    .map_or("–".into(), |m| format!("DS {:.1}", m.score));
+                all.push(CatalogEntry {
+                    kind: "eval".into(),
+                    href: format!("/evals/{}", e.slug),
+                    slug: e.slug,
+                    created_at: e.created_at,
+                    title: format!("{} on {} ({} instances)", e.method, e.data, e.instances),
+                    model: e.model,
+                    headline: ds,
+                    edit: None,
+                });
+            }
+            for t in store.list_test_all().await.map_err(internal)? {
+                let avg = t
+                    .overall("Avg")
+                    .map_or("–".into(), |m| format!("Avg {:.1}", m.mean));
+                all.push(CatalogEntry {
+                    kind: "test_all".into(),
+                    href: format!("/test-all/{}", t.slug),
+                    slug: t.slug.clone(),
+                    created_at: t.created_at.clone(),
+                    title: format!("test_ALL: {} ({} inputs)", t.method, t.inputs),
+                    model: t.model.clone(),
+                    headline: avg,
+                    edit: None,
+                });
+            }
+            for a in store.list_analyses().await.map_err(internal)? {
+                all.push(CatalogEntry {
+                    kind: "analysis".into(),
+                    href: format!("/mechanisms/{}", a.slug),
+                    slug: a.slug,
+                    created_at: a.created_at,
+                    title: format!("mechanisms: vanilla vs {}", a.methods.join(", ")),
+                    model: a.model,
+                    headline: format!("layer {}, {} inputs", a.layer, a.inputs),
+                    edit: None,
+                });
+            }
+            for m in self.0.jobs.models().list() {
+                all.push(CatalogEntry {
+                    kind: "model".into(),
+                    href: format!("/models/{}", m.name),
+                    title: format!("{} model {}", m.objective.to_uppercase(), m.name),
+                    headline: m
+                        .final_loss
+                        .map_or_else(|| m.line(), |l| format!("{}; loss {l:.3}", m.line())),
+                    slug: m.name,
+                    created_at: m.trained_at,
+                    model: m.base.unwrap_or(m.base_model),
+                    edit: None,
+                });
+            }
+            // RFC 3339 UTC strings sort by time.
+            all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            Ok(all)
         })
     }
 
