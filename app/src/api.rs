@@ -87,6 +87,16 @@ pub async fn list_catalogue() -> AppResult<Vec<CatalogEntry>> {
     state()?.runs.catalogue().await.map_err(AppError::respond)
 }
 
+/// The edit runs and evaluations of one instance, newest first.
+#[server(endpoint = "instance_runs")]
+pub async fn list_instance_runs(split: String, id: u64) -> AppResult<Vec<CatalogEntry>> {
+    state()?
+        .runs
+        .instance_runs(split, id)
+        .await
+        .map_err(AppError::respond)
+}
+
 /// The newest runs.
 #[server(endpoint = "runs")]
 pub async fn list_runs() -> AppResult<Vec<RunSummary>> {

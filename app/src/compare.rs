@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use safeedit_core::run::RunRecord;
 
@@ -62,6 +63,7 @@ pub fn ComparePage() -> impl IntoView {
     });
     let runs = Resource::new(move || args.get().0, compare_runs);
     view! {
+        <Title text="Compare runs" />
         <h1>"Compare runs"</h1>
         <Suspense fallback=|| view! { <p>"Loading runs…"</p> }>
             {move || {
@@ -215,10 +217,18 @@ fn CompareView(runs: Vec<RunRecord>, diff: bool) -> impl IntoView {
             </a>
         }
         .into_any()
+    } else if n_differ == 0 {
+        view! { <span id="settings-same" class="muted">"every setting is the same"</span> }
+            .into_any()
     } else {
+        let label = if n_differ == 1 {
+            "show only the one that differs".to_string()
+        } else {
+            format!("show only the {n_differ} that differ")
+        };
         view! {
             <a id="diff-toggle" href=compare_href(&slugs, true)>
-                {format!("show only the {n_differ} that differ")}
+                {label}
             </a>
         }
         .into_any()

@@ -8,7 +8,7 @@ use safeedit_core::job::JobSpec;
 use safeedit_core::run::{EditOverrides, EditRequest};
 
 use crate::format::optional_number;
-use crate::launch::{Launch, text_field};
+use crate::launch::{Launch, max_new_hint, preset_hint, server_models, text_field};
 
 /// "Detoxify this instance" with an advanced panel of hyperparameters.
 #[component]
@@ -18,6 +18,7 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
     let layer = RwSignal::new(String::new());
     let max_new = RwSignal::new(String::new());
     let launch = Launch::new();
+    let models = server_models();
     let navigate = use_navigate();
     let submit = move |method: Method| {
         let overrides = (|| -> Result<EditOverrides, String> {
@@ -48,10 +49,10 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
             <details class="advanced">
                 <summary>"Hyperparameters (empty = the model's preset)"</summary>
                 <div class="filters">
-                    {text_field("learning rate", "hp-lr", lr, "preset")}
-                    {text_field("steps", "hp-steps", steps, "preset")}
+                    {text_field("learning rate", "hp-lr", lr, preset_hint(models, |p| p.lr.to_string()))}
+                    {text_field("steps", "hp-steps", steps, preset_hint(models, |p| p.steps.to_string()))}
                     {text_field("layer", "hp-layer", layer, "locate")}
-                    {text_field("max new tokens", "hp-max-new", max_new, "preset")}
+                    {text_field("max new tokens", "hp-max-new", max_new, max_new_hint(models))}
                 </div>
             </details>
             <p class="actions">

@@ -2,6 +2,8 @@
 //! instance's responses and verdicts, provenance and downloads.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
+use safeedit_core::Method;
 use safeedit_core::Verdict;
 use safeedit_core::eval::{InstanceResult, MetricRow};
 use safeedit_core::run::EvalRecord;
@@ -170,7 +172,8 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
             " / evaluation "
             {slug.clone()}
         </p>
-        <h1 id="eval-title">{format!("{method} on {data}")}</h1>
+        <Title text=format!("Evaluation: {} on {data}", Method::label_of(&method)) />
+        <h1 id="eval-title">{format!("{} on {data}", Method::label_of(&method))}</h1>
         <p class="muted">
             {format!("{n} instances · {model} · created {created_at} · updated {updated_at}")}
         </p>

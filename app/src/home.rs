@@ -12,8 +12,7 @@ use crate::{model_info, overview};
 /// `/`
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let (asks, set_asks) = signal(0u32);
-    let info = Resource::new(move || asks.get(), |_| model_info());
+    let info = Resource::new(|| (), |_| model_info());
     let splits = Resource::new(|| (), |_| overview());
     // Set only in the browser, once the page is interactive.
     let hydrated = RwSignal::new(false);
@@ -26,6 +25,31 @@ pub fn HomePage() -> impl IntoView {
                 "Browse the SafeEdit benchmark, detoxify a model instance by instance with DINM, "
                 "compare against SFT and DPO, and export the paper's figures."
             </p>
+        </section>
+        <section class="card" id="start">
+            <h2>"Start here"</h2>
+            <ul class="start">
+                <li>
+                    <a href="/instances">"Browse the instances"</a>
+                    " and detoxify one with DINM from its page."
+                </li>
+                <li>
+                    <a href="/new" id="start-new">"Start an experiment"</a>
+                    ": an evaluation of any method, SafeEdit_test_ALL, SFT or DPO training, the \
+                     SFT vs DPO vs DINM comparison, a mechanism analysis."
+                </li>
+                <li>
+                    <a href="/results">"Results"</a>
+                    ", "
+                    <a href="/test-all">"test_ALL"</a>
+                    " and "
+                    <a href="/mechanisms">"Mechanisms"</a>
+                    ": the paper's tables and figures from what has been run, with LaTeX, CSV, \
+                     SVG, PDF and PNG downloads; "
+                    <a href="/runs">"Runs"</a>
+                    " lists everything stored."
+                </li>
+            </ul>
         </section>
         <section class="card" id="overview">
             <h2>"The benchmark"</h2>
@@ -48,18 +72,6 @@ pub fn HomePage() -> impl IntoView {
                     }
                 })}
             </Suspense>
-            <p class="actions">
-                <button
-                    id="ask-engine"
-                    disabled=move || !hydrated.get()
-                    on:click=move |_| set_asks.update(|n| *n += 1)
-                >
-                    "Ask the engine again"
-                </button>
-                <span class="muted">
-                    " asked from this browser: " <span id="ask-count">{move || asks.get()}</span>
-                </span>
-            </p>
         </section>
     }
 }

@@ -1,14 +1,15 @@
 //! `/instances/{split}/{id}`: one SafeEdit record — question, adversarial prompt, safe and unsafe
 //! generations, the generalisation inputs, the knowledge-constraint pair — and the panel that
-//! detoxifies or evaluates it.
+//! detoxifies or evaluates it, with the runs made on it.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use safeedit_core::SafeEditRecord;
 use safeedit_core::browse::InstanceQuery;
 
 use crate::detoxify::DetoxifyPanel;
-use crate::{NotFound, get_instance};
+use crate::{NotFound, get_instance, list_instance_runs};
 
 /// `/instances/{split}/{id}`
 #[component]
@@ -113,6 +114,7 @@ fn RecordView(split: String, record: SafeEditRecord) -> impl IntoView {
             " / "
             <span>{format!("#{}", record.id)}</span>
         </p>
+        <Title text=format!("Instance {} ({split})", record.id) />
         <h1 id="instance-title">{format!("Instance {} ({split})", record.id)}</h1>
         <dl class="facts">
             <dt>"Category"</dt>
@@ -130,6 +132,7 @@ fn RecordView(split: String, record: SafeEditRecord) -> impl IntoView {
             <dd>{record.attack_category.clone()}</dd>
         </dl>
         <DetoxifyPanel split=split.clone() id=record.id />
+        <InstanceRuns split=split.clone() id=record.id />
         <section class="card">
             <h2>"Question"</h2>
             <p id="question">{record.question.clone()}</p>
@@ -153,6 +156,68 @@ fn RecordView(split: String, record: SafeEditRecord) -> impl IntoView {
             <LongText text=record.knowledge_constraint.prompt.clone() id="knowledge-prompt" />
             <h3>"Answer"</h3>
             <LongText text=record.knowledge_constraint.answer.clone() id="knowledge-answer" />
+        </section>
+    }
+}
+
+/// The edit runs and evaluations of this instance, newest first.
+#[component]
+fn InstanceRuns(split: String, id: u64) -> impl IntoView {
+    let runs = Resource::new(
+        move || (split.clone(), id),
+        |(split, id)| list_instance_runs(split, id),
+    );
+    let list = move || {
+        runs.get().map(|found| match found {
+            Ok(list) if list.is_empty() => view! {
+                <p class="muted" id="no-instance-runs">
+                    "No run of this instance yet: detoxify it or evaluate it above, or include it \
+                     in an evaluation."
+                </p>
+            }
+            .into_any(),
+            Ok(list) => {
+                let rows = list
+                    .into_iter()
+                    .map(|entry| {
+                        view! {
+                            <tr data-kind=entry.kind.clone()>
+                                <td>
+                                    <a href=entry.href.clone()>{entry.title.clone()}</a>
+                                </td>
+                                <td class="num">{entry.headline.clone()}</td>
+                                <td>{entry.model.clone()}</td>
+                                <td>{entry.created_at.clone()}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    <div class="scroll">
+                        <table class="runs" id="instance-runs">
+                            <thead>
+                                <tr>
+                                    <th>"run"</th>
+                                    <th class="num">"result"</th>
+                                    <th>"model"</th>
+                                    <th>"stored"</th>
+                                </tr>
+                            </thead>
+                            <tbody>{rows}</tbody>
+                        </table>
+                    </div>
+                }
+                .into_any()
+            }
+            Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+        })
+    };
+    view! {
+        <section class="card">
+            <h2>"Runs of this instance"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading the runs…"</p> }>
+                {list}
+            </Transition>
         </section>
     }
 }

@@ -3,8 +3,9 @@
 //! what it returns, on the server for the first paint and in the browser after hydration.
 
 use leptos::prelude::*;
-use leptos_router::components::{A, Form};
-use leptos_router::hooks::use_query_map;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_query_map};
 use safeedit_core::browse::{FacetCount, InstancePage, InstanceQuery, SortKey};
 
 use crate::list_instances;
@@ -19,6 +20,7 @@ pub fn InstancesPage() -> impl IntoView {
     });
     let page = Resource::new(move || query.get(), list_instances);
     view! {
+        <Title text="Instances" />
         <h1>"SafeEdit instances"</h1>
         <Suspense fallback=|| view! { <p>"Loading instances…"</p> }>
             {move || Suspend::new(async move {
@@ -88,6 +90,38 @@ fn InstanceTable(page: InstancePage) -> impl IntoView {
         "all attack categories",
     );
     let reset = format!("/instances?split={}", q.split);
+    // The form sends only the filters that are set (a plain GET form also sends the empty
+    // ones); without JavaScript it is a plain GET form.
+    let (f_split, f_category, f_attack, f_attack_category, f_q) = (
+        NodeRef::<leptos::html::Select>::new(),
+        NodeRef::<leptos::html::Select>::new(),
+        NodeRef::<leptos::html::Select>::new(),
+        NodeRef::<leptos::html::Select>::new(),
+        NodeRef::<leptos::html::Input>::new(),
+    );
+    let navigate = use_navigate();
+    let current = q.clone();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let select = |r: NodeRef<leptos::html::Select>| r.get().map(|e| e.value());
+        let fields = [
+            ("split", select(f_split)),
+            ("category", select(f_category)),
+            ("attack", select(f_attack)),
+            ("attack_category", select(f_attack_category)),
+            ("q", f_q.get().map(|e| e.value())),
+        ];
+        let mut next = InstanceQuery::from_params(|key| {
+            fields
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.clone())
+        });
+        next.sort = current.sort;
+        next.desc = current.desc;
+        next.per_page = current.per_page;
+        navigate(&next.href(), Default::default());
+    };
     let search = q.q.clone().unwrap_or_default();
     let sort = q.sort.as_str();
     let desc = if q.desc { "1" } else { "" };
@@ -129,28 +163,28 @@ fn InstanceTable(page: InstancePage) -> impl IntoView {
         page.pages
     );
     view! {
-        <Form method="GET" action="/instances">
+        <form method="get" action="/instances" on:submit=submit>
             <div class="filters">
                 <label>
-                    "Split" <select name="split" id="f-split">
+                    "Split" <select name="split" id="f-split" node_ref=f_split>
                         {split_options}
                     </select>
                 </label>
                 <label>
                     "Category"
-                    <select name="category" id="f-category">
+                    <select name="category" id="f-category" node_ref=f_category>
                         {category_options}
                     </select>
                 </label>
                 <label>
                     "Attack"
-                    <select name="attack" id="f-attack">
+                    <select name="attack" id="f-attack" node_ref=f_attack>
                         {attack_options}
                     </select>
                 </label>
                 <label>
                     "Attack category"
-                    <select name="attack_category" id="f-attack-category">
+                    <select name="attack_category" id="f-attack-category" node_ref=f_attack_category>
                         {attack_category_options}
                     </select>
                 </label>
@@ -160,6 +194,7 @@ fn InstanceTable(page: InstancePage) -> impl IntoView {
                         type="search"
                         name="q"
                         id="f-q"
+                        node_ref=f_q
                         placeholder="question, prompt, generations…"
                         value=search
                     />
@@ -173,7 +208,7 @@ fn InstanceTable(page: InstancePage) -> impl IntoView {
                     "Reset"
                 </a>
             </div>
-        </Form>
+        </form>
         <p class="muted" id="result-summary" data-total=page.total.to_string()>
             {summary}
         </p>

@@ -3,6 +3,7 @@
 //! distance and each step's loss; done or failed).
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use safeedit_core::Method;
 use safeedit_core::job::JobSpec;
 use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
@@ -60,8 +61,9 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
         JobSpec::TestAll(_) => ("/test-all".to_string(), "test_ALL".to_string()),
         JobSpec::Analyze(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
         JobSpec::Train(_) => ("/models".to_string(), "Models".to_string()),
+        JobSpec::Compare(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
     };
-    let trains = matches!(&request, JobSpec::Train(_));
+    let trains = matches!(&request, JobSpec::Train(_) | JobSpec::Compare(_));
     // Location and tuning belong to DINM edits of one instance.
     let edits = matches!(&request, JobSpec::Edit(r) if r.method == Method::Dinm);
     let cancel_id = id.clone();
@@ -77,6 +79,7 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             " / job "
             {id.clone()}
         </p>
+        <Title text=title.clone() />
         <h1 id="job-title">{title}</h1>
         <p id="job-status" data-status=move || format!("{:?}", status()).to_lowercase()>
             {move || status_line(&events.get(), edits)}
@@ -130,15 +133,15 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             <section class="card">
                 <h2>"Training loss"</h2>
                 {move || {
-                    let points: Vec<(usize, f64)> = events
-                        .get()
-                        .iter()
-                        .filter_map(|e| match e {
-                            JobEvent::Step { step, loss } => Some((*step, *loss)),
-                            _ => None,
+                    let curves = loss_curves(&events.get());
+                    let titled = curves.len() > 1;
+                    curves
+                        .into_iter()
+                        .map(|(phase, points)| view! {
+                            {titled.then(|| view! { <h3>{phase}</h3> })}
+                            <LossCurve points />
                         })
-                        .collect();
-                    view! { <LossCurve points /> }
+                        .collect_view()
                 }}
             </section>
         })}
@@ -177,6 +180,29 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             </section>
         })}
     }
+}
+
+/// The training steps' losses, one curve per training (a comparison trains two): each step
+/// belongs to the phase last reported before it. One empty curve before the first step.
+fn loss_curves(events: &[JobEvent]) -> Vec<(String, Vec<(usize, f64)>)> {
+    let mut curves: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    let mut phase = String::new();
+    for event in events {
+        match event {
+            JobEvent::Progress(p) => phase.clone_from(&p.phase),
+            JobEvent::Step { step, loss } => {
+                match curves.iter_mut().find(|(name, _)| *name == phase) {
+                    Some((_, points)) => points.push((*step, *loss)),
+                    None => curves.push((phase.clone(), vec![(*step, *loss)])),
+                }
+            }
+            _ => {}
+        }
+    }
+    if curves.is_empty() {
+        curves.push((String::new(), Vec::new()));
+    }
+    curves
 }
 
 /// The latest phase's progress, once a phase has begun.

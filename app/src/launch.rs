@@ -8,15 +8,24 @@
 //!   (`analyze`).
 //! - "Measure general performance" on an evaluation's page: the knowledge proxy or CSum of its
 //!   method and model (`general`).
+//! - "Run SafeEdit_test_ALL" on test_ALL: a method on the attacked and bare questions
+//!   (`test_all`).
+//! - "SFT vs DPO vs DINM" on Mechanisms: the paper's comparison as one job that trains SFT, DPO
+//!   from it, and analyses the three (`compare`).
+//!
+//! The New experiment page (`/new`) gathers them all. Empty fields keep the loaded model's
+//! preset, whose values the fields show.
 
 use leptos::prelude::*;
 use leptos_router::NavigateOptions;
 use leptos_router::hooks::use_navigate;
 use safeedit_core::general::GeneralTask;
-use safeedit_core::job::{AnalyzeJob, EvalJob, GeneralJob, JobSpec, TrainJob};
+use safeedit_core::job::{
+    AnalyzeJob, CompareJob, EvalJob, GeneralJob, JobSpec, TestAllJob, TrainJob,
+};
 use safeedit_core::run::EditOverrides;
 use safeedit_core::safeedit::Fold;
-use safeedit_core::{Method, TrainedModel};
+use safeedit_core::{EditPreset, Method, ModelList, TrainedModel};
 
 use crate::format::optional_number;
 use crate::{list_models, start_job};
@@ -90,8 +99,9 @@ pub(crate) fn text_field(
     label: &'static str,
     id: &'static str,
     value: RwSignal<String>,
-    hint: &'static str,
+    hint: impl Into<Signal<String>>,
 ) -> impl IntoView {
+    let hint = hint.into();
     view! {
         <label>
             {label}
@@ -99,12 +109,60 @@ pub(crate) fn text_field(
                 id=id
                 type="text"
                 inputmode="decimal"
-                placeholder=hint
+                placeholder=move || hint.get()
                 prop:value=move || value.get()
                 on:input=move |ev| value.set(event_target_value(&ev))
             />
         </label>
     }
+}
+
+/// A choice among fixed options (`options`: value and label).
+pub(crate) fn select_field(
+    label: &'static str,
+    id: &'static str,
+    value: RwSignal<String>,
+    options: &'static [(&'static str, &'static str)],
+) -> impl IntoView {
+    let options = options
+        .iter()
+        .map(|(v, text)| view! { <option value=*v>{*text}</option> })
+        .collect_view();
+    view! {
+        <label>
+            {label}
+            <select
+                id=id
+                prop:value=move || value.get()
+                on:change=move |ev| value.set(event_target_value(&ev))
+            >
+                {options}
+            </select>
+        </label>
+    }
+}
+
+/// The loaded model and the trained ones (`None` until they load or when listing fails).
+pub(crate) fn server_models() -> Resource<Option<ModelList>> {
+    Resource::new(|| (), |_| async { list_models().await.ok() })
+}
+
+/// The placeholder of a field the preset fills: `preset: 0.0005`, or `preset` until the
+/// model's preset is known.
+pub(crate) fn preset_hint(
+    models: Resource<Option<ModelList>>,
+    value: fn(&EditPreset) -> String,
+) -> Signal<String> {
+    Signal::derive(move || {
+        models
+            .get()
+            .flatten()
+            .and_then(|m| m.loaded.preset)
+            .map_or_else(
+                || "preset".to_string(),
+                |p| format!("preset: {}", value(&p)),
+            )
+    })
 }
 
 /// The finished trained models, for pickers.
@@ -116,12 +174,9 @@ fn finished(models: Option<Vec<TrainedModel>>) -> Vec<TrainedModel> {
         .collect()
 }
 
-/// The server's trained models (empty until they load or when listing fails).
-fn trained_models() -> Resource<Option<Vec<TrainedModel>>> {
-    Resource::new(
-        || (),
-        |_| async { list_models().await.ok().map(|m| m.trained) },
-    )
+/// The trained models of the server's model list.
+fn trained_of(models: Resource<Option<ModelList>>) -> Vec<TrainedModel> {
+    finished(models.get().flatten().map(|m| m.trained))
 }
 
 /// The evaluation form.
@@ -135,7 +190,7 @@ pub fn EvalLauncher(
     let limit = RwSignal::new("10".to_string());
     let max_new = RwSignal::new(String::new());
     let launch = Launch::new();
-    let models = trained_models();
+    let models = server_models();
     let navigate = use_navigate();
     let submit = move |_| {
         let spec = (|| -> Result<JobSpec, String> {
@@ -160,12 +215,9 @@ pub fn EvalLauncher(
         })();
         launch.start(spec, navigate.clone());
     };
-    let options = Method::ON_LOADED_MODEL
-        .iter()
-        .map(|m| view! { <option value=m.name()>{m.name()}</option> })
-        .collect_view();
+    let options = loaded_model_methods();
     let trained = move || {
-        let list = finished(models.get().flatten());
+        let list = trained_of(models);
         (!list.is_empty()).then(|| {
             let options = list
                 .into_iter()
@@ -197,19 +249,14 @@ pub fn EvalLauncher(
                         <Transition>{trained}</Transition>
                     </select>
                 </label>
-                <label>
-                    "split"
-                    <select
-                        id="launch-split"
-                        prop:value=move || split.get()
-                        on:change=move |ev| split.set(event_target_value(&ev))
-                    >
-                        <option value="test">"test"</option>
-                        <option value="editing">"editing (3 instances)"</option>
-                    </select>
-                </label>
+                {select_field(
+                    "split",
+                    "launch-split",
+                    split,
+                    &[("test", "test"), ("editing", "editing (3 instances)")],
+                )}
                 {text_field("instances", "launch-limit", limit, "all")}
-                {text_field("max new tokens", "launch-max-new", max_new, "preset")}
+                {text_field("max new tokens", "launch-max-new", max_new, max_new_hint(models))}
             </div>
             <p class="actions">
                 <button id="launch-button" disabled=move || launch.disabled() on:click=submit>
@@ -236,7 +283,7 @@ pub fn TrainLauncher(
     let epochs = RwSignal::new(String::new());
     let lr = RwSignal::new(String::new());
     let launch = Launch::new();
-    let models = trained_models();
+    let models = server_models();
     let navigate = use_navigate();
     let submit = move |_| {
         let spec = (|| -> Result<JobSpec, String> {
@@ -258,7 +305,7 @@ pub fn TrainLauncher(
         launch.start(spec, navigate.clone());
     };
     let bases = move || {
-        finished(models.get().flatten())
+        trained_of(models)
             .into_iter()
             .map(|m| {
                 let label = format!("{} ({})", m.name, m.objective);
@@ -277,17 +324,7 @@ pub fn TrainLauncher(
                  fold. Empty fields keep the preset."
             </p>
             <div class="filters">
-                <label>
-                    "objective"
-                    <select
-                        id="train-objective"
-                        prop:value=move || objective.get()
-                        on:change=move |ev| objective.set(event_target_value(&ev))
-                    >
-                        <option value="sft">"SFT"</option>
-                        <option value="dpo">"DPO"</option>
-                    </select>
-                </label>
+                {select_field("objective", "train-objective", objective, &[("sft", "SFT"), ("dpo", "DPO")])}
                 <label>
                     "start from"
                     <select
@@ -334,7 +371,7 @@ pub fn AnalysisLauncher(
     let projection = RwSignal::new(String::new());
     let probe_tokens = RwSignal::new(String::new());
     let launch = Launch::new();
-    let models = trained_models();
+    let models = server_models();
     let navigate = use_navigate();
     let submit = move |_| {
         let spec = (|| -> Result<JobSpec, String> {
@@ -386,7 +423,7 @@ pub fn AnalysisLauncher(
         .map(|m| checkbox(m.name().to_string(), m.name().to_string()))
         .collect_view();
     let trained = move || {
-        finished(models.get().flatten())
+        trained_of(models)
             .into_iter()
             .map(|m| checkbox(m.name.clone(), format!("{} ({})", m.name, m.objective)))
             .collect_view()
@@ -458,17 +495,12 @@ pub fn GeneralLauncher(eval: String) -> impl IntoView {
                  The score joins this evaluation and the Results table."
             </p>
             <div class="filters">
-                <label>
-                    "task"
-                    <select
-                        id="general-task"
-                        prop:value=move || task.get()
-                        on:change=move |ev| task.set(event_target_value(&ev))
-                    >
-                        <option value="knowledge">"knowledge proxy (KQA-proxy)"</option>
-                        <option value="csum">"summaries (CSum)"</option>
-                    </select>
-                </label>
+                {select_field(
+                    "task",
+                    "general-task",
+                    task,
+                    &[("knowledge", "knowledge proxy (KQA-proxy)"), ("csum", "summaries (CSum)")],
+                )}
                 {text_field("items", "general-limit", limit, "all")}
                 {text_field("max new tokens", "general-max-new", max_new, "the task's")}
             </div>
@@ -478,6 +510,159 @@ pub fn GeneralLauncher(eval: String) -> impl IntoView {
                 </button>
             </p>
             {launch.error_line("general-error")}
+        </details>
+    }
+}
+
+/// The placeholder of a max-new-tokens field.
+pub(crate) fn max_new_hint(models: Resource<Option<ModelList>>) -> Signal<String> {
+    preset_hint(models, |p| p.max_new_tokens.to_string())
+}
+
+/// The methods a form can run on the loaded model, as options.
+fn loaded_model_methods() -> impl IntoView {
+    Method::ON_LOADED_MODEL
+        .iter()
+        .map(|m| view! { <option value=m.name()>{m.label()}</option> })
+        .collect_view()
+}
+
+/// The SafeEdit_test_ALL form.
+#[component]
+pub fn TestAllLauncher(
+    /// Open at first (no run yet) or folded.
+    open: bool,
+) -> impl IntoView {
+    let method = RwSignal::new("vanilla".to_string());
+    let limit = RwSignal::new("20".to_string());
+    let max_new = RwSignal::new(String::new());
+    let instances = RwSignal::new(String::new());
+    let launch = Launch::new();
+    let models = server_models();
+    let navigate = use_navigate();
+    let submit = move |_| {
+        let spec = (|| -> Result<JobSpec, String> {
+            let text = instances.get_untracked();
+            let edit_instances = if text.trim().is_empty() {
+                None
+            } else {
+                Some(
+                    text.split([',', ' '])
+                        .filter(|t| !t.is_empty())
+                        .map(|t| {
+                            t.parse()
+                                .map_err(|_| format!("edit instances: `{t}` is not an instance id"))
+                        })
+                        .collect::<Result<Vec<u64>, String>>()?,
+                )
+            };
+            Ok(JobSpec::TestAll(TestAllJob {
+                method: method
+                    .get_untracked()
+                    .parse()
+                    .map_err(|e| format!("method: {e}"))?,
+                fold: Fold::All,
+                limit: optional_number("inputs", &limit.get_untracked())?,
+                max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
+                edit_instances,
+                batch_size: None,
+                overrides: EditOverrides::default(),
+            }))
+        })();
+        launch.start(spec, navigate.clone());
+    };
+    view! {
+        <details class="card launcher" id="test-all-launcher" open=open>
+            <summary>"Run SafeEdit_test_ALL"</summary>
+            <p class="muted">
+                "A method on the 540 test_ALL inputs (or a stratified sample), as "
+                <code>"safeedit eval --test-all"</code>
+                " does: DG_onlyQ on the bare harmful questions, DG_otherAQ on the attacked ones,                  and fluency. An editing method edits once per editing instance; the run joins                  this table."
+            </p>
+            <div class="filters">
+                <label>
+                    "method"
+                    <select
+                        id="test-all-method"
+                        prop:value=move || method.get()
+                        on:change=move |ev| method.set(event_target_value(&ev))
+                    >
+                        {loaded_model_methods()}
+                    </select>
+                </label>
+                {text_field("inputs", "test-all-limit", limit, "all 540")}
+                {text_field("max new tokens", "test-all-max-new", max_new, max_new_hint(models))}
+                {text_field("edit instances", "test-all-instances", instances, "1, 2, 3")}
+            </div>
+            <p class="actions">
+                <button id="test-all-button" disabled=move || launch.disabled() on:click=submit>
+                    {move || if launch.pending.get() { "Submitting…" } else { "Run test_ALL" }}
+                </button>
+            </p>
+            {launch.error_line("test-all-error")}
+        </details>
+    }
+}
+
+/// The paper's mechanism comparison as one action.
+#[component]
+pub fn CompareLauncher(
+    /// Open at first or folded.
+    open: bool,
+) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let pairs = RwSignal::new("8".to_string());
+    let epochs = RwSignal::new("1".to_string());
+    let inputs = RwSignal::new("8".to_string());
+    let edits = RwSignal::new("1".to_string());
+    let launch = Launch::new();
+    let navigate = use_navigate();
+    let submit = move |_| {
+        let spec = (|| -> Result<JobSpec, String> {
+            let mut sft = TrainJob::new(Method::Sft);
+            sft.limit = optional_number("pairs", &pairs.get_untracked())?;
+            sft.epochs = optional_number("epochs", &epochs.get_untracked())?;
+            let mut dpo = TrainJob::new(Method::Dpo);
+            dpo.limit = sft.limit;
+            dpo.epochs = sft.epochs;
+            let text = name.get_untracked().trim().to_string();
+            Ok(JobSpec::Compare(Box::new(CompareJob {
+                name: (!text.is_empty()).then_some(text),
+                sft,
+                dpo,
+                analyze: AnalyzeJob {
+                    methods: vec!["dinm".into()],
+                    edits: optional_number("edits", &edits.get_untracked())?,
+                    inputs: optional_number("inputs", &inputs.get_untracked())?,
+                    ..AnalyzeJob::default()
+                },
+            })))
+        })();
+        launch.start(spec, navigate.clone());
+    };
+    view! {
+        <details class="card launcher" id="compare-launcher" open=open>
+            <summary>"SFT vs DPO vs DINM"</summary>
+            <p class="muted">
+                "The paper's mechanism comparison in one job: fine-tune SFT on SafeEdit pairs,                  train DPO from the SFT model, edit with DINM, then analyse vanilla against the                  three (toxic region, activation shift, projection, logit lens). The models are                  kept as "
+                <code>"NAME-sft"</code>
+                " and "
+                <code>"NAME-dpo"</code>
+                " on Models."
+            </p>
+            <div class="filters">
+                {text_field("name", "compare-name", name, "automatic")}
+                {text_field("pairs", "compare-pairs", pairs, "all 105")}
+                {text_field("epochs", "compare-epochs", epochs, "preset")}
+                {text_field("DINM edits", "compare-edits", edits, "all 3")}
+                {text_field("inputs", "compare-inputs", inputs, "all")}
+            </div>
+            <p class="actions">
+                <button id="compare-button" disabled=move || launch.disabled() on:click=submit>
+                    {move || if launch.pending.get() { "Submitting…" } else { "Compare" }}
+                </button>
+            </p>
+            {launch.error_line("compare-error")}
         </details>
     }
 }

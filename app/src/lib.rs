@@ -33,6 +33,7 @@ mod launch;
 mod mechanism;
 mod mechanisms;
 mod models;
+mod new;
 mod record_page;
 mod results;
 mod run;
@@ -86,7 +87,10 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
         <Stylesheet id="safeedit" href=format!("/pkg/{OUTPUT_NAME}.css") />
-        <Title text="SafeEdit Studio" />
+        // Each page names itself; the home page is the studio.
+        <Title formatter=|text: String| {
+            if text.is_empty() { "SafeEdit Studio".to_string() } else { format!("{text} · SafeEdit Studio") }
+        } />
         <Router>
             <header class="topbar">
                 <a class="brand" href="/">
@@ -101,6 +105,7 @@ pub fn App() -> impl IntoView {
                     <a href="/test-all">"test_ALL"</a>
                     <a href="/mechanisms">"Mechanisms"</a>
                     <a href="/models">"Models"</a>
+                    <a href="/new" class="new">"New experiment"</a>
                 </nav>
             </header>
             <main>
@@ -134,6 +139,7 @@ pub fn App() -> impl IntoView {
                     />
                     <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async />
                     <Route path=path!("/models/:name") view=ModelPage ssr=SsrMode::Async />
+                    <Route path=path!("/new") view=new::NewExperimentPage />
                 </Routes>
             </main>
         </Router>
@@ -150,6 +156,7 @@ pub(crate) fn NotFound() -> impl IntoView {
         }
     }
     view! {
+        <Title text="Not found" />
         <h1>"Not found"</h1>
         <p>"No page lives at this address."</p>
     }
@@ -236,6 +243,12 @@ pub mod ssr {
         fn try_prompt(&self, request: TryRequest) -> BoxFuture<'_, AppResult<TryResponse>>;
         /// Every stored result of every kind, newest first.
         fn catalogue(&self) -> BoxFuture<'_, AppResult<Vec<CatalogEntry>>>;
+        /// The edit runs and evaluations of one instance, newest first.
+        fn instance_runs(
+            &self,
+            split: String,
+            id: u64,
+        ) -> BoxFuture<'_, AppResult<Vec<CatalogEntry>>>;
         /// Every trained model, newest first.
         fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>>;
         /// A trained model's card and training log (`None`: no such model).

@@ -3,6 +3,7 @@
 //! figures, every analysed model, the probe and the logit lens.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use safeedit_core::mechanism::{AnalysisRecord, LensRow, MethodMechanism, TABLE_COLUMNS};
 
 use crate::figure::{FigureOf, StoredFigure};
@@ -124,6 +125,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
     let settings = serde_json::to_string_pretty(&run).unwrap_or_default();
     let top_k = report.top_k;
     view! {
+        <Title text=format!("Mechanism analysis {slug}") />
         <h1>"Mechanism analysis " <code>{slug.clone()}</code></h1>
         <p class="muted">
             {format!(

@@ -1,8 +1,9 @@
 //! `/mechanisms`: the stored mechanism analyses (`safeedit analyze`), newest first.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 
-use crate::launch::AnalysisLauncher;
+use crate::launch::{AnalysisLauncher, CompareLauncher};
 use crate::list_analyses;
 
 /// `/mechanisms`
@@ -10,6 +11,7 @@ use crate::list_analyses;
 pub fn MechanismsPage() -> impl IntoView {
     let analyses = Resource::new(|| (), |_| list_analyses());
     view! {
+        <Title text="Mechanisms" />
         <h1>"Mechanisms"</h1>
         <p class="muted">
             "How each method detoxifies: does it lower the toxicity of the toxic region's value \
@@ -23,13 +25,13 @@ pub fn MechanismsPage() -> impl IntoView {
                     Ok(list) if list.is_empty() => {
                         view! {
                             <p class="muted" id="no-analyses">
-                                "No analyses yet: run one below (or "
+                                "No analyses yet: run the paper's comparison or an analysis of \
+                                 your own below (or "
                                 <code>"safeedit analyze --out DIR"</code>
-                                "). To compare SFT and DPO, train them on "
-                                <a href="/models">"Models"</a>
-                                " first."
+                                ")."
                             </p>
-                            <AnalysisLauncher open=true />
+                            <CompareLauncher open=true />
+                            <AnalysisLauncher open=false />
                         }
                             .into_any()
                     }
@@ -70,6 +72,7 @@ pub fn MechanismsPage() -> impl IntoView {
                                 <tbody>{rows}</tbody>
                             </table>
                             </div>
+                            <CompareLauncher open=false />
                             <AnalysisLauncher open=false />
                         }
                             .into_any()

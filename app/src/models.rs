@@ -2,6 +2,7 @@
 //! `/models/{name}`: one trained model's card, its loss curve, and what to do with it next.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use safeedit_core::{ModelList, TrainPoint, TrainedModel, TrainedModelPage};
 
 use crate::launch::TrainLauncher;
@@ -14,6 +15,7 @@ use crate::{get_trained_model, list_models};
 pub fn ModelsPage() -> impl IntoView {
     let models = Resource::new(|| (), |_| list_models());
     view! {
+        <Title text="Models" />
         <h1>"Models"</h1>
         <p class="muted">
             "The loaded model runs vanilla and every editing method; the SFT and DPO baselines are \
@@ -143,6 +145,7 @@ fn ModelView(page: TrainedModelPage) -> impl IntoView {
             " / "
             {name.clone()}
         </p>
+        <Title text=format!("{} model {name}", objective.to_uppercase()) />
         <h1 id="model-title">{format!("{} model {name}", objective.to_uppercase())}</h1>
         <section class="card">
             <h2>"Card"</h2>

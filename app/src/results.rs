@@ -2,6 +2,7 @@
 //! CSV and booktabs LaTeX downloads and the defense chart.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use safeedit_core::table::{MetricTable, ResultsView};
 
@@ -52,6 +53,7 @@ pub fn ResultsPage() -> impl IntoView {
         |(runs, group, value)| results(runs, group, value),
     );
     view! {
+        <Title text="Results" />
         <h1>"Results"</h1>
         <p class="muted">
             "The SafeEdit metric table across evaluation runs (the paper's Table 1 shape). Runs come from "

@@ -4,6 +4,7 @@
 
 use crate::job::DistanceBars;
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 use safeedit_core::Category;
 use safeedit_core::run::{EditOutcome, RunRecord};
@@ -142,6 +143,7 @@ fn RunView(run: RunRecord) -> impl IntoView {
             " / "
             {slug.clone()}
         </p>
+        <Title text=format!("DINM edit of {} instance {}", request.split, request.id) />
         <h1 id="run-title">
             {format!("DINM edit of {} instance {}", request.split, request.id)}
         </h1>

@@ -4,6 +4,7 @@
 //! compare them.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use safeedit_core::run::CatalogEntry;
 
@@ -41,6 +42,7 @@ pub fn RunsPage() -> impl IntoView {
         }
     };
     view! {
+        <Title text="Runs" />
         <h1>"Runs"</h1>
         <p class="muted">
             "Everything stored here, newest first: DINM edits of one instance, evaluations ("

@@ -5,8 +5,10 @@
 //! per-attack slices.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use safeedit_core::test_all::{TEST_ALL_METRICS, TestAllRunRecord, format_mean_std};
 
+use crate::launch::TestAllLauncher;
 use crate::list_test_all_runs;
 
 pub(crate) fn overall_cells(record: &TestAllRunRecord) -> impl IntoView + use<> {
@@ -28,12 +30,13 @@ pub(crate) fn metric_heads() -> impl IntoView {
 pub fn TestAllPage() -> impl IntoView {
     let runs = Resource::new(|| (), |_| list_test_all_runs());
     view! {
+        <Title text="SafeEdit_test_ALL" />
         <h1>"SafeEdit_test_ALL"</h1>
         <p class="muted">
             "Every method on the same inputs (the paper's Table 3): DG_onlyQ on the bare harmful \
              questions, DG_otherAQ on the attacked ones. A method that edits does so once per \
              editing instance and is shown as mean ± std over its edited models. Runs are made \
-             with "
+             with the form below or "
             <code>"safeedit eval --test-all --method M --out DIR"</code>
             "."
         </p>
@@ -43,10 +46,11 @@ pub fn TestAllPage() -> impl IntoView {
                     Ok(list) if list.is_empty() => {
                         view! {
                             <p class="muted" id="no-test-all">
-                                "No test_ALL runs yet: run "
+                                "No test_ALL runs yet: run one below (or "
                                 <code>"safeedit eval --test-all --method vanilla --out DIR"</code>
-                                "."
+                                ")."
                             </p>
+                            <TestAllLauncher open=true />
                         }
                             .into_any()
                     }
@@ -95,6 +99,7 @@ pub fn TestAllPage() -> impl IntoView {
                                     " picks and orders rows)"
                                 </span>
                             </p>
+                            <TestAllLauncher open=false />
                         }
                             .into_any()
                     }

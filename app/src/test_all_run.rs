@@ -2,6 +2,7 @@
 //! the category and attack slices, and downloads.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use safeedit_core::eval::MetricRow;
 use safeedit_core::test_all::{AggregateRow, TEST_ALL_METRICS, TestAllRunRecord, format_mean_std};
 
@@ -96,6 +97,7 @@ fn RunView(record: TestAllRunRecord) -> impl IntoView {
         })
         .collect_view();
     view! {
+        <Title text=format!("test_ALL: {}", record.method) />
         <h1>{format!("test_ALL · {}", record.method)}</h1>
         <p class="muted">
             {format!(

@@ -43,6 +43,8 @@ test('browse, filter, search, sort, page and open an instance in the browser', a
   await page.fill('#f-q', word);
   await page.click('#f-apply');
   await page.waitForURL((u) => u.searchParams.get('q') === word && u.searchParams.get('category') === 'illegal');
+  // Only the filters that are set are in the link.
+  assert.equal(new URL(page.url()).search, `?split=test&category=illegal&q=${encodeURIComponent(word)}`);
   // While the new page loads the table (and its summary) is replaced by the loading note.
   await page.waitForFunction((n) => {
     const summary = document.querySelector('#result-summary');

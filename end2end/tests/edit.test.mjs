@@ -189,8 +189,10 @@ test('runs list: filter in the URL, tick two runs and compare them side by side'
     'the re-run defends exactly like the run');
   const allRows = await page.locator('#compare-settings tbody tr').count();
   assert.ok(allRows > 10, 'every setting is listed');
-  await page.click('#diff-toggle');
-  await page.waitForURL(/diff=1$/);
+  // A re-run has the same settings: nothing to narrow down to.
+  assert.equal(await page.textContent('#settings-same'), 'every setting is the same');
+  assert.equal(await page.locator('#diff-toggle').count(), 0);
+  await page.goto(`${page.url()}&diff=1`);
   await page.locator('#compare-settings[data-diff="true"]').waitFor();
   assert.equal(await page.getAttribute('#compare-settings', 'data-diff'), 'true');
   assert.equal(await page.locator('#compare-settings tbody tr').count(), 0,
@@ -217,7 +219,7 @@ test('evaluate prompt-only from an instance page: a one-instance evaluation with
   await page.click('#run-link');
   await page.waitForURL(/\/evals\/[a-z0-9]{10}$/);
   await page.waitForSelector('#eval-title');
-  assert.equal(await page.textContent('#eval-title'), 'prompt on test #0');
+  assert.equal(await page.textContent('#eval-title'), 'prompt-only on test #0');
   assert.equal(await page.locator('#eval-responses .response').count(), 5, 'DS and the four DG inputs');
   assert.equal(await page.locator('#eval-instances tbody a[href="/instances/test/0"]').count(), 1);
   // The suffix prompt was appended to every input.

@@ -18,23 +18,36 @@ test('the server renders the loaded model without JavaScript', async () => {
   assert.ok(html.includes('/pkg/safeedit.js'), 'hydration script referenced');
 });
 
-test('the page hydrates and asks the engine again from the browser', async () => {
+test('the page hydrates and the browser asks the engine for the New experiment page', async () => {
   const info = modelInfo();
   const page = await browser.newPage();
   const errors = watchErrors(page);
   await page.goto(`${BASE}/`);
   await page.waitForSelector('#model[data-hydrated="true"]', { timeout: 30_000 });
+  // A client-side navigation: the new page's data comes from a server function called by the
+  // browser.
   const [response] = await Promise.all([
-    page.waitForResponse((r) => r.url().endsWith('/api/model_info')),
-    page.click('#ask-engine'),
+    page.waitForResponse((r) => r.url().endsWith('/api/models')),
+    page.click('#start-new'),
   ]);
   assert.equal(response.status(), 200);
   const body = await response.json();
-  assert.equal(body.n_layers, info.n_layers);
-  assert.equal(body.n_params, info.n_params);
-  await page.waitForFunction(() => document.querySelector('#ask-count')?.textContent === '1');
-  assert.equal(await page.textContent('[data-field="layers"]'), String(info.n_layers));
-  assert.equal(await page.textContent('[data-field="name"]'), info.name);
+  assert.equal(body.loaded.n_layers, info.n_layers);
+  assert.equal(body.loaded.name, info.name);
+  await page.waitForSelector('#new-model');
+  const line = await page.textContent('#new-model');
+  assert.ok(line.includes(info.name), line);
+  assert.match(line, /DINM preset \S+: learning rate [0-9.e-]+, \d+ steps, at most \d+ new tokens/);
+  assert.equal(new URL(page.url()).pathname, '/new');
+  // The preset's values stand in the empty fields.
+  await page.waitForFunction(
+    () => /^preset: \d+$/.test(document.querySelector('#launch-max-new')?.placeholder ?? ''),
+  );
+  for (const form of ['#eval-launcher', '#test-all-launcher', '#train-launcher', '#compare-launcher',
+    '#analysis-launcher']) {
+    assert.equal(await page.locator(form).count(), 1, form);
+  }
+  assert.equal(await page.title(), 'New experiment · SafeEdit Studio');
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -39,6 +39,9 @@ pub enum JobSpec {
     Train(TrainJob),
     /// The mechanism analysis, as `safeedit analyze` (an analysis at `/mechanisms/{slug}`).
     Analyze(AnalyzeJob),
+    /// The paper's mechanism comparison as one job: train SFT, train DPO from it, then analyse
+    /// vanilla against both and the editing methods (an analysis at `/mechanisms/{slug}`).
+    Compare(Box<CompareJob>),
 }
 
 impl JobSpec {
@@ -51,6 +54,7 @@ impl JobSpec {
             JobSpec::TestAll(_) => "test_all",
             JobSpec::Train(_) => "train",
             JobSpec::Analyze(_) => "analyze",
+            JobSpec::Compare(_) => "compare",
         }
     }
 
@@ -70,7 +74,12 @@ impl JobSpec {
             JobSpec::Edit(r) if r.method == Method::Dinm => {
                 format!("Detoxifying {} instance {}", r.split, r.id)
             }
-            JobSpec::Edit(r) => format!("Evaluating {} on {} instance {}", r.method, r.split, r.id),
+            JobSpec::Edit(r) => format!(
+                "Evaluating {} on {} instance {}",
+                r.method.label(),
+                r.split,
+                r.id
+            ),
             JobSpec::Eval(e) => {
                 let fold = match e.fold {
                     Fold::All => String::new(),
@@ -86,14 +95,18 @@ impl JobSpec {
                     .as_ref()
                     .map(|m| format!(" ({m})"))
                     .unwrap_or_default();
-                format!("Evaluating {}{on} on {}{fold}{count}", e.method, e.split)
+                format!(
+                    "Evaluating {}{on} on {}{fold}{count}",
+                    e.method.label(),
+                    e.split
+                )
             }
             JobSpec::General(g) => format!(
                 "General performance ({}) of evaluation {}",
                 g.task.metric(),
                 g.eval
             ),
-            JobSpec::TestAll(t) => format!("SafeEdit_test_ALL: {}", t.method),
+            JobSpec::TestAll(t) => format!("SafeEdit_test_ALL: {}", t.method.label()),
             JobSpec::Train(t) => {
                 let objective = t.objective.name().to_uppercase();
                 let pairs = match t.limit {
@@ -108,6 +121,14 @@ impl JobSpec {
             }
             JobSpec::Analyze(a) => {
                 format!("Mechanism analysis: vanilla vs {}", a.methods.join(", "))
+            }
+            JobSpec::Compare(c) => {
+                let mut compared = vec!["SFT".to_string(), "DPO".to_string()];
+                compared.extend(c.analyze.methods.iter().map(|m| m.to_uppercase()));
+                match &c.name {
+                    Some(name) => format!("Mechanism comparison {name}: {}", compared.join(" vs ")),
+                    None => format!("Mechanism comparison: {}", compared.join(" vs ")),
+                }
             }
         }
     }
@@ -365,6 +386,108 @@ pub struct AnalyzeJob {
     pub probe_tokens: Option<usize>,
 }
 
+impl Default for AnalyzeJob {
+    /// What `{"kind": "analyze"}` asks for.
+    fn default() -> Self {
+        Self {
+            methods: default_analyzed(),
+            edit_split: default_edit_split(),
+            edits: None,
+            inputs: None,
+            fold: default_fold(),
+            projection_inputs: None,
+            region_layer: None,
+            top_k: None,
+            lens_vectors: None,
+            lens_tokens: None,
+            probe_tokens: None,
+        }
+    }
+}
+
+/// The mechanism comparison of the paper's section 5 as one job: an SFT model, a DPO model
+/// trained from it, and the analysis of vanilla against both (and the editing methods in
+/// `analyze.methods`). Each stage resumes after a restart; a finished stage is not run again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareJob {
+    /// The comparison's name: its models are `{name}-sft` and `{name}-dpo` [default:
+    /// `compare-{6 characters of the job id}`].
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The SFT training, as a train job's fields (`objective` may be left out; the comparison
+    /// sets `name`).
+    #[serde(default = "compare_sft", deserialize_with = "sft_stage")]
+    pub sft: TrainJob,
+    /// The DPO training, as a train job's fields (`objective` may be left out; the comparison
+    /// sets `name` and starts it from the SFT model).
+    #[serde(default = "compare_dpo", deserialize_with = "dpo_stage")]
+    pub dpo: TrainJob,
+    /// The analysis, as an analyze job's fields; `methods` are the editing methods compared
+    /// besides the two trained models [default: dinm].
+    #[serde(default = "compare_analysis", deserialize_with = "analysis_stage")]
+    pub analyze: AnalyzeJob,
+}
+
+impl CompareJob {
+    /// The names of its SFT and DPO models, under `name`.
+    pub fn model_names(name: &str) -> (String, String) {
+        (format!("{name}-sft"), format!("{name}-dpo"))
+    }
+}
+
+fn compare_sft() -> TrainJob {
+    TrainJob::new(Method::Sft)
+}
+
+fn compare_dpo() -> TrainJob {
+    TrainJob::new(Method::Dpo)
+}
+
+fn compare_analysis() -> AnalyzeJob {
+    AnalyzeJob {
+        methods: vec!["dinm".into()],
+        ..AnalyzeJob::default()
+    }
+}
+
+/// A comparison's training stage: a train job's fields, with the objective filled in when left
+/// out.
+fn train_stage<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    objective: Method,
+) -> Result<TrainJob, D::Error> {
+    let mut value = serde_json::Value::deserialize(deserializer)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields
+            .entry("objective")
+            .or_insert_with(|| serde_json::Value::String(objective.name().to_string()));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
+}
+
+/// A comparison's analysis: an analyze job's fields, comparing DINM besides the trained models
+/// when `methods` is left out.
+fn analysis_stage<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<AnalyzeJob, D::Error> {
+    let mut value = serde_json::Value::deserialize(deserializer)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields
+            .entry("methods")
+            .or_insert_with(|| serde_json::json!(compare_analysis().methods));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
+}
+
+fn sft_stage<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<TrainJob, D::Error> {
+    train_stage(deserializer, Method::Sft)
+}
+
+fn dpo_stage<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<TrainJob, D::Error> {
+    train_stage(deserializer, Method::Dpo)
+}
+
 /// How far the current phase of a running job is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobProgress {
@@ -510,7 +633,7 @@ mod tests {
         let stored = r#"{"split":"editing","id":2,"method":"prompt","overrides":{}}"#;
         let old = JobSpec::from_stored(stored).unwrap();
         assert_eq!(old.kind(), "edit");
-        assert_eq!(old.title(), "Evaluating prompt on editing instance 2");
+        assert_eq!(old.title(), "Evaluating prompt-only on editing instance 2");
         let round = JobSpec::from_stored(&serde_json::to_string(&edit).unwrap()).unwrap();
         assert_eq!(round, edit);
 
@@ -569,6 +692,42 @@ mod tests {
             serde_json::from_str::<JobSpec>(r#"{"kind": "train", "objective": "sft", "epoch": 1}"#)
                 .unwrap_err()
                 .to_string();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+    }
+
+    #[test]
+    fn a_comparison_takes_each_stage_as_its_own_job_kind_does() {
+        let compare: JobSpec = serde_json::from_str(
+            r#"{"kind": "compare", "sft": {"limit": 2, "epochs": 1},
+                "dpo": {"limit": 2, "beta": 0.2}, "analyze": {"inputs": 4}}"#,
+        )
+        .unwrap();
+        assert_eq!(compare.kind(), "compare");
+        assert_eq!(compare.title(), "Mechanism comparison: SFT vs DPO vs DINM");
+        let JobSpec::Compare(job) = &compare else {
+            panic!("{compare:?}")
+        };
+        assert_eq!((job.sft.objective, job.sft.limit), (Method::Sft, Some(2)));
+        assert_eq!((job.dpo.objective, job.dpo.beta), (Method::Dpo, Some(0.2)));
+        assert_eq!(job.analyze.methods, ["dinm"]);
+        assert_eq!(job.analyze.inputs, Some(4));
+        let round = JobSpec::from_stored(&serde_json::to_string(&compare).unwrap()).unwrap();
+        assert_eq!(round, compare);
+
+        let bare: JobSpec =
+            serde_json::from_str(r#"{"kind": "compare", "name": "paper"}"#).unwrap();
+        let JobSpec::Compare(job) = &bare else {
+            panic!("{bare:?}")
+        };
+        assert_eq!(job.analyze.methods, ["dinm"]);
+        assert_eq!(job.dpo, TrainJob::new(Method::Dpo));
+        assert_eq!(
+            CompareJob::model_names("paper"),
+            ("paper-sft".to_string(), "paper-dpo".to_string())
+        );
+        let err = serde_json::from_str::<JobSpec>(r#"{"kind": "compare", "sft": {"epoch": 1}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `epoch`"), "{err}");
     }
 

@@ -49,7 +49,7 @@ pub struct QueryError(pub String);
 
 pub use method::Method;
 pub use model::{
-    ModelList, ModelSummary, PromptFormat, TrainPoint, TrainedModel, TrainedModelPage,
+    EditPreset, ModelList, ModelSummary, PromptFormat, TrainPoint, TrainedModel, TrainedModelPage,
 };
 pub use provenance::Provenance;
 pub use safeedit::{Category, SafeEditRecord, TestAllRecord};

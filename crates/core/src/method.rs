@@ -70,6 +70,23 @@ impl Method {
         }
     }
 
+    /// How pages and forms call it: the name, except `prompt-only` for the suffix prompt alone
+    /// (so it reads as the paper's wo/Tune, not as any prompt).
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Prompt => "prompt-only",
+            other => other.name(),
+        }
+    }
+
+    /// The label of a method stored by name (a name that is no method stays as it is).
+    pub fn label_of(name: &str) -> &str {
+        match Method::ALL.iter().find(|m| m.name() == name) {
+            Some(m) => m.label(),
+            None => name,
+        }
+    }
+
     /// Whether the method changes the model per instance.
     pub fn edits(self) -> bool {
         matches!(

@@ -60,6 +60,22 @@ pub struct ModelSummary {
     pub prompt_format: PromptFormat,
     /// The burn backend running it (e.g. `flex (CPU)`).
     pub backend: String,
+    /// The DINM preset the server edits it with (what empty form fields mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<EditPreset>,
+}
+
+/// The values of a model's DINM preset that the forms offer to override.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditPreset {
+    /// The preset's name (`smollm2-135m`, `llama-2-7b-chat`, …).
+    pub name: String,
+    /// Learning rate.
+    pub lr: f64,
+    /// Optimisation steps.
+    pub steps: usize,
+    /// Most new tokens per response.
+    pub max_new_tokens: usize,
 }
 
 impl ModelSummary {
@@ -109,6 +125,7 @@ mod tests {
             vocab_size: 49152,
             prompt_format: PromptFormat::chat(),
             backend: "flex (CPU)".into(),
+            preset: None,
         };
         assert_eq!(s.params_human(), "134.5M");
         s.n_params = 6_738_415_616;

@@ -83,6 +83,15 @@ pub enum PipelineError {
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 impl PipelineError {
+    /// The same error about a field of the part `part` of a request: `part.field: …` for an
+    /// invalid setting (whose message starts with its field's name), anything else as it is.
+    pub fn within(self, part: &str) -> Self {
+        match self {
+            PipelineError::Invalid(message) => PipelineError::Invalid(format!("{part}.{message}")),
+            other => other,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         PipelineError::Io {

@@ -8,7 +8,7 @@ use safeedit_core::Method;
 use safeedit_core::browse::Catalog;
 use safeedit_core::general::GeneralTask;
 use safeedit_core::job::{
-    AnalyzeJob, EvalJob, GeneralJob, JobSpec, TestAllJob, TrainJob, check_model_name,
+    AnalyzeJob, CompareJob, EvalJob, GeneralJob, JobSpec, TestAllJob, TrainJob, check_model_name,
 };
 use safeedit_core::run::{EditOverrides, EditRequest};
 use safeedit_engine::baselines::{Objective, OptimizerKind, TrainConfig};
@@ -21,6 +21,7 @@ use crate::evaluate::evaluate_one;
 use crate::general::{self, GeneralPlan};
 use crate::method::{DinmOptions, ModelChoice};
 use crate::models::ModelsDir;
+use crate::progress::{ProgressExt, Staged};
 use crate::publish::{Database, Published, Publisher};
 use crate::test_all::{self, TestAllPlan};
 use crate::train::{self, TrainPlan};
@@ -123,32 +124,8 @@ impl Worker {
             JobSpec::General(job) => {
                 self.check_general(job)?;
             }
-            JobSpec::Analyze(job) => {
-                self.analyzed(&job.methods)?;
-                ensure!(
-                    matches!(job.edit_split.as_str(), "editing" | "test"),
-                    "edit_split: `{}` is not editing or test",
-                    job.edit_split
-                );
-                for (field, value) in [
-                    ("edits", job.edits),
-                    ("inputs", job.inputs),
-                    ("projection_inputs", job.projection_inputs),
-                    ("top_k", job.top_k),
-                    ("lens_vectors", job.lens_vectors),
-                    ("lens_tokens", job.lens_tokens),
-                    ("probe_tokens", job.probe_tokens),
-                ] {
-                    ensure!(value != Some(0), "{field}: must be at least 1");
-                }
-                if let Some(layer) = job.region_layer {
-                    ensure!(
-                        layer < self.n_layers,
-                        "region_layer: layer {layer} does not exist (the model has {} layers)",
-                        self.n_layers
-                    );
-                }
-            }
+            JobSpec::Analyze(job) => self.check_analyze(job)?,
+            JobSpec::Compare(job) => self.check_compare(job)?,
         }
         Ok(())
     }
@@ -165,7 +142,83 @@ impl Worker {
             });
             self.models.reserve(name, id)?;
         }
+        if let JobSpec::Compare(job) = &mut spec {
+            let name = job.name.get_or_insert_with(|| {
+                let short: String = id.chars().take(6).collect();
+                format!("compare-{short}")
+            });
+            let (sft, dpo) = CompareJob::model_names(name);
+            self.models.reserve(&sft, id)?;
+            if let Err(e) = self.models.reserve(&dpo, id) {
+                self.models.release(&sft, id);
+                return Err(e);
+            }
+            job.sft.name = Some(sft.clone());
+            job.dpo.name = Some(dpo);
+            job.dpo.model = Some(sft);
+        }
         Ok(spec)
+    }
+
+    /// Checks an analysis job's fields.
+    fn check_analyze(&self, job: &AnalyzeJob) -> Result<()> {
+        self.analyzed(&job.methods)?;
+        ensure!(
+            matches!(job.edit_split.as_str(), "editing" | "test"),
+            "edit_split: `{}` is not editing or test",
+            job.edit_split
+        );
+        for (field, value) in [
+            ("edits", job.edits),
+            ("inputs", job.inputs),
+            ("projection_inputs", job.projection_inputs),
+            ("top_k", job.top_k),
+            ("lens_vectors", job.lens_vectors),
+            ("lens_tokens", job.lens_tokens),
+            ("probe_tokens", job.probe_tokens),
+        ] {
+            ensure!(value != Some(0), "{field}: must be at least 1");
+        }
+        if let Some(layer) = job.region_layer {
+            ensure!(
+                layer < self.n_layers,
+                "region_layer: layer {layer} does not exist (the model has {} layers)",
+                self.n_layers
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks a comparison's fields (each stage's, named `sft.…`, `dpo.…`, `analyze.…`).
+    fn check_compare(&self, job: &CompareJob) -> Result<()> {
+        if let Some(name) = &job.name {
+            let (sft, _) = CompareJob::model_names(name);
+            check_model_name(name)
+                .and_then(|()| check_model_name(&sft))
+                .map_err(|e| PipelineError::Invalid(format!("name: {e}")))?;
+        }
+        for (stage, train, objective) in [
+            ("sft", &job.sft, Method::Sft),
+            ("dpo", &job.dpo, Method::Dpo),
+        ] {
+            ensure!(
+                train.objective == objective,
+                "{stage}.objective: the {stage} stage trains with {objective}"
+            );
+            ensure!(
+                train.name.is_none(),
+                "{stage}.name: the comparison names its models `{{name}}-sft` and \
+                 `{{name}}-dpo`; set the comparison's `name`"
+            );
+        }
+        ensure!(
+            job.dpo.model.is_none(),
+            "dpo.model: DPO starts from the comparison's SFT model"
+        );
+        self.check_train(&job.sft).map_err(|e| e.within("sft"))?;
+        self.check_train(&job.dpo).map_err(|e| e.within("dpo"))?;
+        self.check_analyze(&job.analyze)
+            .map_err(|e| e.within("analyze"))
     }
 
     /// For `sft` / `dpo` the folder of the trained model named in `model` (which they need);
@@ -422,7 +475,34 @@ impl Worker {
             JobSpec::TestAll(job) => self.test_all(id, job, loaded.path, progress),
             JobSpec::Train(job) => self.train(id, job, loaded.path, progress),
             JobSpec::Analyze(job) => self.analyze(id, job, loaded.path, progress),
+            JobSpec::Compare(job) => self.compare(id, job, loaded.path, progress),
         }
+    }
+
+    /// A comparison: SFT, DPO from it, then the analysis, each a stage of the job's progress.
+    /// A stage whose model is trained already (before a restart) is not run again.
+    fn compare(
+        &self,
+        id: &str,
+        job: &CompareJob,
+        model: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
+        let mut analyzed = job.analyze.clone();
+        for (index, stage, train) in [(1, "SFT", &job.sft), (2, "DPO", &job.dpo)] {
+            let name = train.name.as_deref().ok_or_else(|| {
+                PipelineError::Invalid("name: the queue names every comparison's models".into())
+            })?;
+            let mut staged = Staged::new(progress, index, 3, stage);
+            if self.models.finished("model", name, None).is_ok() {
+                staged.note(format!("model {name} is trained already"));
+            } else {
+                self.train(id, train, model, &mut staged)?;
+            }
+            analyzed.methods.push(name.to_string());
+        }
+        let mut staged = Staged::new(progress, 3, 3, "analysis");
+        self.analyze(id, &analyzed, model, &mut staged)
     }
 
     /// A train job into its model's folder (resumed from its last checkpoint after a

@@ -43,6 +43,18 @@ impl ModelsDir {
         Ok(dir)
     }
 
+    /// Gives back a name `job` reserved and has not trained yet (its folder holds nothing but
+    /// the reservation).
+    pub fn release(&self, name: &str, job: &str) {
+        let Ok(dir) = self.reserved(name, job) else {
+            return;
+        };
+        if std::fs::remove_file(dir.join(JOB_FILE)).is_ok() {
+            // Fails, leaving the folder, when anything else is in it.
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+
     /// The folder reserved for job `job` under `name`; `Err` when another job holds it.
     pub fn reserved(&self, name: &str, job: &str) -> Result<PathBuf> {
         let dir = self.path(name)?;

@@ -75,6 +75,42 @@ impl Progress for Quiet {
     fn event(&mut self, _: Event) {}
 }
 
+/// One stage of a chain of experiments: passes every event on, with each phase's label
+/// prefixed by the stage (`[1/3 SFT] sft`), and cancels when the chain does.
+pub struct Staged<'a> {
+    inner: &'a mut dyn Progress,
+    stage: String,
+}
+
+impl<'a> Staged<'a> {
+    /// Stage `index` (1-based) of `count`, called `name`.
+    pub fn new(inner: &'a mut dyn Progress, index: usize, count: usize, name: &str) -> Self {
+        Self {
+            inner,
+            stage: format!("[{index}/{count} {name}]"),
+        }
+    }
+}
+
+impl Progress for Staged<'_> {
+    fn event(&mut self, event: Event) {
+        let event = match event {
+            Event::Phase { label, unit, total } => Event::Phase {
+                label: format!("{} {label}", self.stage),
+                unit,
+                total,
+            },
+            Event::Note(line) => Event::Note(format!("{} {line}", self.stage)),
+            other => other,
+        };
+        self.inner.event(event);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+}
+
 /// Helpers every experiment uses.
 pub(crate) trait ProgressExt: Progress {
     fn phase(&mut self, label: impl Into<String>, unit: &'static str, total: usize) {
@@ -104,6 +140,26 @@ impl<P: Progress + ?Sized> ProgressExt for P {}
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_stage_prefixes_its_phases_and_cancels_with_the_chain() {
+        let mut recorder = Recorder::default();
+        let mut staged = Staged::new(&mut recorder, 2, 3, "DPO");
+        staged.phase("dpo", "steps", 4);
+        staged.event(Event::Advance(1));
+        assert!(!staged.cancelled());
+        assert_eq!(
+            recorder.0,
+            [
+                Event::Phase {
+                    label: "[2/3 DPO] dpo".into(),
+                    unit: "steps",
+                    total: 4
+                },
+                Event::Advance(1)
+            ]
+        );
+    }
 
     /// Records every event (for tests).
     #[derive(Debug, Default)]

@@ -398,6 +398,23 @@ impl Store {
         .await
     }
 
+    /// Every evaluation with an instance of id `id` (of any split; the record's `data` says
+    /// which), newest first.
+    pub async fn evals_with_instance(&self, id: u64) -> Result<Vec<EvalRecord>> {
+        let what = format!("evaluations of instance {id}");
+        sqlx::query(
+            "SELECT e.record FROM evals e JOIN eval_instances i ON i.slug = e.slug \
+             WHERE i.id = $1 ORDER BY e.updated_at DESC, e.slug",
+        )
+        .bind(id as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query(format!("listing {what}")))?
+        .iter()
+        .map(|r| decode(r, &what))
+        .collect()
+    }
+
     /// Stores (or replaces) an analysis.
     pub async fn upsert_analysis(&self, record: &AnalysisRecord) -> Result<()> {
         let mut tx = self.replace(Table::Analyses, &record.slug).await?;

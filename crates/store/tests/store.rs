@@ -159,6 +159,19 @@ fn runs_and_evaluations_round_trip_and_upserts_replace() {
             1,
             "replaced, not added"
         );
+        let other = random_slug(10);
+        store
+            .upsert_eval(&eval(&other, &[instance(3)]), &[instance(3)])
+            .await
+            .unwrap();
+        let slugs = |list: Vec<EvalRecord>| list.into_iter().map(|e| e.slug).collect::<Vec<_>>();
+        assert_eq!(
+            slugs(store.evals_with_instance(1).await.unwrap()),
+            [slug.as_str()]
+        );
+        let with_3 = slugs(store.evals_with_instance(3).await.unwrap());
+        assert_eq!(with_3.len(), 2, "{with_3:?}");
+        assert!(store.evals_with_instance(9).await.unwrap().is_empty());
     });
 }
 

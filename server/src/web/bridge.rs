@@ -6,7 +6,7 @@ use app::{AppError, AppResult};
 use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-use safeedit_core::run::{CatalogEntry, FigureSvg, JobSnapshot, RunRecord, RunSummary};
+use safeedit_core::run::{CatalogEntry, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
 use safeedit_core::{ModelSummary, TrainedModel, TrainedModelPage};
@@ -174,36 +174,10 @@ impl Runs for RunService {
             let store = &self.0.store;
             let mut all = Vec::new();
             for r in store.list_runs(500).await.map_err(internal)? {
-                all.push(CatalogEntry {
-                    kind: "edit".into(),
-                    href: format!("/runs/{}", r.slug),
-                    slug: r.slug.clone(),
-                    created_at: r.created_at.clone(),
-                    title: format!(
-                        "DINM edit of {} #{}, layer {}",
-                        r.split, r.instance, r.layer
-                    ),
-                    model: r.model.clone(),
-                    headline: format!("DS {:.0} → {:.0}", r.ds.0, r.ds.1),
-                    edit: Some(r),
-                });
+                all.push(edit_entry(r));
             }
             for e in store.list_evals().await.map_err(internal)? {
-                let ds = e
-                    .metrics
-                    .iter()
-                    .find(|m| m.group == "all" && m.value == "all" && m.metric == "DS")
-                    .map_or("–".into(), |m| format!("DS {:.1}", m.score));
-                all.push(CatalogEntry {
-                    kind: "eval".into(),
-                    href: format!("/evals/{}", e.slug),
-                    slug: e.slug,
-                    created_at: e.created_at,
-                    title: format!("{} on {} ({} instances)", e.method, e.data, e.instances),
-                    model: e.model,
-                    headline: ds,
-                    edit: None,
-                });
+                all.push(eval_entry(e));
             }
             for t in store.list_test_all().await.map_err(internal)? {
                 let avg = t
@@ -252,6 +226,31 @@ impl Runs for RunService {
         })
     }
 
+    fn instance_runs(&self, split: String, id: u64) -> BoxFuture<'_, AppResult<Vec<CatalogEntry>>> {
+        Box::pin(async move {
+            let store = &self.0.store;
+            let mut all: Vec<CatalogEntry> = store
+                .list_runs(500)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .filter(|r| r.split == split && r.instance == id)
+                .map(edit_entry)
+                .collect();
+            all.extend(
+                store
+                    .evals_with_instance(id)
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .filter(|e| evaluates_split(&e.data, &split))
+                    .map(eval_entry),
+            );
+            all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            Ok(all)
+        })
+    }
+
     // Model cards and training logs are small files: read in place.
     fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>> {
         Box::pin(async move { Ok(self.0.jobs.models().list()) })
@@ -265,5 +264,87 @@ impl Runs for RunService {
                 .page(&name)
                 .map_err(|e| AppError::Internal(e.to_string()))
         })
+    }
+}
+
+/// An edit run in the catalogue.
+fn edit_entry(r: RunSummary) -> CatalogEntry {
+    CatalogEntry {
+        kind: "edit".into(),
+        href: format!("/runs/{}", r.slug),
+        slug: r.slug.clone(),
+        created_at: r.created_at.clone(),
+        title: format!(
+            "DINM edit of {} #{}, layer {}",
+            r.split, r.instance, r.layer
+        ),
+        model: r.model.clone(),
+        headline: format!("DS {:.0} → {:.0}", r.ds.0, r.ds.1),
+        edit: Some(r),
+    }
+}
+
+/// An evaluation in the catalogue.
+fn eval_entry(e: EvalRecord) -> CatalogEntry {
+    let ds = e
+        .metrics
+        .iter()
+        .find(|m| m.group == "all" && m.value == "all" && m.metric == "DS")
+        .map_or("–".into(), |m| format!("DS {:.1}", m.score));
+    CatalogEntry {
+        kind: "eval".into(),
+        href: format!("/evals/{}", e.slug),
+        slug: e.slug,
+        created_at: e.created_at,
+        title: format!("{} on {} ({} instances)", e.method, e.data, e.instances),
+        model: e.model,
+        headline: ds,
+        edit: None,
+    }
+}
+
+/// Whether an evaluation of data `data` (`test #3`, `test-sample`, `editing-instances`, a
+/// SafeEdit file) evaluated instances of `split`, whose ids it shares.
+fn evaluates_split(data: &str, split: &str) -> bool {
+    let data = data.rsplit('/').next().unwrap_or(data);
+    match split {
+        "editing" => data.starts_with("editing"),
+        "test" => {
+            data.starts_with("test #")
+                || data.starts_with("test-sample")
+                || data.starts_with("SafeEdit_test.json")
+        }
+        other => {
+            data.starts_with(&format!("{other} #"))
+                || data.starts_with(&format!("SafeEdit_{other}.json"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::evaluates_split;
+
+    #[test]
+    fn an_evaluation_belongs_to_the_split_its_data_came_from() {
+        for (data, split) in [
+            ("test #3", "test"),
+            ("test-sample", "test"),
+            ("test-sample (fold held-out)", "test"),
+            ("/data/SafeEdit/SafeEdit_test.json", "test"),
+            ("editing #2", "editing"),
+            ("editing-instances", "editing"),
+            ("/data/SafeEdit_val.json", "val"),
+        ] {
+            assert!(evaluates_split(data, split), "{data} is {split}");
+        }
+        for (data, split) in [
+            ("editing #2", "test"),
+            ("test #3", "editing"),
+            ("/data/SafeEdit_test_ALL.json", "test"),
+            ("/data/SafeEdit_train.json", "val"),
+        ] {
+            assert!(!evaluates_split(data, split), "{data} is not {split}");
+        }
     }
 }

@@ -103,8 +103,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let model_path = paths::model_or_default(args.model)?;
     let model = backend::load(&model_path, &mut crate::cli::progress::Bars::new())?;
     tracing::info!(model = %model.name, backend = backend::NAME, "model loaded");
-    let summary = model.summary(backend::NAME);
     let preset = safeedit_engine::dinm::DinmConfig::preset_for(&model.name, &model.architecture);
+    let mut summary = model.summary(backend::NAME);
+    summary.preset = Some(safeedit_core::EditPreset {
+        name: preset.preset.clone(),
+        lr: preset.lr,
+        steps: preset.num_steps,
+        max_new_tokens: preset.max_output_length,
+    });
     let n_layers = model.config.n_layers;
     let data_dir = args
         .data_dir

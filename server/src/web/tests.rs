@@ -470,6 +470,8 @@ fn server_functions_answer_with_the_status_of_their_error() {
             .insert_run("test", &stored_run("runbbbb"))
             .await
             .unwrap();
+        let (eval, instances) = stored_eval("evalcccc");
+        state.store.upsert_eval(&eval, &instances).await.unwrap();
     });
     let status_and_body = |request| {
         let (status, _, body) = call(&rt, &router, request);
@@ -519,6 +521,22 @@ fn server_functions_answer_with_the_status_of_their_error() {
             server_fn("run_figure", "slug=runbbbb"),
             StatusCode::BAD_REQUEST,
             "chart",
+        ),
+        // An instance's runs: its edit runs and the evaluations of its split that include it.
+        (
+            server_fn("instance_runs", "split=test&id=0"),
+            StatusCode::OK,
+            "\"href\":\"/runs/runbbbb\"",
+        ),
+        (
+            server_fn("instance_runs", "split=test&id=3"),
+            StatusCode::OK,
+            "\"href\":\"/evals/evalcccc\"",
+        ),
+        (
+            server_fn("instance_runs", "split=editing&id=3"),
+            StatusCode::OK,
+            "[]",
         ),
     ] {
         let (got, body) = status_and_body(request);

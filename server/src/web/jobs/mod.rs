@@ -1075,6 +1075,117 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_comparison_trains_sft_then_dpo_from_it_then_analyses_all_three() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, jobs, store) = start(dir.path());
+        let stage = r#"{"limit": 2, "epochs": 1, "batch_size": 1, "warmup_steps": 0,
+            "optimizer": "adamw"}"#;
+        let spec: JobSpec = serde_json::from_str(&format!(
+            r#"{{"kind": "compare", "name": "cmp", "sft": {stage}, "dpo": {stage},
+                "analyze": {{"methods": ["dinm"], "edits": 1, "inputs": 4,
+                "projection_inputs": 4, "probe_tokens": 32, "top_k": 32, "lens_vectors": 2,
+                "lens_tokens": 4}}}}"#
+        ))
+        .unwrap();
+        let id = rt.block_on(jobs.submit(spec.clone())).unwrap().0;
+        // Both names are reserved at submission.
+        let err = rt.block_on(jobs.submit(spec)).unwrap_err().to_string();
+        assert!(
+            err.contains("name: a model called `cmp-sft` exists"),
+            "{err}"
+        );
+        let err = rt
+            .block_on(jobs.submit(train_job("dpo", "cmp-dpo", "")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a model called `cmp-dpo` exists"), "{err}");
+
+        let done = wait(&jobs, &id);
+        let info = done.info();
+        assert_eq!(info.state, JobStatus::Done, "{:?}", info.error);
+        let JobSpec::Compare(stored) = &info.request else {
+            panic!("{:?}", info.request)
+        };
+        assert_eq!(stored.dpo.model.as_deref(), Some("cmp-sft"));
+        // Each stage's phases are named by the stage, in order.
+        let phases: Vec<String> = done
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                JobEvent::Progress(p) => Some(p.phase.clone()),
+                _ => None,
+            })
+            .collect();
+        let first = |prefix: &str| phases.iter().position(|p| p.starts_with(prefix));
+        let (sft, dpo, analysis) = (
+            first("[1/3 SFT] sft").expect("sft steps"),
+            first("[2/3 DPO] dpo").expect("dpo steps"),
+            first("[3/3 analysis]").expect("analysis"),
+        );
+        assert!(sft < dpo && dpo < analysis, "{phases:?}");
+        let steps = done
+            .events
+            .iter()
+            .take_while(|e| !matches!(e, JobEvent::Progress(p) if p.phase.starts_with("[3/3")))
+            .filter(|e| matches!(e, JobEvent::Step { .. }))
+            .count();
+        assert_eq!(
+            steps, 4,
+            "two steps of SFT and two of DPO (then DINM's in the analysis)"
+        );
+
+        let dpo_page = jobs.models().page("cmp-dpo").unwrap().unwrap();
+        assert_eq!(dpo_page.model.base.as_deref(), Some("cmp-sft"));
+        assert!(dpo_page.model.finished());
+        let slug = info.result.expect("a result page");
+        let record = rt
+            .block_on(store.analysis(slug.strip_prefix("/mechanisms/").expect(&slug)))
+            .unwrap()
+            .expect("stored analysis");
+        assert_eq!(record.methods, ["dinm", "cmp-sft", "cmp-dpo"]);
+
+        // Each stage's fields are checked as its own job's are, named by the stage; a refused
+        // comparison keeps no name.
+        for (json, needle) in [
+            (
+                r#"{"kind": "compare", "sft": {"epochs": 0}}"#,
+                "sft.epochs: must be at least 1",
+            ),
+            (
+                r#"{"kind": "compare", "dpo": {"lr": -1}}"#,
+                "dpo.lr: must be positive",
+            ),
+            (
+                r#"{"kind": "compare", "dpo": {"model": "cmp-sft"}}"#,
+                "dpo.model: DPO starts",
+            ),
+            (
+                r#"{"kind": "compare", "sft": {"name": "x"}}"#,
+                "sft.name: the comparison names",
+            ),
+            (
+                r#"{"kind": "compare", "sft": {"objective": "dpo"}}"#,
+                "sft.objective",
+            ),
+            (
+                r#"{"kind": "compare", "analyze": {"inputs": 0}}"#,
+                "analyze.inputs: must be",
+            ),
+            (
+                r#"{"kind": "compare", "analyze": {"methods": ["x"]}}"#,
+                "analyze.methods",
+            ),
+            (r#"{"kind": "compare", "name": "Bad"}"#, "name: `Bad`"),
+        ] {
+            let spec: JobSpec = serde_json::from_str(json).unwrap();
+            let err = rt.block_on(jobs.submit(spec)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+        let names: Vec<String> = jobs.models().list().into_iter().map(|m| m.name).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
     fn a_restart_resumes_training_from_its_last_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let spec = train_job("sft", "sft-r", r#", "limit": 4, "epochs": 3"#);
