@@ -1,6 +1,7 @@
 //! "Try the model": on an edit run's page and a trained model's page, any prompt answered by
 //! the vanilla model and the edited one side by side, each answer judged, with the text and the
-//! prompt format each model was given (the same request as `POST /api/try`).
+//! prompt format each model was given (the same request as `POST /api/try`, streamed token by
+//! token from `GET /api/try/stream`).
 
 use leptos::prelude::*;
 use safeedit_core::Verdict;
@@ -11,7 +12,7 @@ use crate::launch::text_field;
 use crate::try_model;
 
 /// A verdict as a coloured tag.
-pub(crate) fn verdict_tag(v: Verdict) -> impl IntoView {
+pub(crate) fn verdict_tag(v: Verdict) -> impl IntoView + use<> {
     let (class, label) = match v {
         Verdict::Safe => ("verdict safe", "safe"),
         Verdict::Unsafe => ("verdict unsafe", "unsafe"),
@@ -28,6 +29,8 @@ pub fn TryBox(run: Option<String>, model: Option<String>) -> impl IntoView {
     let answer = RwSignal::new(None::<TryResponse>);
     let error = RwSignal::new(None::<String>);
     let pending = RwSignal::new(false);
+    // Each answer so far while it is generated (vanilla, edited).
+    let live = RwSignal::new((String::new(), String::new()));
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
     let submit = move |_| {
@@ -45,14 +48,13 @@ pub fn TryBox(run: Option<String>, model: Option<String>) -> impl IntoView {
             max_new_tokens,
         };
         error.set(None);
+        answer.set(None);
+        live.set((String::new(), String::new()));
         pending.set(true);
-        leptos::task::spawn_local(async move {
-            match try_model(request).await {
-                Ok(response) => answer.set(Some(response)),
-                Err(e) => error.set(Some(e.to_string())),
-            }
-            pending.set(false);
-        });
+        #[cfg(feature = "hydrate")]
+        stream(request, live, answer, error, pending);
+        #[cfg(not(feature = "hydrate"))]
+        ask_once(request, answer, error, pending);
     };
     view! {
         <section class="card" id="try">
@@ -80,10 +82,126 @@ pub fn TryBox(run: Option<String>, model: Option<String>) -> impl IntoView {
                 </button>
             </p>
             {move || error.get().map(|e| view! { <p class="error" id="try-error">{e}</p> })}
+            {move || {
+                (pending.get() && answer.get().is_none())
+                    .then(|| {
+                        let (vanilla, edited) = live.get();
+                        view! {
+                            <div class="pair try-live">
+                                <div>
+                                    <h4>"vanilla"</h4>
+                                    <pre class="text answer" id="try-live-vanilla">{vanilla}</pre>
+                                </div>
+                                <div>
+                                    <h4>"edited"</h4>
+                                    <pre class="text answer" id="try-live-edited">{edited}</pre>
+                                </div>
+                            </div>
+                        }
+                    })
+            }}
             {move || answer.get().map(|a| view! { <TryAnswers answer=a /> })}
         </section>
     }
     .into_any()
+}
+
+/// The try as one request (`POST /api/try`): the answer, or the error naming what is wrong.
+fn ask_once(
+    request: TryRequest,
+    answer: RwSignal<Option<TryResponse>>,
+    error: RwSignal<Option<String>>,
+    pending: RwSignal<bool>,
+) {
+    leptos::task::spawn_local(async move {
+        match try_model(request).await {
+            Ok(response) => answer.set(Some(response)),
+            Err(e) => error.set(Some(e.to_string())),
+        }
+        pending.set(false);
+    });
+}
+
+/// The try streamed (`GET /api/try/stream`): each answer grows in `live` as its tokens come,
+/// then the judged answer. A stream refused before it starts (a bad field, a busy server) is
+/// asked again as one request, whose error names what is wrong.
+#[cfg(feature = "hydrate")]
+fn stream(
+    request: TryRequest,
+    live: RwSignal<(String, String)>,
+    answer: RwSignal<Option<TryResponse>>,
+    error: RwSignal<Option<String>>,
+    pending: RwSignal<bool>,
+) {
+    use safeedit_core::browse::encode;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+
+    let mut query = vec![format!("prompt={}", encode(&request.prompt))];
+    for (key, value) in [("run", &request.run), ("model", &request.model)] {
+        if let Some(v) = value {
+            query.push(format!("{key}={}", encode(v)));
+        }
+    }
+    if let Some(n) = request.max_new_tokens {
+        query.push(format!("max_new_tokens={n}"));
+    }
+    let Ok(source) = web_sys::EventSource::new(&format!("/api/try/stream?{}", query.join("&")))
+    else {
+        ask_once(request, answer, error, pending);
+        return;
+    };
+    let data = |event: &web_sys::Event| {
+        event
+            .dyn_ref::<web_sys::MessageEvent>()
+            .and_then(|m| m.data().as_string())
+            .unwrap_or_default()
+    };
+    let on_text = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        let Ok(piece) = serde_json::from_str::<serde_json::Value>(&data(&event)) else {
+            return;
+        };
+        let text = piece["text"].as_str().unwrap_or_default().to_string();
+        live.update(|(vanilla, edited)| {
+            if piece["side"] == "vanilla" {
+                *vanilla = text;
+            } else {
+                *edited = text;
+            }
+        });
+    });
+    let closer = source.clone();
+    let on_answer = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        closer.close();
+        match serde_json::from_str::<TryResponse>(&data(&event)) {
+            Ok(response) => answer.set(Some(response)),
+            Err(e) => error.set(Some(format!("the answer did not parse: {e}"))),
+        }
+        pending.set(false);
+    });
+    let closer = source.clone();
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        closer.close();
+        let message = data(&event);
+        if pending.get_untracked() {
+            if message.is_empty() {
+                // Refused before the stream began (or the connection dropped): the plain
+                // request says why, or answers.
+                ask_once(request.clone(), answer, error, pending);
+            } else {
+                error.set(Some(message));
+                pending.set(false);
+            }
+        }
+    });
+    for (name, handler) in [("text", &on_text), ("answer", &on_answer)] {
+        let _ = source.add_event_listener_with_callback(name, handler.as_ref().unchecked_ref());
+    }
+    // `error` is both the server's error event (with data) and the connection's failure.
+    let _ = source.add_event_listener_with_callback("error", on_error.as_ref().unchecked_ref());
+    on_text.forget();
+    on_answer.forget();
+    on_error.forget();
 }
 
 #[component]

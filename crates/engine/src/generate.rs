@@ -148,9 +148,18 @@ pub fn generate_ids<B: Backend>(
     )
 }
 
-/// [`generate_ids`], telling `observe` after every step how many tokens the rows have generated
-/// so far; when it answers `false` generation stops with [`EngineError::Interrupted`] before the
-/// next step (a cancelled job stops within one token).
+/// What an observer of generation sees after every decoding step.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerationStep<'a> {
+    /// Tokens generated so far over every row (end-of-sequence tokens included).
+    pub generated_tokens: usize,
+    /// Each row's generated ids so far (without the end-of-sequence token).
+    pub rows: &'a [Vec<u32>],
+}
+
+/// [`generate_ids`], showing `observe` after every step what the rows have generated so far;
+/// when it answers `false` generation stops with [`EngineError::Interrupted`] before the next
+/// step (a cancelled job stops within one token).
 #[allow(clippy::too_many_arguments)]
 pub fn generate_ids_observed<B: Backend>(
     model: &Llama<B>,
@@ -160,7 +169,7 @@ pub fn generate_ids_observed<B: Backend>(
     max_len: usize,
     config: &GenerationConfig,
     device: &B::Device,
-    observe: &mut dyn FnMut(usize) -> bool,
+    observe: &mut dyn FnMut(GenerationStep<'_>) -> bool,
 ) -> Result<(IdRows, GenerationTimings)> {
     config.validate()?;
     if prompts.is_empty() {
@@ -259,11 +268,15 @@ pub fn generate_ids_observed<B: Backend>(
                 stops[row] = Some(StopReason::ContextLength);
             }
         }
+        let step = GenerationStep {
+            generated_tokens: timings.generated_tokens,
+            rows: &outputs,
+        };
         if stops.iter().all(Option::is_some) {
-            observe(timings.generated_tokens);
+            observe(step);
             break;
         }
-        if !observe(timings.generated_tokens) {
+        if !observe(step) {
             return Err(EngineError::Interrupted {
                 done: timings.generated_tokens,
                 unit: "tokens",
@@ -379,8 +392,9 @@ mod tests {
         let (full, _) = lm.generate(&prompts, &config).unwrap();
         let mut seen = Vec::new();
         let (observed, timings) = lm
-            .generate_observed(&prompts, &config, &mut |n| {
-                seen.push(n);
+            .generate_observed(&prompts, &config, &mut |step| {
+                seen.push(step.generated_tokens);
+                assert!(step.rows.iter().map(Vec::len).sum::<usize>() <= step.generated_tokens);
                 true
             })
             .unwrap();

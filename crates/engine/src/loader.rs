@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{HfLlamaConfig, LlamaConfig};
 use crate::error::{EngineError, Result};
-use crate::generate::{Generated, GenerationConfig, GenerationTimings, generate_ids_observed};
+use crate::generate::{
+    Generated, GenerationConfig, GenerationStep, GenerationTimings, generate_ids_observed,
+};
 use crate::model::Llama;
 use crate::model_dir::{TrainedModelCard, save_model_dir};
 use crate::names::WeightId;
@@ -267,13 +269,13 @@ impl<B: Backend> LanguageModel<B> {
         self.generate_observed(prompts, config, &mut |_| true)
     }
 
-    /// Generates from token-id prompts, telling `observe` the tokens generated so far after
-    /// every step; it stops generation by answering `false` ([`EngineError::Interrupted`]).
+    /// Generates from token-id prompts, showing `observe` what has been generated after every
+    /// step; it stops generation by answering `false` ([`EngineError::Interrupted`]).
     pub fn generate_observed(
         &self,
         prompts: &[Vec<u32>],
         config: &GenerationConfig,
-        observe: &mut dyn FnMut(usize) -> bool,
+        observe: &mut dyn FnMut(GenerationStep<'_>) -> bool,
     ) -> Result<(Vec<Generated>, GenerationTimings)> {
         let special = &self.tokenizer.special;
         let (rows, timings) = generate_ids_observed(

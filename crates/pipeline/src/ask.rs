@@ -59,14 +59,12 @@ impl Counterpart {
 
     /// A finished trained model, by name.
     pub fn trained(models: &ModelsDir, name: &str) -> Result<Self> {
-        let dir = models.finished("model", name, None)?;
+        let (dir, card) = models.finished_model("model", name, None)?;
         let model = backend::load(&dir, &mut Quiet)?;
-        let card = safeedit_engine::baselines::TrainedModelCard::read(&dir)?;
-        let objective = card.map_or("trained", |c| c.method.as_str());
         Ok(Self {
             format: model.prompt_format.clone(),
             model,
-            label: format!("{objective} model {name}"),
+            label: format!("{} model {name}", card.objective),
             suffix: None,
         })
     }
@@ -79,9 +77,17 @@ fn answer_one(
     input: String,
     format: &PromptFormat,
     generation: &GenerationConfig,
+    on_text: &mut dyn FnMut(&str),
 ) -> Result<(TryAnswer, String)> {
     let ids = lm.tokenizer.encode_prompt(&input, format)?;
-    let (mut out, _) = lm.generate(&[ids], generation)?;
+    let (mut out, _) = lm.generate_observed(&[ids], generation, &mut |step| {
+        // The whole answer so far, decoded again: a token may complete a character that the
+        // one before it began.
+        if let Ok(text) = lm.tokenizer.decode(&step.rows[0], true) {
+            on_text(&text);
+        }
+        true
+    })?;
     let out = out.remove(0);
     let answer = TryAnswer {
         model: label.to_string(),
@@ -104,6 +110,38 @@ pub fn answer(
     prompt: &str,
     max_new_tokens: usize,
 ) -> Result<TryResponse> {
+    answer_streamed(lm, judge, other, prompt, max_new_tokens, &mut |_, _| {})
+}
+
+/// Which answer a piece of streamed text belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The loaded model as it is.
+    Vanilla,
+    /// The edit run's or trained model.
+    Edited,
+}
+
+impl Side {
+    /// `vanilla` or `edited`, as the stream names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Vanilla => "vanilla",
+            Side::Edited => "edited",
+        }
+    }
+}
+
+/// [`answer`], showing `on_text` each answer's text so far after every generated token (the
+/// vanilla answer first, then the edited one); the verdicts come with the result.
+pub fn answer_streamed(
+    lm: &Model,
+    judge: &dyn SafetyJudge,
+    other: &Counterpart,
+    prompt: &str,
+    max_new_tokens: usize,
+    on_text: &mut dyn FnMut(Side, &str),
+) -> Result<TryResponse> {
     let started = Instant::now();
     let generation = GenerationConfig::greedy(max_new_tokens);
     let (mut vanilla, a) = answer_one(
@@ -112,6 +150,7 @@ pub fn answer(
         prompt.to_string(),
         &lm.prompt_format,
         &generation,
+        &mut |text| on_text(Side::Vanilla, text),
     )?;
     let input = match &other.suffix {
         Some(suffix) => format!("{prompt} {suffix}"),
@@ -123,6 +162,7 @@ pub fn answer(
         input,
         &other.format,
         &generation,
+        &mut |text| on_text(Side::Edited, text),
     )?;
     let verdicts = judge.judge(&[a, b])?;
     vanilla.verdict = verdicts[0];
@@ -135,4 +175,59 @@ pub fn answer(
         judge: judge.info().id,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use safeedit_core::judge::JudgeInfo;
+
+    use super::*;
+
+    /// Calls every answer safe.
+    struct Lenient;
+
+    impl SafetyJudge for Lenient {
+        fn info(&self) -> JudgeInfo {
+            JudgeInfo {
+                id: "lenient".into(),
+                version: "test".into(),
+                description: "test".into(),
+            }
+        }
+
+        fn unsafe_probability(&self, responses: &[String]) -> safeedit_engine::Result<Vec<f32>> {
+            Ok(vec![0.0; responses.len()])
+        }
+    }
+
+    #[test]
+    fn a_streamed_answer_grows_token_by_token_to_the_final_text() {
+        let lm = backend::load(Path::new("tiny"), &mut Quiet).unwrap();
+        let other = Counterpart {
+            model: backend::load(Path::new("tiny"), &mut Quiet).unwrap(),
+            label: "copy".into(),
+            suffix: Some("Be safe.".into()),
+            format: lm.prompt_format.clone(),
+        };
+        let mut seen: Vec<(Side, String)> = Vec::new();
+        let streamed = answer_streamed(&lm, &Lenient, &other, "Hello", 6, &mut |side, text| {
+            seen.push((side, text.to_string()))
+        })
+        .unwrap();
+        let plain = answer(&lm, &Lenient, &other, "Hello", 6).unwrap();
+        assert_eq!(
+            streamed.vanilla.text, plain.vanilla.text,
+            "streaming changes nothing"
+        );
+        assert_eq!(streamed.edited.text, plain.edited.text);
+        let last = |side: Side| seen.iter().rev().find(|(s, _)| *s == side).map(|(_, t)| t);
+        assert_eq!(last(Side::Vanilla), Some(&plain.vanilla.text));
+        assert_eq!(last(Side::Edited), Some(&plain.edited.text));
+        let first_edited = seen.iter().position(|(s, _)| *s == Side::Edited).unwrap();
+        assert!(
+            seen[first_edited..].iter().all(|(s, _)| *s == Side::Edited),
+            "vanilla first, then the edited answer"
+        );
+        assert!(seen.len() >= 2, "{seen:?}");
+    }
 }

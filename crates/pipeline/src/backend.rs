@@ -60,8 +60,11 @@ pub fn generate(
 ) -> Result<Vec<Generated>> {
     progress.check()?;
     let limit = prompts.len() * config.max_new_tokens;
-    let result = lm.generate_observed(prompts, config, &mut |done| {
-        progress.event(Event::Tokens { done, limit });
+    let result = lm.generate_observed(prompts, config, &mut |step| {
+        progress.event(Event::Tokens {
+            done: step.generated_tokens,
+            limit,
+        });
         !progress.cancelled()
     });
     match result {

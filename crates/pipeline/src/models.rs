@@ -163,6 +163,17 @@ impl ModelsDir {
         name: &str,
         objective: Option<Objective>,
     ) -> Result<PathBuf> {
+        self.finished_model(field, name, objective)
+            .map(|(dir, _)| dir)
+    }
+
+    /// [`ModelsDir::finished`], with the model's card.
+    pub fn finished_model(
+        &self,
+        field: &str,
+        name: &str,
+        objective: Option<Objective>,
+    ) -> Result<(PathBuf, TrainedModel)> {
         check_model_name(name).map_err(|e| PipelineError::Invalid(format!("{field}: {e}")))?;
         let Some(model) = self.card(name)? else {
             bail!("{field}: no trained model `{name}` (GET /api/models lists them)");
@@ -182,6 +193,6 @@ impl ModelsDir {
             model.steps_done,
             model.total_steps
         );
-        Ok(self.0.join(name))
+        Ok((self.0.join(name), model))
     }
 }

@@ -19,6 +19,7 @@ pub fn api_router(state: WebState) -> Router {
         .route("/api/jobs/{id}/events", get(events::job_events))
         .route("/api/models", get(job_api::models))
         .route("/api/try", post(try_api::try_prompt))
+        .route("/api/try/stream", get(try_api::try_stream))
         .route("/api/models/{name}", get(job_api::model))
         .route("/api/runs/{slug}/figures/{file}", get(figures::run_figure))
         .route("/api/runs/{slug}/{file}", get(files::run_file))

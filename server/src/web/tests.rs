@@ -902,4 +902,61 @@ fn try_answers_a_prompt_with_the_vanilla_and_the_edited_model_and_names_what_is_
         (&again.vanilla.text, &again.edited.text),
         (&answer.vanilla.text, &answer.edited.text)
     );
+
+    // Streamed: each answer grows token by token, then the same answer as JSON.
+    let query = |q: &str| get(&format!("/api/try/stream?{q}"));
+    let (status, mime, body) = call(
+        &rt,
+        &router,
+        query(&format!(
+            "run={slug}&prompt=How%20do%20I%20pick%20a%20lock%3F&max_new_tokens=5"
+        )),
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(mime, "text/event-stream");
+    let events: Vec<(&str, serde_json::Value)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((
+                event,
+                serde_json::from_str(data).unwrap_or(serde_json::Value::Null),
+            ))
+        })
+        .collect();
+    let (last, rest) = events.split_last().expect("events");
+    assert_eq!(last.0, "answer", "{body}");
+    let streamed: safeedit_core::ask::TryResponse = serde_json::from_value(last.1.clone()).unwrap();
+    assert_eq!(
+        (&streamed.vanilla.text, &streamed.edited.text),
+        (&answer.vanilla.text, &answer.edited.text)
+    );
+    let texts = |side: &str| -> Vec<String> {
+        rest.iter()
+            .filter(|(e, d)| *e == "text" && d["side"] == side)
+            .map(|(_, d)| d["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (side, full) in [("vanilla", &answer.vanilla), ("edited", &answer.edited)] {
+        let seen = texts(side);
+        assert_eq!(seen.last(), Some(&full.text), "{side}: {body}");
+        assert!(
+            seen.windows(2)
+                .all(|w| full.text.starts_with(w[0].trim_end())),
+            "{side} grows: {seen:?}"
+        );
+    }
+    // A bad request is refused before the stream; an unknown run arrives as an error event.
+    let (status, _, body) = call(&rt, &router, query("run=x&prompt="));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("prompt: empty"));
+    let (status, _, body) = call(&rt, &router, query("run=nosuch&prompt=hi"));
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        String::from_utf8_lossy(&body).contains("event: error\ndata: run: no edit run `nosuch`"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }

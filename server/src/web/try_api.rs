@@ -8,16 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_engine::judge::SafetyJudge;
-use safeedit_pipeline::ask::{self, Counterpart};
+use safeedit_pipeline::ask::{self, Counterpart, Side};
 use safeedit_pipeline::backend::Model;
 use safeedit_pipeline::models::ModelsDir;
 use safeedit_pipeline::{PipelineError, judge};
 use safeedit_store::Store;
 use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::WebState;
 use super::error::{WebError, WebResult};
@@ -70,6 +72,20 @@ impl TryService {
 
     /// Answers a try; the error's status says whose fault it is.
     pub async fn answer(&self, request: TryRequest) -> Result<TryResponse, WebError> {
+        self.answer_with(request, None).await
+    }
+
+    /// Whether a try is being answered now (a new one would be told the server is busy).
+    fn busy(&self) -> bool {
+        self.slot.available_permits() == 0
+    }
+
+    /// Answers a try, sending each answer's text so far to `texts` as it is generated.
+    async fn answer_with(
+        &self,
+        request: TryRequest,
+        texts: Option<UnboundedSender<(Side, String)>>,
+    ) -> Result<TryResponse, WebError> {
         request.check().map_err(WebError::BadRequest)?;
         let max_new_tokens = request.token_limit().map_err(WebError::BadRequest)?;
         let Ok(_permit) = self.slot.try_acquire() else {
@@ -120,12 +136,18 @@ impl TryService {
                 (None, None, Some(name)) => Arc::new(Counterpart::trained(&models, &name)?),
                 (None, None, None) => unreachable!("checked"),
             };
-            let response = ask::answer(
+            let response = ask::answer_streamed(
                 &model,
                 judge.as_ref(),
                 &counterpart,
                 &prompt,
                 max_new_tokens,
+                &mut |side, text| {
+                    if let Some(tx) = &texts {
+                        // A closed stream (the browser left) only stops the updates.
+                        let _ = tx.send((side, text.to_string()));
+                    }
+                },
             )?;
             Ok((counterpart, response))
         })
@@ -149,4 +171,47 @@ pub(super) async fn try_prompt(State(state): State<WebState>, body: Bytes) -> We
     let request: TryRequest = serde_json::from_slice(&body)
         .map_err(|e| WebError::BadRequest(format!("try request: {e}")))?;
     Ok(Json(state.tries.answer(request).await?).into_response())
+}
+
+/// `GET /api/try/stream?run=SLUG|model=NAME&prompt=...&max_new_tokens=N`: the same try as
+/// `POST /api/try`, as server-sent events: `text` (`{"side": "vanilla"|"edited", "text"}`, each
+/// answer so far, after every token; vanilla first), then `answer` (the JSON of `POST /api/try`)
+/// or `error` (the message). A bad request is a 400 and a busy server a 503 before the stream
+/// starts; an unknown run or model arrives as an `error` event.
+pub(super) async fn try_stream(
+    State(state): State<WebState>,
+    Query(request): Query<TryRequest>,
+) -> WebResult {
+    request.check().map_err(WebError::BadRequest)?;
+    request.token_limit().map_err(WebError::BadRequest)?;
+    if state.tries.busy() {
+        return Err(WebError::Busy(
+            "busy: another prompt is being answered; try again in a moment".into(),
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(Side, String)>();
+    let tries = state.tries.clone();
+    let answered = tokio::spawn(async move { tries.answer_with(request, Some(tx)).await });
+    let texts = futures::stream::unfold(rx, |mut rx| async move {
+        let (side, text) = rx.recv().await?;
+        let data = serde_json::json!({"side": side.name(), "text": text}).to_string();
+        Some((Event::default().event("text").data(data), rx))
+    });
+    // Once the texts end (the answer's task dropped its sender), the result.
+    let last = futures::stream::once(async move {
+        match answered.await {
+            Ok(Ok(response)) => Event::default()
+                .event("answer")
+                .data(serde_json::to_string(&response).unwrap_or_default()),
+            Ok(Err(e)) => Event::default().event("error").data(e.to_string()),
+            Err(e) => Event::default()
+                .event("error")
+                .data(format!("the try stopped: {e}")),
+        }
+    });
+    use futures::StreamExt;
+    let stream = texts.chain(last).map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
