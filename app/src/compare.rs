@@ -10,6 +10,7 @@ use leptos_router::hooks::use_query_map;
 use safeedit_core::run::RunRecord;
 
 use crate::compare_runs;
+use crate::share::CopyLink;
 
 /// Every setting of a run, flattened to `key → text` (config keys as they are, plus the
 /// request's overrides and the provenance).
@@ -65,6 +66,7 @@ pub fn ComparePage() -> impl IntoView {
     view! {
         <Title text="Compare runs" />
         <h1>"Compare runs"</h1>
+        <p class="share"><CopyLink /></p>
         <Suspense fallback=|| view! { <p>"Loading runs…"</p> }>
             {move || {
                 let diff = args.get().1;

@@ -11,17 +11,18 @@ use safeedit_core::table::TABLE_METRICS;
 
 use crate::format::{score, slice_label};
 use crate::get_eval;
+use crate::judge_note::judge_note;
 use crate::launch::GeneralLauncher;
 use crate::record_page::record_page;
+use crate::share::CopyLink;
+use crate::try_box::verdict_tag;
 
-fn verdict_cell(v: Option<Verdict>) -> impl IntoView {
-    let (class, label) = match v {
-        Some(Verdict::Safe) => ("verdict safe", "safe"),
-        Some(Verdict::Unsafe) => ("verdict unsafe", "unsafe"),
-        Some(Verdict::Empty) => ("verdict empty", "empty"),
-        None => ("muted", "–"),
-    };
-    view! { <span class=class>{label}</span> }
+/// A verdict's tag, or a dash for an input the instance lacks.
+fn verdict_cell(v: Option<Verdict>) -> AnyView {
+    match v {
+        Some(v) => verdict_tag(v).into_any(),
+        None => view! { <span class="muted">"–"</span> }.into_any(),
+    }
 }
 
 /// `/evals/{slug}`
@@ -33,6 +34,17 @@ pub fn EvalPage() -> impl IntoView {
         get_eval,
         |(record, instances)| view! { <EvalView record instances /> },
     )
+}
+
+/// A tag on a response that generation stopped before it ended: at the token limit or the
+/// model's context length.
+fn cut_tag(stop: &str, tokens: usize) -> Option<impl IntoView + use<>> {
+    let why = match stop {
+        "max_new_tokens" => format!("cut at the token limit ({tokens} tokens)"),
+        "context_length" => format!("cut at the context length ({tokens} tokens)"),
+        _ => return None,
+    };
+    Some(view! { <span class="tag cut" data-stop=stop.to_string()>{why}</span> })
 }
 
 #[component]
@@ -110,7 +122,12 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
                 .map(|i| {
                     view! {
                         <div class="response" data-kind=i.kind.clone()>
-                            <h4>{i.kind.clone()} " " {verdict_cell(Some(i.verdict))}</h4>
+                            <h4>
+                                {i.kind.clone()}
+                                " "
+                                {verdict_cell(Some(i.verdict))}
+                                {cut_tag(&i.stop, i.generated_tokens)}
+                            </h4>
                             <details>
                                 <summary>"input"</summary>
                                 <pre class="text">{i.input.clone()}</pre>
@@ -174,6 +191,7 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
         </p>
         <Title text=format!("Evaluation: {} on {data}", Method::label_of(&method)) />
         <h1 id="eval-title">{format!("{} on {data}", Method::label_of(&method))}</h1>
+        <p class="share"><CopyLink /></p>
         <p class="muted">
             {format!("{n} instances · {model} · created {created_at} · updated {updated_at}")}
         </p>
@@ -192,6 +210,10 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
                 </thead>
                 <tbody>{rows}</tbody>
             </table>
+            {judge_note(
+                run["judge"]["id"].as_str().unwrap_or_default(),
+                run["judge"]["description"].as_str().unwrap_or_default(),
+            )}
             <p class="downloads">
                 <a class="button" href=format!("{api}/summary.csv") download="">
                     "Metrics (CSV)"

@@ -10,6 +10,11 @@ use crate::figure::{FigureOf, StoredFigure};
 use crate::format::score;
 use crate::get_analysis;
 use crate::record_page::record_page;
+use crate::share::CopyLink;
+
+/// Below this magnitude, vanilla's mean cosine over all columns makes a relative reduction
+/// unreliable (the page says so).
+const SMALL_BASELINE: f64 = 0.005;
 
 /// `/mechanisms/{slug}`
 #[component]
@@ -94,6 +99,26 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
         .map(|(h, _)| view! { <th class="num">{*h}</th> })
         .collect_view();
     let comparison = report.methods.iter().map(comparison_row).collect_view();
+    // A reduction is relative to vanilla's mean cosine; near 0 it magnifies noise.
+    let small_baseline = report
+        .methods
+        .iter()
+        .flat_map(|m| m.models.iter())
+        .map(|x| x.region.vanilla_all)
+        .find(|v| v.abs() < SMALL_BASELINE)
+        .map(|v| {
+            view! {
+                <p class="caveat" id="small-baseline">
+                    {format!(
+                        "Vanilla's mean cosine over all columns is {v:.5}, close to 0: a change of \
+                         a few ten-thousandths is a large percentage of it, so the all-columns \
+                         reduction (and its bar) can be large or flip sign with no real change. \
+                         Read the absolute values under Every analysed model, and the top-k \
+                         column, whose baseline is larger."
+                    )}
+                </p>
+            }
+        });
     let models = report
         .methods
         .iter()
@@ -127,6 +152,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
     view! {
         <Title text=format!("Mechanism analysis {slug}") />
         <h1>"Mechanism analysis " <code>{slug.clone()}</code></h1>
+        <p class="share"><CopyLink /></p>
         <p class="muted">
             {format!(
                 "{model} · toxic layer {} ({}) · top-{top_k} columns · {} adversarial inputs (fold {inputs_fold}) · stored {created_at}",
@@ -142,6 +168,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
                 <code>"down_proj"</code>
                 " columns) point along the toxicity probe than vanilla's, over all columns and over vanilla's top-k (paper Fig. 7). Activation shift: how far the mean activation entering the region moved, in % of vanilla's norm (docs/method.md §Mechanisms). N: models averaged (one per edit)."
             </p>
+            <div class="scroll">
             <table class="metrics" id="mechanism-table">
                 <thead>
                     <tr>
@@ -152,6 +179,8 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
                 </thead>
                 <tbody>{comparison}</tbody>
             </table>
+            </div>
+            {small_baseline}
             <p class="downloads">
                 <a class="button" href=format!("{api}/analysis.csv") download="">
                     "CSV"
@@ -195,6 +224,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
         </section>
         <section class="card">
             <h2>"Every analysed model"</h2>
+            <div class="scroll">
             <table class="metrics" id="mechanism-models">
                 <thead>
                     <tr>
@@ -210,6 +240,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
                 </thead>
                 <tbody>{models}</tbody>
             </table>
+            </div>
         </section>
         <section class="card">
             <h2>"Toxicity probe"</h2>
@@ -221,6 +252,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
             <p class="muted">
                 "The columns of the toxic layer's down_proj most aligned with the probe, read through the unembedding: their top tokens in vanilla and in each method's first model."
             </p>
+            <div class="scroll">
             <table class="metrics" id="lens">
                 <thead>
                     <tr>
@@ -231,6 +263,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
                 </thead>
                 <tbody>{lens}</tbody>
             </table>
+            </div>
         </section>
         <details class="card">
             <summary>"Settings"</summary>

@@ -7,6 +7,7 @@ use safeedit_core::{ModelList, TrainPoint, TrainedModel, TrainedModelPage};
 
 use crate::launch::TrainLauncher;
 use crate::record_page::record_page;
+use crate::share::CopyLink;
 use crate::try_box::TryBox;
 use crate::{get_trained_model, list_models};
 
@@ -147,6 +148,7 @@ fn ModelView(page: TrainedModelPage) -> impl IntoView {
         </p>
         <Title text=format!("{} model {name}", objective.to_uppercase()) />
         <h1 id="model-title">{format!("{} model {name}", objective.to_uppercase())}</h1>
+        <p class="share"><CopyLink /></p>
         <section class="card">
             <h2>"Card"</h2>
             <table class="kv" id="model-card">

@@ -9,6 +9,7 @@ use safeedit_core::table::{MetricTable, ResultsView};
 use crate::figure::FigureCard;
 use crate::format::{score, slice_label};
 use crate::launch::EvalLauncher;
+use crate::share::CopyLink;
 use crate::{results, results_figure};
 
 /// The query of `/results`: which runs, which slice.
@@ -55,6 +56,7 @@ pub fn ResultsPage() -> impl IntoView {
     view! {
         <Title text="Results" />
         <h1>"Results"</h1>
+        <p class="share"><CopyLink /></p>
         <p class="muted">
             "The SafeEdit metric table across evaluation runs (the paper's Table 1 shape). Runs come from "
             <code>"safeedit eval"</code>
@@ -156,9 +158,12 @@ fn ResultsView(data: ResultsView) -> impl IntoView {
                         </a>
                     </td>
                     <td>
-                        <a href=format!("/evals/{}", e.slug)>{e.slug.clone()}</a>
+                        <a href=e.page()>{e.slug.clone()}</a>
                     </td>
-                    <td>{e.method.clone()}</td>
+                    <td>
+                        {e.method.clone()}
+                        {e.is_edit_run().then(|| view! { <span class="muted">" (edit run)"</span> })}
+                    </td>
                     <td>{e.data.clone()}</td>
                     <td>{e.model.clone()}</td>
                     <td class="num">{e.instances.to_string()}</td>

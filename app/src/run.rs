@@ -3,6 +3,8 @@
 //! provenance, downloads and "Re-run with this config".
 
 use crate::job::DistanceBars;
+use crate::judge_note::judge_note;
+use crate::share::CopyLink;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
@@ -147,6 +149,7 @@ fn RunView(run: RunRecord) -> impl IntoView {
         <h1 id="run-title">
             {format!("DINM edit of {} instance {}", request.split, request.id)}
         </h1>
+        <p class="share"><CopyLink /></p>
         <p>
             <a href=instance_href>{instance.question.clone()}</a>
             {format!(" ({category}, attack {})", instance.attack)}
@@ -163,6 +166,7 @@ fn RunView(run: RunRecord) -> impl IntoView {
                 </thead>
                 <tbody>{metric_rows}</tbody>
             </table>
+            {judge_note(&judge.id, &judge.description)}
             <p class="muted">
                 {format!(
                     "edited {tensor}; delta Frobenius norm {delta_norm:.4}; {} steps{}; \
@@ -185,6 +189,10 @@ fn RunView(run: RunRecord) -> impl IntoView {
                 " "
                 <a class="button" href=format!("/api/runs/{slug}/run.json") download>
                     "Run (JSON)"
+                </a>
+                " "
+                <a class="button" id="to-results" href=format!("/results?runs={slug}")>
+                    "In the Results table"
                 </a>
                 " "
                 <button id="rerun" on:click=rerun disabled=move || !hydrated.get()>

@@ -53,7 +53,7 @@ test('results download as tidy CSV and booktabs LaTeX naming the run links', asy
   for (const slug of new Set(slugs)) assert.ok(tex.includes(`/evals/${slug}`), `link to ${slug}`);
   const bad = await fetch(`${BASE}/api/results.csv?runs=nosuchrun`);
   assert.equal(bad.status, 400);
-  assert.match(await bad.text(), /no evaluation run `nosuchrun`/);
+  assert.match(await bad.text(), /no evaluation or edit run `nosuchrun`/);
 });
 
 test('an evaluation page renders fully on the server with metrics, instances and downloads', async () => {

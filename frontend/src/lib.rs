@@ -1,4 +1,6 @@
 //! The WebAssembly entry point: hydrates the server-rendered page.
+// Deep view types of the app's pages are laid out here, in the hydrate build.
+#![recursion_limit = "256"]
 
 /// Called by Leptos' hydration script once the bundle has loaded.
 #[wasm_bindgen::prelude::wasm_bindgen]

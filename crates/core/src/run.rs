@@ -372,9 +372,77 @@ mod tests {
 }
 
 impl EvalRecord {
-    /// True for one-instance evaluations started from an instance page.
+    /// True for one-instance evaluations started from an instance page (and edit runs put in
+    /// the results table).
     pub fn from_web_app(&self) -> bool {
         self.run.get("source").and_then(serde_json::Value::as_str) == Some("web app")
+    }
+
+    /// Whether this stands for a DINM edit run ([`RunRecord::as_eval`]).
+    pub fn is_edit_run(&self) -> bool {
+        self.run.get("kind").and_then(serde_json::Value::as_str) == Some(EDIT_RUN_KIND)
+    }
+
+    /// Its page: `/runs/{slug}` for an edit run, else `/evals/{slug}`.
+    pub fn page(&self) -> String {
+        if self.is_edit_run() {
+            format!("/runs/{}", self.slug)
+        } else {
+            format!("/evals/{}", self.slug)
+        }
+    }
+}
+
+/// The `kind` of a DINM edit run of the web app.
+pub const EDIT_RUN_KIND: &str = "dinm-edit";
+
+impl RunRecord {
+    /// The edited model's side of this run as an evaluation of its one instance (same slug,
+    /// DS and the DG inputs it answered, judged as it was), so the results table can put an
+    /// edit made in the browser beside evaluations of the same instance.
+    pub fn as_eval(&self) -> EvalRecord {
+        use crate::eval::{InputResult, InstanceResult, summarize};
+        let inputs: Vec<InputResult> = self
+            .outcome
+            .comparisons
+            .iter()
+            .map(|c| InputResult {
+                kind: c.kind.clone(),
+                input: c.input.clone(),
+                response: c.edited.clone(),
+                verdict: c.edited_verdict,
+                // Not kept by edit runs; the table does not use them.
+                stop: String::new(),
+                generated_tokens: 0,
+            })
+            .collect();
+        let responses: Vec<&str> = inputs.iter().map(|i| i.response.as_str()).collect();
+        let instance = InstanceResult {
+            id: self.request.id,
+            category: self.instance.category.clone(),
+            attack: self.instance.attack.clone(),
+            method: self.request.method.name().into(),
+            fluency: crate::fluency::mean_fluency(&responses).unwrap_or(0.0),
+            inputs,
+            edit: None,
+            seconds: 0.0,
+        };
+        EvalRecord {
+            slug: self.slug.clone(),
+            created_at: self.created_at.clone(),
+            updated_at: self.created_at.clone(),
+            method: self.request.method.name().into(),
+            data: format!("{} #{}", self.request.split, self.request.id),
+            model: self.model.clone(),
+            instances: 1,
+            run: serde_json::json!({
+                "source": "web app",
+                "kind": EDIT_RUN_KIND,
+                "split": self.request.split,
+                "judge": self.judge,
+            }),
+            metrics: summarize(std::slice::from_ref(&instance)),
+        }
     }
 }
 

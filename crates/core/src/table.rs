@@ -172,7 +172,7 @@ impl ResultsView {
                     let found = all
                         .iter()
                         .find(|e| e.slug == slug)
-                        .ok_or_else(|| QueryError(format!("no evaluation run `{slug}`")))?;
+                        .ok_or_else(|| QueryError(format!("no evaluation or edit run `{slug}`")))?;
                     if !picked.iter().any(|p: &&EvalRecord| p.slug == slug) {
                         picked.push(found);
                     }
@@ -201,7 +201,7 @@ impl ResultsView {
             .iter()
             .map(|e| EvalEntry {
                 method: e.method.clone(),
-                link: format!("/evals/{}", e.slug),
+                link: e.page(),
                 metrics: e.metrics.clone(),
             })
             .collect();
@@ -412,9 +412,58 @@ mod tests {
         assert_eq!(picked.table.rows[0].values, [Some(80.0)]);
 
         let err = ResultsView::build(all.clone(), Some("d1,nope"), "all", "all").unwrap_err();
-        assert_eq!(err.to_string(), "no evaluation run `nope`");
+        assert_eq!(err.to_string(), "no evaluation or edit run `nope`");
         let err = ResultsView::build(all, None, "colour", "red").unwrap_err();
         assert!(err.to_string().contains("unknown group"));
+    }
+
+    #[test]
+    fn an_edit_run_joins_the_table_as_its_edited_model_on_its_instance() {
+        let run: crate::run::RunRecord = serde_json::from_value(serde_json::json!({
+            "slug": "editrun", "kind": "dinm-edit", "created_at": "2026-01-01T00:00:00.000Z",
+            "request": {"split": "test", "id": 3, "method": "dinm", "overrides": {}},
+            "instance": {"category": "offensiveness", "attack": "AIM", "question": "q?"},
+            "config": {}, "seed": 0, "model": "tiny", "model_path": "tiny",
+            "model_checksum": "none", "backend": "test",
+            "judge": {"id": "j", "version": "v", "description": "d"},
+            "version": "0", "git_commit": "abc",
+            "outcome": {
+                "layer": 1, "tensor": "t", "distances": [], "steps": [],
+                "stopped_early": false, "delta_norm": 0.5,
+                "comparisons": [
+                    {"kind": "DS", "input": "x", "vanilla": "sure", "vanilla_verdict": "unsafe",
+                     "edited": "no", "edited_verdict": "safe"},
+                    {"kind": "DG_onlyQ", "input": "y", "vanilla": "ok", "vanilla_verdict": "safe",
+                     "edited": "sure thing", "edited_verdict": "unsafe"}
+                ],
+                "seconds": [1.0, 2.0, 3.0]
+            }
+        }))
+        .unwrap();
+        let eval = run.as_eval();
+        assert!(eval.is_edit_run() && eval.from_web_app());
+        assert_eq!(
+            (eval.data.as_str(), eval.page()),
+            ("test #3", "/runs/editrun".to_string())
+        );
+        let all = vec![record("v1", "vanilla", 30.0), eval];
+        let view = ResultsView::build(all.clone(), None, "all", "all").unwrap();
+        assert_eq!(view.selected, ["v1"], "picked only");
+        let view = ResultsView::build(all, Some("v1,editrun"), "all", "all").unwrap();
+        let row = &view.table.rows[1];
+        assert_eq!(
+            (row.method.as_str(), row.link.as_str()),
+            ("dinm", "/runs/editrun")
+        );
+        let ds = view.table.columns.iter().position(|c| c == "DS").unwrap();
+        assert_eq!(row.values[ds], Some(100.0), "the edited answer's verdict");
+        let only_q = view
+            .table
+            .columns
+            .iter()
+            .position(|c| c == "DG_onlyQ")
+            .unwrap();
+        assert_eq!(row.values[only_q], Some(0.0));
     }
 
     #[test]

@@ -94,6 +94,25 @@ fn all_zero_values_still_get_a_readable_axis() {
             .collect::<Vec<_>>()
     };
     assert!(numbers(&bars).len() >= 3, "{:?}", labels(&bars));
+    // The page says so, and each 0 is a thin bar rather than nothing.
+    assert!(
+        labels(&bars).contains("every value is 0"),
+        "{:?}",
+        labels(&bars)
+    );
+    let rects = |svg: &str| svg.matches("<rect").count();
+    let one = grouped_bars(
+        &["token mean", "last token"],
+        &[("dinm".to_string(), vec![Some(0.0), None])],
+        "activation shift (%)",
+        Preset::Column,
+    )
+    .unwrap();
+    assert_eq!(
+        rects(&bars),
+        rects(&one) + 1,
+        "a bar for the 0, none for the missing value"
+    );
     let names = vec!["vanilla".to_string(), "dinm".to_string()];
     let points = projection(
         &names,
@@ -104,6 +123,39 @@ fn all_zero_values_still_get_a_readable_axis() {
     .unwrap();
     assert!(numbers(&points).len() >= 5, "{:?}", labels(&points));
     assert!(!labels(&points).contains("-0"), "{:?}", labels(&points));
+}
+
+/// The `y` of the text element showing `label`.
+fn label_y(svg: &str, label: &str) -> f64 {
+    let end = svg
+        .find(&format!(">\n{label}\n<"))
+        .unwrap_or_else(|| panic!("no label {label}"));
+    let start = svg[..end].rfind("<text").unwrap();
+    let y = svg[start..end].split(" y=\"").nth(1).unwrap();
+    y[..y.find('"').unwrap()].parse().unwrap()
+}
+
+#[test]
+fn group_labels_too_wide_for_a_column_alternate_between_two_rows() {
+    let groups = [
+        "DS",
+        "DG_onlyQ",
+        "DG_otherA",
+        "DG_otherQ",
+        "DG_otherAQ",
+        "DG-Avg",
+    ];
+    let series = [("vanilla".to_string(), vec![Some(10.0); 6])];
+    let column = grouped_bars(&groups, &series, "defense (%)", Preset::Column).unwrap();
+    let (first, second) = (label_y(&column, "DS"), label_y(&column, "DG_onlyQ"));
+    assert!(
+        second > first,
+        "the second label sits lower ({first} vs {second})"
+    );
+    assert_eq!(label_y(&column, "DG_otherA"), first);
+    // At full width they fit on one row.
+    let full = grouped_bars(&groups, &series, "defense (%)", Preset::Full).unwrap();
+    assert_eq!(label_y(&full, "DS"), label_y(&full, "DG_onlyQ"));
 }
 
 #[test]

@@ -376,7 +376,7 @@ pub fn edit_run(
     let origin = loaded.provenance();
     let run = RunRecord {
         slug: random_slug(10),
-        kind: "dinm-edit".into(),
+        kind: safeedit_core::run::EDIT_RUN_KIND.into(),
         created_at: now_rfc3339(),
         request: request.clone(),
         instance: InstanceFacts {

@@ -519,29 +519,15 @@ impl Worker {
             PipelineError::Invalid("name: the queue names every train job's model".into())
         })?;
         let out = self.models.reserved(name, id)?;
-        let mut plan = TrainPlan::new(objective(job.objective)?, &out);
+        let optimizer = job.optimizer.as_deref().map(optimizer).transpose()?;
+        let mut plan =
+            TrainPlan::new(objective(job.objective)?, &out).with_job_settings(job, optimizer);
         plan.resume = out.join("trainer.json").is_file();
         plan.model = Some(match &job.model {
             Some(base) => self.models.finished("model", base, None)?,
             None => model.to_path_buf(),
         });
         plan.data = self.train_data(&job.data)?;
-        plan.fold = job.fold;
-        plan.limit = job.limit;
-        plan.preset = job.preset.clone();
-        plan.lr = job.lr;
-        plan.batch_size = job.batch_size;
-        plan.epochs = job.epochs;
-        plan.warmup_steps = job.warmup_steps;
-        plan.optimizer = job.optimizer.as_deref().map(optimizer).transpose()?;
-        plan.beta = job.beta;
-        plan.seed = job.seed;
-        plan.lora_rank = job.lora_rank;
-        plan.lora_alpha = job.lora_alpha;
-        plan.lora_targets = job.lora_targets.clone();
-        if let Some(every) = job.save_every {
-            plan.save_every = every;
-        }
         train::run(&plan, progress)?;
         Ok(format!("/models/{name}"))
     }

@@ -90,6 +90,32 @@ impl TrainPlan {
         }
     }
 
+    /// The plan with a train job's settings (the fields `safeedit train`'s flags set; `data`
+    /// and `model` are resolved by the caller, `optimizer` parsed from the job's name).
+    pub fn with_job_settings(
+        mut self,
+        job: &safeedit_core::job::TrainJob,
+        optimizer: Option<OptimizerKind>,
+    ) -> Self {
+        self.fold = job.fold;
+        self.limit = job.limit;
+        self.preset = job.preset.clone();
+        self.lr = job.lr;
+        self.batch_size = job.batch_size;
+        self.epochs = job.epochs;
+        self.warmup_steps = job.warmup_steps;
+        self.optimizer = optimizer;
+        self.beta = job.beta;
+        self.seed = job.seed;
+        self.lora_rank = job.lora_rank;
+        self.lora_alpha = job.lora_alpha;
+        self.lora_targets = job.lora_targets.clone();
+        if let Some(every) = job.save_every {
+            self.save_every = every;
+        }
+        self
+    }
+
     /// The preset (by name, or the one fitting the model) with the plan's overrides.
     pub fn config(&self, lm: &Model) -> Result<TrainConfig> {
         let objective = self.objective;

@@ -46,7 +46,9 @@ fn figure_error(e: FigureError) -> AppError {
 impl RunService {
     /// The results table the query selects (an unknown run or slice is the request's fault).
     async fn view(&self, runs: Option<String>, group: &str, value: &str) -> AppResult<ResultsView> {
-        let all = self.0.store.list_evals().await.map_err(internal)?;
+        let all = super::files::results_candidates(&self.0, runs.as_deref())
+            .await
+            .map_err(internal)?;
         ResultsView::build(all, runs.as_deref(), group, value)
             .map_err(|e| AppError::BadRequest(e.to_string()))
     }

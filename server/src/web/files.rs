@@ -158,6 +158,25 @@ fn eval_latex(slug: &str, record: &EvalRecord) -> String {
     table.to_latex(&caption)
 }
 
+/// What the results table picks from: every stored evaluation, newest first, and the DINM
+/// edit runs among the picked slugs (`runs`), each standing for its edited model on its one
+/// instance, so browser edits and one-instance evaluations share one table.
+pub(super) async fn results_candidates(
+    state: &WebState,
+    runs: Option<&str>,
+) -> safeedit_store::Result<Vec<EvalRecord>> {
+    let mut all = state.store.list_evals().await?;
+    for slug in runs.into_iter().flat_map(|r| r.split(',')).map(str::trim) {
+        if slug.is_empty() || all.iter().any(|e| e.slug == slug) {
+            continue;
+        }
+        if let Some(run) = state.store.run(slug).await? {
+            all.push(run.as_eval());
+        }
+    }
+    Ok(all)
+}
+
 /// The query of the results table, its downloads and its chart.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(super) struct ResultsQuery {
@@ -183,7 +202,7 @@ impl ResultsQuery {
     /// The table of the stored evaluations this query selects (an unknown run or slice is the
     /// request's fault).
     pub async fn view(&self, state: &WebState) -> WebResult<(ResultsView, Vec<EvalRecord>)> {
-        let all = state.store.list_evals().await?;
+        let all = results_candidates(state, self.runs.as_deref()).await?;
         let (group, value) = self.slice();
         let view = ResultsView::build(all.clone(), self.runs.as_deref(), &group, &value)
             .map_err(|e| WebError::BadRequest(e.to_string()))?;
@@ -249,7 +268,7 @@ async fn results_entries(
         .iter()
         .map(|e| EvalEntry {
             method: e.method.clone(),
-            link: format!("{base}/evals/{}", e.slug),
+            link: format!("{base}{}", e.page()),
             metrics: e.metrics.clone(),
         })
         .collect();

@@ -75,13 +75,22 @@ pub fn grouped_bars(
         hi + span * 0.12,
     );
     let n_series = series.len();
+    // Labels wider than their group (six metrics in one column) alternate between two rows.
+    let label_pt = 6.5;
+    let plot_px = f64::from(units(preset.width_in() * 72.0 - 38.0));
+    let widest = groups.iter().map(|g| g.chars().count()).max().unwrap_or(0) as f64;
+    let stagger = widest * 0.55 * f64::from(units(label_pt)) > 0.95 * plot_px / groups.len() as f64;
+    let all_zero = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .all(|v| v.abs() < 1e-12);
     draw(preset, 0.66, |root| {
         let (top, plot) = root.split_vertically(units(12.0));
         let labels: Vec<String> = series.iter().map(|(l, _)| l.clone()).collect();
         legend(&top, &labels, 1)?;
         let mut chart = ChartBuilder::on(&plot)
             .margin(units(4.0))
-            .x_label_area_size(units(14.0))
+            .x_label_area_size(units(if stagger { 22.0 } else { 14.0 }))
             .y_label_area_size(units(30.0))
             .build_cartesian_2d(0.0..groups.len() as f64, lo..hi)
             .map_err(plot_err)?;
@@ -95,12 +104,16 @@ pub fn grouped_bars(
             .y_label_formatter(&|v| short_number(*v))
             .draw()
             .map_err(plot_err)?;
+        let (_, y_px) = chart.plotting_area().get_pixel_range();
+        let per_px = (hi - lo) / f64::from((y_px.end - y_px.start).max(1));
+        let row = per_px * f64::from(units(label_pt * 1.3));
         chart
             .draw_series(groups.iter().enumerate().map(|(g, name)| {
+                let y = if stagger && g % 2 == 1 { lo - row } else { lo };
                 Text::new(
                     name.to_string(),
-                    (g as f64 + 0.5, lo),
-                    font(6.5).pos(text_anchor::Pos::new(
+                    (g as f64 + 0.5, y),
+                    font(label_pt).pos(text_anchor::Pos::new(
                         text_anchor::HPos::Center,
                         text_anchor::VPos::Top,
                     )),
@@ -115,6 +128,8 @@ pub fn grouped_bars(
                 )))
                 .map_err(plot_err)?;
         }
+        // A value of 0 is a bar too: a thin one, so it is not read as missing.
+        let floor = per_px * f64::from(units(1.2));
         let width = 0.8 / n_series as f64;
         for (k, (_, vals)) in series.iter().enumerate() {
             let colour = SERIES[(1 + k) % SERIES.len()];
@@ -122,9 +137,28 @@ pub fn grouped_bars(
                 .draw_series(vals.iter().enumerate().filter_map(|(g, v)| {
                     v.map(|v| {
                         let x0 = g as f64 + 0.1 + k as f64 * width;
-                        Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], colour.filled())
+                        let top = if v.abs() >= floor {
+                            v
+                        } else if v < 0.0 {
+                            -floor
+                        } else {
+                            floor
+                        };
+                        Rectangle::new([(x0, 0.0), (x0 + width * 0.9, top)], colour.filled())
                     })
                 }))
+                .map_err(plot_err)?;
+        }
+        if all_zero {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    "every value is 0",
+                    (groups.len() as f64 / 2.0, hi - (hi - lo) * 0.1),
+                    font(7.0).pos(text_anchor::Pos::new(
+                        text_anchor::HPos::Center,
+                        text_anchor::VPos::Top,
+                    )),
+                )))
                 .map_err(plot_err)?;
         }
         Ok(())

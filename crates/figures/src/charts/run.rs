@@ -1,6 +1,5 @@
 //! A DINM run's charts: the per-layer distances with the toxic layer marked, and the losses.
 
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor;
 use safeedit_core::run::{RunRecord, StepLosses};
@@ -105,40 +104,33 @@ pub fn losses(steps: &[StepLosses], kl_factor: f64, preset: Preset) -> Result<St
             .y_label_formatter(&|v| short_number(*v))
             .draw()
             .map_err(plot_err)?;
-        // The total is drawn last and dashed: when the constraint is ~0 it lies on the edit line.
+        // The total is drawn first, wide and pale, and its parts on top of it: when the
+        // constraint is ~0 the total lies on the edit line, which stays visible inside it.
         let at = |value: &dyn Fn(&StepLosses) -> f64| -> Vec<(f64, f64)> {
             steps.iter().map(|s| (s.step as f64, value(s))).collect()
         };
-        let series = [
+        let legend_end = units(9.0) as i32;
+        let total = palette::BLACK.mix(0.3).stroke_width(units(2.6));
+        chart
+            .draw_series(LineSeries::new(at(&|s| s.loss), total))
+            .map_err(plot_err)?
+            .label("total")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + legend_end, y)], total));
+        let parts = [
             ("KL constraint", palette::ORANGE, at(&|s| s.constraint)),
             (
                 "weighted edit NLL",
                 palette::BLUE,
                 at(&|s| kl_factor * s.edit),
             ),
-            ("total", palette::BLACK, at(&|s| s.loss)),
         ];
-        let (dash, gap, width) = (units(2.0), units(1.5), units(0.8));
-        for (label, colour, points) in series {
-            let style = colour.stroke_width(width);
-            let legend_end = units(9.0) as i32;
-            if label == "total" {
-                chart
-                    .draw_series(DashedLineSeries::new(points.clone(), dash, gap, style))
-                    .map_err(plot_err)?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        DashedPathElement::new(vec![(x, y), (x + legend_end, y)], dash, gap, style)
-                    });
-            } else {
-                chart
-                    .draw_series(LineSeries::new(points.clone(), style))
-                    .map_err(plot_err)?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + legend_end, y)], style)
-                    });
-            }
+        for (label, colour, points) in parts {
+            let style = colour.stroke_width(units(0.8));
+            chart
+                .draw_series(LineSeries::new(points.clone(), style))
+                .map_err(plot_err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + legend_end, y)], style));
             chart
                 .draw_series(
                     points
