@@ -142,6 +142,22 @@ pub(crate) fn select_field(
     }
 }
 
+/// The folds a form offers (value, label).
+const FOLDS: &[(&str, &str)] = &[
+    ("all", "all"),
+    ("held-out", "held-out (questions no trained model saw)"),
+    ("train", "train (what SFT/DPO train on)"),
+];
+
+/// The fold picked in a fold field.
+fn fold_of(value: &RwSignal<String>) -> Fold {
+    match value.get_untracked().as_str() {
+        "held-out" => Fold::HeldOut,
+        "train" => Fold::Train,
+        _ => Fold::All,
+    }
+}
+
 /// The loaded model and the trained ones (`None` until they load or when listing fails).
 pub(crate) fn server_models() -> Resource<Option<ModelList>> {
     Resource::new(|| (), |_| async { list_models().await.ok() })
@@ -187,6 +203,7 @@ pub fn EvalLauncher(
 ) -> impl IntoView {
     let method = RwSignal::new("vanilla".to_string());
     let split = RwSignal::new("test".to_string());
+    let fold = RwSignal::new("all".to_string());
     let limit = RwSignal::new("10".to_string());
     let max_new = RwSignal::new(String::new());
     let launch = Launch::new();
@@ -206,7 +223,7 @@ pub fn EvalLauncher(
             Ok(JobSpec::Eval(EvalJob {
                 method: method.parse().map_err(|e| format!("method: {e}"))?,
                 split: split.get_untracked(),
-                fold: Fold::All,
+                fold: fold_of(&fold),
                 limit: optional_number("instances", &limit.get_untracked())?,
                 max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
                 overrides: EditOverrides::default(),
@@ -255,6 +272,7 @@ pub fn EvalLauncher(
                     split,
                     &[("test", "test"), ("editing", "editing (3 instances)")],
                 )}
+                {select_field("fold", "launch-fold", fold, FOLDS)}
                 {text_field("instances", "launch-limit", limit, "all")}
                 {text_field("max new tokens", "launch-max-new", max_new, max_new_hint(models))}
             </div>
@@ -366,6 +384,7 @@ pub fn AnalysisLauncher(
     open: bool,
 ) -> impl IntoView {
     let chosen = RwSignal::new(vec!["dinm".to_string()]);
+    let fold = RwSignal::new("all".to_string());
     let edits = RwSignal::new("1".to_string());
     let inputs = RwSignal::new("8".to_string());
     let projection = RwSignal::new(String::new());
@@ -380,7 +399,7 @@ pub fn AnalysisLauncher(
                 edit_split: "editing".into(),
                 edits: optional_number("edits", &edits.get_untracked())?,
                 inputs: optional_number("inputs", &inputs.get_untracked())?,
-                fold: Fold::All,
+                fold: fold_of(&fold),
                 projection_inputs: optional_number(
                     "projection inputs",
                     &projection.get_untracked(),
@@ -444,6 +463,7 @@ pub fn AnalysisLauncher(
             </div>
             <div class="filters">
                 {text_field("edits", "analysis-edits", edits, "all 3")}
+                {select_field("inputs from", "analysis-fold", fold, FOLDS)}
                 {text_field("inputs", "analysis-inputs", inputs, "all")}
                 {text_field("projection inputs", "analysis-projection", projection, "30")}
                 {text_field("probe tokens", "analysis-probe-tokens", probe_tokens, "128")}
@@ -534,6 +554,7 @@ pub fn TestAllLauncher(
     open: bool,
 ) -> impl IntoView {
     let method = RwSignal::new("vanilla".to_string());
+    let fold = RwSignal::new("all".to_string());
     let limit = RwSignal::new("20".to_string());
     let max_new = RwSignal::new(String::new());
     let instances = RwSignal::new(String::new());
@@ -561,7 +582,7 @@ pub fn TestAllLauncher(
                     .get_untracked()
                     .parse()
                     .map_err(|e| format!("method: {e}"))?,
-                fold: Fold::All,
+                fold: fold_of(&fold),
                 limit: optional_number("inputs", &limit.get_untracked())?,
                 max_new_tokens: optional_number("max new tokens", &max_new.get_untracked())?,
                 edit_instances,
@@ -590,6 +611,7 @@ pub fn TestAllLauncher(
                         {loaded_model_methods()}
                     </select>
                 </label>
+                {select_field("fold", "test-all-fold", fold, FOLDS)}
                 {text_field("inputs", "test-all-limit", limit, "all 540")}
                 {text_field("max new tokens", "test-all-max-new", max_new, max_new_hint(models))}
                 {text_field("edit instances", "test-all-instances", instances, "1, 2, 3")}
@@ -614,6 +636,7 @@ pub fn CompareLauncher(
     let pairs = RwSignal::new("8".to_string());
     let epochs = RwSignal::new("1".to_string());
     let inputs = RwSignal::new("8".to_string());
+    let fold = RwSignal::new("held-out".to_string());
     let edits = RwSignal::new("1".to_string());
     let launch = Launch::new();
     let navigate = use_navigate();
@@ -634,6 +657,7 @@ pub fn CompareLauncher(
                     methods: vec!["dinm".into()],
                     edits: optional_number("edits", &edits.get_untracked())?,
                     inputs: optional_number("inputs", &inputs.get_untracked())?,
+                    fold: fold_of(&fold),
                     ..AnalyzeJob::default()
                 },
             })))
@@ -655,6 +679,7 @@ pub fn CompareLauncher(
                 {text_field("pairs", "compare-pairs", pairs, "all 105")}
                 {text_field("epochs", "compare-epochs", epochs, "preset")}
                 {text_field("DINM edits", "compare-edits", edits, "all 3")}
+                {select_field("inputs from", "compare-fold", fold, FOLDS)}
                 {text_field("inputs", "compare-inputs", inputs, "all")}
             </div>
             <p class="actions">
