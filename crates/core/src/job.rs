@@ -569,7 +569,7 @@ impl JobProgress {
 pub struct JobInfo {
     /// Job id (`/jobs/{id}`).
     pub id: String,
-    /// `edit`, `eval`, `test_all`, `analyze`.
+    /// `edit`, `eval`, `general`, `test_all`, `train`, `analyze`, `compare`.
     pub kind: String,
     /// `queued`, `running`, `done`, `failed`, `cancelled`.
     pub state: JobStatus,
