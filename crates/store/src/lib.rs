@@ -215,21 +215,21 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(query("listing runs"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunSummary {
-                    slug: r.try_get("slug")?,
-                    kind: r.try_get("kind")?,
-                    created_at: r.try_get("created_at")?,
-                    split: r.try_get("split")?,
-                    instance: r.try_get::<i64, _>("instance")? as u64,
-                    model: r.try_get("model")?,
-                    layer: r.try_get::<i64, _>("layer")? as usize,
-                    ds: (r.try_get("ds_before")?, r.try_get("ds_after")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(query("reading the runs list"))
+        summaries(&rows)
+    }
+
+    /// Every run of one instance, newest first.
+    pub async fn runs_of_instance(&self, split: &str, id: u64) -> Result<Vec<RunSummary>> {
+        let rows = sqlx::query(
+            "SELECT slug, kind, created_at, split, instance, model, layer, ds_before, ds_after \
+             FROM runs WHERE split = $1 AND instance = $2 ORDER BY created_at DESC, slug",
+        )
+        .bind(split)
+        .bind(id as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query(format!("listing the runs of {split} instance {id}")))?;
+        summaries(&rows)
     }
 
     /// Records a new job.
@@ -538,4 +538,23 @@ fn ds(run: &RunRecord) -> (f64, f64) {
         .into_iter()
         .find(|(kind, _, _)| kind == "DS")
         .map_or((0.0, 0.0), |(_, before, after)| (before, after))
+}
+
+/// Run summaries from rows of the runs table's summary columns.
+fn summaries(rows: &[AnyRow]) -> Result<Vec<RunSummary>> {
+    rows.iter()
+        .map(|r| {
+            Ok(RunSummary {
+                slug: r.try_get("slug")?,
+                kind: r.try_get("kind")?,
+                created_at: r.try_get("created_at")?,
+                split: r.try_get("split")?,
+                instance: r.try_get::<i64, _>("instance")? as u64,
+                model: r.try_get("model")?,
+                layer: r.try_get::<i64, _>("layer")? as usize,
+                ds: (r.try_get("ds_before")?, r.try_get("ds_after")?),
+            })
+        })
+        .collect::<std::result::Result<_, sqlx::Error>>()
+        .map_err(query("reading the runs list"))
 }

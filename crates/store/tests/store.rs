@@ -137,6 +137,20 @@ fn runs_and_evaluations_round_trip_and_upserts_replace() {
         assert_eq!(listed[1].layer, 3);
         assert_eq!(listed[1].ds, (0.0, 100.0), "DS before and after the edit");
         assert_eq!(store.list_runs(1).await.unwrap().len(), 1);
+        let of = |split: &'static str, id: u64| {
+            let store = &store;
+            async move {
+                store
+                    .runs_of_instance(split, id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.slug)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(of("test", old.request.id).await, ["aaaa"]);
+        assert!(of("test", 999).await.is_empty());
 
         let slug = random_slug(10);
         store

@@ -232,11 +232,10 @@ impl Runs for RunService {
         Box::pin(async move {
             let store = &self.0.store;
             let mut all: Vec<CatalogEntry> = store
-                .list_runs(500)
+                .runs_of_instance(&split, id)
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .filter(|r| r.split == split && r.instance == id)
                 .map(edit_entry)
                 .collect();
             all.extend(
