@@ -6,9 +6,11 @@
 mod cli;
 mod web;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -16,5 +18,27 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    cli::Cli::parse().run()
+    match cli::Cli::parse().run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // What went wrong, outermost first, on one line: a user's mistake is a message, not
+            // a backtrace (`RUST_BACKTRACE` still shows one for a panic).
+            eprintln!("error: {}", message_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, outermost first, joined by `: `; a cause whose text its outer
+/// message already contains (errors that print their source) is not repeated.
+fn message_chain(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }

@@ -164,6 +164,7 @@ struct Analysed {
 pub fn run(plan: &AnalyzePlan, progress: &mut dyn Progress) -> Result<AnalyzeSummary> {
     let args = plan;
     let compared = parse_methods(&args.methods)?;
+    let _lock = run_dir::lock(&args.out)?;
     run_dir::create(&args.out.join("figures"))?;
     let model_path = paths::model_or_default(args.model.clone())?;
     let lm = backend::load(&model_path, progress)?;

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{self, Backend, Model, TrainBackend};
 use crate::method::{DinmOptions, dinm_event};
 use crate::progress::{Event, Progress, ProgressExt};
-use crate::{Loaded, PipelineError, Result, ResultExt, data, ensure, judge, paths, run_dir};
+use crate::{
+    Loaded, PipelineError, Result, ResultExt, data, ensure, judge, limits, paths, run_dir,
+};
 
 /// A DINM edit of one instance from the command line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +112,8 @@ impl EditReport {
 pub fn run(plan: &EditPlan, progress: &mut dyn Progress) -> Result<EditReport> {
     let records = data::load(&plan.data)?;
     let record = data::instance(&records, plan.instance, &plan.data)?;
+    plan.dinm.check()?;
+    limits::max_new_tokens_opt(plan.max_new_tokens)?;
     let model_path = paths::model_or_default(plan.model.clone())?;
     let lm = backend::load(&model_path, progress)?;
     let mut config = plan.dinm.config(&lm)?;
@@ -293,15 +297,10 @@ pub fn config_with_overrides(
     let mut config = preset.clone();
     let o = overrides;
     if let Some(lr) = o.lr {
-        ensure!(lr > 0.0 && lr.is_finite(), "lr must be positive, got {lr}");
-        config.lr = lr;
+        config.lr = limits::lr("lr", lr)?;
     }
     if let Some(steps) = o.steps {
-        ensure!(
-            (1..=100).contains(&steps),
-            "steps must be 1..=100, got {steps}"
-        );
-        config.num_steps = steps;
+        config.num_steps = limits::edit_steps("steps", steps)?;
     }
     if let Some(layer) = o.layer {
         ensure!(
@@ -312,11 +311,7 @@ pub fn config_with_overrides(
         config.layer = Some(layer);
     }
     if let Some(n) = o.max_new_tokens {
-        ensure!(
-            (1..=2048).contains(&n),
-            "max_new_tokens must be 1..=2048, got {n}"
-        );
-        config.max_output_length = n;
+        config.max_output_length = limits::max_new_tokens(n)?;
     }
     Ok(config)
 }

@@ -23,7 +23,7 @@ use crate::publish::{Database, Published, publish_eval, publish_folder};
 use crate::run_dir::{
     self, append_jsonl, check_or_write_run_info, general_rows, read_jsonl, resume_jsonl,
 };
-use crate::{PipelineError, Result, bail, data, judge, provenance};
+use crate::{PipelineError, Result, bail, data, judge, limits, provenance};
 
 /// An evaluation of one method on SafeEdit instances.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +112,7 @@ pub struct EvalSetup {
 impl EvalSetup {
     /// Loads everything `plan` names.
     pub fn load(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<Self> {
+        limits::max_new_tokens_opt(plan.max_new_tokens)?;
         let model = MethodModel::load(plan.method, &plan.model, progress)?;
         let generation = GenerationConfig::greedy(
             plan.max_new_tokens
@@ -207,8 +208,11 @@ fn records(plan: &EvalPlan) -> Result<(Vec<SafeEditRecord>, String)> {
 /// stores the run. Instances that fail are logged in `errors.jsonl` and counted in the summary
 /// ([`EvalSummary::check`]); a cancelled run stops between instances.
 pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> {
+    // Settings out of range are refused before the data, the folder or the model is touched.
+    limits::max_new_tokens_opt(plan.max_new_tokens)?;
+    plan.model.check()?;
     let (records, data_label) = records(plan)?;
-    run_dir::create(&plan.out)?;
+    let _lock = run_dir::lock(&plan.out)?;
 
     let mut setup = EvalSetup::load(plan, progress)?;
     let run_info = setup.run_info(plan.method, data_label);
@@ -422,6 +426,48 @@ mod tests {
 
         let err = run(&tiny_eval(Method::Vanilla, 3, dir.path()), &mut Quiet).unwrap_err();
         assert!(err.to_string().contains("different `method`"), "{err}");
+    }
+
+    #[test]
+    fn settings_out_of_range_and_a_folder_in_use_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("eval");
+        for (change, needle) in [
+            (
+                (|p: &mut EvalPlan| p.max_new_tokens = Some(0)) as fn(&mut EvalPlan),
+                "max_new_tokens must be 1..=2048, got 0",
+            ),
+            (
+                |p| p.model.dinm.steps = Some(0),
+                "steps must be 1..=100, got 0",
+            ),
+            (
+                |p| p.model.dinm.lr = Some(-1.0),
+                "lr must be positive, got -1",
+            ),
+            (
+                |p| p.model.baselines.ftl_steps = Some(0),
+                "ftl_steps must be 1..=100",
+            ),
+        ] {
+            let mut plan = tiny_eval(Method::Dinm, 1, &out);
+            change(&mut plan);
+            let err = run(&plan, &mut Quiet).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err} lacks {needle}");
+            assert!(!out.exists(), "{needle}: nothing is written");
+        }
+        // Another writer holds the folder (a second `safeedit eval --out` on it): refused, and
+        // its files are left alone.
+        let held = run_dir::lock(&out).unwrap();
+        let err = run(&tiny_eval(Method::Vanilla, 1, &out), &mut Quiet).unwrap_err();
+        assert!(
+            err.to_string().contains("is in use by another run"),
+            "{err}"
+        );
+        assert!(!out.join("instances.jsonl").exists());
+        drop(held);
+        run(&tiny_eval(Method::Vanilla, 1, &out), &mut Quiet).unwrap();
+        assert_eq!(read_results(&out).unwrap().len(), 1);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::publish::{Database, Published, publish_eval, publish_folder};
 use crate::run_dir::{
     self, append_jsonl, check_or_write_run_info, general_summary_path, read_jsonl, resume_jsonl,
 };
-use crate::{PipelineError, Result, data, ensure, provenance};
+use crate::{PipelineError, Result, data, ensure, limits, provenance};
 
 /// General performance of one method's model on one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,13 +72,15 @@ pub struct GeneralSummary {
 /// Runs the plan: resumes the folder, generates and scores the missing items, writes the score.
 pub fn run(plan: &GeneralPlan, progress: &mut dyn Progress) -> Result<GeneralSummary> {
     ensure!(plan.batch_size > 0, "--batch-size must be at least 1");
+    limits::max_new_tokens_opt(plan.max_new_tokens)?;
+    plan.model.check()?;
     let task = plan.task;
     let mut items = data::general_items(task, plan.data.as_deref())?;
     if let Some(limit) = plan.limit {
         items.truncate(limit);
     }
     ensure!(!items.is_empty(), "no {} items to evaluate", task.name());
-    run_dir::create(&plan.out)?;
+    let _lock = run_dir::lock(&plan.out)?;
 
     let MethodModel {
         model_path,

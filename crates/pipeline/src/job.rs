@@ -160,6 +160,24 @@ impl Worker {
         Ok(spec)
     }
 
+    /// Gives back what [`Worker::prepare`] reserved for a job that was not queued after all
+    /// (the model names of a train or comparison job that has not started).
+    pub fn release(&self, id: &str, spec: &JobSpec) {
+        match spec {
+            JobSpec::Train(job) => {
+                if let Some(name) = &job.name {
+                    self.models.release(name, id);
+                }
+            }
+            JobSpec::Compare(job) => {
+                for name in [&job.sft.name, &job.dpo.name].into_iter().flatten() {
+                    self.models.release(name, id);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Checks an analysis job's fields.
     fn check_analyze(&self, job: &AnalyzeJob) -> Result<()> {
         self.analyzed(&job.methods)?;

@@ -41,6 +41,7 @@ pub mod evaluate;
 pub mod general;
 pub mod job;
 pub mod judge;
+pub mod limits;
 pub mod method;
 pub mod models;
 pub mod paths;

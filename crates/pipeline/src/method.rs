@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::backend::{self, Model, TrainBackend};
 use crate::progress::{Event, Progress};
-use crate::{Result, ResultExt, bail, ensure, paths};
+use crate::{Result, ResultExt, bail, ensure, limits, paths};
 
 /// DINM hyperparameters: a preset plus overrides (`None` keeps the preset's value).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,17 @@ pub struct DinmOptions {
 }
 
 impl DinmOptions {
+    /// Checks the overrides' ranges (before a model is loaded).
+    pub fn check(&self) -> Result<()> {
+        if let Some(lr) = self.lr {
+            limits::lr("lr", lr)?;
+        }
+        if let Some(steps) = self.steps {
+            limits::edit_steps("steps", steps)?;
+        }
+        Ok(())
+    }
+
     /// The preset (by name, or the one fitting the model) with the overrides applied.
     pub fn config(&self, lm: &Model) -> Result<DinmConfig> {
         let mut config = match &self.preset {
@@ -53,6 +64,7 @@ impl DinmOptions {
             },
             None => DinmConfig::preset_for(&lm.name, &lm.architecture),
         };
+        self.check()?;
         if let Some(lr) = self.lr {
             config.lr = lr;
             config.preset = format!("{} (lr {lr})", config.preset);
@@ -87,9 +99,21 @@ pub struct BaselineOptions {
 }
 
 impl BaselineOptions {
+    /// Checks the overrides' ranges (before a model is loaded).
+    pub fn check(&self) -> Result<()> {
+        if let Some(lr) = self.ftl_lr {
+            limits::lr("ftl_lr", lr)?;
+        }
+        if let Some(steps) = self.ftl_steps {
+            limits::edit_steps("ftl_steps", steps)?;
+        }
+        Ok(())
+    }
+
     /// The FT-L preset fitting the model, with the overrides applied.
     pub fn ftl_config(&self, lm: &Model) -> Result<FtlConfig> {
         let mut config = FtlConfig::preset_for(&lm.name, &lm.architecture, lm.config.n_layers);
+        self.check()?;
         if let Some(layer) = self.ftl_layer {
             ensure!(
                 layer < lm.config.n_layers,
@@ -211,9 +235,18 @@ pub struct ModelChoice {
     pub baselines: BaselineOptions,
 }
 
+impl ModelChoice {
+    /// Checks the DINM and baseline overrides' ranges (before a model is loaded).
+    pub fn check(&self) -> Result<()> {
+        self.dinm.check()?;
+        self.baselines.check()
+    }
+}
+
 impl MethodModel {
     /// Loads the model (refusing a non-trained one for `sft` / `dpo`) and its settings.
     pub fn load(method: Method, choice: &ModelChoice, progress: &mut dyn Progress) -> Result<Self> {
+        choice.check()?;
         let model_path = paths::model_or_default(choice.model.clone())?;
         let trained = method_card(method, &model_path)?;
         let lm = backend::load(&model_path, progress)?;

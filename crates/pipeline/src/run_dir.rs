@@ -17,6 +17,38 @@ pub fn create(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))
 }
 
+/// An output folder held by this process: a second process that asks for the same folder is
+/// refused while this lives (two writers would duplicate every line of its result files). The
+/// operating system drops the lock when the process ends, however it ends.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: File,
+}
+
+/// The name of the lock file in an output folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Creates the output folder and takes its lock, or says which folder is in use.
+pub fn lock(dir: &Path) -> Result<FolderLock> {
+    create(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| PipelineError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(FolderLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PipelineError::Invalid(format!(
+            "{} is in use by another run (another process writes to this --out); wait for it \
+             to finish or pick another folder",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(PipelineError::io(&path, e)),
+    }
+}
+
 /// Writes `text` to `path`.
 pub fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, text).map_err(|e| PipelineError::io(path, e))

@@ -220,7 +220,7 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
         fold.as_str()
     );
     let inputs = sample_inputs(&all, args.limit);
-    run_dir::create(&args.out)?;
+    let _lock = run_dir::lock(&args.out)?;
 
     let mut setup = EvalSetup::load(args, progress)?;
     let method = args.method;

@@ -211,13 +211,13 @@ pub fn run(plan: &TrainPlan, progress: &mut dyn Progress) -> Result<TrainSummary
             .unwrap_or_default()
     );
 
+    let _lock = run_dir::lock(&args.out)?;
     let resuming = args.resume && has_checkpoint(&args.out);
     ensure!(
         args.resume || !has_checkpoint(&args.out),
         "{} holds a training checkpoint; pass --resume to continue it or choose another --out",
         args.out.display()
     );
-    run_dir::create(&args.out)?;
     // The base model: on resume, the card names it; the weights come from the checkpoint.
     let base_path = paths::model_or_default(args.model.clone())?;
     let (base_lm, card_base) = if resuming {

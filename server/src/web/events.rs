@@ -56,11 +56,15 @@ pub(super) async fn job_events(
                 return None;
             }
             loop {
-                let event = job.snapshot().events.get(next).cloned();
-                if let Some(event) = event {
+                let snapshot = job.snapshot();
+                if let Some(event) = snapshot.events.get(next) {
                     let last = event.status().is_final();
-                    let message = sse(next, &event);
+                    let message = sse(next, event);
                     return Some((Ok::<_, Infallible>(message), (job, rx, next + 1, last)));
+                }
+                // Asked for events past the last one of a finished job: there are none to come.
+                if snapshot.status.is_final() {
+                    return None;
                 }
                 if rx.changed().await.is_err() {
                     return None;

@@ -452,6 +452,100 @@ fn edit_requests_answer_400_naming_the_field_and_503_when_the_queue_is_full() {
     }
 }
 
+#[test]
+fn a_burst_of_concurrent_submissions_never_exceeds_the_queue_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    // Long enough that no job finishes during the burst.
+    let slow = serde_json::json!({"split": "test", "id": 1,
+        "overrides": {"steps": 100, "max_new_tokens": 512}});
+    let answers: Vec<(StatusCode, String)> = rt.block_on(async {
+        let calls: Vec<_> = (0..32)
+            .map(|_| {
+                let router = router.clone();
+                let request = start_edit(slow.clone());
+                tokio::spawn(async move {
+                    let response = router.oneshot(request).await.unwrap();
+                    let status = response.status();
+                    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    (status, String::from_utf8_lossy(&body).into_owned())
+                })
+            })
+            .collect();
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    });
+    let accepted: Vec<&String> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .map(|(_, body)| body)
+        .collect();
+    let refused = answers
+        .iter()
+        .filter(|(status, body)| {
+            *status == StatusCode::SERVICE_UNAVAILABLE && body.contains("busy")
+        })
+        .count();
+    // The queue holds QUEUE_CAPACITY; the worker may have taken one of the burst already.
+    assert!(
+        (QUEUE_CAPACITY..=QUEUE_CAPACITY + 1).contains(&accepted.len()),
+        "{} of 32 accepted",
+        accepted.len()
+    );
+    assert_eq!(accepted.len() + refused, 32, "{answers:?}");
+    for id in accepted {
+        let id: String = serde_json::from_str(id).unwrap();
+        rt.block_on(state.jobs.cancel(&id));
+    }
+}
+
+#[test]
+fn a_finished_jobs_event_stream_ends_even_when_asked_past_its_last_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let (_, _, body) = call(
+        &rt,
+        &router,
+        start_edit(serde_json::json!({"split": "test", "id": 1,
+            "overrides": {"steps": 1, "max_new_tokens": 2}})),
+    );
+    let id: String = serde_json::from_slice(&body).unwrap();
+    let finished = super::jobs::tests::wait(&state.jobs, &id);
+    let n = finished.events.len();
+    let events = |request: Request<Body>| {
+        rt.block_on(async {
+            let response = router.clone().oneshot(request).await.unwrap();
+            let body = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                axum::body::to_bytes(response.into_body(), 1 << 20),
+            )
+            .await
+            .expect("the stream of a finished job ends")
+            .unwrap();
+            String::from_utf8_lossy(&body).into_owned()
+        })
+    };
+    let all = events(get(&format!("/api/jobs/{id}/events")));
+    let ids: Vec<&str> = all.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected, "every event carries its index as id: {all}");
+    // A reconnecting browser that saw the last event, and a client asking past the end, get
+    // nothing more and the stream ends.
+    let reconnect = Request::get(format!("/api/jobs/{id}/events"))
+        .header("last-event-id", (n - 1).to_string())
+        .body(Body::empty())
+        .unwrap();
+    assert!(!events(reconnect).contains("data:"));
+    assert!(!events(get(&format!("/api/jobs/{id}/events?from={}", n + 5))).contains("data:"));
+    let tail = events(get(&format!("/api/jobs/{id}/events?from={}", n - 1)));
+    assert_eq!(tail.matches("data:").count(), 1, "{tail}");
+}
+
 /// `POST /api/{name}` with a form-encoded body.
 fn server_fn(name: &str, form: &str) -> Request<Body> {
     Request::post(format!("/api/{name}"))

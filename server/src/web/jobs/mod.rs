@@ -258,55 +258,59 @@ impl Jobs {
             .map_err(|e| SubmitError::Invalid(e.to_string()))
     }
 
-    /// Jobs of this process that wait for the worker.
-    fn waiting(&self) -> usize {
-        self.shared
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|j| j.status() == JobStatus::Queued)
-            .count()
-    }
-
-    /// Queues a job; returns its id and how many jobs are ahead of it.
+    /// Queues a job; returns its id and how many jobs are ahead of it. The queue's place is
+    /// taken under the same lock that counts the waiting jobs, so concurrent submissions never
+    /// exceed [`QUEUE_CAPACITY`].
     pub async fn submit(&self, spec: JobSpec) -> Result<(String, usize), SubmitError> {
         self.validate(&spec)?;
-        let waiting = self.waiting();
-        if waiting >= QUEUE_CAPACITY {
-            return Err(SubmitError::Busy(waiting));
-        }
         let id = random_slug(12);
         // What the job needs fixed before it is queued (a train job's model name and folder).
-        let spec = self
-            .shared
-            .check
+        let check = &self.shared.check;
+        let spec = check
             .prepare(&id, &spec)
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let running = self
-            .shared
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|j| j.status() == JobStatus::Running);
-        let ahead = waiting + usize::from(running);
-        self.shared
-            .store
-            .insert_job(&id, &now_rfc3339(), &spec)
-            .await
-            .map_err(anyhow::Error::from)?;
-        let job = Job::new(&id, spec.clone());
-        job.push(JobEvent::Queued { ahead });
-        self.insert(job);
-        self.shared
-            .queue
-            .push(QueuedJob {
-                id: id.clone(),
-                spec,
-            })
-            .await
-            .map_err(anyhow::Error::from)?;
+        let ahead = {
+            let mut jobs = self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let waiting = jobs
+                .values()
+                .filter(|j| j.status() == JobStatus::Queued)
+                .count();
+            if waiting >= QUEUE_CAPACITY {
+                drop(jobs);
+                check.release(&id, &spec);
+                return Err(SubmitError::Busy(waiting));
+            }
+            let running = jobs.values().any(|j| j.status() == JobStatus::Running);
+            let ahead = waiting + usize::from(running);
+            let job = Job::new(&id, spec.clone());
+            job.push(JobEvent::Queued { ahead });
+            jobs.insert(id.clone(), job);
+            ahead
+        };
+        let queued = async {
+            self.shared
+                .store
+                .insert_job(&id, &now_rfc3339(), &spec)
+                .await?;
+            self.shared
+                .queue
+                .push(QueuedJob {
+                    id: id.clone(),
+                    spec: spec.clone(),
+                })
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = queued.await {
+            // The place is given back; the job was never queued.
+            self.shared
+                .jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            check.release(&id, &spec);
+            return Err(SubmitError::Other(e));
+        }
         Ok((id, ahead))
     }
 
