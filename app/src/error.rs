@@ -35,10 +35,24 @@ impl AppError {
         }
     }
 
+    /// The message, at most [`MAX_MESSAGE`] characters: a message that repeats a huge input
+    /// is cut, saying how much was left out.
+    pub fn capped(self) -> Self {
+        let cap = |m: String| cap_message(&m).unwrap_or(m);
+        match self {
+            AppError::BadRequest(m) => AppError::BadRequest(cap(m)),
+            AppError::NotFound(m) => AppError::NotFound(cap(m)),
+            AppError::Busy(m) => AppError::Busy(cap(m)),
+            AppError::Internal(m) => AppError::Internal(cap(m)),
+        }
+    }
+
     /// When the current request is the server-function call itself (`/api/...`), sets its
     /// response's status to the error's. A page that calls the function while it renders keeps
-    /// its own status (it shows the message), and in the browser this does nothing.
+    /// its own status (it shows the message), and in the browser this does nothing. The message
+    /// is [capped](AppError::capped).
     pub fn respond(self) -> Self {
+        let this = self.capped();
         #[cfg(feature = "ssr")]
         {
             use leptos::prelude::use_context;
@@ -47,13 +61,26 @@ impl AppError {
             if let (true, Some(response)) =
                 (api_call, use_context::<leptos_axum::ResponseOptions>())
             {
-                let status = axum::http::StatusCode::from_u16(self.status())
+                let status = axum::http::StatusCode::from_u16(this.status())
                     .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
                 response.set_status(status);
             }
         }
-        self
+        this
     }
+}
+
+/// The most characters of an error message sent to a client.
+pub const MAX_MESSAGE: usize = 400;
+
+/// `message` cut to [`MAX_MESSAGE`] characters with a note of how many were left out; `None`
+/// when it is short enough already.
+pub fn cap_message(message: &str) -> Option<String> {
+    let total = message.chars().count();
+    (total > MAX_MESSAGE).then(|| {
+        let kept: String = message.chars().take(MAX_MESSAGE).collect();
+        format!("{kept}… ({} more characters)", total - MAX_MESSAGE)
+    })
 }
 
 impl FromServerFnError for AppError {

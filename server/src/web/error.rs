@@ -44,7 +44,9 @@ impl IntoResponse for WebError {
         if let WebError::Internal(message) = &self {
             tracing::error!("request failed: {message}");
         }
-        (self.status_code(), self.to_string()).into_response()
+        let message = self.to_string();
+        let message = app::error::cap_message(&message).unwrap_or(message);
+        (self.status_code(), message).into_response()
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`router`]: `router(state, app)` builds every route; tests call it with tower's `oneshot`.
 //! - [`error`]: [`WebError`](error::WebError), the status code of each failure.
 //! - [`files`], [`figures`], [`events`]: downloads, figure exports, the job event stream.
+//! - [`listen`]: the HTTP loop with header, idle and body timeouts.
 //! - [`jobs`]: the bounded queue and the worker thread whose jobs run the pipeline.
 //! - [`bridge`]: what the app's server functions see of the queue and the database.
 
@@ -14,6 +15,7 @@ mod figures;
 mod files;
 mod job_api;
 mod jobs;
+mod listen;
 mod router;
 #[cfg(test)]
 mod tests;
@@ -180,11 +182,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.addr))?;
         tracing::info!("SafeEdit Studio listening on http://{}", args.addr);
         let jobs = state.jobs.clone();
-        axum::serve(listener, router(state, app_state).into_make_service())
-            .with_graceful_shutdown(async {
+        listen::serve(
+            listener,
+            router(state, app_state),
+            listen::Timeouts::default(),
+            async {
                 let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            },
+        )
+        .await;
         // The running job stops at its next check; the next start takes it and the queued
         // ones up again.
         jobs.shutdown();

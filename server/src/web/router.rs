@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::routing::{get, post};
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{WebState, events, figures, files, job_api, try_api};
 use app::ssr::AppState;
@@ -38,6 +39,10 @@ pub fn api_router(state: WebState) -> Router {
         .with_state(state)
 }
 
+/// The largest request body accepted (413 above it): job specifications, prompts and queries
+/// are a few kilobytes.
+pub const MAX_BODY: usize = 1 << 20;
+
 /// The whole server: pages (server-rendered, hydrated), server functions, static files and the
 /// API.
 pub fn router(state: WebState, app: AppState) -> Router {
@@ -48,4 +53,5 @@ pub fn router(state: WebState, app: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(app)
         .merge(api_router(state))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
 }

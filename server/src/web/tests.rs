@@ -546,6 +546,104 @@ fn a_finished_jobs_event_stream_ends_even_when_asked_past_its_last_event() {
     assert_eq!(tail.matches("data:").count(), 1, "{tail}");
 }
 
+#[test]
+fn huge_inputs_are_client_errors_whose_messages_do_not_repeat_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, _state) = server(dir.path());
+    let split = "x".repeat(900_000);
+    let query = serde_json::json!({"query": {"split": split, "sort": "id", "desc": false,
+        "page": 1, "per_page": 10}});
+    let (status, _, body) = call(
+        &rt,
+        &router,
+        post_json("/api/instances", &query.to_string()),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.len() < 1000, "the message echoes {} bytes", body.len());
+    assert!(String::from_utf8_lossy(&body).contains("unknown split `xxxx"));
+    let long = "y".repeat(60_000);
+    for request in [
+        server_fn(
+            "run_figure",
+            &format!("slug={}&chart=losses", "y".repeat(600_000)),
+        ),
+        server_fn(
+            "results",
+            &format!("group=all&value=all&runs={}", "y".repeat(600_000)),
+        ),
+        get(&format!("/api/runs/{long}/run.json")),
+        get(&format!("/api/jobs/{long}")),
+    ] {
+        let (status, _, body) = call(&rt, &router, request);
+        assert!(!status.is_server_error(), "{status}");
+        assert!(
+            body.len() < 1000,
+            "{status}: the answer echoes {} bytes",
+            body.len()
+        );
+    }
+    // A body over the limit is refused as such, for server functions and the JSON API alike.
+    let big = format!("{{\"prompt\": \"{}\"}}", "z".repeat(3 << 20));
+    for uri in ["/api/try", "/api/jobs", "/api/start_job", "/api/instances"] {
+        // As an HTTP client sends it: with its length.
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, big.len())
+            .body(Body::from(big.clone()))
+            .unwrap();
+        let (status, _, _) = call(&rt, &router, request);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{uri}");
+    }
+}
+
+#[test]
+fn clients_that_never_finish_a_request_or_sit_idle_are_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, _state) = server(dir.path());
+    let timeouts = super::listen::Timeouts {
+        header: std::time::Duration::from_secs(1),
+        body: std::time::Duration::from_secs(1),
+    };
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(super::listen::serve(
+            listener,
+            router,
+            timeouts,
+            std::future::pending(),
+        ));
+        // Sends `text`, then reads until the server closes the connection (at most 10 s).
+        let closed_after = |text: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(text.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                stream.read_to_end(&mut answer),
+            )
+            .await;
+            assert!(read.is_ok(), "{text:?}: still open after 10 s");
+            String::from_utf8_lossy(&answer).into_owned()
+        };
+        // Half a header; nothing at all; a finished request on a kept-alive connection.
+        closed_after("GET /api/models HTTP/1.1\r\nHost: localhost\r\n").await;
+        closed_after("").await;
+        let answer = closed_after("GET /api/models HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // A body that never arrives in full.
+        let answer = closed_after(
+            "POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{\"kind\":",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("body"), "{answer}");
+    });
+}
+
 /// `POST /api/{name}` with a form-encoded body.
 fn server_fn(name: &str, form: &str) -> Request<Body> {
     Request::post(format!("/api/{name}"))
