@@ -69,7 +69,7 @@ pub async fn job_status(id: String) -> AppResult<Option<JobSnapshot>> {
 }
 
 /// Cancels a queued or running job; false when it is unknown or finished.
-#[server(endpoint = "cancel_job")]
+#[server(endpoint = "cancel_job", input = leptos::server_fn::codec::Json)]
 pub async fn cancel_job(id: String) -> AppResult<bool> {
     Ok(state()?.runs.cancel(id).await)
 }

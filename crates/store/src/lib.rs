@@ -102,6 +102,36 @@ impl Table {
     }
 }
 
+/// `url` with its password replaced by `***` (in `user:password@` and in a `password=` query
+/// parameter), for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(query_start) = out.find('?') {
+        let (head, query) = out.split_at(query_start + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
 impl Store {
     /// Opens `url`, or the SQLite file `runs.sqlite` under `data_dir` when `url` is `None`, and
     /// applies the migrations.
@@ -126,7 +156,7 @@ impl Store {
             .connect(&url)
             .await
             .map_err(|source| StoreError::Open {
-                url: url.clone(),
+                url: redact_url(&url),
                 source,
             })?;
         if sqlite {

@@ -279,3 +279,40 @@ fn an_unreachable_database_names_its_url() {
         .unwrap_err();
     assert!(err.to_string().contains("nonexistent-dir"), "{err}");
 }
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_without_its_password() {
+    use safeedit_store::redact_url;
+
+    assert_eq!(
+        redact_url("postgres://lab:s3cret@db.example:5432/safeedit?sslmode=require"),
+        "postgres://lab:***@db.example:5432/safeedit?sslmode=require"
+    );
+    assert_eq!(
+        redact_url("postgres://db.example/safeedit?user=lab&password=s3cret"),
+        "postgres://db.example/safeedit?user=lab&password=***"
+    );
+    assert_eq!(
+        redact_url("sqlite:///tmp/runs.sqlite"),
+        "sqlite:///tmp/runs.sqlite"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A URL that cannot be used (here: a port that is not a number) fails at once.
+    let opened = rt.block_on(Store::open(
+        Some("postgres://lab:s3cret@127.0.0.1:port/safeedit"),
+        dir.path(),
+    ));
+    let Err(err) = opened else {
+        panic!("the URL is refused")
+    };
+    let err = err.to_string();
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(
+        err.contains("postgres://lab:***@127.0.0.1:port/safeedit"),
+        "{err}"
+    );
+}

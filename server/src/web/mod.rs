@@ -4,6 +4,7 @@
 //! - [`router`]: `router(state, app)` builds every route; tests call it with tower's `oneshot`.
 //! - [`error`]: [`WebError`](error::WebError), the status code of each failure.
 //! - [`files`], [`figures`], [`events`]: downloads, figure exports, the job event stream.
+//! - [`guard`]: host, cross-site and sign-in checks, the sign-in page, security headers.
 //! - [`listen`]: the HTTP loop with header, idle and body timeouts.
 //! - [`jobs`]: the bounded queue and the worker thread whose jobs run the pipeline.
 //! - [`bridge`]: what the app's server functions see of the queue and the database.
@@ -13,6 +14,7 @@ mod error;
 mod events;
 mod figures;
 mod files;
+mod guard;
 mod job_api;
 mod jobs;
 mod listen;
@@ -65,6 +67,76 @@ pub struct ServeArgs {
     /// The built site (scripts/build-site.sh writes it): `pkg/` with the wasm bundle and CSS.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+    /// Who may do what on a shared server.
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Sign-in and the names the server answers for (README: "Running on a shared server").
+#[derive(Args, Debug, Clone, Default)]
+pub struct AccessArgs {
+    /// An access token required to start, cancel and try (and with --private, to read):
+    /// `Authorization: Bearer <token>`, or sign in on /login in the browser.
+    #[arg(long, env = "SAFEEDIT_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// A header a trusted reverse proxy sets to the signed-in user (e.g. X-Forwarded-User); a
+    /// request carrying it counts as signed in. The proxy must remove it from clients' requests.
+    #[arg(long, env = "SAFEEDIT_AUTH_HEADER")]
+    pub auth_header: Option<String>,
+    /// Reading pages, runs and downloads needs a sign-in too.
+    #[arg(long, env = "SAFEEDIT_PRIVATE")]
+    pub private: bool,
+    /// A host name the server is reached by (repeatable): requests naming another host are
+    /// refused [default: loopback names on a loopback --addr; any host elsewhere].
+    #[arg(
+        long = "allowed-host",
+        env = "SAFEEDIT_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Another site allowed to send actions from a browser (e.g. https://lab.example.org).
+    #[arg(
+        long = "allowed-origin",
+        env = "SAFEEDIT_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Listen on a non-loopback address without any sign-in (anyone who reaches the port can
+    /// start jobs).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl AccessArgs {
+    /// The access rules for a server on `addr`; `Err` for a non-loopback address without a
+    /// sign-in unless `--insecure`.
+    pub fn access(&self, addr: SocketAddr) -> anyhow::Result<guard::Access> {
+        let mut access = guard::Access::for_addr(addr, &self.allowed_hosts);
+        access.token = self.auth_token.clone().filter(|t| !t.trim().is_empty());
+        access.auth_header = self.auth_header.clone().filter(|h| !h.trim().is_empty());
+        access.private = self.private;
+        access.allowed_origins = self.allowed_origins.clone();
+        if let Some(token) = &access.token {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "--auth-token: use at least 16 characters (e.g. `openssl rand -hex 16`)"
+            );
+        }
+        anyhow::ensure!(
+            !access.private || access.signs_in(),
+            "--private needs --auth-token or --auth-header (who may read?)"
+        );
+        if !addr.ip().is_loopback() && !access.signs_in() {
+            anyhow::ensure!(
+                self.insecure,
+                "--addr {addr} is reachable from other machines, and without --auth-token or \
+                 --auth-header anyone who reaches it can start jobs; add one (README: \
+                 \"Running on a shared server\"), or pass --insecure to allow it"
+            );
+            tracing::warn!("listening on {addr} without sign-in (--insecure)");
+        }
+        Ok(access)
+    }
 }
 
 /// What the API's handlers share: the runs database, the job queue and the folder of the edits'
@@ -81,6 +153,8 @@ pub struct WebState {
     pub model: Arc<ModelSummary>,
     /// Trying prompts on edited models.
     pub tries: Arc<try_api::TryService>,
+    /// Who may do what.
+    pub access: Arc<guard::Access>,
 }
 
 /// Runs the server until Ctrl-C.
@@ -95,6 +169,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             bundle.display()
         );
     }
+    let access = Arc::new(args.access.access(args.addr)?);
     let started = std::time::Instant::now();
     let catalog = Arc::new(data::catalog(args.safeedit_dir.as_deref())?);
     tracing::info!(
@@ -163,6 +238,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             deltas,
             model: Arc::new(summary.clone()),
             tries,
+            access,
         };
         let options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)

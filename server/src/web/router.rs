@@ -1,12 +1,12 @@
 //! Every route of the server: the Leptos pages and server functions, and the `/api` downloads
 //! and event stream, with their state passed through axum's `State`.
 
-use axum::Router;
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{WebState, events, figures, files, job_api, try_api};
+use super::{WebState, events, figures, files, guard, job_api, try_api};
 use app::ssr::AppState;
 use app::{App, shell};
 
@@ -48,10 +48,18 @@ pub const MAX_BODY: usize = 1 << 20;
 pub fn router(state: WebState, app: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = app.leptos_options.clone();
+    let access = state.access.clone();
+    let sign_in = Router::new()
+        .route("/login", get(guard::login_form).post(guard::login))
+        .route("/logout", post(guard::logout))
+        .with_state(access.clone());
     Router::new()
         .leptos_routes(&app, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(app)
         .merge(api_router(state))
+        .merge(sign_in)
+        .layer(middleware::from_fn_with_state(access, guard::guard))
+        .layer(middleware::from_fn(guard::security_headers))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
 }

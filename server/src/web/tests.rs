@@ -17,8 +17,20 @@ use super::jobs::QUEUE_CAPACITY;
 use super::jobs::tests::start;
 use super::{WebState, bridge, router};
 
-/// The whole server on the tiny model, with a fresh database in `dir`.
+/// The whole server on the tiny model, with a fresh database in `dir`, open to anyone on the
+/// loopback interface.
 fn server(dir: &Path) -> (tokio::runtime::Runtime, Router, WebState) {
+    server_with(
+        dir,
+        super::guard::Access::for_addr("127.0.0.1:3000".parse().unwrap(), &[]),
+    )
+}
+
+/// The whole server with the given access rules.
+fn server_with(
+    dir: &Path,
+    access: super::guard::Access,
+) -> (tokio::runtime::Runtime, Router, WebState) {
     let (rt, jobs, store) = start(dir);
     // The tiny model is seeded: this copy equals the job worker's.
     let lm =
@@ -37,6 +49,7 @@ fn server(dir: &Path) -> (tokio::runtime::Runtime, Router, WebState) {
         deltas: dir.join("deltas"),
         model: Arc::new(summary.clone()),
         tries,
+        access: Arc::new(access),
     };
     let options = leptos::config::LeptosOptions::builder()
         .output_name(app::OUTPUT_NAME)
@@ -642,6 +655,258 @@ fn clients_that_never_finish_a_request_or_sit_idle_are_disconnected() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains("body"), "{answer}");
     });
+}
+
+/// Status and body of `request` with the extra `headers`.
+fn call_with(
+    rt: &tokio::runtime::Runtime,
+    router: &Router,
+    mut request: Request<Body>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, axum::http::HeaderMap) {
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    rt.block_on(async {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned(), headers)
+    })
+}
+
+#[test]
+fn other_sites_cannot_queue_or_cancel_jobs_nor_read_through_a_rebound_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, _state) = server(dir.path());
+    let edit = r#"{"request": {"split": "test", "id": 99999}}"#;
+    let host = ("host", "127.0.0.1:3000");
+    for (request, headers, status, needle) in [
+        // A page on another site posting to the server (fetch or a plain HTML form).
+        (
+            post_json("/api/start_edit", edit),
+            vec![host, ("origin", "http://evil.example")],
+            StatusCode::FORBIDDEN,
+            "requests from http://evil.example cannot change anything",
+        ),
+        (
+            post_json("/api/jobs", r#"{"kind": "eval"}"#),
+            vec![host, ("sec-fetch-site", "cross-site")],
+            StatusCode::FORBIDDEN,
+            "other sites",
+        ),
+        (
+            Request::post("/api/start_edit")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(edit))
+                .unwrap(),
+            vec![host],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "as JSON",
+        ),
+        (
+            server_fn("cancel_job", "id=abc"),
+            vec![host],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "as JSON",
+        ),
+        // DNS rebinding: another name pointed at 127.0.0.1.
+        (
+            get("/api/models"),
+            vec![("host", "rebind.evil.example:3000")],
+            StatusCode::MISDIRECTED_REQUEST,
+            "does not answer for host `rebind.evil.example`",
+        ),
+        // The server's own pages, and programs that send no Origin, pass.
+        (
+            post_json("/api/start_edit", edit),
+            vec![host, ("origin", "http://127.0.0.1:3000")],
+            StatusCode::BAD_REQUEST,
+            "no instance 99999",
+        ),
+        (
+            post_json("/api/cancel_job", r#"{"id": "nosuch"}"#),
+            vec![
+                ("host", "localhost:3000"),
+                ("origin", "http://localhost:3000"),
+            ],
+            StatusCode::OK,
+            "false",
+        ),
+        (
+            Request::post("/api/jobs/nosuch/cancel")
+                .body(Body::empty())
+                .unwrap(),
+            vec![host],
+            StatusCode::NOT_FOUND,
+            "no job",
+        ),
+    ] {
+        let uri = request.uri().to_string();
+        let (got, body, response_headers) = call_with(&rt, &router, request, &headers);
+        assert_eq!(got, status, "{uri} {headers:?}: {body}");
+        assert!(body.contains(needle), "{uri}: {body}");
+        assert_eq!(
+            response_headers["x-content-type-options"], "nosniff",
+            "{uri}"
+        );
+        let csp = response_headers["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+    }
+}
+
+#[test]
+fn a_token_guards_actions_and_with_private_every_page() {
+    use super::guard::{Access, COOKIE};
+
+    let token = "0123456789abcdef0123";
+    let dir = tempfile::tempdir().unwrap();
+    let mut access = Access::for_addr("127.0.0.1:3000".parse().unwrap(), &[]);
+    access.token = Some(token.into());
+    let (rt, router, _state) = server_with(dir.path(), access.clone());
+    let bearer = format!("Bearer {token}");
+    let invalid_job = r#"{"kind": "eval", "method": "vanilla", "limit": 0}"#;
+    let (status, body, _) = call_with(&rt, &router, post_json("/api/jobs", invalid_job), &[]);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    let wrong = call_with(
+        &rt,
+        &router,
+        post_json("/api/jobs", invalid_job),
+        &[("authorization", "Bearer wrong-token-wrong-token")],
+    );
+    assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
+    // Signed in, the request reaches the queue (which names the field it refuses).
+    let (status, body, _) = call_with(
+        &rt,
+        &router,
+        post_json("/api/jobs", invalid_job),
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("limit"), "{body}");
+    let try_stream = call_with(&rt, &router, get("/api/try/stream?prompt=hi"), &[]);
+    assert_eq!(try_stream.0, StatusCode::UNAUTHORIZED);
+    // Reading stays open without --private.
+    assert_eq!(
+        call_with(&rt, &router, get("/api/models"), &[]).0,
+        StatusCode::OK
+    );
+
+    // --private: pages send people to the sign-in page, the API answers 401.
+    access.private = true;
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, _state) = server_with(dir.path(), access);
+    assert_eq!(
+        call_with(&rt, &router, get("/api/models"), &[]).0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, headers) = call_with(&rt, &router, get("/runs?kind=edit"), &[]);
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/login?next=/runs%3Fkind%3Dedit");
+    let (status, body, _) = call_with(&rt, &router, get("/login?next=/runs"), &[]);
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("name=\"token\""), "{body}");
+    let login = |form: &str| {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_string()))
+            .unwrap()
+    };
+    let (status, body, _) = call_with(&rt, &router, login("token=nope&next=/runs"), &[]);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("not this server"), "{body}");
+    let (status, _, headers) = call_with(
+        &rt,
+        &router,
+        login(&format!("token={token}&next=//evil.example/")),
+        &[],
+    );
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/", "never sent to another site");
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    assert!(
+        !set_cookie.contains(token),
+        "the cookie does not hold the token"
+    );
+    let cookie = set_cookie.split(';').next().unwrap();
+    assert!(cookie.starts_with(COOKIE));
+    assert_eq!(
+        call_with(&rt, &router, get("/api/models"), &[("cookie", cookie)]).0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_with(
+            &rt,
+            &router,
+            get("/api/models"),
+            &[("authorization", &bearer)]
+        )
+        .0,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn a_reverse_proxys_header_signs_in_and_open_addresses_need_a_sign_in() {
+    use super::AccessArgs;
+
+    let dir = tempfile::tempdir().unwrap();
+    let args = AccessArgs {
+        auth_header: Some("X-Forwarded-User".into()),
+        private: true,
+        ..AccessArgs::default()
+    };
+    let access = args.access("0.0.0.0:3000".parse().unwrap()).unwrap();
+    let (rt, router, _state) = server_with(dir.path(), access);
+    assert_eq!(
+        call_with(&rt, &router, get("/api/models"), &[]).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call_with(
+            &rt,
+            &router,
+            get("/api/models"),
+            &[("x-forwarded-user", "alice")]
+        )
+        .0,
+        StatusCode::OK
+    );
+    let open = AccessArgs::default();
+    let err = open
+        .access("0.0.0.0:3000".parse().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--insecure") && err.contains("--auth-token"),
+        "{err}"
+    );
+    open.access("127.0.0.1:3000".parse().unwrap()).unwrap();
+    AccessArgs {
+        insecure: true,
+        ..AccessArgs::default()
+    }
+    .access("0.0.0.0:3000".parse().unwrap())
+    .unwrap();
+    let short = AccessArgs {
+        auth_token: Some("short".into()),
+        ..AccessArgs::default()
+    };
+    let err = short
+        .access("127.0.0.1:3000".parse().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 16"), "{err}");
 }
 
 /// `POST /api/{name}` with a form-encoded body.
