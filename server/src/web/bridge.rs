@@ -16,6 +16,7 @@ use safeedit_store::StoreError;
 use super::WebState;
 use super::error::WebError;
 use super::jobs::SubmitError;
+use super::public;
 
 /// The loaded model as the pages describe it, read once at start-up so a page never waits for
 /// a running job.
@@ -23,7 +24,7 @@ pub(super) struct ModelInfo(pub ModelSummary);
 
 impl Engine for ModelInfo {
     fn model_summary(&self) -> ModelSummary {
-        self.0.clone()
+        public::record(self.0.clone())
     }
 }
 
@@ -75,7 +76,10 @@ impl Runs for RunService {
     }
 
     fn run(&self, slug: String) -> BoxFuture<'_, AppResult<Option<RunRecord>>> {
-        Box::pin(async move { self.0.store.run(&slug).await.map_err(internal) })
+        Box::pin(async move {
+            let run = self.0.store.run(&slug).await.map_err(internal)?;
+            Ok(run.map(public::record))
+        })
     }
 
     fn figure(&self, slug: String, chart: String) -> BoxFuture<'_, AppResult<Option<FigureSvg>>> {
@@ -94,7 +98,7 @@ impl Runs for RunService {
                 return Ok(None);
             };
             let instances = self.0.store.eval_instances(&slug).await.map_err(internal)?;
-            Ok(Some((record, instances)))
+            Ok(Some((public::record(record), instances)))
         })
     }
 
@@ -108,15 +112,24 @@ impl Runs for RunService {
     }
 
     fn analysis(&self, slug: String) -> BoxFuture<'_, AppResult<Option<AnalysisRecord>>> {
-        Box::pin(async move { self.0.store.analysis(&slug).await.map_err(internal) })
+        Box::pin(async move {
+            let analysis = self.0.store.analysis(&slug).await.map_err(internal)?;
+            Ok(analysis.map(public::record))
+        })
     }
 
     fn test_all_run(&self, slug: String) -> BoxFuture<'_, AppResult<Option<TestAllRunRecord>>> {
-        Box::pin(async move { self.0.store.test_all(&slug).await.map_err(internal) })
+        Box::pin(async move {
+            let run = self.0.store.test_all(&slug).await.map_err(internal)?;
+            Ok(run.map(public::record))
+        })
     }
 
     fn test_all_runs(&self) -> BoxFuture<'_, AppResult<Vec<TestAllRunRecord>>> {
-        Box::pin(async move { self.0.store.list_test_all().await.map_err(internal) })
+        Box::pin(async move {
+            let runs = self.0.store.list_test_all().await.map_err(internal)?;
+            Ok(runs.into_iter().map(public::record).collect())
+        })
     }
 
     fn analyses(&self) -> BoxFuture<'_, AppResult<Vec<AnalysisSummary>>> {
@@ -254,7 +267,16 @@ impl Runs for RunService {
 
     // Model cards and training logs are small files: read in place.
     fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>> {
-        Box::pin(async move { Ok(self.0.jobs.models().list()) })
+        Box::pin(async move {
+            Ok(self
+                .0
+                .jobs
+                .models()
+                .list()
+                .into_iter()
+                .map(public::record)
+                .collect())
+        })
     }
 
     fn trained_model(&self, name: String) -> BoxFuture<'_, AppResult<Option<TrainedModelPage>>> {
@@ -263,6 +285,7 @@ impl Runs for RunService {
                 .jobs
                 .models()
                 .page(&name)
+                .map(|page| page.map(public::record))
                 .map_err(|e| AppError::Internal(e.to_string()))
         })
     }

@@ -15,6 +15,7 @@ use safeedit_core::test_all;
 
 use super::WebState;
 use super::error::{WebError, WebResult};
+use super::public;
 
 /// A download named `name`.
 pub(super) fn attachment(mime: &str, name: &str, body: impl Into<Bytes>) -> Response {
@@ -63,7 +64,7 @@ pub(super) async fn run_file(
     let run = found(state.store.run(&slug).await?, "run", &slug)?;
     let name = format!("safeedit-{slug}-{file}");
     Ok(match file.as_str() {
-        "run.json" => attachment("application/json", &name, pretty(&run)),
+        "run.json" => attachment("application/json", &name, pretty(&public::record(run))),
         "generations.jsonl" => {
             let body: String = run
                 .outcome
@@ -284,7 +285,7 @@ pub(super) async fn analysis_file(
 ) -> WebResult {
     let record = found(state.store.analysis(&slug).await?, "analysis", &slug)?;
     let (mime, body) = match file.as_str() {
-        "analysis.json" => ("application/json", pretty(&record)),
+        "analysis.json" => ("application/json", pretty(&public::record(record.clone()))),
         "analysis.csv" => ("text/csv", mechanism::to_csv(&record.report)),
         "analysis.tex" => (
             "application/x-tex",
@@ -346,7 +347,7 @@ pub(super) async fn test_all_file(
     let record = found(state.store.test_all(&slug).await?, "test_ALL run", &slug)?;
     let (tex, csv) = test_all::runs_table(&[&record], &origin(&headers));
     let (mime, body) = match file.as_str() {
-        "summary.json" => ("application/json", pretty(&record)),
+        "summary.json" => ("application/json", pretty(&public::record(record.clone()))),
         "summary.csv" => ("text/csv", csv),
         "table.tex" => ("application/x-tex", tex),
         other => return Err(no_file(other, "summary.json, summary.csv, table.tex")),

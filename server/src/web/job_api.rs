@@ -14,6 +14,7 @@ use serde_json::json;
 use super::WebState;
 use super::error::{WebError, WebResult};
 use super::jobs::SubmitError;
+use super::public;
 
 /// `POST /api/jobs` with a JSON [`JobSpec`]: `202 {"id", "url"}`; 400 naming the field that is
 /// wrong; 503 when the queue is full.
@@ -63,10 +64,10 @@ pub(super) async fn cancel(State(state): State<WebState>, Path(id): Path<String>
 /// `GET /api/models`: the loaded model and every trained model, newest first (jobs name them).
 pub(super) async fn models(State(state): State<WebState>) -> WebResult {
     // Model cards are small files: read in place.
-    Ok(Json(ModelList {
+    Ok(Json(public::record(ModelList {
         loaded: (*state.model).clone(),
         trained: state.jobs.models().list(),
-    })
+    }))
     .into_response())
 }
 
@@ -78,5 +79,5 @@ pub(super) async fn model(State(state): State<WebState>, Path(name): Path<String
         .page(&name)
         .map_err(|e| WebError::Internal(e.to_string()))?
         .ok_or_else(|| WebError::NotFound(format!("no trained model `{name}`")))?;
-    Ok(Json(page).into_response())
+    Ok(Json(public::record(page)).into_response())
 }

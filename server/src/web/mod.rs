@@ -18,6 +18,7 @@ mod guard;
 mod job_api;
 mod jobs;
 mod listen;
+mod public;
 mod router;
 #[cfg(test)]
 mod tests;

@@ -909,6 +909,32 @@ fn a_reverse_proxys_header_signs_in_and_open_addresses_need_a_sign_in() {
     assert!(err.contains("at least 16"), "{err}");
 }
 
+#[test]
+fn visitors_see_model_file_names_not_server_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let mut run = stored_run("runpaths");
+    run.model_path = "/home/alice/private/models/SmolLM2.gguf".into();
+    rt.block_on(state.store.insert_run("test", &run)).unwrap();
+    for request in [
+        get("/api/runs/runpaths/run.json"),
+        server_fn("run", "slug=runpaths"),
+    ] {
+        let uri = request.uri().to_string();
+        let (status, _, body) = call(&rt, &router, request);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert!(body.contains("SmolLM2.gguf"), "{uri}: {body}");
+        assert!(
+            !body.contains("/home/alice"),
+            "{uri} shows the server path: {body}"
+        );
+    }
+    // The database keeps the path for the operator.
+    let stored = rt.block_on(state.store.run("runpaths")).unwrap().unwrap();
+    assert_eq!(stored.model_path, "/home/alice/private/models/SmolLM2.gguf");
+}
+
 /// `POST /api/{name}` with a form-encoded body.
 fn server_fn(name: &str, form: &str) -> Request<Body> {
     Request::post(format!("/api/{name}"))
