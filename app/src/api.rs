@@ -251,6 +251,27 @@ pub async fn get_trained_model(name: String) -> AppResult<Option<TrainedModelPag
         .map_err(AppError::respond)
 }
 
+/// Whether a run, evaluation, analysis or test_ALL run is left off the listings.
+#[server(endpoint = "unlisted")]
+pub async fn is_unlisted(slug: String) -> AppResult<bool> {
+    state()?
+        .runs
+        .unlisted(slug)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// Leaves a record off every listing (its link still opens it), or lists it again; answers the
+/// new state.
+#[server(endpoint = "set_unlisted", input = leptos::server_fn::codec::Json)]
+pub async fn set_unlisted(slug: String, unlisted: bool) -> AppResult<bool> {
+    state()?
+        .runs
+        .set_unlisted(slug, unlisted)
+        .await
+        .map_err(AppError::respond)
+}
+
 #[cfg(feature = "ssr")]
 fn state() -> AppResult<crate::ssr::AppState> {
     use_context::<crate::ssr::AppState>()

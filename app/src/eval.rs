@@ -14,7 +14,7 @@ use crate::get_eval;
 use crate::judge_note::judge_note;
 use crate::launch::GeneralLauncher;
 use crate::record_page::record_page;
-use crate::share::CopyLink;
+use crate::share::{CopyLink, Unlist};
 use crate::try_box::verdict_tag;
 
 /// A verdict's tag, or a dash for an input the instance lacks.
@@ -191,7 +191,7 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
         </p>
         <Title text=format!("Evaluation: {} on {data}", Method::label_of(&method)) />
         <h1 id="eval-title">{format!("{} on {data}", Method::label_of(&method))}</h1>
-        <p class="share"><CopyLink /></p>
+        <p class="share"><CopyLink /> <Unlist slug=slug.clone() /></p>
         <p class="muted">
             {format!("{n} instances · {model} · created {created_at} · updated {updated_at}")}
         </p>

@@ -256,6 +256,11 @@ pub mod ssr {
         /// A trained model's card and training log (`None`: no such model).
         fn trained_model(&self, name: String)
         -> BoxFuture<'_, AppResult<Option<TrainedModelPage>>>;
+        /// Whether the record `slug` is left off the listings.
+        fn unlisted(&self, slug: String) -> BoxFuture<'_, AppResult<bool>>;
+        /// Leaves the record `slug` off the listings (or lists it again); 404 for an unknown
+        /// slug.
+        fn set_unlisted(&self, slug: String, unlisted: bool) -> BoxFuture<'_, AppResult<bool>>;
     }
 
     /// An evaluation and its instances.

@@ -10,7 +10,7 @@ use crate::figure::{FigureOf, StoredFigure};
 use crate::format::score;
 use crate::get_analysis;
 use crate::record_page::record_page;
-use crate::share::CopyLink;
+use crate::share::{CopyLink, Unlist};
 
 /// Below this magnitude, vanilla's mean cosine over all columns makes a relative reduction
 /// unreliable (the page says so).
@@ -152,7 +152,7 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
     view! {
         <Title text=format!("Mechanism analysis {slug}") />
         <h1>"Mechanism analysis " <code>{slug.clone()}</code></h1>
-        <p class="share"><CopyLink /></p>
+        <p class="share"><CopyLink /> <Unlist slug=slug.clone() /></p>
         <p class="muted">
             {format!(
                 "{model} · toxic layer {} ({}) · top-{top_k} columns · {} adversarial inputs (fold {inputs_fold}) · stored {created_at}",

@@ -4,7 +4,7 @@
 
 use crate::job::DistanceBars;
 use crate::judge_note::judge_note;
-use crate::share::CopyLink;
+use crate::share::{CopyLink, Unlist};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
@@ -149,7 +149,7 @@ fn RunView(run: RunRecord) -> impl IntoView {
         <h1 id="run-title">
             {format!("DINM edit of {} instance {}", request.split, request.id)}
         </h1>
-        <p class="share"><CopyLink /></p>
+        <p class="share"><CopyLink /> <Unlist slug=slug.clone() /></p>
         <p>
             <a href=instance_href>{instance.question.clone()}</a>
             {format!(" ({category}, attack {})", instance.attack)}

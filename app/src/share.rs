@@ -42,3 +42,63 @@ pub fn CopyLink() -> impl IntoView {
         </span>
     }
 }
+
+/// "Unlist": leaves this record off every listing (/runs, Results, Mechanisms, test_ALL,
+/// instance pages) so that only people given its link open it; "List again" undoes it.
+#[component]
+pub fn Unlist(slug: String) -> impl IntoView {
+    let unlisted = Resource::new(
+        {
+            let slug = slug.clone();
+            move || slug.clone()
+        },
+        crate::is_unlisted,
+    );
+    let toggle = Action::new(move |(slug, unlisted): &(String, bool)| {
+        crate::set_unlisted(slug.clone(), *unlisted)
+    });
+    // Effects run in the browser only: the button works once the page has hydrated.
+    let ready = RwSignal::new(false);
+    Effect::new(move |_| ready.set(true));
+    // The answer of the last toggle wins over the page's first reading.
+    let current = move || match toggle.value().get() {
+        Some(Ok(state)) => Some(state),
+        _ => unlisted.get().and_then(Result::ok),
+    };
+    let error = move || match toggle.value().get() {
+        Some(Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let slug = slug.clone();
+                current()
+                    .map(|state| {
+                        let label = if state { "List again" } else { "Unlist" };
+                        let note = if state {
+                            "Unlisted: only people with the link can find it."
+                        } else {
+                            ""
+                        };
+                        view! {
+                            <span class="unlist">
+                                <button
+                                    class="secondary"
+                                    id="unlist"
+                                    disabled=move || !ready.get() || toggle.pending().get()
+                                    on:click=move |_| {
+                                        toggle.dispatch((slug.clone(), !state));
+                                    }
+                                >
+                                    {label}
+                                </button>
+                                <span class="note" id="unlist-note">{note}</span>
+                            </span>
+                        }
+                    })
+            }}
+            {move || error().map(|e| view! { <span class="error">{e}</span> })}
+        </Suspense>
+    }
+}

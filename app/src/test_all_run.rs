@@ -8,7 +8,7 @@ use safeedit_core::test_all::{AggregateRow, TEST_ALL_METRICS, TestAllRunRecord, 
 
 use crate::get_test_all_run;
 use crate::record_page::record_page;
-use crate::share::CopyLink;
+use crate::share::{CopyLink, Unlist};
 use crate::test_all::{metric_heads, overall_cells};
 
 /// `/test-all/{slug}`
@@ -100,7 +100,7 @@ fn RunView(record: TestAllRunRecord) -> impl IntoView {
     view! {
         <Title text=format!("test_ALL: {}", record.method) />
         <h1>{format!("test_ALL · {}", record.method)}</h1>
-        <p class="share"><CopyLink /></p>
+        <p class="share"><CopyLink /> <Unlist slug=record.slug.clone() /></p>
         <p class="muted">
             {format!(
                 "{} · {} inputs per model · {} · judge {} · stored {}",

@@ -216,6 +216,33 @@ test('runs list: filter in the URL, tick two runs and compare them side by side'
   await page.close();
 });
 
+test('unlist a run: gone from the runs list, still opened by its link, then listed again', async () => {
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  const slug = runUrl.split('/').pop();
+  const listed = () => page.locator(`#runs-table a[href="/runs/${slug}"]`).count();
+  const label = (text) => page.waitForFunction(
+    (t) => document.querySelector('#unlist:not([disabled])')?.textContent === t, text);
+  await page.goto(`${BASE}/runs`);
+  assert.equal(await listed(), 1);
+  await page.goto(runUrl);
+  await label('Unlist');
+  await page.click('#unlist');
+  await label('List again');
+  assert.match(await page.textContent('#unlist-note'), /only people with the link/);
+  await page.goto(`${BASE}/runs`);
+  assert.equal(await listed(), 0, 'an unlisted run is not on /runs');
+  const res = await page.goto(runUrl);
+  assert.equal(res.status(), 200, 'its link still opens it');
+  await label('List again');
+  await page.click('#unlist');
+  await label('Unlist');
+  await page.goto(`${BASE}/runs`);
+  assert.equal(await listed(), 1);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('evaluate prompt-only from an instance page: a one-instance evaluation with its responses', async () => {
   const page = await browser.newPage();
   const errors = watchErrors(page);

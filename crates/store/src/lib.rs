@@ -295,6 +295,39 @@ impl Store {
         Ok(())
     }
 
+    /// Leaves the record `slug` (of any kind) off every listing, or lists it again.
+    pub async fn set_unlisted(&self, slug: &str, unlisted: bool) -> Result<()> {
+        let statement = if unlisted {
+            sqlx::query(
+                "INSERT INTO unlisted (slug, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (slug) DO NOTHING",
+            )
+            .bind(slug)
+            .bind(now_rfc3339())
+        } else {
+            sqlx::query("DELETE FROM unlisted WHERE slug = $1").bind(slug)
+        };
+        statement
+            .execute(&self.pool)
+            .await
+            .map_err(query(format!("unlisting {slug}")))?;
+        Ok(())
+    }
+
+    /// The slugs left off the listings.
+    pub async fn unlisted(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query("SELECT slug FROM unlisted")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query("reading the unlisted runs"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<String, _>(0)
+                    .map_err(query("reading the unlisted runs"))
+            })
+            .collect()
+    }
+
     /// Marks jobs a previous server process left queued or running as failed; returns how many.
     pub async fn fail_interrupted_jobs(&self) -> Result<u64> {
         let done = sqlx::query(

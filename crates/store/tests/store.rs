@@ -316,3 +316,25 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
         "{err}"
     );
 }
+
+#[test]
+fn unlisted_runs_are_remembered_and_listed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Store::open(None, dir.path()).await.unwrap();
+        assert!(store.unlisted().await.unwrap().is_empty());
+        store.set_unlisted("abc", true).await.unwrap();
+        store.set_unlisted("abc", true).await.unwrap();
+        store.set_unlisted("def", true).await.unwrap();
+        store.set_unlisted("def", false).await.unwrap();
+        let unlisted = store.unlisted().await.unwrap();
+        assert_eq!(unlisted.into_iter().collect::<Vec<_>>(), ["abc"]);
+        drop(store);
+        let reopened = Store::open(None, dir.path()).await.unwrap();
+        assert!(reopened.unlisted().await.unwrap().contains("abc"));
+    });
+}

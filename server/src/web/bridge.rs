@@ -127,13 +127,25 @@ impl Runs for RunService {
 
     fn test_all_runs(&self) -> BoxFuture<'_, AppResult<Vec<TestAllRunRecord>>> {
         Box::pin(async move {
+            let hidden = self.0.store.unlisted().await.map_err(internal)?;
             let runs = self.0.store.list_test_all().await.map_err(internal)?;
-            Ok(runs.into_iter().map(public::record).collect())
+            Ok(runs
+                .into_iter()
+                .filter(|r| !hidden.contains(&r.slug))
+                .map(public::record)
+                .collect())
         })
     }
 
     fn analyses(&self) -> BoxFuture<'_, AppResult<Vec<AnalysisSummary>>> {
-        Box::pin(async move { self.0.store.list_analyses().await.map_err(internal) })
+        Box::pin(async move {
+            let hidden = self.0.store.unlisted().await.map_err(internal)?;
+            let analyses = self.0.store.list_analyses().await.map_err(internal)?;
+            Ok(analyses
+                .into_iter()
+                .filter(|a| !hidden.contains(&a.slug))
+                .collect())
+        })
     }
 
     fn analysis_figure(
@@ -168,7 +180,14 @@ impl Runs for RunService {
     }
 
     fn list(&self) -> BoxFuture<'_, AppResult<Vec<RunSummary>>> {
-        Box::pin(async move { self.0.store.list_runs(200).await.map_err(internal) })
+        Box::pin(async move {
+            let hidden = self.0.store.unlisted().await.map_err(internal)?;
+            let runs = self.0.store.list_runs(200).await.map_err(internal)?;
+            Ok(runs
+                .into_iter()
+                .filter(|r| !hidden.contains(&r.slug))
+                .collect())
+        })
     }
 
     fn try_prompt(&self, request: TryRequest) -> BoxFuture<'_, AppResult<TryResponse>> {
@@ -235,6 +254,8 @@ impl Runs for RunService {
                     edit: None,
                 });
             }
+            let hidden = store.unlisted().await.map_err(internal)?;
+            all.retain(|entry| entry.kind == "model" || !hidden.contains(&entry.slug));
             // RFC 3339 UTC strings sort by time.
             all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
             Ok(all)
@@ -260,8 +281,38 @@ impl Runs for RunService {
                     .filter(|e| evaluates_split(&e.data, &split))
                     .map(eval_entry),
             );
+            let hidden = store.unlisted().await.map_err(internal)?;
+            all.retain(|entry| !hidden.contains(&entry.slug));
             all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
             Ok(all)
+        })
+    }
+
+    fn unlisted(&self, slug: String) -> BoxFuture<'_, AppResult<bool>> {
+        Box::pin(async move {
+            let hidden = self.0.store.unlisted().await.map_err(internal)?;
+            Ok(hidden.contains(&slug))
+        })
+    }
+
+    fn set_unlisted(&self, slug: String, unlisted: bool) -> BoxFuture<'_, AppResult<bool>> {
+        Box::pin(async move {
+            let store = &self.0.store;
+            let known = store.run(&slug).await.map_err(internal)?.is_some()
+                || store.eval(&slug).await.map_err(internal)?.is_some()
+                || store.analysis(&slug).await.map_err(internal)?.is_some()
+                || store.test_all(&slug).await.map_err(internal)?.is_some();
+            if !known {
+                return Err(AppError::NotFound(format!(
+                    "no run, evaluation, analysis or test_ALL run `{slug}`"
+                )));
+            }
+            store
+                .set_unlisted(&slug, unlisted)
+                .await
+                .map_err(internal)?;
+            tracing::info!(%slug, unlisted, "listing changed");
+            Ok(unlisted)
         })
     }
 

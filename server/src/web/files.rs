@@ -166,8 +166,16 @@ pub(super) async fn results_candidates(
     state: &WebState,
     runs: Option<&str>,
 ) -> safeedit_store::Result<Vec<EvalRecord>> {
+    let named: Vec<&str> = runs
+        .into_iter()
+        .flat_map(|r| r.split(','))
+        .map(str::trim)
+        .collect();
+    // Unlisted evaluations are offered only where the query names them (a shared link).
+    let hidden = state.store.unlisted().await?;
     let mut all = state.store.list_evals().await?;
-    for slug in runs.into_iter().flat_map(|r| r.split(',')).map(str::trim) {
+    all.retain(|e| !hidden.contains(&e.slug) || named.contains(&e.slug.as_str()));
+    for slug in named {
         if slug.is_empty() || all.iter().any(|e| e.slug == slug) {
             continue;
         }
@@ -308,7 +316,15 @@ async fn test_all_table(
     q: &ResultsQuery,
     headers: &HeaderMap,
 ) -> WebResult<(String, String)> {
-    let all = state.store.list_test_all().await?;
+    let named: Vec<&str> = q
+        .runs
+        .iter()
+        .flat_map(|r| r.split(','))
+        .map(str::trim)
+        .collect();
+    let hidden = state.store.unlisted().await?;
+    let mut all = state.store.list_test_all().await?;
+    all.retain(|r| !hidden.contains(&r.slug) || named.contains(&r.slug.as_str()));
     let chosen = test_all::select_runs(&all, q.runs.as_deref())
         .map_err(|e| WebError::NotFound(e.to_string()))?;
     Ok(test_all::runs_table(&chosen, &origin(headers)))

@@ -150,7 +150,7 @@ enum Kind {
     SignIn,
     /// The site's static files (the wasm bundle, styles).
     Static,
-    /// Starting or cancelling a job, or running the model on a prompt.
+    /// Starting or cancelling a job, running the model on a prompt, unlisting a record.
     Action,
     /// Everything else: pages, records, downloads.
     Read,
@@ -168,6 +168,7 @@ fn kind(method: &Method, path: &str) -> Kind {
         "/api/jobs" | "/api/start_edit" | "/api/start_job" | "/api/cancel_job" | "/api/try"
     ) || path == "/api/try/stream"
         || path == "/api/try_model"
+        || path == "/api/set_unlisted"
         || (path.starts_with("/api/jobs/") && path.ends_with("/cancel"));
     // `GET /api/jobs` does not exist; a GET of the others reads nothing either.
     if action && (*method != Method::GET || path == "/api/try/stream") {
@@ -347,8 +348,13 @@ pub async fn login_form(
     login_page(&next, None).into_response()
 }
 
-/// `POST /login`: checks the token and sets the sign-in cookie.
-pub async fn login(State(access): State<Arc<Access>>, Form(form): Form<LoginForm>) -> Response {
+/// `POST /login`: checks the token and sets the sign-in cookie (`Secure` when a reverse proxy
+/// says the browser came over HTTPS).
+pub async fn login(
+    State(access): State<Arc<Access>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let next = local_path(form.next.as_deref());
     let Some(token) = &access.token else {
         return Redirect::to(&next).into_response();
@@ -359,9 +365,14 @@ pub async fn login(State(access): State<Arc<Access>>, Form(form): Form<LoginForm
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return page;
     }
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
     let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000",
-        cookie_value(token)
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{}",
+        cookie_value(token),
+        if https { "; Secure" } else { "" }
     );
     let mut response = Redirect::to(&next).into_response();
     if let Ok(value) = cookie.parse() {

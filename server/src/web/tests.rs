@@ -795,6 +795,11 @@ fn a_token_guards_actions_and_with_private_every_page() {
     assert!(body.contains("limit"), "{body}");
     let try_stream = call_with(&rt, &router, get("/api/try/stream?prompt=hi"), &[]);
     assert_eq!(try_stream.0, StatusCode::UNAUTHORIZED);
+    let unlist = post_json("/api/set_unlisted", r#"{"slug": "x", "unlisted": true}"#);
+    assert_eq!(
+        call_with(&rt, &router, unlist, &[]).0,
+        StatusCode::UNAUTHORIZED
+    );
     // Reading stays open without --private.
     assert_eq!(
         call_with(&rt, &router, get("/api/models"), &[]).0,
@@ -834,6 +839,15 @@ fn a_token_guards_actions_and_with_private_every_page() {
     assert_eq!(headers["location"], "/", "never sent to another site");
     let set_cookie = headers["set-cookie"].to_str().unwrap();
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let (_, _, behind_tls) = call_with(
+        &rt,
+        &router,
+        login(&format!("token={token}")),
+        &[("x-forwarded-proto", "https")],
+    );
+    let secure = behind_tls["set-cookie"].to_str().unwrap();
+    assert!(secure.ends_with("; Secure"), "{secure}");
     assert!(
         !set_cookie.contains(token),
         "the cookie does not hold the token"
@@ -933,6 +947,78 @@ fn visitors_see_model_file_names_not_server_paths() {
     // The database keeps the path for the operator.
     let stored = rt.block_on(state.store.run("runpaths")).unwrap().unwrap();
     assert_eq!(stored.model_path, "/home/alice/private/models/SmolLM2.gguf");
+}
+
+#[test]
+fn unlisted_records_leave_every_listing_and_still_open_by_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    rt.block_on(async {
+        for slug in ["runshown", "runhidden"] {
+            state
+                .store
+                .insert_run("test", &stored_run(slug))
+                .await
+                .unwrap();
+        }
+        let (eval, instances) = stored_eval("evalhidden");
+        state.store.upsert_eval(&eval, &instances).await.unwrap();
+    });
+    let body = |request| {
+        let (status, _, body) = call(&rt, &router, request);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let unlist = |slug: &str, unlisted: bool| {
+        post_json(
+            "/api/set_unlisted",
+            &serde_json::json!({"slug": slug, "unlisted": unlisted}).to_string(),
+        )
+    };
+    for slug in ["runhidden", "evalhidden"] {
+        assert_eq!(body(unlist(slug, true)), (StatusCode::OK, "true".into()));
+    }
+    let (status, message) = body(unlist("nosuch", true));
+    assert_eq!(status, StatusCode::NOT_FOUND, "{message}");
+    assert!(message.contains("no run, evaluation, analysis or test_ALL run `nosuch`"));
+    assert_eq!(
+        body(server_fn("unlisted", "slug=runhidden")),
+        (StatusCode::OK, "true".into())
+    );
+    for (name, form) in [
+        ("catalogue", ""),
+        ("runs", ""),
+        ("instance_runs", "split=test&id=0"),
+    ] {
+        let (status, listing) = body(server_fn(name, form));
+        assert_eq!(status, StatusCode::OK, "{name}: {listing}");
+        assert!(listing.contains("runshown"), "{name}: {listing}");
+        assert!(
+            !listing.contains("runhidden"),
+            "{name} lists an unlisted run"
+        );
+        assert!(
+            !listing.contains("evalhidden"),
+            "{name} lists an unlisted evaluation"
+        );
+    }
+    let (_, results) = body(server_fn("results", "group=all&value=all"));
+    assert!(!results.contains("evalhidden"), "{results}");
+    // Whoever has the link still opens them.
+    let (_, named) = body(server_fn("results", "group=all&value=all&runs=evalhidden"));
+    assert!(named.contains("evalhidden"), "{named}");
+    let (status, run) = body(server_fn("run", "slug=runhidden"));
+    assert_eq!(status, StatusCode::OK);
+    assert!(run.contains("runhidden"), "{run}");
+    assert_eq!(
+        call(&rt, &router, get("/api/runs/runhidden/run.json")).0,
+        StatusCode::OK
+    );
+    // Listed again.
+    assert_eq!(
+        body(unlist("runhidden", false)),
+        (StatusCode::OK, "false".into())
+    );
+    assert!(body(server_fn("catalogue", "")).1.contains("runhidden"));
 }
 
 /// `POST /api/{name}` with a form-encoded body.
