@@ -181,6 +181,10 @@ pub struct HfLlamaConfig {
     /// Rotary scaling; only `null` and `{"type": "linear"}` are supported.
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// transformers >= 5 writes the rotary settings here instead:
+    /// `{"rope_theta": .., "rope_type": "default" | "linear", "factor": ..}`.
+    #[serde(default)]
+    pub rope_parameters: Option<serde_json::Value>,
     /// Tied LM head (default false for LLaMA).
     #[serde(default)]
     pub tie_word_embeddings: Option<bool>,
@@ -264,8 +268,29 @@ impl HfLlamaConfig {
                 "biased MLP projections are not supported".into(),
             ));
         }
-        let rope_linear_factor = match &self.rope_scaling {
-            None | Some(serde_json::Value::Null) => 1.0,
+        let parameters = self
+            .rope_parameters
+            .as_ref()
+            .filter(|v| !v.is_null());
+        let scaling = match &self.rope_scaling {
+            None | Some(serde_json::Value::Null) => parameters,
+            Some(value) => Some(value),
+        };
+        let rope_theta = match (self.rope_theta, parameters) {
+            (Some(theta), _) => theta,
+            (None, Some(p)) => match p.get("rope_theta") {
+                None => 10000.0,
+                Some(v) => v.as_f64().ok_or_else(|| {
+                    err(
+                        "rope_parameters.rope_theta",
+                        format!("`{v}` is not a number"),
+                    )
+                })?,
+            },
+            (None, None) => 10000.0,
+        };
+        let rope_linear_factor = match scaling {
+            None => 1.0,
             Some(value) => {
                 let kind = value
                     .get("rope_type")
@@ -302,7 +327,7 @@ impl HfLlamaConfig {
             self.max_position_embeddings,
         )
         .with_rms_norm_eps(self.rms_norm_eps)
-        .with_rope_theta(self.rope_theta.unwrap_or(10000.0))
+        .with_rope_theta(rope_theta)
         .with_rope_linear_factor(rope_linear_factor)
         .with_tie_embeddings(self.tie_word_embeddings.unwrap_or(false))
         .with_sliding_window(self.sliding_window);
@@ -368,6 +393,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("num_key_value_heads"), "{e}");
+    }
+
+    #[test]
+    fn transformers_5_rope_parameters_are_read() {
+        // transformers >= 5 writes SmolLM2's rotary base here, not as `rope_theta`.
+        let base = r#""model_type":"llama","vocab_size":49152,"hidden_size":576,
+            "intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,
+            "num_key_value_heads":3"#;
+        let c = parse(&format!(
+            r#"{{{base},"rope_parameters":{{"rope_theta":100000.0,"rope_type":"default"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.rope_theta, 100000.0);
+        assert_eq!(c.rope_linear_factor, 1.0);
+        let c = parse(&format!(
+            r#"{{{base},"rope_parameters":{{"rope_theta":5e5,"rope_type":"linear","factor":2.0}}}}"#
+        ))
+        .unwrap();
+        assert_eq!((c.rope_theta, c.rope_linear_factor), (5e5, 2.0));
+        let e = parse(&format!(
+            r#"{{{base},"rope_parameters":{{"rope_theta":5e5,"rope_type":"yarn","factor":4.0}}}}"#
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("rope_scaling"), "{e}");
+        let e = parse(&format!(r#"{{{base},"rope_parameters":{{"rope_theta":"big"}}}}"#))
+            .unwrap_err();
+        assert!(e.to_string().contains("rope_parameters.rope_theta"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,28 @@ pub enum BenchCommand {
     /// SFT / DPO training speed: seconds per optimiser step and per pair, peak memory; writes
     /// the exact token ids and order for the PyTorch side (scripts/bench/hf_train.py).
     Train(BenchTrainArgs),
+    /// One forward pass on given token ids: writes the logits and every hidden state as raw
+    /// little-endian f32 for a parity check against another backend or PyTorch
+    /// (scripts/gpu/parity.py).
+    Logits(BenchLogitsArgs),
+}
+
+/// Arguments of `safeedit bench logits`.
+#[derive(Args, Debug)]
+pub struct BenchLogitsArgs {
+    /// Model [default: the small model].
+    #[arg(long, env = "SAFEEDIT_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Comma-separated token ids (one unpadded row).
+    #[arg(long, value_delimiter = ',', required_unless_present = "prompt_file")]
+    pub ids: Vec<u32>,
+    /// Or a text file, tokenised as plain text (the ids used go into `meta.json`).
+    #[arg(long, conflicts_with = "ids")]
+    pub prompt_file: Option<PathBuf>,
+    /// Folder for `logits.f32` (`[seq, vocab]`), `hidden.f32` (`[n_layers + 1, seq, d_model]`,
+    /// transformers' `output_hidden_states` order) and `meta.json`.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Arguments of `safeedit bench train`.
@@ -92,6 +114,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Generate(args) => generate(args),
         BenchCommand::Edit(args) => edit(args),
         BenchCommand::Train(args) => train(args),
+        BenchCommand::Logits(args) => logits(args),
     }
 }
 
@@ -258,6 +281,7 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
             let (mut locate, mut tune) = (Vec::new(), Vec::new());
             let mut layer = 0;
             let mut tokens = 0;
+            let mut last = None;
             for _ in 0..args.repeat.max(1) {
                 let e = dinm_edit::<backend::TrainBackend>(
                     &lm,
@@ -270,6 +294,13 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
                 tune.push(e.seconds.tune);
                 layer = e.delta.layer;
                 tokens = e.tokens.edit_input.len();
+                last = Some((e.tokens, e.steps));
+            }
+            // The exact ids and losses, so a reference on other hardware runs the same edit
+            // (scripts/gpu/dinm_torch.py).
+            if let Some((ids, losses)) = last.filter(|_| name == "cached_prefix") {
+                row["tokens"] = json!(ids);
+                row["steps"] = json!(losses);
             }
             row["layer"] = json!(layer);
             row["edit_tokens"] = json!(tokens);
@@ -286,6 +317,74 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
         "instances": rows,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn logits(args: BenchLogitsArgs) -> anyhow::Result<()> {
+    use safeedit_engine::model::{Batch, ForwardOptions};
+    let model_path = paths::model_or_default(args.model)?;
+    let lm = backend::load(&model_path, &mut Quiet)?;
+    let vocab = lm.config.vocab_size;
+    let ids = match &args.prompt_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            lm.tokenizer
+                .encode_prompt(text.trim_end(), &PromptFormat::Plain)?
+        }
+        None => args.ids.clone(),
+    };
+    anyhow::ensure!(!ids.is_empty(), "no token ids to run");
+    if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+        anyhow::bail!("--ids: token id {bad} is outside the vocabulary (size {vocab})");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let batch = Batch::single(&ids, &lm.device);
+    let options = ForwardOptions {
+        hidden_states: true,
+        ..ForwardOptions::default()
+    };
+    let started = Instant::now();
+    let out = lm.model.forward(&batch, None, &options);
+    let logits: Vec<f32> = out
+        .logits
+        .context("the forward pass returned no logits")?
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+    let mut hidden: Vec<f32> = Vec::new();
+    for state in &out.hidden_states {
+        hidden.extend(
+            state
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading hidden states: {e:?}"))?,
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for (name, values) in [("logits.f32", &logits), ("hidden.f32", &hidden)] {
+        let path = args.out.join(name);
+        std::fs::write(&path, bytes(values))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let meta = json!({
+        "model": model_path.display().to_string(),
+        "backend": backend::NAME,
+        "seq": ids.len(),
+        "ids": ids,
+        "vocab": vocab,
+        "d_model": lm.config.d_model,
+        "n_layers": lm.config.n_layers,
+        "seconds": seconds,
+    });
+    let text = serde_json::to_string_pretty(&meta)?;
+    std::fs::write(args.out.join("meta.json"), &text)?;
+    println!("{text}");
     Ok(())
 }
 

@@ -60,6 +60,16 @@ enum Command {
         #[command(flatten)]
         model: args::ModelArg,
     },
+    /// Write a model (GGUF, dequantised) as a Hugging Face folder: config.json, model.safetensors
+    /// (f32), tokenizer.json and tokenizer_config.json with its chat template.
+    Convert {
+        /// The model.
+        #[command(flatten)]
+        model: args::ModelArg,
+        /// The folder to write (created; files in it are replaced).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Safety judges: train and report the built-in one, score responses.
     #[command(subcommand)]
     Judge(judge::JudgeCommand),
@@ -89,6 +99,13 @@ impl Cli {
                     "{}",
                     serde_json::to_string_pretty(&lm.summary(backend::NAME))?
                 );
+                Ok(())
+            }
+            Command::Convert { model, out } => {
+                let path = paths::model_or_default(model.model)?;
+                let lm = backend::load(&path, &mut progress::Bars::new())?;
+                lm.save_dir(&out, None)?;
+                eprintln!("wrote {} as a Hugging Face folder: {}", lm.name, out.display());
                 Ok(())
             }
             Command::Judge(cmd) => judge::run(cmd),
