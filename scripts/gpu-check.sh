@@ -8,7 +8,7 @@
 # the SafeEdit editing instances. On the GPU machine (NVIDIA driver, Python with torch,
 # transformers and numpy; no Rust, no network needed):
 #   bash DIR/run.sh RESULTS_DIR
-# writes JSON results there in about 6-8 minutes; BENCHMARKS.md §GPU records them.
+# writes JSON results there in about 9 minutes (H200); BENCHMARKS.md §GPU records them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

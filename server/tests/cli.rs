@@ -42,3 +42,84 @@ fn settings_the_web_refuses_are_refused_on_the_command_line_with_the_message_onl
         );
     }
 }
+
+/// `convert` writes a folder that loads back as the same model: `bench logits` gives the same
+/// numbers from both (the GPU check compares these files across backends and with PyTorch).
+#[test]
+fn a_converted_model_gives_the_same_logits_and_bad_ids_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let converted = path("tiny-hf");
+    let out = safeedit(&["convert", "--model", "tiny", "--out", &converted], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(dir.path().join("tiny-hf").join(file).exists(), "{file}");
+    }
+    let ids = "1,7,42,3,250";
+    let read = |model: &str, name: &str| {
+        let folder = path(name);
+        let out = safeedit(
+            &[
+                "bench", "logits", "--model", model, "--ids", ids, "--out", &folder,
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(name).join("meta.json")).unwrap(),
+        )
+        .unwrap();
+        let logits = std::fs::read(dir.path().join(name).join("logits.f32")).unwrap();
+        let hidden = std::fs::read(dir.path().join(name).join("hidden.f32")).unwrap();
+        (meta, logits, hidden)
+    };
+    let (meta, logits, hidden) = read("tiny", "a");
+    let (seq, vocab, d) = (
+        meta["seq"].as_u64().unwrap(),
+        meta["vocab"].as_u64().unwrap(),
+        meta["d_model"].as_u64().unwrap(),
+    );
+    let layers = meta["n_layers"].as_u64().unwrap();
+    assert_eq!(seq, 5);
+    assert_eq!(logits.len() as u64, seq * vocab * 4);
+    assert_eq!(hidden.len() as u64, (layers + 1) * seq * d * 4);
+    let (_, logits_hf, hidden_hf) = read(&converted, "b");
+    assert_eq!(
+        logits, logits_hf,
+        "f32 weights written and read back exactly"
+    );
+    assert_eq!(hidden, hidden_hf);
+
+    let out = safeedit(
+        &[
+            "bench",
+            "logits",
+            "--model",
+            "tiny",
+            "--ids",
+            "1,99999999",
+            "--out",
+            &path("c"),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("error: --ids: token id 99999999 is outside the vocabulary"),
+        "{stderr}"
+    );
+}

@@ -268,10 +268,7 @@ impl HfLlamaConfig {
                 "biased MLP projections are not supported".into(),
             ));
         }
-        let parameters = self
-            .rope_parameters
-            .as_ref()
-            .filter(|v| !v.is_null());
+        let parameters = self.rope_parameters.as_ref().filter(|v| !v.is_null());
         let scaling = match &self.rope_scaling {
             None | Some(serde_json::Value::Null) => parameters,
             Some(value) => Some(value),
@@ -417,8 +414,10 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.to_string().contains("rope_scaling"), "{e}");
-        let e = parse(&format!(r#"{{{base},"rope_parameters":{{"rope_theta":"big"}}}}"#))
-            .unwrap_err();
+        let e = parse(&format!(
+            r#"{{{base},"rope_parameters":{{"rope_theta":"big"}}}}"#
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("rope_parameters.rope_theta"), "{e}");
     }
 

@@ -9,6 +9,7 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{HfLlamaConfig, LlamaConfig};
+use crate::dinm::ModelFamily;
 use crate::error::{EngineError, Result};
 use crate::generate::{
     Generated, GenerationConfig, GenerationStep, GenerationTimings, generate_ids_observed,
@@ -105,6 +106,8 @@ pub struct LanguageModel<B: Backend> {
     pub prompt_format: PromptFormat,
     /// The device it lives on.
     pub device: B::Device,
+    /// What the loader had to guess or could not find (shown to the user as warnings).
+    pub warnings: Vec<String>,
 }
 
 impl<B: Backend> LanguageModel<B> {
@@ -139,6 +142,7 @@ impl<B: Backend> LanguageModel<B> {
             format: ModelFormat::Random,
             prompt_format: PromptFormat::chat(),
             device: device.clone(),
+            warnings: Vec::new(),
         }
     }
 
@@ -172,6 +176,7 @@ impl<B: Backend> LanguageModel<B> {
             format: ModelFormat::Gguf,
             prompt_format,
             device: device.clone(),
+            warnings: Vec::new(),
         })
     }
 
@@ -188,20 +193,40 @@ impl<B: Backend> LanguageModel<B> {
         let tokenizer = TextTokenizer::from_hf_dir(dir, eos)?;
         let store = SafetensorsStore::open(dir)?;
         let model = build(&config, &store, device, progress)?;
-        // Models trained here carry the format they were trained in; others are plain.
-        let prompt_format = TrainedModelCard::read(dir)?
-            .map(|card| card.prompt_format)
-            .unwrap_or(PromptFormat::Plain);
+        // Models trained here carry the format they were trained in. Otherwise the family's
+        // presets decide: SmolLM2 prompts in its chat template (as from GGUF; it answers plain
+        // text with an immediate end-of-turn), the LLaMA-2 and Mistral presets in plain text
+        // (EasyEdit's setting).
+        let mut warnings = Vec::new();
+        let name = file_stem(dir);
+        let prompt_format = match TrainedModelCard::read(dir)? {
+            Some(card) => card.prompt_format,
+            None if ModelFamily::of(&name, &architecture) == ModelFamily::SmolLm2 => {
+                if tokenizer.chat_template.is_some() {
+                    PromptFormat::chat()
+                } else {
+                    warnings.push(format!(
+                        "{name}: SmolLM2's presets prompt in the chat format, but the model has no \
+                         chat template{}; using plain text, to which chat models often answer \
+                         nothing",
+                        tokenizer.template_places()
+                    ));
+                    PromptFormat::Plain
+                }
+            }
+            None => PromptFormat::Plain,
+        };
         Ok(Self {
             model,
             config,
             tokenizer,
-            name: file_stem(dir),
+            name,
             architecture,
             source: dir.to_path_buf(),
             format: ModelFormat::Safetensors,
             prompt_format,
             device: device.clone(),
+            warnings,
         })
     }
 
@@ -217,6 +242,7 @@ impl<B: Backend> LanguageModel<B> {
             format: self.format,
             prompt_format: self.prompt_format.clone(),
             device: self.device.clone(),
+            warnings: self.warnings.clone(),
         }
     }
 

@@ -50,6 +50,26 @@ fn tok_err(path: &Path, message: impl std::fmt::Display) -> EngineError {
     }
 }
 
+/// Where transformers keeps a model folder's chat template besides `tokenizer_config.json`'s
+/// `chat_template` (transformers >= 4.43 saves it in the first).
+pub const CHAT_TEMPLATE_FILES: [&str; 2] = ["chat_template.jinja", "chat_template.json"];
+
+/// A chat template given as a string or as a list of `{"name", "template"}` (the one named
+/// `default`, else the first).
+fn template_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(t) => Some(t.clone()),
+        Value::Array(named) => named
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .or(named.first())
+            .and_then(|t| t.get("template"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
 /// A token given as `"<s>"` or `{"content": "<s>", ...}` in tokenizer_config.json.
 fn token_text(value: Option<&Value>) -> Option<String> {
     match value? {
@@ -74,11 +94,33 @@ impl TextTokenizer {
             });
         }
         let config = dir.join("tokenizer_config.json");
-        Self::from_files(
+        let mut tokenizer = Self::from_files(
             &path,
             config.is_file().then_some(config.as_path()),
             config_eos,
-        )
+        )?;
+        // A template in its own file wins over tokenizer_config.json's, as in transformers.
+        let [jinja, json_file] = CHAT_TEMPLATE_FILES.map(|name| dir.join(name));
+        if jinja.is_file() {
+            let text = std::fs::read_to_string(&jinja).map_err(|e| EngineError::io(&jinja, e))?;
+            tokenizer.chat_template = Some(text);
+        } else if json_file.is_file() {
+            let text =
+                std::fs::read_to_string(&json_file).map_err(|e| EngineError::io(&json_file, e))?;
+            let value: Value = serde_json::from_str(&text).map_err(|e| EngineError::Json {
+                path: json_file.clone(),
+                message: e.to_string(),
+            })?;
+            let template = value.get("chat_template").and_then(template_of);
+            if template.is_none() {
+                return Err(EngineError::Json {
+                    path: json_file,
+                    message: "no `chat_template` string (or list of named templates) in it".into(),
+                });
+            }
+            tokenizer.chat_template = template;
+        }
+        Ok(tokenizer)
     }
 
     /// Loads a `tokenizer.json` with an optional `tokenizer_config.json`.
@@ -127,17 +169,7 @@ impl TextTokenizer {
             .unwrap_or_else(|| {
                 !eos.is_empty() && probe_ids.len() > 1 && eos.contains(probe_ids.last().unwrap())
             });
-        let chat_template = match cfg.get("chat_template") {
-            Some(Value::String(t)) => Some(t.clone()),
-            Some(Value::Array(named)) => named
-                .iter()
-                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
-                .or(named.first())
-                .and_then(|t| t.get("template"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        };
+        let chat_template = cfg.get("chat_template").and_then(template_of);
         let special = SpecialTokens {
             bos,
             eos,
@@ -371,6 +403,22 @@ impl TextTokenizer {
             .map_err(|e| tok_err(&self.source, e))
     }
 
+    /// Where a template was looked for, for messages (`""` for GGUF and built-in tokenizers).
+    pub fn template_places(&self) -> String {
+        if self
+            .source
+            .file_name()
+            .is_some_and(|n| n == "tokenizer.json")
+        {
+            format!(
+                " (looked in {}, {} and tokenizer_config.json's `chat_template` beside it)",
+                CHAT_TEMPLATE_FILES[0], CHAT_TEMPLATE_FILES[1]
+            )
+        } else {
+            String::new()
+        }
+    }
+
     /// The prompt string for a user message in the given format.
     pub fn render_prompt(&self, user: &str, format: &PromptFormat) -> Result<String> {
         match format {
@@ -378,8 +426,9 @@ impl TextTokenizer {
             PromptFormat::Chat { system } => {
                 let template = self.chat_template.as_deref().ok_or_else(|| {
                     EngineError::Template(format!(
-                        "{} has no chat template; use the plain prompt format",
-                        self.source.display()
+                        "{} has no chat template{}; use the plain prompt format",
+                        self.source.display(),
+                        self.template_places()
                     ))
                 })?;
                 let mut messages = Vec::new();

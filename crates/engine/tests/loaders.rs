@@ -396,3 +396,99 @@ fn unknown_model_path_is_explained() {
         "{msg}"
     );
 }
+
+/// The tiny model's folder under `name`, with the tokenizer files of SmolLM2-135M-Instruct as
+/// transformers 5.24 saves them (`tokenizer.save_pretrained`): the chat template in
+/// `chat_template.jinja`, none in `tokenizer_config.json` (fixtures/transformers5-smollm2).
+fn transformers5_dir(parent: &Path, name: &str, with_jinja: bool) -> std::path::PathBuf {
+    let (tiny, ..) = tiny_hf_dir(|_| {});
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny.path().join(file), dir.join(file)).unwrap();
+    }
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transformers5-smollm2");
+    std::fs::copy(
+        fixtures.join("tokenizer_config.json"),
+        dir.join("tokenizer_config.json"),
+    )
+    .unwrap();
+    if with_jinja {
+        std::fs::copy(
+            fixtures.join("chat_template.jinja"),
+            dir.join("chat_template.jinja"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn chat_templates_saved_beside_the_tokenizer_are_found_and_a_missing_one_is_reported() {
+    let parent = tempfile::tempdir().unwrap();
+    let device = Default::default();
+
+    // Saved by transformers 5: the template is only in chat_template.jinja, and a SmolLM2 model
+    // prompts in it, as from GGUF.
+    let dir = transformers5_dir(parent.path(), "SmolLM2-135M-Instruct", true);
+    let lm = LanguageModel::<B>::load(&dir, &device).unwrap();
+    assert_eq!(lm.prompt_format, PromptFormat::chat());
+    assert!(lm.warnings.is_empty(), "{:?}", lm.warnings);
+    assert_eq!(
+        lm.tokenizer
+            .render_prompt("hi", &PromptFormat::chat())
+            .unwrap(),
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging \
+         Face<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
+
+    // The same without its template: plain text, with a warning naming where it looked.
+    std::fs::remove_file(dir.join("chat_template.jinja")).unwrap();
+    let lm = LanguageModel::<B>::load(&dir, &device).unwrap();
+    assert_eq!(lm.prompt_format, PromptFormat::Plain);
+    let [warning] = &lm.warnings[..] else {
+        panic!("one warning expected: {:?}", lm.warnings)
+    };
+    for needle in [
+        "SmolLM2",
+        "no chat template",
+        "chat_template.jinja",
+        "chat_template.json",
+    ] {
+        assert!(warning.contains(needle), "{needle}: {warning}");
+    }
+    let err = lm
+        .tokenizer
+        .render_prompt("hi", &PromptFormat::chat())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chat_template.jinja"), "{err}");
+
+    // chat_template.json, the older file: a string or named templates.
+    std::fs::write(
+        dir.join("chat_template.json"),
+        r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "[{{ messages[0]['content'] }}]"}]}"#,
+    )
+    .unwrap();
+    let lm = LanguageModel::<B>::load(&dir, &device).unwrap();
+    assert_eq!(
+        lm.tokenizer
+            .render_prompt("hi", &PromptFormat::chat())
+            .unwrap(),
+        "[hi]"
+    );
+    // A file with no template in it is named, not skipped.
+    std::fs::write(dir.join("chat_template.json"), r#"{"template": "x"}"#).unwrap();
+    let msg = load_err(&dir);
+    assert!(
+        msg.contains("chat_template.json") && msg.contains("no `chat_template`"),
+        "{msg}"
+    );
+
+    // Other families keep plain text by default and need no template.
+    let dir = transformers5_dir(parent.path(), "llama-2-7b-chat-hf", false);
+    let lm = LanguageModel::<B>::load(&dir, &device).unwrap();
+    assert_eq!(lm.prompt_format, PromptFormat::Plain);
+    assert!(lm.warnings.is_empty(), "{:?}", lm.warnings);
+}

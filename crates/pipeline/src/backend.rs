@@ -47,6 +47,9 @@ pub fn load(path: &Path, progress: &mut dyn Progress) -> Result<Model> {
     if started {
         progress.event(Event::PhaseDone);
     }
+    for warning in &lm.warnings {
+        progress.event(Event::Warning(warning.clone()));
+    }
     Ok(lm)
 }
 

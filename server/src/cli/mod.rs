@@ -105,7 +105,11 @@ impl Cli {
                 let path = paths::model_or_default(model.model)?;
                 let lm = backend::load(&path, &mut progress::Bars::new())?;
                 lm.save_dir(&out, None)?;
-                eprintln!("wrote {} as a Hugging Face folder: {}", lm.name, out.display());
+                eprintln!(
+                    "wrote {} as a Hugging Face folder: {}",
+                    lm.name,
+                    out.display()
+                );
                 Ok(())
             }
             Command::Judge(cmd) => judge::run(cmd),
