@@ -328,6 +328,19 @@ impl Store {
             .collect()
     }
 
+    /// `items` without the unlisted records, except those in `named` (a shared link names what
+    /// it shows). `slug` gives an item's record slug; items without one (`None`) always stay.
+    pub async fn listed<T>(
+        &self,
+        mut items: Vec<T>,
+        slug: impl Fn(&T) -> Option<&str>,
+        named: &[&str],
+    ) -> Result<Vec<T>> {
+        let hidden = self.unlisted().await?;
+        items.retain(|item| slug(item).is_none_or(|s| !hidden.contains(s) || named.contains(&s)));
+        Ok(items)
+    }
+
     /// Marks jobs a previous server process left queued or running as failed; returns how many.
     pub async fn fail_interrupted_jobs(&self) -> Result<u64> {
         let done = sqlx::query(

@@ -127,24 +127,24 @@ impl Runs for RunService {
 
     fn test_all_runs(&self) -> BoxFuture<'_, AppResult<Vec<TestAllRunRecord>>> {
         Box::pin(async move {
-            let hidden = self.0.store.unlisted().await.map_err(internal)?;
-            let runs = self.0.store.list_test_all().await.map_err(internal)?;
-            Ok(runs
-                .into_iter()
-                .filter(|r| !hidden.contains(&r.slug))
-                .map(public::record)
-                .collect())
+            let store = &self.0.store;
+            let runs = store.list_test_all().await.map_err(internal)?;
+            let runs = store
+                .listed(runs, |r| Some(r.slug.as_str()), &[])
+                .await
+                .map_err(internal)?;
+            Ok(runs.into_iter().map(public::record).collect())
         })
     }
 
     fn analyses(&self) -> BoxFuture<'_, AppResult<Vec<AnalysisSummary>>> {
         Box::pin(async move {
-            let hidden = self.0.store.unlisted().await.map_err(internal)?;
-            let analyses = self.0.store.list_analyses().await.map_err(internal)?;
-            Ok(analyses
-                .into_iter()
-                .filter(|a| !hidden.contains(&a.slug))
-                .collect())
+            let store = &self.0.store;
+            let analyses = store.list_analyses().await.map_err(internal)?;
+            store
+                .listed(analyses, |a| Some(a.slug.as_str()), &[])
+                .await
+                .map_err(internal)
         })
     }
 
@@ -181,12 +181,12 @@ impl Runs for RunService {
 
     fn list(&self) -> BoxFuture<'_, AppResult<Vec<RunSummary>>> {
         Box::pin(async move {
-            let hidden = self.0.store.unlisted().await.map_err(internal)?;
-            let runs = self.0.store.list_runs(200).await.map_err(internal)?;
-            Ok(runs
-                .into_iter()
-                .filter(|r| !hidden.contains(&r.slug))
-                .collect())
+            let store = &self.0.store;
+            let runs = store.list_runs(200).await.map_err(internal)?;
+            store
+                .listed(runs, |r| Some(r.slug.as_str()), &[])
+                .await
+                .map_err(internal)
         })
     }
 
@@ -254,8 +254,11 @@ impl Runs for RunService {
                     edit: None,
                 });
             }
-            let hidden = store.unlisted().await.map_err(internal)?;
-            all.retain(|entry| entry.kind == "model" || !hidden.contains(&entry.slug));
+            // Trained models are folders, not records: never unlisted.
+            let mut all = store
+                .listed(all, |e| (e.kind != "model").then_some(e.slug.as_str()), &[])
+                .await
+                .map_err(internal)?;
             // RFC 3339 UTC strings sort by time.
             all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
             Ok(all)
@@ -281,8 +284,10 @@ impl Runs for RunService {
                     .filter(|e| evaluates_split(&e.data, &split))
                     .map(eval_entry),
             );
-            let hidden = store.unlisted().await.map_err(internal)?;
-            all.retain(|entry| !hidden.contains(&entry.slug));
+            let mut all = store
+                .listed(all, |e| Some(e.slug.as_str()), &[])
+                .await
+                .map_err(internal)?;
             all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
             Ok(all)
         })

@@ -172,9 +172,11 @@ pub(super) async fn results_candidates(
         .map(str::trim)
         .collect();
     // Unlisted evaluations are offered only where the query names them (a shared link).
-    let hidden = state.store.unlisted().await?;
-    let mut all = state.store.list_evals().await?;
-    all.retain(|e| !hidden.contains(&e.slug) || named.contains(&e.slug.as_str()));
+    let all = state.store.list_evals().await?;
+    let mut all = state
+        .store
+        .listed(all, |e| Some(e.slug.as_str()), &named)
+        .await?;
     for slug in named {
         if slug.is_empty() || all.iter().any(|e| e.slug == slug) {
             continue;
@@ -322,9 +324,11 @@ async fn test_all_table(
         .flat_map(|r| r.split(','))
         .map(str::trim)
         .collect();
-    let hidden = state.store.unlisted().await?;
-    let mut all = state.store.list_test_all().await?;
-    all.retain(|r| !hidden.contains(&r.slug) || named.contains(&r.slug.as_str()));
+    let all = state.store.list_test_all().await?;
+    let all = state
+        .store
+        .listed(all, |r| Some(r.slug.as_str()), &named)
+        .await?;
     let chosen = test_all::select_runs(&all, q.runs.as_deref())
         .map_err(|e| WebError::NotFound(e.to_string()))?;
     Ok(test_all::runs_table(&chosen, &origin(headers)))
