@@ -350,6 +350,32 @@ mod tests {
     }
 
     #[test]
+    fn an_eval_stored_unlisted_is_left_off_the_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = tiny_eval(Method::Vanilla, 1, dir.path());
+        if let Some(db) = plan.database.as_mut() {
+            db.unlisted = true;
+        }
+        run(&plan, &mut Quiet).unwrap();
+        let slug = crate::testutil::folder_slug(dir.path());
+        crate::testutil::with_store(dir.path(), async |store| {
+            assert!(store.unlisted().await.unwrap().contains(&slug));
+            let evals = store.list_evals().await.unwrap();
+            assert_eq!(
+                store
+                    .listed(evals, |e| Some(e.slug.as_str()), &[])
+                    .await
+                    .unwrap(),
+                []
+            );
+            assert!(
+                store.eval(&slug).await.unwrap().is_some(),
+                "stored, reachable by slug"
+            );
+        });
+    }
+
+    #[test]
     fn dinm_eval_writes_results_resumes_and_refuses_a_different_run() {
         let dir = tempfile::tempdir().unwrap();
         run(&tiny_eval(Method::Dinm, 2, dir.path()), &mut Quiet).unwrap();

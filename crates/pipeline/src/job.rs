@@ -462,6 +462,27 @@ impl Worker {
         publisher: &Publisher,
         progress: &mut dyn Progress,
     ) -> Result<String> {
+        // Records of an unlisted job are stored unlisted, whichever way they are published.
+        let unlisted_copy;
+        let worker = if publisher.unlisted() {
+            let mut copy = self.clone();
+            copy.database.unlisted = true;
+            unlisted_copy = copy;
+            &unlisted_copy
+        } else {
+            self
+        };
+        worker.run_job(id, spec, loaded, publisher, progress)
+    }
+
+    fn run_job(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        loaded: &Loaded<'_>,
+        publisher: &Publisher,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
         match spec {
             JobSpec::Edit(request) => {
                 let config = self.edit_config(request)?;

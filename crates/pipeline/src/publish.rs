@@ -23,6 +23,10 @@ pub struct Database {
     pub data_dir: Option<PathBuf>,
     /// A database URL instead of the SQLite file (e.g. postgres://user@host/safeedit).
     pub url: Option<String>,
+    /// Store new records unlisted: off /runs, the catalogue and the Results defaults, reachable
+    /// by their link only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unlisted: bool,
 }
 
 impl Database {
@@ -61,6 +65,8 @@ impl Published {
 pub struct Publisher {
     store: Store,
     runtime: Runtime,
+    /// Every record stored from now on is unlisted (set per job by the server's worker).
+    unlisted: std::sync::atomic::AtomicBool,
 }
 
 enum Runtime {
@@ -79,6 +85,7 @@ impl Publisher {
         Ok(Self {
             store,
             runtime: Runtime::Own(runtime),
+            unlisted: db.unlisted.into(),
         })
     }
 
@@ -87,7 +94,27 @@ impl Publisher {
         Self {
             store,
             runtime: Runtime::Handle(handle),
+            unlisted: false.into(),
         }
+    }
+
+    /// Stores the records that follow unlisted (`true`) or listed.
+    pub fn set_unlisted(&self, unlisted: bool) {
+        self.unlisted
+            .store(unlisted, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether records are stored unlisted.
+    pub fn unlisted(&self) -> bool {
+        self.unlisted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Unlists `slug` before its record is stored, so no listing ever shows it.
+    async fn unlist_first(&self, slug: &str) -> Result<()> {
+        if self.unlisted() {
+            self.store.set_unlisted(slug, true).await?;
+        }
+        Ok(())
     }
 
     /// The store.
@@ -105,12 +132,18 @@ impl Publisher {
 
     /// Stores a one-instance evaluation.
     pub fn eval(&self, record: &EvalRecord, instances: &[InstanceResult]) -> Result<()> {
-        Ok(self.block_on(self.store.upsert_eval(record, instances))?)
+        self.block_on(async {
+            self.unlist_first(&record.slug).await?;
+            Ok(self.store.upsert_eval(record, instances).await?)
+        })
     }
 
     /// Stores a finished edit run of the split `split`.
     pub fn run(&self, split: &str, record: &RunRecord) -> Result<()> {
-        Ok(self.block_on(self.store.insert_run(split, record))?)
+        self.block_on(async {
+            self.unlist_first(&record.slug).await?;
+            Ok(self.store.insert_run(split, record).await?)
+        })
     }
 }
 
@@ -206,7 +239,10 @@ pub fn publish_analysis(out: &Path, publisher: &Publisher) -> Result<Option<Stri
         run: json["run"].clone(),
         report,
     };
-    publisher.block_on(publisher.store.upsert_analysis(&record))?;
+    publisher.block_on(async {
+        publisher.unlist_first(&record.slug).await?;
+        Ok::<_, PipelineError>(publisher.store.upsert_analysis(&record).await?)
+    })?;
     Ok(Some(slug))
 }
 
@@ -244,6 +280,9 @@ pub fn publish_test_all(out: &Path, publisher: &Publisher) -> Result<Option<Stri
         models,
         aggregate,
     };
-    publisher.block_on(publisher.store.upsert_test_all(&record))?;
+    publisher.block_on(async {
+        publisher.unlist_first(&record.slug).await?;
+        Ok::<_, PipelineError>(publisher.store.upsert_test_all(&record).await?)
+    })?;
     Ok(Some(slug))
 }

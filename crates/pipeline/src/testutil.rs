@@ -29,6 +29,7 @@ pub fn database_in(dir: &Path) -> Option<Database> {
     Some(Database {
         data_dir: Some(dir.join("db")),
         url: None,
+        unlisted: false,
     })
 }
 

@@ -276,6 +276,9 @@ pub struct DbArgs {
     /// Do not store the results in the runs database (files only).
     #[arg(long)]
     pub no_db: bool,
+    /// Store the results unlisted: off the app's lists, reachable by their link only.
+    #[arg(long, conflicts_with = "no_db")]
+    pub unlisted: bool,
 }
 
 impl DbArgs {
@@ -284,6 +287,7 @@ impl DbArgs {
         (!self.no_db).then(|| Database {
             data_dir: self.data_dir.clone(),
             url: self.database_url.clone(),
+            unlisted: self.unlisted,
         })
     }
 }

@@ -16,12 +16,23 @@ use super::error::{WebError, WebResult};
 use super::jobs::SubmitError;
 use super::public;
 
-/// `POST /api/jobs` with a JSON [`JobSpec`]: `202 {"id", "url"}`; 400 naming the field that is
-/// wrong; 503 when the queue is full.
+/// `POST /api/jobs` with a JSON [`JobSpec`] (and optionally `"unlisted": true`): `202 {"id",
+/// "url"}`; 400 naming the field that is wrong; 503 when the queue is full.
 pub(super) async fn submit(State(state): State<WebState>, body: Bytes) -> WebResult {
-    let spec: JobSpec = serde_json::from_slice(&body)
-        .map_err(|e| WebError::BadRequest(format!("job request: {e}")))?;
-    match state.jobs.submit(spec).await {
+    let bad = |e: serde_json::Error| WebError::BadRequest(format!("job request: {e}"));
+    let mut body: serde_json::Value = serde_json::from_slice(&body).map_err(bad)?;
+    // `"unlisted": true` beside the job's fields: its records stay off every list.
+    let unlisted = match body.as_object_mut().and_then(|o| o.remove("unlisted")) {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(WebError::BadRequest(format!(
+                "job request: unlisted: expected true or false, got {other}"
+            )));
+        }
+    };
+    let spec: JobSpec = serde_json::from_value(body).map_err(bad)?;
+    match state.jobs.submit_with(spec, unlisted).await {
         Ok((id, ahead)) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "url": format!("/jobs/{id}"), "ahead": ahead})),

@@ -213,6 +213,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             database: Database {
                 data_dir: Some(data_dir.clone()),
                 url: args.database_url.clone(),
+                unlisted: false,
             },
         };
         let model = Arc::new(model);

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use safeedit_core::eval::{InputResult, InstanceResult, summarize};
-use safeedit_core::run::{EvalRecord, RunRecord};
+use safeedit_core::run::{EvalRecord, JobEvent, RunRecord};
 use safeedit_core::{ModelSummary, Verdict};
 use tower::ServiceExt;
 
@@ -947,6 +947,51 @@ fn visitors_see_model_file_names_not_server_paths() {
     // The database keeps the path for the operator.
     let stored = rt.block_on(state.store.run("runpaths")).unwrap().unwrap();
     assert_eq!(stored.model_path, "/home/alice/private/models/SmolLM2.gguf");
+}
+
+#[test]
+fn a_job_submitted_unlisted_stores_its_run_unlisted_and_the_next_job_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let body = |request| {
+        let (status, _, body) = call(&rt, &router, request);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, message) = body(post_json(
+        "/api/jobs",
+        r#"{"kind": "edit", "split": "test", "id": 1, "unlisted": "yes"}"#,
+    ));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    assert!(
+        message.contains("unlisted: expected true or false"),
+        "{message}"
+    );
+    let run_of = |unlisted: bool| {
+        let job = serde_json::json!({"kind": "edit", "split": "test", "id": 1,
+            "overrides": {"steps": 1, "max_new_tokens": 2}, "unlisted": unlisted});
+        let (status, answer) = body(post_json("/api/jobs", &job.to_string()));
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let id = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let finished = super::jobs::tests::wait(&state.jobs, &id);
+        let Some(JobEvent::Done { slug, .. }) = finished.events.last() else {
+            panic!("the job did not finish: {:?}", finished.events.last());
+        };
+        slug.clone()
+    };
+    let hidden = run_of(true);
+    let shown = run_of(false);
+    let (_, runs) = body(server_fn("runs", ""));
+    assert!(runs.contains(&shown), "{runs}");
+    assert!(
+        !runs.contains(&hidden),
+        "an unlisted job's run is listed: {runs}"
+    );
+    let (status, page) = body(server_fn("run", &format!("slug={hidden}")));
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&hidden), "its link still opens it");
 }
 
 #[test]

@@ -262,6 +262,16 @@ impl Jobs {
     /// taken under the same lock that counts the waiting jobs, so concurrent submissions never
     /// exceed [`QUEUE_CAPACITY`].
     pub async fn submit(&self, spec: JobSpec) -> Result<(String, usize), SubmitError> {
+        self.submit_with(spec, false).await
+    }
+
+    /// [`Jobs::submit`]; with `unlisted`, every record the job stores is unlisted (off the
+    /// lists, reachable by its link).
+    pub async fn submit_with(
+        &self,
+        spec: JobSpec,
+        unlisted: bool,
+    ) -> Result<(String, usize), SubmitError> {
         self.validate(&spec)?;
         let id = random_slug(12);
         // What the job needs fixed before it is queued (a train job's model name and folder).
@@ -288,6 +298,10 @@ impl Jobs {
             ahead
         };
         let queued = async {
+            if unlisted {
+                // Before the job can run, so not one of its records is ever listed.
+                self.shared.store.set_unlisted(&id, true).await?;
+            }
             self.shared
                 .store
                 .insert_job(&id, &now_rfc3339(), &spec)
@@ -557,6 +571,7 @@ pub(super) mod tests {
             database: Database {
                 data_dir: Some(dir.to_path_buf()),
                 url: None,
+                unlisted: false,
             },
         };
         let ctx = ModelContext {

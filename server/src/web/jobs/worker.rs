@@ -134,8 +134,14 @@ fn model_loop(
                     judge: judge.as_ref(),
                 };
                 let mut progress = JobEvents::new(&job, stopping);
+                // A job submitted unlisted is in the unlisted table under its id (durable, so a
+                // restarted job keeps it); its records are stored unlisted.
+                let listing = publisher
+                    .block_on(ctx.store.unlisted())
+                    .map(|hidden| hidden.contains(job.id()));
                 // A panic in the engine must not take the thread down with it.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    publisher.set_unlisted(listing?);
                     ctx.worker
                         .run(job.id(), job.spec(), &loaded, &publisher, &mut progress)
                 }));
