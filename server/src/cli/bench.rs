@@ -118,6 +118,13 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Loads the model, timing it (reading, converting to f32 and moving to the device).
+fn load_timed(path: &std::path::Path) -> anyhow::Result<(backend::Model, f64)> {
+    let started = Instant::now();
+    let lm = backend::load(path, &mut Quiet)?;
+    Ok((lm, started.elapsed().as_secs_f64()))
+}
+
 /// Peak resident memory of this process (VmHWM), in MiB; `None` off Linux.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -139,7 +146,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
         "--pairs, --batch-size and --steps must be at least 1"
     );
     let model_path = paths::model_or_default(args.model)?;
-    let lm = backend::load(&model_path, &mut Quiet)?;
+    let (lm, load_s) = load_timed(&model_path)?;
     let mut records = Fold::Train.select(data::load("test-sample")?);
     records.truncate(args.pairs);
     // One warm-up step and the timed ones, in one epoch; no warm-up of the learning rate so
@@ -196,6 +203,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
     let report = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "load_s": load_s,
         "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
         "objective": objective.as_str(),
         "pairs": records.len(),
@@ -215,7 +223,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
 
 fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     let model_path = paths::model_or_default(args.model)?;
-    let mut lm = backend::load(&model_path, &mut Quiet)?;
+    let (mut lm, load_s) = load_timed(&model_path)?;
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => std::fs::read_to_string(f)?.trim_end().to_string(),
@@ -243,6 +251,7 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     let report = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "load_s": load_s,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
         "prompt_tokens": ids.len(),
@@ -261,7 +270,7 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
 fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
     use safeedit_engine::dinm::{DinmConfig, dinm_edit};
     let model_path = paths::model_or_default(args.model)?;
-    let lm = backend::load(&model_path, &mut Quiet)?;
+    let (lm, load_s) = load_timed(&model_path)?;
     let records = data::load(&args.data)?;
     let format = lm.prompt_format.clone();
     let base = DinmConfig::preset_for(&lm.name, &lm.architecture);
@@ -318,6 +327,7 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
     let report = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "load_s": load_s,
         "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
         "preset": base,
         "prompt_format": format,
@@ -330,7 +340,7 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
 fn logits(args: BenchLogitsArgs) -> anyhow::Result<()> {
     use safeedit_engine::model::{Batch, ForwardOptions};
     let model_path = paths::model_or_default(args.model)?;
-    let lm = backend::load(&model_path, &mut Quiet)?;
+    let (lm, load_s) = load_timed(&model_path)?;
     let vocab = lm.config.vocab_size;
     let ids = match &args.prompt_file {
         Some(file) => {
@@ -382,6 +392,7 @@ fn logits(args: BenchLogitsArgs) -> anyhow::Result<()> {
     let meta = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "load_s": load_s,
         "seq": ids.len(),
         "ids": ids,
         "vocab": vocab,
