@@ -39,7 +39,55 @@ pub struct Access {
     pub allowed_hosts: Vec<String>,
     /// Origins (`https://lab.example.org`) besides this server's own that may send actions.
     pub allowed_origins: Vec<String>,
+    /// Wrong tokens seen lately (shared by every clone of these rules).
+    pub wrong: WrongTokens,
 }
+
+/// At most this many wrong tokens (Bearer, cookie or the sign-in form) in [`WRONG_WINDOW`];
+/// past it, no token is checked until the oldest falls out of the window.
+pub const MAX_WRONG: usize = 20;
+
+/// The window of [`MAX_WRONG`].
+pub const WRONG_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// When wrong tokens were presented, newest last.
+#[derive(Debug, Clone, Default)]
+pub struct WrongTokens(Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>);
+
+impl WrongTokens {
+    fn recent(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<std::time::Instant>> {
+        let mut times = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while times.front().is_some_and(|t| t.elapsed() > WRONG_WINDOW) {
+            times.pop_front();
+        }
+        times
+    }
+
+    /// Whether token checks are suspended (too many wrong ones lately).
+    fn locked(&self) -> bool {
+        self.recent().len() >= MAX_WRONG
+    }
+
+    fn record(&self) {
+        let mut times = self.recent();
+        times.push_back(std::time::Instant::now());
+        tracing::warn!("a wrong sign-in token ({} in the last minute)", times.len());
+    }
+}
+
+/// What a request's credentials amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credentials {
+    /// A valid sign-in.
+    Valid,
+    /// None presented.
+    Absent,
+    /// A token or cookie that is not this server's.
+    Wrong,
+}
+
+/// Said when token checks are suspended.
+const LOCKED: &str = "too many wrong sign-in tokens in the last minute; try again in a minute";
 
 /// The names of this machine's loopback interface as a `Host` header has them.
 const LOOPBACK_NAMES: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
@@ -66,25 +114,37 @@ impl Access {
         self.token.is_some() || self.auth_header.is_some()
     }
 
-    /// Whether the request carries a valid sign-in.
-    fn signed_in(&self, headers: &HeaderMap) -> bool {
-        if let Some(name) = &self.auth_header {
+    /// Whether the trusted reverse proxy's header names a signed-in user.
+    fn proxy_user(&self, headers: &HeaderMap) -> bool {
+        self.auth_header.as_ref().is_some_and(|name| {
             let user = headers.get(name.as_str()).and_then(|v| v.to_str().ok());
-            if user.is_some_and(|u| !u.trim().is_empty()) {
-                return true;
-            }
+            user.is_some_and(|u| !u.trim().is_empty())
+        })
+    }
+
+    /// What the request's sign-in amounts to.
+    fn credentials(&self, headers: &HeaderMap) -> Credentials {
+        if self.proxy_user(headers) {
+            return Credentials::Valid;
         }
         let Some(token) = &self.token else {
-            return false;
+            return Credentials::Absent;
         };
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if bearer.is_some_and(|b| same(b.trim().as_bytes(), token.as_bytes())) {
-            return true;
+        let cookie = cookie(headers, COOKIE);
+        if bearer.is_some_and(|b| same(b.trim().as_bytes(), token.as_bytes()))
+            || cookie.is_some_and(|c| same(c.as_bytes(), cookie_value(token).as_bytes()))
+        {
+            return Credentials::Valid;
         }
-        cookie(headers, COOKIE).is_some_and(|c| same(c.as_bytes(), cookie_value(token).as_bytes()))
+        if bearer.is_some() || cookie.is_some() {
+            Credentials::Wrong
+        } else {
+            Credentials::Absent
+        }
     }
 
     /// Whether `host` (a `Host` header, maybe with a port) may be served.
@@ -212,13 +272,21 @@ pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Ne
             "send the request as JSON (Content-Type: application/json)",
         );
     }
-    if access.signs_in() && !access.signed_in(headers) {
-        let needs = match kind {
-            Kind::SignIn | Kind::Static => false,
-            Kind::Action => true,
-            Kind::Read => access.private,
-        };
-        if needs {
+    let needs = match kind {
+        Kind::SignIn | Kind::Static => false,
+        Kind::Action => true,
+        Kind::Read => access.private,
+    };
+    if access.signs_in() && needs {
+        // While guessing is suspected no token is checked (a proxy's sign-in still counts).
+        if access.token.is_some() && !access.proxy_user(headers) && access.wrong.locked() {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, LOCKED);
+        }
+        let credentials = access.credentials(headers);
+        if credentials == Credentials::Wrong {
+            access.wrong.record();
+        }
+        if credentials != Credentials::Valid {
             // A person opening a page is sent to the sign-in page; a program is told how.
             if method == Method::GET && !path.starts_with("/api/") {
                 let next = request
@@ -359,8 +427,17 @@ pub async fn login(
     let Some(token) = &access.token else {
         return Redirect::to(&next).into_response();
     };
+    if access.wrong.locked() {
+        let mut page = login_page(
+            &next,
+            Some("Too many wrong tokens in the last minute; wait a minute."),
+        )
+        .into_response();
+        *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return page;
+    }
     if !same(form.token.trim().as_bytes(), token.as_bytes()) {
-        tracing::warn!("a sign-in with a wrong token");
+        access.wrong.record();
         let mut page = login_page(&next, Some("That is not this server's token.")).into_response();
         *page.status_mut() = StatusCode::UNAUTHORIZED;
         return page;

@@ -764,6 +764,61 @@ fn other_sites_cannot_queue_or_cancel_jobs_nor_read_through_a_rebound_name() {
 }
 
 #[test]
+fn after_too_many_wrong_tokens_no_token_is_checked_for_a_while() {
+    use super::guard::{Access, MAX_WRONG};
+
+    let token = "0123456789abcdef0123";
+    let dir = tempfile::tempdir().unwrap();
+    let mut access = Access::for_addr("127.0.0.1:3000".parse().unwrap(), &[]);
+    access.token = Some(token.into());
+    let (rt, router, _state) = server_with(dir.path(), access);
+    let job = r#"{"kind": "eval", "method": "vanilla", "limit": 0}"#;
+    let with = |auth: &str| {
+        call_with(
+            &rt,
+            &router,
+            post_json("/api/jobs", job),
+            &[("authorization", auth)],
+        )
+    };
+    let right = format!("Bearer {token}");
+    assert_eq!(
+        with(&right).0,
+        StatusCode::BAD_REQUEST,
+        "the right token reaches the queue"
+    );
+    for i in 0..MAX_WRONG {
+        let (status, body, _) = if i % 2 == 0 {
+            with(&format!("Bearer guess-{i:016}"))
+        } else {
+            // Wrong sign-in cookies count too.
+            call_with(
+                &rt,
+                &router,
+                post_json("/api/jobs", job),
+                &[("cookie", &format!("safeedit_auth=guess{i}"))],
+            )
+        };
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{i}: {body}");
+    }
+    // Now even the right token is not checked, on the API and on the sign-in form.
+    let (status, body, _) = with(&right);
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("too many wrong sign-in tokens"), "{body}");
+    let login = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={token}&next=/")))
+        .unwrap();
+    let (status, body, _) = call_with(&rt, &router, login, &[]);
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Reading needs no sign-in on this server and is not affected.
+    assert_eq!(
+        call_with(&rt, &router, get("/api/models"), &[]).0,
+        StatusCode::OK
+    );
+}
+
+#[test]
 fn a_token_guards_actions_and_with_private_every_page() {
     use super::guard::{Access, COOKIE};
 
