@@ -109,12 +109,19 @@ impl Publisher {
         self.unlisted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Unlists `slug` before its record is stored, so no listing ever shows it.
-    async fn unlist_first(&self, slug: &str) -> Result<()> {
-        if self.unlisted() {
-            self.store.set_unlisted(slug, true).await?;
-        }
-        Ok(())
+    /// Waits for `insert`, which stores the record `slug`; when records are stored unlisted,
+    /// unlists `slug` first, so no listing ever shows it.
+    fn insert<T>(
+        &self,
+        slug: &str,
+        insert: impl Future<Output = safeedit_store::Result<T>>,
+    ) -> Result<T> {
+        self.block_on(async {
+            if self.unlisted() {
+                self.store.set_unlisted(slug, true).await?;
+            }
+            Ok(insert.await?)
+        })
     }
 
     /// The store.
@@ -132,18 +139,12 @@ impl Publisher {
 
     /// Stores a one-instance evaluation.
     pub fn eval(&self, record: &EvalRecord, instances: &[InstanceResult]) -> Result<()> {
-        self.block_on(async {
-            self.unlist_first(&record.slug).await?;
-            Ok(self.store.upsert_eval(record, instances).await?)
-        })
+        self.insert(&record.slug, self.store.upsert_eval(record, instances))
     }
 
     /// Stores a finished edit run of the split `split`.
     pub fn run(&self, split: &str, record: &RunRecord) -> Result<()> {
-        self.block_on(async {
-            self.unlist_first(&record.slug).await?;
-            Ok(self.store.insert_run(split, record).await?)
-        })
+        self.insert(&record.slug, self.store.insert_run(split, record))
     }
 }
 
@@ -239,10 +240,7 @@ pub fn publish_analysis(out: &Path, publisher: &Publisher) -> Result<Option<Stri
         run: json["run"].clone(),
         report,
     };
-    publisher.block_on(async {
-        publisher.unlist_first(&record.slug).await?;
-        Ok::<_, PipelineError>(publisher.store.upsert_analysis(&record).await?)
-    })?;
+    publisher.insert(&record.slug, publisher.store.upsert_analysis(&record))?;
     Ok(Some(slug))
 }
 
@@ -280,9 +278,6 @@ pub fn publish_test_all(out: &Path, publisher: &Publisher) -> Result<Option<Stri
         models,
         aggregate,
     };
-    publisher.block_on(async {
-        publisher.unlist_first(&record.slug).await?;
-        Ok::<_, PipelineError>(publisher.store.upsert_test_all(&record).await?)
-    })?;
+    publisher.insert(&record.slug, publisher.store.upsert_test_all(&record))?;
     Ok(Some(slug))
 }
