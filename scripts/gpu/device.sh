@@ -57,7 +57,7 @@ m=$(sample dinm_7b_ours)
 step dinm_7b_ours 300 "$W/safeedit" bench edit --model "$L" --data "$B/instances.json" --instances 1 --repeat 2
 kill "$m"; log "dinm_7b_ours peak GPU memory (MiB, nvidia-smi): $(peak dinm_7b_ours)"
 m=$(sample gen_7b_ours)
-step gen_7b_ours 180 "$W/safeedit" bench generate --model "$L" --prompt-file "$B/prompt.txt" --new-tokens 32 --repeat 1
+step gen_7b_ours 180 "$W/safeedit" bench generate --model "$L" --prompt-file "$B/prompt.txt" --new-tokens 32 --repeat 2
 kill "$m"; log "gen_7b_ours peak GPU memory (MiB, nvidia-smi): $(peak gen_7b_ours)"
 m=$(sample torch_7b)
 step torch_7b 240 "$PY" "$B/torch_side.py" bench --model "$L" --dtype float32 --ids "$IDS" --new-tokens 32 --repeat 2 --ours "${SAFEEDIT_GPU_OURS_DINM:-$OUT/dinm_7b_ours.json}" --data "$B/instances.json"
