@@ -123,3 +123,61 @@ fn a_converted_model_gives_the_same_logits_and_bad_ids_are_refused() {
         "{stderr}"
     );
 }
+
+/// `eval --shard` (given, or read from a Slurm array task) then `eval-merge`: the merged
+/// summary is the one a single `eval` writes.
+#[test]
+fn two_shards_merged_give_the_summary_of_one_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (one, sharded, merged) = (path("one"), path("sharded"), path("merged"));
+    let eval = |out: &str, extra: &[&str], envs: &[(&str, &str)]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            "tiny",
+            "--method",
+            "vanilla",
+            "--limit",
+            "4",
+            "--max-new-tokens",
+            "3",
+            "--no-db",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let output = safeedit(&args, envs);
+        assert!(
+            output.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    eval(&one, &[], &[]);
+    eval(&sharded, &["--shard", "1/2"], &[]);
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "1"),
+        ("SLURM_ARRAY_TASK_MIN", "0"),
+        ("SLURM_ARRAY_TASK_COUNT", "2"),
+    ];
+    eval(&sharded, &["--shard", "auto"], &slurm);
+    let output = safeedit(&["eval-merge", &sharded, "--out", &merged, "--no-db"], &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |dir: &str| std::fs::read_to_string(format!("{dir}/summary.json")).unwrap();
+    assert_eq!(read(&merged), read(&one));
+
+    let output = safeedit(
+        &[
+            "eval", "--model", "tiny", "--method", "vanilla", "--out", &sharded, "--shard", "3/2",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("shard 3 of 2 does not exist"), "{stderr}");
+}

@@ -17,12 +17,13 @@ use serde_json::json;
 
 use crate::backend::Model;
 use crate::evaluate::{evaluate, instance_result};
-use crate::method::{MethodModel, MethodSettings, ModelChoice};
+use crate::method::{MethodModel, MethodSettings, ModelChoice, reuse_first_layer};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::publish::{Database, Published, publish_eval, publish_folder};
 use crate::run_dir::{
     self, append_jsonl, check_or_write_run_info, general_rows, read_jsonl, resume_jsonl,
 };
+use crate::shard::{self, Shard};
 use crate::{PipelineError, Result, bail, data, judge, limits, provenance};
 
 /// An evaluation of one method on SafeEdit instances.
@@ -48,6 +49,9 @@ pub struct EvalPlan {
     pub max_new_tokens: Option<usize>,
     /// Where the run is stored (`None`: files only).
     pub database: Option<Database>,
+    /// Only this shard of the instances, in `out/shard-K-of-N` (joined by [`merge`]).
+    #[serde(default)]
+    pub shard: Option<Shard>,
 }
 
 impl EvalPlan {
@@ -64,6 +68,15 @@ impl EvalPlan {
             judge_dir: None,
             max_new_tokens: None,
             database: Some(Database::default()),
+            shard: None,
+        }
+    }
+
+    /// The folder this plan writes: `out`, or its shard's folder under it.
+    pub fn folder(&self) -> PathBuf {
+        match &self.shard {
+            Some(shard) => shard.folder(&self.out),
+            None => self.out.clone(),
         }
     }
 }
@@ -171,7 +184,7 @@ impl EvalSetup {
 }
 
 /// The run description keys a resumed run must match.
-pub const RUN_KEYS: [&str; 10] = [
+pub const RUN_KEYS: [&str; 11] = [
     "method",
     "data",
     "model",
@@ -182,6 +195,7 @@ pub const RUN_KEYS: [&str; 10] = [
     "seed",
     "self_reminder",
     "judge",
+    "shard",
 ];
 
 /// The records a plan evaluates and how its run names them.
@@ -212,27 +226,54 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
     limits::max_new_tokens_opt(plan.max_new_tokens)?;
     plan.model.check()?;
     let (records, data_label) = records(plan)?;
-    let _lock = run_dir::lock(&plan.out)?;
+    let out = plan.folder();
+    let mine = match &plan.shard {
+        Some(shard) => shard.select(&records),
+        None => records.clone(),
+    };
+    let _lock = run_dir::lock(&out)?;
 
     let mut setup = EvalSetup::load(plan, progress)?;
-    let run_info = setup.run_info(plan.method, data_label);
+    let mut run_info = setup.run_info(plan.method, data_label);
+    if let Some(shard) = &plan.shard {
+        run_info["shard"] = json!(ShardInfo {
+            index: shard.index,
+            count: shard.count,
+            instances: records.len(),
+            ids: mine.iter().map(|r| r.id).collect(),
+        });
+    }
     let (lm, settings, format, generation, judge) = setup.parts();
-    check_or_write_run_info(&plan.out.join("run.json"), &run_info, &RUN_KEYS)?;
+    check_or_write_run_info(&out.join("run.json"), &run_info, &RUN_KEYS)?;
 
-    let results_path = plan.out.join("instances.jsonl");
-    let done: HashSet<u64> = resume_jsonl::<InstanceResult>(&results_path)?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    let todo: Vec<&SafeEditRecord> = records.iter().filter(|r| !done.contains(&r.id)).collect();
+    let results_path = out.join("instances.jsonl");
+    let done = resume_jsonl::<InstanceResult>(&results_path)?;
+    let done_ids: HashSet<u64> = done.iter().map(|r| r.id).collect();
+    let todo: Vec<&SafeEditRecord> = mine.iter().filter(|r| !done_ids.contains(&r.id)).collect();
     let method = plan.method;
+    let shard_note = plan
+        .shard
+        .map(|s| format!(" (shard {s} of {} instances)", records.len()))
+        .unwrap_or_default();
     progress.note(format!(
-        "{}: {} instances ({} already done) -> {}",
+        "{}: {} instances{shard_note} ({} already done) -> {}",
         method.name(),
-        records.len(),
-        records.len() - todo.len(),
-        plan.out.display()
+        mine.len(),
+        mine.len() - todo.len(),
+        out.display()
     ));
+    // D1 (--reuse-first-layer) when this process does not edit on the dataset's first instance
+    // (a resumed run, or a shard without it): the layer its edit located, as one run has it.
+    if let Some(first) = records.first()
+        && !todo.is_empty()
+        && !todo.iter().any(|r| r.id == first.id)
+    {
+        let edit = done
+            .iter()
+            .find(|r| r.id == first.id)
+            .and_then(|r| r.edit.as_ref());
+        reuse_first_layer(method, lm, first, edit, settings, progress)?;
+    }
     progress.phase(method.name(), "instances", todo.len());
     let mut failures = 0;
     for record in todo {
@@ -251,7 +292,7 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
                 failures += 1;
                 progress.event(Event::Warning(format!("instance {}: {e}", record.id)));
                 append_jsonl(
-                    &plan.out.join("errors.jsonl"),
+                    &out.join("errors.jsonl"),
                     &json!({"id": record.id, "error": e.to_string()}),
                 )?;
             }
@@ -261,17 +302,275 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
     progress.event(Event::PhaseDone);
 
     let results: Vec<InstanceResult> = read_jsonl(&results_path)?;
-    let mut rows = summarize(&results);
-    rows.extend(general_rows(&plan.out, method.name())?);
-    let summary = json!({"run": run_info, "instances": results.len(), "metrics": rows});
-    run_dir::write_json(&plan.out.join("summary.json"), &summary)?;
-    run_dir::write(&plan.out.join("summary.csv"), to_csv(method.name(), &rows))?;
-    let published = publish_folder(plan.database.as_ref(), |p| publish_eval(&plan.out, p));
+    let rows = write_summary(&out, method, &run_info, &results)?;
+    let published = if let Some(shard) = &plan.shard {
+        progress.note(format!(
+            "shard {shard}: not stored in the runs database on its own; `safeedit eval-merge` \
+             joins the shards and stores the run"
+        ));
+        Published::Skipped
+    } else {
+        publish_folder(plan.database.as_ref(), |p| publish_eval(&out, p))
+    };
     Ok(EvalSummary {
         method,
         rows,
         instances: results.len(),
         failures,
+        out,
+        published,
+    })
+}
+
+/// Writes `summary.json` and `summary.csv` for `results` (with the folder's general-task
+/// scores) and returns the metric rows.
+fn write_summary(
+    out: &Path,
+    method: Method,
+    run_info: &serde_json::Value,
+    results: &[InstanceResult],
+) -> Result<Vec<MetricRow>> {
+    let mut rows = summarize(results);
+    rows.extend(general_rows(out, method.name())?);
+    let summary = json!({"run": run_info, "instances": results.len(), "metrics": rows});
+    run_dir::write_json(&out.join("summary.json"), &summary)?;
+    run_dir::write(&out.join("summary.csv"), to_csv(method.name(), &rows))?;
+    Ok(rows)
+}
+
+/// What a shard's `run.json` says about it (key `shard`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Which shard, 1..=count.
+    pub index: usize,
+    /// How many shards.
+    pub count: usize,
+    /// Instances in the whole run.
+    pub instances: usize,
+    /// This shard's instance ids, in dataset order.
+    pub ids: Vec<u64>,
+}
+
+/// Joining shards: their folders (or folders holding `shard-K-of-N` folders) and where the
+/// joined run goes.
+#[derive(Debug, Clone)]
+pub struct MergePlan {
+    /// Shard folders, or folders that hold them.
+    pub shards: Vec<PathBuf>,
+    /// The joined run's folder.
+    pub out: PathBuf,
+    /// Where the joined run is stored (`None`: files only).
+    pub database: Option<Database>,
+}
+
+/// A shard folder and what its `run.json` says.
+struct ShardFolder {
+    dir: PathBuf,
+    info: serde_json::Value,
+    shard: ShardInfo,
+}
+
+/// Shard folders named directly, or found one level below the folders named.
+fn shard_folders(paths: &[PathBuf]) -> Result<Vec<ShardFolder>> {
+    let mut dirs = Vec::new();
+    for path in paths {
+        if path.join("run.json").is_file() {
+            dirs.push(path.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(path).map_err(|e| PipelineError::io(path, e))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(Shard::from_folder_name)
+                    .is_some()
+                    && p.join("run.json").is_file()
+            })
+            .collect();
+        if found.is_empty() {
+            bail!(
+                "{}: neither a shard folder (no run.json) nor a folder holding shard-K-of-N folders",
+                path.display()
+            );
+        }
+        found.sort();
+        dirs.extend(found);
+    }
+    dirs.into_iter()
+        .map(|dir| {
+            let path = dir.join("run.json");
+            let info: serde_json::Value = run_dir::read_json(&path)?;
+            let shard: ShardInfo = match info.get("shard") {
+                Some(value) if !value.is_null() => serde_json::from_value(value.clone())
+                    .map_err(|e| PipelineError::file(&path, format!("`shard`: {e}")))?,
+                _ => {
+                    return Err(PipelineError::file(
+                        &path,
+                        "not a shard's run (no `shard`: it was not run with --shard)",
+                    ));
+                }
+            };
+            Ok(ShardFolder { dir, info, shard })
+        })
+        .collect()
+}
+
+/// The keys shards on different machines may differ in: the shard itself and where the model
+/// file lies (its checksum must agree).
+const PER_SHARD_KEYS: [&str; 2] = ["shard", "model"];
+
+/// Joins the shards of one evaluation into the run one process would have written: checks that
+/// every shard ran the same settings on the same model (checksum) and that every instance
+/// appears exactly once, then writes `run.json`, `instances.jsonl` in dataset order and the
+/// summary, and stores the run.
+pub fn merge(plan: &MergePlan, progress: &mut dyn Progress) -> Result<EvalSummary> {
+    let folders = shard_folders(&plan.shards)?;
+    let Some(first) = folders.first() else {
+        bail!("eval-merge: name the shard folders (or the --out the shards were given)");
+    };
+    let count = first.shard.count;
+    let mut by_index: Vec<Option<&ShardFolder>> = vec![None; count];
+    for folder in &folders {
+        let (a, b) = (&first.info, &folder.info);
+        let keys: std::collections::BTreeSet<&String> = a
+            .as_object()
+            .into_iter()
+            .chain(b.as_object())
+            .flat_map(|o| o.keys())
+            .collect();
+        for key in keys {
+            if PER_SHARD_KEYS.contains(&key.as_str()) || a.get(key) == b.get(key) {
+                continue;
+            }
+            bail!(
+                "{} and {} are not shards of one run: `{key}` differs ({} vs {})",
+                first.dir.display(),
+                folder.dir.display(),
+                a.get(key).unwrap_or(&serde_json::Value::Null),
+                b.get(key).unwrap_or(&serde_json::Value::Null)
+            );
+        }
+        let s = &folder.shard;
+        if s.count != count || s.instances != first.shard.instances {
+            bail!(
+                "{} is shard {}/{} of {} instances, {} shard {}/{} of {}: not one run",
+                folder.dir.display(),
+                s.index,
+                s.count,
+                s.instances,
+                first.dir.display(),
+                first.shard.index,
+                count,
+                first.shard.instances
+            );
+        }
+        let Some(slot) = by_index.get_mut(s.index.wrapping_sub(1)) else {
+            bail!(
+                "{}: shard {}/{count} does not exist",
+                folder.dir.display(),
+                s.index
+            );
+        };
+        if let Some(other) = slot {
+            bail!(
+                "shard {}/{count} is given twice: {} and {}",
+                s.index,
+                other.dir.display(),
+                folder.dir.display()
+            );
+        }
+        *slot = Some(folder);
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|k| by_index[k - 1].is_none())
+        .map(|k| format!("{k}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "shard(s) {} missing: no folder given holds them (run them, then merge)",
+            missing.join(", ")
+        );
+    }
+
+    let mut parts = Vec::with_capacity(count);
+    for folder in by_index.into_iter().flatten() {
+        let mut results: Vec<InstanceResult> = read_jsonl(&folder.dir.join("instances.jsonl"))?;
+        let mut by_id: std::collections::HashMap<u64, InstanceResult> = Default::default();
+        for r in results.drain(..) {
+            if by_id.contains_key(&r.id) {
+                bail!(
+                    "{}: instance {} appears twice in instances.jsonl",
+                    folder.dir.display(),
+                    r.id
+                );
+            }
+            by_id.insert(r.id, r);
+        }
+        let mut ordered = Vec::with_capacity(folder.shard.ids.len());
+        for id in &folder.shard.ids {
+            match by_id.remove(id) {
+                Some(r) => ordered.push(r),
+                None => bail!(
+                    "{}: instance {id} has no result (it failed or the shard has not finished: \
+                     see its errors.jsonl, re-run the shard, then merge)",
+                    folder.dir.display()
+                ),
+            }
+        }
+        if let Some(extra) = by_id.keys().min() {
+            bail!(
+                "{}: instance {extra} is not one of this shard's instances",
+                folder.dir.display()
+            );
+        }
+        parts.push(ordered);
+    }
+    let results = shard::interleave(parts).ok_or_else(|| {
+        PipelineError::Invalid(format!(
+            "the shards' instance lists do not deal {} instances over {count} shards",
+            first.shard.instances
+        ))
+    })?;
+    let mut seen = HashSet::new();
+    if let Some(twice) = results.iter().find(|r| !seen.insert(r.id)) {
+        bail!("instance {} appears in two shards", twice.id);
+    }
+    if results.len() != first.shard.instances {
+        bail!(
+            "the shards hold {} instances, the run has {}",
+            results.len(),
+            first.shard.instances
+        );
+    }
+
+    let method: Method = serde_json::from_value(first.info["method"].clone())
+        .map_err(|e| PipelineError::file(&first.dir.join("run.json"), format!("`method`: {e}")))?;
+    let mut run_info = first.info.clone();
+    if let Some(object) = run_info.as_object_mut() {
+        object.remove("shard");
+    }
+    let _lock = run_dir::lock(&plan.out)?;
+    check_or_write_run_info(&plan.out.join("run.json"), &run_info, &RUN_KEYS)?;
+    let mut text = String::new();
+    for r in &results {
+        text.push_str(&serde_json::to_string(r).expect("records serialise to JSON"));
+        text.push('\n');
+    }
+    run_dir::write(&plan.out.join("instances.jsonl"), text)?;
+    let rows = write_summary(&plan.out, method, &run_info, &results)?;
+    progress.note(format!(
+        "merged {count} shards: {} instances -> {}",
+        results.len(),
+        plan.out.display()
+    ));
+    let published = publish_folder(plan.database.as_ref(), |p| publish_eval(&plan.out, p));
+    Ok(EvalSummary {
+        method,
+        rows,
+        instances: results.len(),
+        failures: 0,
         out: plan.out.clone(),
         published,
     })
@@ -289,7 +588,7 @@ mod tests {
 
     use super::*;
     use crate::Quiet;
-    use crate::testutil::{folder_slug, tiny_eval, tiny_train, with_store};
+    use crate::testutil::{database_in, folder_slug, tiny_eval, tiny_train, with_store};
 
     #[test]
     fn baselines_and_ablations_give_their_inputs_and_edits() {
@@ -523,6 +822,118 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("safeedit train sft"), "{err}");
+    }
+
+    #[test]
+    fn shards_merge_into_the_run_one_process_writes_and_bad_sets_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // DINM with D1 (--reuse-first-layer): the second shard never edits on the first
+        // instance, yet must use its layer as one process does.
+        let plan = |out: &Path, shard: Option<Shard>| {
+            let mut plan = tiny_eval(Method::Dinm, 3, out);
+            plan.model.dinm.reuse_first_layer = true;
+            plan.database = None;
+            plan.shard = shard;
+            plan
+        };
+        let one = dir.path().join("one");
+        run(&plan(&one, None), &mut Quiet).unwrap();
+        let sharded = dir.path().join("sharded");
+        for k in 1..=2 {
+            let summary =
+                run(&plan(&sharded, Some(Shard::new(k, 2).unwrap())), &mut Quiet).unwrap();
+            assert_eq!(
+                summary.published,
+                Published::Skipped,
+                "a shard is not stored alone"
+            );
+            assert_eq!(summary.out, sharded.join(format!("shard-{k}-of-2")));
+        }
+        let ids = |out: &Path| {
+            read_results(out)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&sharded.join("shard-1-of-2")), [0, 2]);
+        assert_eq!(ids(&sharded.join("shard-2-of-2")), [1]);
+
+        let merged = dir.path().join("merged");
+        let merge_plan = |shards: Vec<PathBuf>| MergePlan {
+            shards,
+            out: merged.clone(),
+            database: database_in(dir.path()),
+        };
+        let summary = merge(&merge_plan(vec![sharded.clone()]), &mut Quiet).unwrap();
+        assert_eq!(summary.instances, 3);
+        let text = |path: PathBuf| std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            text(merged.join("summary.json")),
+            text(one.join("summary.json")),
+            "the merged summary is the one-process run's"
+        );
+        assert_eq!(
+            text(merged.join("summary.csv")),
+            text(one.join("summary.csv"))
+        );
+        let strip = |out: &Path| {
+            read_results(out)
+                .unwrap()
+                .into_iter()
+                .map(|r| InstanceResult { seconds: 0.0, ..r })
+                .collect::<Vec<_>>()
+        };
+        let merged_results = strip(&merged);
+        assert_eq!(
+            merged_results,
+            strip(&one),
+            "every instance as one process has it"
+        );
+        let layers: Vec<usize> = merged_results
+            .iter()
+            .map(|r| r.edit.as_ref().unwrap().layer)
+            .collect();
+        assert!(
+            layers.iter().all(|&l| l == layers[0]),
+            "D1: one layer, {layers:?}"
+        );
+        let slug = folder_slug(&merged);
+        let stored = with_store(dir.path(), async |store| store.eval(&slug).await.unwrap());
+        assert_eq!(stored.expect("the merged run is stored").instances, 3);
+
+        // What is refused, each naming the problem.
+        let refused = |shards: Vec<PathBuf>| {
+            merge(&merge_plan(shards), &mut Quiet)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused(vec![sharded.join("shard-1-of-2")]);
+        assert!(err.contains("shard(s) 2/2 missing"), "{err}");
+        let err = refused(vec![
+            sharded.join("shard-1-of-2"),
+            sharded.join("shard-1-of-2"),
+        ]);
+        assert!(err.contains("shard 1/2 is given twice"), "{err}");
+        let err = refused(vec![one.clone()]);
+        assert!(err.contains("not a shard's run"), "{err}");
+        let other = dir.path().join("other");
+        let mut longer = plan(&other, Some(Shard::new(2, 2).unwrap()));
+        longer.max_new_tokens = Some(4);
+        run(&longer, &mut Quiet).unwrap();
+        let err = refused(vec![
+            sharded.join("shard-1-of-2"),
+            other.join("shard-2-of-2"),
+        ]);
+        assert!(err.contains("`generation` differs"), "{err}");
+        // A shard that has not finished (its instance missing).
+        std::fs::write(sharded.join("shard-2-of-2/instances.jsonl"), "").unwrap();
+        let err = refused(vec![sharded.clone()]);
+        assert!(err.contains("instance 1 has no result"), "{err}");
+        // Resuming the shard finishes it, and the merge goes through again.
+        run(&plan(&sharded, Some(Shard::new(2, 2).unwrap())), &mut Quiet).unwrap();
+        merge(&merge_plan(vec![sharded.clone()]), &mut Quiet).unwrap();
+        assert_eq!(strip(&merged), merged_results);
     }
 
     /// Cancels once `after` instances are done.

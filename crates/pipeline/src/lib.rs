@@ -49,6 +49,7 @@ pub mod progress;
 pub mod provenance;
 pub mod publish;
 pub mod run_dir;
+pub mod shard;
 pub mod test_all;
 #[cfg(test)]
 mod testutil;

@@ -12,13 +12,13 @@ use safeedit_engine::baselines::{
     ftl_edit_stoppable, self_reminder,
 };
 use safeedit_engine::dinm::{
-    DinmConfig, DinmEvent, dinm_edit_stoppable, random_layer, with_suffix,
+    DinmConfig, DinmEvent, dinm_edit_stoppable, locate_toxic_layer, random_layer, with_suffix,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backend::{self, Model, TrainBackend};
-use crate::progress::{Event, Progress};
+use crate::progress::{Event, Progress, ProgressExt};
 use crate::{Result, ResultExt, bail, ensure, limits, paths};
 
 /// DINM hyperparameters: a preset plus overrides (`None` keeps the preset's value).
@@ -356,6 +356,44 @@ pub fn edit_for(
         delta_norm: edit.delta.norm,
     };
     Ok(Some((edit.delta.apply(lm), summary)))
+}
+
+/// D1 (`reuse_first_located_layer`) when this process does not edit on the run's first
+/// instance (a resumed run, a shard without it): fixes the layer that instance's edit located,
+/// from its stored edit when there is one, else by locating on it as its edit did.
+pub fn reuse_first_layer(
+    method: Method,
+    lm: &Model,
+    first: &SafeEditRecord,
+    stored: Option<&EditSummary>,
+    settings: &mut MethodSettings,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    if method != Method::Dinm
+        || !settings.dinm.reuse_first_located_layer
+        || settings.dinm.layer.is_some()
+    {
+        return Ok(());
+    }
+    let layer = match stored {
+        Some(edit) => edit.layer,
+        None => {
+            locate_toxic_layer(
+                lm,
+                &first.safe_generation,
+                &first.unsafe_generation,
+                settings.dinm.padding_side,
+            )
+            .with_context(|| format!("locating on the first instance ({})", first.id))?
+            .layer
+        }
+    };
+    progress.note(format!(
+        "--reuse-first-layer: layer {layer}, the first instance's ({})",
+        first.id
+    ));
+    settings.dinm.layer = Some(layer);
+    Ok(())
 }
 
 /// A DINM progress event as a pipeline event.

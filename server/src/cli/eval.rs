@@ -9,8 +9,9 @@ use clap::Args;
 use safeedit_core::eval::MetricRow;
 use safeedit_core::eval::SAFEEDIT_METRICS;
 use safeedit_core::general::GeneralTask;
-use safeedit_pipeline::eval::{self, EvalPlan};
+use safeedit_pipeline::eval::{self, EvalPlan, MergePlan};
 use safeedit_pipeline::publish::Published;
+use safeedit_pipeline::shard::Shard;
 use safeedit_pipeline::test_all::{self, TestAllPlan};
 
 use super::args::{DbArgs, FoldArg, MethodArg, MethodModelArgs};
@@ -52,9 +53,46 @@ pub struct EvalArgs {
     /// The runs database the results are stored in (shown by the web app).
     #[command(flatten)]
     pub db: DbArgs,
+    /// Evaluate only shard K of N (every N-th instance from the K-th) in OUT/shard-K-of-N, for
+    /// `safeedit eval-merge`; `auto` takes K and N from a Slurm array task, `auto/N` takes K
+    /// from Slurm or a Kubernetes indexed job (JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "K/N|auto|auto/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     /// The SafeEdit_test_ALL protocol instead of per-instance evaluation.
     #[command(flatten)]
     pub test_all: TestAllArgs,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|e| e.to_string())
+}
+
+/// Arguments of `safeedit eval-merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The shards' folders (shard-K-of-N), or the --out the shards were given (its shard
+    /// folders are found).
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// The joined run's folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The runs database the joined run is stored in.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Runs `safeedit eval-merge`.
+pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let plan = MergePlan {
+        shards: args.shards,
+        out: args.out,
+        database: args.db.database(),
+    };
+    let summary = eval::merge(&plan, &mut Bars::new())?;
+    print_table(summary.method.name(), &summary.rows);
+    report_published(&summary.published, "evals");
+    Ok(())
 }
 
 /// The test_ALL options of `safeedit eval`.
@@ -90,6 +128,7 @@ impl EvalArgs {
             judge_dir: self.judge_dir.clone(),
             max_new_tokens: self.max_new_tokens,
             database: self.db.database(),
+            shard: self.shard,
         }
     }
 

@@ -43,6 +43,9 @@ enum Command {
     /// Evaluate a method on SafeEdit instances (DS/DG, fluency), or with --test-all on the
     /// SafeEdit_test_ALL inputs (DG_onlyQ, DG_otherAQ; editing methods mean ± std over edits).
     Eval(eval::EvalArgs),
+    /// Join the shards of an `eval --shard` run into one run (checked: same settings and model,
+    /// every instance once), in dataset order, and store it.
+    EvalMerge(eval::MergeArgs),
     /// Join `eval --test-all` runs into the paper's Table 3 (LaTeX and CSV).
     TestAllTable(test_all::TableArgs),
     /// General performance of a method's model: KQA (TriviaQA), CSum (XSum) or the knowledge proxy.
@@ -87,6 +90,7 @@ impl Cli {
             Command::Locate(args) => locate::run(args),
             Command::Edit(args) => edit::run(args),
             Command::Eval(args) => eval::run(args),
+            Command::EvalMerge(args) => eval::merge(args),
             Command::TestAllTable(args) => test_all::table(args),
             Command::General(args) => general::run(args),
             Command::Figure(args) => figure::run(args),
