@@ -23,7 +23,7 @@ use crate::publish::{Database, Published, publish_eval, publish_folder};
 use crate::run_dir::{
     self, append_jsonl, check_or_write_run_info, general_rows, read_jsonl, resume_jsonl,
 };
-use crate::shard::{self, Shard};
+use crate::shard::{self, MergePlan, Shard, ShardFolder, ShardInfo};
 use crate::{PipelineError, Result, bail, data, judge, limits, provenance};
 
 /// An evaluation of one method on SafeEdit instances.
@@ -338,164 +338,18 @@ fn write_summary(
     Ok(rows)
 }
 
-/// What a shard's `run.json` says about it (key `shard`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardInfo {
-    /// Which shard, 1..=count.
-    pub index: usize,
-    /// How many shards.
-    pub count: usize,
-    /// Instances in the whole run.
-    pub instances: usize,
-    /// This shard's instance ids, in dataset order.
-    pub ids: Vec<u64>,
-}
-
-/// Joining shards: their folders (or folders holding `shard-K-of-N` folders) and where the
-/// joined run goes.
-#[derive(Debug, Clone)]
-pub struct MergePlan {
-    /// Shard folders, or folders that hold them.
-    pub shards: Vec<PathBuf>,
-    /// The joined run's folder.
-    pub out: PathBuf,
-    /// Where the joined run is stored (`None`: files only).
-    pub database: Option<Database>,
-}
-
-/// A shard folder and what its `run.json` says.
-struct ShardFolder {
-    dir: PathBuf,
-    info: serde_json::Value,
-    shard: ShardInfo,
-}
-
-/// Shard folders named directly, or found one level below the folders named.
-fn shard_folders(paths: &[PathBuf]) -> Result<Vec<ShardFolder>> {
-    let mut dirs = Vec::new();
-    for path in paths {
-        if path.join("run.json").is_file() {
-            dirs.push(path.clone());
-            continue;
-        }
-        let entries = std::fs::read_dir(path).map_err(|e| PipelineError::io(path, e))?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(Shard::from_folder_name)
-                    .is_some()
-                    && p.join("run.json").is_file()
-            })
-            .collect();
-        if found.is_empty() {
-            bail!(
-                "{}: neither a shard folder (no run.json) nor a folder holding shard-K-of-N folders",
-                path.display()
-            );
-        }
-        found.sort();
-        dirs.extend(found);
-    }
-    dirs.into_iter()
-        .map(|dir| {
-            let path = dir.join("run.json");
-            let info: serde_json::Value = run_dir::read_json(&path)?;
-            let shard: ShardInfo = match info.get("shard") {
-                Some(value) if !value.is_null() => serde_json::from_value(value.clone())
-                    .map_err(|e| PipelineError::file(&path, format!("`shard`: {e}")))?,
-                _ => {
-                    return Err(PipelineError::file(
-                        &path,
-                        "not a shard's run (no `shard`: it was not run with --shard)",
-                    ));
-                }
-            };
-            Ok(ShardFolder { dir, info, shard })
-        })
-        .collect()
-}
-
-/// The keys shards on different machines may differ in: the shard itself and where the model
-/// file lies (its checksum must agree).
-const PER_SHARD_KEYS: [&str; 2] = ["shard", "model"];
-
-/// Joins the shards of one evaluation into the run one process would have written: checks that
-/// every shard ran the same settings on the same model (checksum) and that every instance
-/// appears exactly once, then writes `run.json`, `instances.jsonl` in dataset order and the
-/// summary, and stores the run.
-pub fn merge(plan: &MergePlan, progress: &mut dyn Progress) -> Result<EvalSummary> {
-    let folders = shard_folders(&plan.shards)?;
-    let Some(first) = folders.first() else {
-        bail!("eval-merge: name the shard folders (or the --out the shards were given)");
-    };
+/// Joins the checked shards of one evaluation ([`shard::merge`]) into the run one process
+/// would have written: every instance exactly once, `instances.jsonl` in dataset order, the
+/// summary, stored.
+pub(crate) fn merge_shards(
+    shards: &[ShardFolder],
+    plan: &MergePlan,
+    progress: &mut dyn Progress,
+) -> Result<EvalSummary> {
+    let first = &shards[0];
     let count = first.shard.count;
-    let mut by_index: Vec<Option<&ShardFolder>> = vec![None; count];
-    for folder in &folders {
-        let (a, b) = (&first.info, &folder.info);
-        let keys: std::collections::BTreeSet<&String> = a
-            .as_object()
-            .into_iter()
-            .chain(b.as_object())
-            .flat_map(|o| o.keys())
-            .collect();
-        for key in keys {
-            if PER_SHARD_KEYS.contains(&key.as_str()) || a.get(key) == b.get(key) {
-                continue;
-            }
-            bail!(
-                "{} and {} are not shards of one run: `{key}` differs ({} vs {})",
-                first.dir.display(),
-                folder.dir.display(),
-                a.get(key).unwrap_or(&serde_json::Value::Null),
-                b.get(key).unwrap_or(&serde_json::Value::Null)
-            );
-        }
-        let s = &folder.shard;
-        if s.count != count || s.instances != first.shard.instances {
-            bail!(
-                "{} is shard {}/{} of {} instances, {} shard {}/{} of {}: not one run",
-                folder.dir.display(),
-                s.index,
-                s.count,
-                s.instances,
-                first.dir.display(),
-                first.shard.index,
-                count,
-                first.shard.instances
-            );
-        }
-        let Some(slot) = by_index.get_mut(s.index.wrapping_sub(1)) else {
-            bail!(
-                "{}: shard {}/{count} does not exist",
-                folder.dir.display(),
-                s.index
-            );
-        };
-        if let Some(other) = slot {
-            bail!(
-                "shard {}/{count} is given twice: {} and {}",
-                s.index,
-                other.dir.display(),
-                folder.dir.display()
-            );
-        }
-        *slot = Some(folder);
-    }
-    let missing: Vec<String> = (1..=count)
-        .filter(|k| by_index[k - 1].is_none())
-        .map(|k| format!("{k}/{count}"))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "shard(s) {} missing: no folder given holds them (run them, then merge)",
-            missing.join(", ")
-        );
-    }
-
     let mut parts = Vec::with_capacity(count);
-    for folder in by_index.into_iter().flatten() {
+    for folder in shards {
         let mut results: Vec<InstanceResult> = read_jsonl(&folder.dir.join("instances.jsonl"))?;
         let mut by_id: std::collections::HashMap<u64, InstanceResult> = Default::default();
         for r in results.drain(..) {
@@ -547,10 +401,7 @@ pub fn merge(plan: &MergePlan, progress: &mut dyn Progress) -> Result<EvalSummar
 
     let method: Method = serde_json::from_value(first.info["method"].clone())
         .map_err(|e| PipelineError::file(&first.dir.join("run.json"), format!("`method`: {e}")))?;
-    let mut run_info = first.info.clone();
-    if let Some(object) = run_info.as_object_mut() {
-        object.remove("shard");
-    }
+    let run_info = first.merged_info();
     let _lock = run_dir::lock(&plan.out)?;
     check_or_write_run_info(&plan.out.join("run.json"), &run_info, &RUN_KEYS)?;
     let mut text = String::new();
@@ -588,6 +439,7 @@ mod tests {
 
     use super::*;
     use crate::Quiet;
+    use crate::shard::merge;
     use crate::testutil::{database_in, folder_slug, tiny_eval, tiny_train, with_store};
 
     #[test]
@@ -866,6 +718,9 @@ mod tests {
             database: database_in(dir.path()),
         };
         let summary = merge(&merge_plan(vec![sharded.clone()]), &mut Quiet).unwrap();
+        let shard::Merged::Eval(summary) = summary else {
+            panic!("an evaluation")
+        };
         assert_eq!(summary.instances, 3);
         let text = |path: PathBuf| std::fs::read_to_string(path).unwrap();
         assert_eq!(

@@ -3,11 +3,17 @@
 //! folders into the run one process would have written. Dealing instances out in turn (not in
 //! blocks) gives every shard its share of every category and of the long inputs.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{PipelineError, Result};
+use crate::eval::EvalSummary;
+use crate::progress::Progress;
+use crate::publish::Database;
+use crate::run_dir;
+use crate::test_all::TestAllSummary;
+use crate::{PipelineError, Result, bail};
 
 /// Shard `index` (1-based) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +181,202 @@ pub fn interleave<T>(parts: Vec<Vec<T>>) -> Option<Vec<T>> {
         merged.push(iters[position % count].next()?);
     }
     Some(merged)
+}
+
+/// What a shard's `run.json` says about it (key `shard`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Which shard, 1..=count.
+    pub index: usize,
+    /// How many shards.
+    pub count: usize,
+    /// Items in the whole run: instances, or for test_ALL editing instances.
+    pub instances: usize,
+    /// This shard's items (instance ids), in dataset order.
+    pub ids: Vec<u64>,
+}
+
+/// Joining shards: their folders (or folders holding `shard-K-of-N` folders) and where the
+/// joined run goes.
+#[derive(Debug, Clone)]
+pub struct MergePlan {
+    /// Shard folders, or folders that hold them.
+    pub shards: Vec<PathBuf>,
+    /// The joined run's folder.
+    pub out: PathBuf,
+    /// Where the joined run is stored (`None`: files only).
+    pub database: Option<Database>,
+}
+
+/// A shard folder and what its `run.json` says.
+pub(crate) struct ShardFolder {
+    pub(crate) dir: PathBuf,
+    pub(crate) info: serde_json::Value,
+    pub(crate) shard: ShardInfo,
+}
+
+impl ShardFolder {
+    /// The joined run's description: the shard's, without `shard`.
+    pub(crate) fn merged_info(&self) -> serde_json::Value {
+        let mut info = self.info.clone();
+        if let Some(object) = info.as_object_mut() {
+            object.remove("shard");
+        }
+        info
+    }
+}
+
+/// What `eval-merge` joined.
+#[derive(Debug, Clone)]
+pub enum Merged {
+    /// A per-instance evaluation.
+    Eval(EvalSummary),
+    /// A test_ALL run.
+    TestAll(TestAllSummary),
+}
+
+/// Joins the shards of one run (`eval --shard`, or `eval --test-all --shard`) into the run one
+/// process would have written, after checking that they are every shard of one run: the same
+/// settings on the same model (checksum; the model's path may differ between machines), each
+/// shard once.
+pub fn merge(plan: &MergePlan, progress: &mut dyn Progress) -> Result<Merged> {
+    let shards = checked(&plan.shards)?;
+    if shards[0].info["protocol"] == "test_all" {
+        crate::test_all::merge_shards(&shards, plan, progress).map(Merged::TestAll)
+    } else {
+        crate::eval::merge_shards(&shards, plan, progress).map(Merged::Eval)
+    }
+}
+
+/// Shard folders named directly, or found one level below the folders named.
+fn shard_folders(paths: &[PathBuf]) -> Result<Vec<ShardFolder>> {
+    let mut dirs = Vec::new();
+    for path in paths {
+        if path.join("run.json").is_file() {
+            dirs.push(path.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(path).map_err(|e| PipelineError::io(path, e))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(Shard::from_folder_name)
+                    .is_some()
+                    && p.join("run.json").is_file()
+            })
+            .collect();
+        if found.is_empty() {
+            bail!(
+                "{}: neither a shard folder (no run.json) nor a folder holding shard-K-of-N folders",
+                path.display()
+            );
+        }
+        found.sort();
+        dirs.extend(found);
+    }
+    dirs.into_iter()
+        .map(|dir| {
+            let path = dir.join("run.json");
+            let info: serde_json::Value = run_dir::read_json(&path)?;
+            let shard: ShardInfo = match info.get("shard") {
+                Some(value) if !value.is_null() => serde_json::from_value(value.clone())
+                    .map_err(|e| PipelineError::file(&path, format!("`shard`: {e}")))?,
+                _ => {
+                    return Err(PipelineError::file(
+                        &path,
+                        "not a shard's run (no `shard`: it was not run with --shard)",
+                    ));
+                }
+            };
+            Ok(ShardFolder { dir, info, shard })
+        })
+        .collect()
+}
+
+/// The keys shards on different machines may differ in: the shard itself and where the model
+/// file lies (its checksum must agree).
+const PER_SHARD_KEYS: [&str; 2] = ["shard", "model"];
+
+/// The shards `paths` name, in shard order, checked to be every shard of one run.
+fn checked(paths: &[PathBuf]) -> Result<Vec<ShardFolder>> {
+    let folders = shard_folders(paths)?;
+    let Some(first) = folders.first() else {
+        bail!("eval-merge: name the shard folders (or the --out the shards were given)");
+    };
+    let count = first.shard.count;
+    let mut by_index: Vec<Option<usize>> = vec![None; count];
+    for (i, folder) in folders.iter().enumerate() {
+        let (a, b) = (&first.info, &folder.info);
+        let keys: BTreeSet<&String> = a
+            .as_object()
+            .into_iter()
+            .chain(b.as_object())
+            .flat_map(|o| o.keys())
+            .collect();
+        for key in keys {
+            if PER_SHARD_KEYS.contains(&key.as_str()) || a.get(key) == b.get(key) {
+                continue;
+            }
+            bail!(
+                "{} and {} are not shards of one run: `{key}` differs ({} vs {})",
+                first.dir.display(),
+                folder.dir.display(),
+                a.get(key).unwrap_or(&serde_json::Value::Null),
+                b.get(key).unwrap_or(&serde_json::Value::Null)
+            );
+        }
+        let s = &folder.shard;
+        if s.count != count || s.instances != first.shard.instances {
+            bail!(
+                "{} is shard {}/{} of {} items, {} shard {}/{} of {}: not one run",
+                folder.dir.display(),
+                s.index,
+                s.count,
+                s.instances,
+                first.dir.display(),
+                first.shard.index,
+                count,
+                first.shard.instances
+            );
+        }
+        let Some(slot) = by_index.get_mut(s.index.wrapping_sub(1)) else {
+            bail!(
+                "{}: shard {}/{count} does not exist",
+                folder.dir.display(),
+                s.index
+            );
+        };
+        if let Some(other) = slot {
+            bail!(
+                "shard {}/{count} is given twice: {} and {}",
+                s.index,
+                folders[*other].dir.display(),
+                folder.dir.display()
+            );
+        }
+        *slot = Some(i);
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|k| by_index[k - 1].is_none())
+        .map(|k| format!("{k}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "shard(s) {} missing: no folder given holds them (run them, then merge)",
+            missing.join(", ")
+        );
+    }
+    let mut folders: Vec<Option<ShardFolder>> = folders.into_iter().map(Some).collect();
+    Ok(by_index
+        .into_iter()
+        .map(|i| {
+            folders[i.expect("checked above")]
+                .take()
+                .expect("each once")
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -21,11 +21,12 @@ use serde_json::json;
 
 use crate::eval::{EvalPlan, EvalSetup, RUN_KEYS};
 use crate::evaluate::stop_name;
-use crate::method::{edit_for, method_input};
+use crate::method::{edit_for, method_input, reuse_first_layer};
 use crate::progress::{Event, Progress, ProgressExt};
-use crate::publish::{Published, publish_folder, publish_test_all};
+use crate::publish::{Database, Published, publish_folder, publish_test_all};
 use crate::run_dir::{self, append_jsonl, check_or_write_run_info, read_jsonl, resume_jsonl};
-use crate::{PipelineError, Result, ResultExt, backend, data, ensure};
+use crate::shard::{MergePlan, ShardFolder, ShardInfo};
+use crate::{PipelineError, Result, ResultExt, backend, bail, data, ensure};
 
 /// The test_ALL protocol for one method: the evaluation's settings (`eval.data` names a
 /// test_ALL file; `eval.split` is not used) and the editing instances.
@@ -220,10 +221,25 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
         fold.as_str()
     );
     let inputs = sample_inputs(&all, args.limit);
-    let _lock = run_dir::lock(&args.out)?;
+    let out = args.folder();
+    // Shards split the edited models (the protocol's expensive unit), not the inputs.
+    let edit_ids = match &args.shard {
+        Some(shard) => {
+            ensure!(
+                args.method.edits(),
+                "--shard: test_ALL is sharded by editing instance, and {} does not edit (one \
+                 model): run it without --shard",
+                args.method.name()
+            );
+            shard.select(&opts.edit_instances)
+        }
+        None => opts.edit_instances.clone(),
+    };
+    let _lock = run_dir::lock(&out)?;
 
     let mut setup = EvalSetup::load(args, progress)?;
     let method = args.method;
+    let mut first_elsewhere = None;
     let slots: Vec<ModelSlot> = if method.edits() {
         ensure!(
             !opts.edit_instances.is_empty(),
@@ -231,12 +247,18 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
             method.name()
         );
         let records = data::load(&opts.edit_data)?;
-        opts.edit_instances
+        // A shard without the first editing instance needs it for D1 (below).
+        if let Some(&first) = opts.edit_instances.first()
+            && !edit_ids.contains(&first)
+        {
+            first_elsewhere = Some(data::instance(&records, first, &opts.edit_data)?);
+        }
+        edit_ids
             .iter()
             .map(|&id| {
                 Ok(ModelSlot {
                     label: format!("edit-{id}"),
-                    dir: args.out.join(format!("edit-{id}")),
+                    dir: out.join(format!("edit-{id}")),
                     record: Some(data::instance(&records, id, &opts.edit_data)?),
                 })
             })
@@ -244,7 +266,7 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
     } else {
         vec![ModelSlot {
             label: method.name().into(),
-            dir: args.out.clone(),
+            dir: out.clone(),
             record: None,
         }]
     };
@@ -270,11 +292,21 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
         let ids: Vec<String> = opts.edit_instances.iter().map(u64::to_string).collect();
         format!("{}#{}", opts.edit_data, ids.join(","))
     }));
-    let mut keys = RUN_KEYS.to_vec();
-    keys.extend(["protocol", "edit_instances"]);
-    check_or_write_run_info(&args.out.join("run.json"), &info, &keys)?;
+    if let Some(shard) = &args.shard {
+        info["shard"] = json!(ShardInfo {
+            index: shard.index,
+            count: shard.count,
+            instances: opts.edit_instances.len(),
+            ids: edit_ids.clone(),
+        });
+    }
+    check_or_write_run_info(&out.join("run.json"), &info, &run_keys())?;
 
     let (lm, settings, format, generation, judge) = setup.parts();
+    // D1 (--reuse-first-layer) in a shard without the first editing instance: its layer.
+    if let Some(record) = &first_elsewhere {
+        reuse_first_layer(method, lm, record, None, settings, progress)?;
+    }
     let bare = inputs.iter().filter(|r| r.is_bare_question()).count();
     progress.note(format!(
         "{} on test_ALL: {} inputs ({bare} bare questions, {} attacked) x {} model(s) -> {}",
@@ -282,7 +314,7 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
         inputs.len(),
         inputs.len() - bare,
         slots.len(),
-        args.out.display()
+        out.display()
     ));
     for slot in &slots {
         run_dir::create(&slot.dir)?;
@@ -392,6 +424,45 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
         }));
         per_model_rows.push((slot.label.clone(), rows));
     }
+    let database = if args.shard.is_some() {
+        progress.note(format!(
+            "{}: not stored in the runs database on its own; `safeedit eval-merge` joins the \
+             shards and stores the run",
+            out.display()
+        ));
+        None
+    } else {
+        args.database.as_ref()
+    };
+    finish(
+        &out,
+        info,
+        method,
+        models,
+        per_model_rows,
+        inputs.len(),
+        database,
+    )
+}
+
+/// The run description keys a resumed test_ALL run must match.
+fn run_keys() -> Vec<&'static str> {
+    let mut keys = RUN_KEYS.to_vec();
+    keys.extend(["protocol", "edit_instances"]);
+    keys
+}
+
+/// Writes the summary of a run's models (their JSON and metric rows; `n` inputs each):
+/// `summary.json`, `summary.csv` and `table.tex`, and stores the run.
+fn finish(
+    out: &Path,
+    info: serde_json::Value,
+    method: Method,
+    models: Vec<serde_json::Value>,
+    per_model_rows: Vec<(String, Vec<MetricRow>)>,
+    n: usize,
+    database: Option<&Database>,
+) -> Result<TestAllSummary> {
     let lists: Vec<Vec<MetricRow>> = per_model_rows.iter().map(|(_, r)| r.clone()).collect();
     let aggregated = aggregate(&lists);
     let summary = json!({
@@ -400,26 +471,120 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
         "models": models,
         "aggregate": aggregated,
     });
-    run_dir::write_json(&args.out.join("summary.json"), &summary)?;
+    run_dir::write_json(&out.join("summary.json"), &summary)?;
     run_dir::write(
-        &args.out.join("summary.csv"),
+        &out.join("summary.csv"),
         aggregate_csv(method.name(), &aggregated),
     )?;
     run_dir::write(
-        &args.out.join("table.tex"),
+        &out.join("table.tex"),
         table3_latex(
             &[(method.name().to_string(), aggregated.clone())],
-            &caption(inputs.len(), &info),
+            &caption(n, &info),
         ),
     )?;
-    let published = publish_folder(args.database.as_ref(), |p| publish_test_all(&args.out, p));
+    let published = publish_folder(database, |p| publish_test_all(out, p));
     Ok(TestAllSummary {
         method,
         models: per_model_rows,
         aggregate: aggregated,
-        out: args.out.clone(),
+        out: out.to_path_buf(),
         published,
     })
+}
+
+/// Joins the checked shards of one test_ALL run ([`crate::shard::merge`]): each shard's
+/// edited models (their folders and summary entries) in the order of the editing instances,
+/// then the summary one process would have written, stored.
+pub(crate) fn merge_shards(
+    shards: &[ShardFolder],
+    plan: &MergePlan,
+    _progress: &mut dyn Progress,
+) -> Result<TestAllSummary> {
+    let first = &shards[0];
+    let mut parts = Vec::with_capacity(shards.len());
+    for folder in shards {
+        let path = folder.dir.join("summary.json");
+        if !path.is_file() {
+            bail!(
+                "{}: no summary.json: the shard has not finished (run it again, then merge)",
+                folder.dir.display()
+            );
+        }
+        let summary: serde_json::Value = run_dir::read_json(&path)?;
+        let models = summary["models"].as_array().cloned().unwrap_or_default();
+        let labels: Vec<&str> = models
+            .iter()
+            .map(|m| m["model"].as_str().unwrap_or("?"))
+            .collect();
+        let expected: Vec<String> = folder
+            .shard
+            .ids
+            .iter()
+            .map(|id| format!("edit-{id}"))
+            .collect();
+        if labels != expected {
+            return Err(PipelineError::file(
+                &path,
+                format!(
+                    "holds the models {labels:?}, the shard's are {expected:?} (run the shard \
+                     again, then merge)"
+                ),
+            ));
+        }
+        parts.push(
+            models
+                .into_iter()
+                .zip(expected)
+                .map(|(model, label)| (model, folder.dir.join(&label), label))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let all = crate::shard::interleave(parts).ok_or_else(|| {
+        PipelineError::Invalid(format!(
+            "the shards' editing instances do not deal {} instances over {} shards",
+            first.shard.instances, first.shard.count
+        ))
+    })?;
+    let n = all[0].0["inputs"].as_u64().unwrap_or(0) as usize;
+    let info = first.merged_info();
+    let method: Method = serde_json::from_value(info["method"].clone())
+        .map_err(|e| PipelineError::file(&first.dir.join("run.json"), format!("`method`: {e}")))?;
+    let _lock = run_dir::lock(&plan.out)?;
+    check_or_write_run_info(&plan.out.join("run.json"), &info, &run_keys())?;
+    let mut models = Vec::with_capacity(all.len());
+    let mut per_model_rows = Vec::with_capacity(all.len());
+    for (model, dir, label) in all {
+        if model["inputs"].as_u64() != Some(n as u64) {
+            bail!(
+                "{}: {} inputs, another model has {n}",
+                dir.display(),
+                model["inputs"]
+            );
+        }
+        let rows: Vec<MetricRow> = serde_json::from_value(model["metrics"].clone())
+            .map_err(|e| PipelineError::file(&dir, format!("metrics: {e}")))?;
+        // The model's answers and edit travel with the joined run.
+        let target = plan.out.join(&label);
+        run_dir::create(&target)?;
+        for name in ["inputs.jsonl", "edit.json"] {
+            let from = dir.join(name);
+            if from.is_file() {
+                std::fs::copy(&from, target.join(name)).map_err(|e| PipelineError::io(&from, e))?;
+            }
+        }
+        per_model_rows.push((label, rows));
+        models.push(model);
+    }
+    finish(
+        &plan.out,
+        info,
+        method,
+        models,
+        per_model_rows,
+        n,
+        plan.database.as_ref(),
+    )
 }
 
 fn caption(n: usize, info: &serde_json::Value) -> String {
@@ -532,6 +697,7 @@ pub fn join_tables(
 mod tests {
     use super::*;
     use crate::Quiet;
+    use crate::shard::{MergePlan, Shard};
     use crate::testutil::{database_in, folder_slug, tiny_eval, with_store};
 
     /// `eval`'s test plan (tiny model, 2 DINM steps, 3 tokens) with test_ALL, no database.
@@ -597,6 +763,68 @@ mod tests {
         assert_eq!(attacks.len(), 15, "all 14 attacks and None: {attacks:?}");
         let ids: Vec<u64> = some.iter().map(|r| r.id).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "file order");
+    }
+
+    #[test]
+    fn test_all_shards_by_editing_instance_and_merges_into_the_one_process_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = |out: &Path, shard: Option<Shard>| {
+            let mut p = plan(Method::Dinm, 3, out);
+            p.eval.model.dinm.reuse_first_layer = true;
+            p.eval.shard = shard;
+            p
+        };
+        let one = dir.path().join("one");
+        run(&plan(&one, None), &mut Quiet).unwrap();
+        let sharded = dir.path().join("sharded");
+        for k in 1..=2 {
+            let summary =
+                run(&plan(&sharded, Some(Shard::new(k, 2).unwrap())), &mut Quiet).unwrap();
+            assert_eq!(summary.published, Published::Skipped);
+        }
+        assert!(sharded.join("shard-1-of-2/edit-3/edit.json").is_file());
+        assert!(sharded.join("shard-2-of-2/edit-2/edit.json").is_file());
+        assert!(!sharded.join("shard-2-of-2/edit-1").exists());
+        let merged = dir.path().join("merged");
+        let merge_plan = MergePlan {
+            shards: vec![sharded.join("shard-2-of-2"), sharded.join("shard-1-of-2")],
+            out: merged.clone(),
+            database: database_in(dir.path()),
+        };
+        let crate::shard::Merged::TestAll(summary) =
+            crate::shard::merge(&merge_plan, &mut Quiet).unwrap()
+        else {
+            panic!("a test_ALL run");
+        };
+        assert_eq!(summary.models.len(), 3);
+        let text = |path: PathBuf| std::fs::read_to_string(path).unwrap();
+        for file in [
+            "summary.json",
+            "summary.csv",
+            "table.tex",
+            "edit-2/inputs.jsonl",
+        ] {
+            assert_eq!(text(merged.join(file)), text(one.join(file)), "{file}");
+        }
+        let edits: Vec<EditedModel> = (1..=3)
+            .map(|id| {
+                serde_json::from_str(&text(merged.join(format!("edit-{id}/edit.json")))).unwrap()
+            })
+            .collect();
+        assert!(
+            edits.iter().all(|e| e.edit.layer == edits[0].edit.layer),
+            "D1 across shards"
+        );
+        let slug = folder_slug(&merged);
+        let stored = with_store(dir.path(), async |store| {
+            store.test_all(&slug).await.unwrap()
+        });
+        assert_eq!(stored.expect("stored").models.len(), 3);
+
+        let mut vanilla = plan(&dir.path().join("vanilla"), Some(Shard::new(1, 2).unwrap()));
+        vanilla.eval.method = Method::Vanilla;
+        let err = run(&vanilla, &mut Quiet).unwrap_err().to_string();
+        assert!(err.contains("sharded by editing instance"), "{err}");
     }
 
     #[test]

@@ -9,9 +9,9 @@ use clap::Args;
 use safeedit_core::eval::MetricRow;
 use safeedit_core::eval::SAFEEDIT_METRICS;
 use safeedit_core::general::GeneralTask;
-use safeedit_pipeline::eval::{self, EvalPlan, MergePlan};
+use safeedit_pipeline::eval::{self, EvalPlan};
 use safeedit_pipeline::publish::Published;
-use safeedit_pipeline::shard::Shard;
+use safeedit_pipeline::shard::{self, MergePlan, Merged, Shard};
 use safeedit_pipeline::test_all::{self, TestAllPlan};
 
 use super::args::{DbArgs, FoldArg, MethodArg, MethodModelArgs};
@@ -89,9 +89,20 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
         out: args.out,
         database: args.db.database(),
     };
-    let summary = eval::merge(&plan, &mut Bars::new())?;
-    print_table(summary.method.name(), &summary.rows);
-    report_published(&summary.published, "evals");
+    match shard::merge(&plan, &mut Bars::new())? {
+        Merged::Eval(summary) => {
+            print_table(summary.method.name(), &summary.rows);
+            report_published(&summary.published, "evals");
+        }
+        Merged::TestAll(summary) => {
+            super::test_all::print_models(&summary.models);
+            super::test_all::print_methods(&[(
+                summary.method.name().to_string(),
+                summary.aggregate,
+            )]);
+            report_published(&summary.published, "test-all");
+        }
+    }
     Ok(())
 }
 
