@@ -2,7 +2,8 @@
 # Installs everything the app needs on a fresh machine of this kind (idempotent, quick when done):
 # the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate, the default model and the
 # built-in judge's encoder.
-# With --test, also what the tests need: Debian's Chromium and the end-to-end test packages.
+# With --test, also what the tests need: Debian's Chromium, Slurm and munge, and the end-to-end
+# test packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -24,10 +25,17 @@ scripts/fetch-model.sh >/dev/null
 scripts/fetch-judge.sh >/dev/null
 
 if [ "${1:-}" = "--test" ]; then
-  if ! command -v chromium >/dev/null; then
+  # Debian packages: Chromium (end-to-end tests), a single-node Slurm with munge (the sharded
+  # evaluation test, scripts/test-slurm.sh).
+  missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   if [ ! -d end2end/node_modules/playwright-core ]; then
     (cd end2end && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: set up and run every test: formatting, clippy, the workspace's unit and
 # integration tests (parity with PyTorch on the real default model included), the CUDA build
-# check, and the end-to-end browser tests in Debian's Chromium against the real server.
+# check, docs/slurm's array job on a throwaway Slurm cluster, and the end-to-end browser tests in
+# Debian's Chromium against the real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -30,6 +31,9 @@ cargo check --locked -p server --features cuda
 step "build the site and the server"
 scripts/build-site.sh
 cargo build --locked -p server
+
+step "Slurm: docs/slurm's sharded evaluation on a single-node cluster"
+scripts/test-slurm.sh
 
 step "end-to-end tests in Chromium"
 end2end/run.sh
