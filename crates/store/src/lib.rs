@@ -15,6 +15,7 @@
 
 mod error;
 mod slug;
+pub mod throwaway;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
-//! The runs database on a real SQLite file: every table round-trips its records, an upsert
-//! replaces, jobs keep their state, a reopened database keeps everything, and a damaged record
-//! is an error naming it.
+//! The runs database on a real SQLite file and on a real Postgres 15 server (a throwaway one,
+//! started by the test): every table round-trips its records, an upsert replaces, jobs keep their
+//! state, a reopened database keeps everything, and a damaged record is an error naming it.
 
 use safeedit_core::Method;
 use safeedit_core::eval::{InputResult, InstanceResult, summarize};
@@ -10,6 +10,7 @@ use safeedit_core::run::{
     Comparison, EditOutcome, EditOverrides, EditRequest, EvalRecord, InstanceFacts, JobStatus,
     RunRecord, StepLosses,
 };
+use safeedit_store::throwaway::ThrowawayPostgres;
 use safeedit_store::{Store, StoreError, now_rfc3339, random_slug};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -17,6 +18,37 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Where a scenario's database lives: a SQLite file in `dir`, or a Postgres URL.
+struct Db {
+    url: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn sqlite() -> Self {
+        Self {
+            url: None,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Opens the store (a new connection pool each time, as a new server process would).
+    async fn open(&self) -> Store {
+        Store::open(self.url.as_deref(), self.dir.path())
+            .await
+            .unwrap()
+    }
+
+    /// A connection behind the store's back.
+    async fn raw(&self) -> sqlx::AnyPool {
+        let url = self.url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.dir.path().join("runs.sqlite").display())
+        });
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&url).await.unwrap()
+    }
 }
 
 fn request(id: u64) -> EditRequest {
@@ -114,158 +146,161 @@ fn eval(slug: &str, instances: &[InstanceResult]) -> EvalRecord {
 
 #[test]
 fn runs_and_evaluations_round_trip_and_upserts_replace() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    rt.block_on(async {
-        let store = Store::open(None, dir.path()).await.unwrap();
-        assert!(dir.path().join("runs.sqlite").is_file());
-        let (old, new) = (
-            run("aaaa", "2026-01-01T00:00:00.000Z", 3),
-            run("bbbb", "2026-02-01T00:00:00.000Z", 5),
-        );
-        store.insert_run("test", &old).await.unwrap();
-        store.insert_run("editing", &new).await.unwrap();
-        assert_eq!(store.run("aaaa").await.unwrap(), Some(old.clone()));
-        assert_eq!(store.run("nope").await.unwrap(), None);
-        let listed = store.list_runs(10).await.unwrap();
-        assert_eq!(
-            listed.iter().map(|r| r.slug.as_str()).collect::<Vec<_>>(),
-            ["bbbb", "aaaa"],
-            "newest first"
-        );
-        assert_eq!(listed[0].split, "editing");
-        assert_eq!(listed[1].layer, 3);
-        assert_eq!(listed[1].ds, (0.0, 100.0), "DS before and after the edit");
-        assert_eq!(store.list_runs(1).await.unwrap().len(), 1);
-        let of = |split: &'static str, id: u64| {
-            let store = &store;
-            async move {
-                store
-                    .runs_of_instance(split, id)
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|r| r.slug)
-                    .collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(of("test", old.request.id).await, ["aaaa"]);
-        assert!(of("test", 999).await.is_empty());
+    runtime().block_on(runs_and_evaluations_round_trip_and_upserts_replace_on(
+        &Db::sqlite(),
+    ));
+}
 
-        let slug = random_slug(10);
-        store
-            .upsert_eval(
-                &eval(&slug, &[instance(1), instance(2)]),
-                &[instance(1), instance(2)],
-            )
-            .await
-            .unwrap();
-        // A resumed run stores the same slug again with more instances.
-        let three = [instance(1), instance(2), instance(3)];
-        store
-            .upsert_eval(&eval(&slug, &three), &three)
-            .await
-            .unwrap();
-        assert_eq!(store.eval(&slug).await.unwrap().unwrap().instances, 3);
-        assert_eq!(store.eval_instances(&slug).await.unwrap(), three);
-        assert_eq!(
-            store.list_evals().await.unwrap().len(),
-            1,
-            "replaced, not added"
-        );
-        let other = random_slug(10);
-        store
-            .upsert_eval(&eval(&other, &[instance(3)]), &[instance(3)])
-            .await
-            .unwrap();
-        let slugs = |list: Vec<EvalRecord>| list.into_iter().map(|e| e.slug).collect::<Vec<_>>();
-        assert_eq!(
-            slugs(store.evals_with_instance(1).await.unwrap()),
-            [slug.as_str()]
-        );
-        let with_3 = slugs(store.evals_with_instance(3).await.unwrap());
-        assert_eq!(with_3.len(), 2, "{with_3:?}");
-        assert!(store.evals_with_instance(9).await.unwrap().is_empty());
-    });
+async fn runs_and_evaluations_round_trip_and_upserts_replace_on(db: &Db) {
+    let store = db.open().await;
+    if db.url.is_none() {
+        assert!(db.dir.path().join("runs.sqlite").is_file());
+    }
+    let (old, new) = (
+        run("aaaa", "2026-01-01T00:00:00.000Z", 3),
+        run("bbbb", "2026-02-01T00:00:00.000Z", 5),
+    );
+    store.insert_run("test", &old).await.unwrap();
+    store.insert_run("editing", &new).await.unwrap();
+    assert_eq!(store.run("aaaa").await.unwrap(), Some(old.clone()));
+    assert_eq!(store.run("nope").await.unwrap(), None);
+    let listed = store.list_runs(10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.slug.as_str()).collect::<Vec<_>>(),
+        ["bbbb", "aaaa"],
+        "newest first"
+    );
+    assert_eq!(listed[0].split, "editing");
+    assert_eq!(listed[1].layer, 3);
+    assert_eq!(listed[1].ds, (0.0, 100.0), "DS before and after the edit");
+    assert_eq!(store.list_runs(1).await.unwrap().len(), 1);
+    let of = |split: &'static str, id: u64| {
+        let store = &store;
+        async move {
+            store
+                .runs_of_instance(split, id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.slug)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(of("test", old.request.id).await, ["aaaa"]);
+    assert!(of("test", 999).await.is_empty());
+
+    let slug = random_slug(10);
+    store
+        .upsert_eval(
+            &eval(&slug, &[instance(1), instance(2)]),
+            &[instance(1), instance(2)],
+        )
+        .await
+        .unwrap();
+    // A resumed run stores the same slug again with more instances.
+    let three = [instance(1), instance(2), instance(3)];
+    store
+        .upsert_eval(&eval(&slug, &three), &three)
+        .await
+        .unwrap();
+    assert_eq!(store.eval(&slug).await.unwrap().unwrap().instances, 3);
+    assert_eq!(store.eval_instances(&slug).await.unwrap(), three);
+    assert_eq!(
+        store.list_evals().await.unwrap().len(),
+        1,
+        "replaced, not added"
+    );
+    let other = random_slug(10);
+    store
+        .upsert_eval(&eval(&other, &[instance(3)]), &[instance(3)])
+        .await
+        .unwrap();
+    let slugs = |list: Vec<EvalRecord>| list.into_iter().map(|e| e.slug).collect::<Vec<_>>();
+    assert_eq!(
+        slugs(store.evals_with_instance(1).await.unwrap()),
+        [slug.as_str()]
+    );
+    let with_3 = slugs(store.evals_with_instance(3).await.unwrap());
+    assert_eq!(with_3.len(), 2, "{with_3:?}");
+    assert!(store.evals_with_instance(9).await.unwrap().is_empty());
 }
 
 #[test]
 fn jobs_keep_their_state_and_a_reopened_database_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    rt.block_on(async {
-        let store = Store::open(None, dir.path()).await.unwrap();
-        store
-            .insert_job("j1", &now_rfc3339(), &JobSpec::Edit(request(1)))
-            .await
-            .unwrap();
-        store
-            .insert_job("j2", &now_rfc3339(), &JobSpec::Edit(request(2)))
-            .await
-            .unwrap();
-        store
-            .set_job("j1", JobStatus::Done, Some("/evals/abc"), None)
-            .await
-            .unwrap();
-        store
-            .set_job("j2", JobStatus::Running, None, None)
-            .await
-            .unwrap();
-        store
-            .insert_run("test", &run("cccc", &now_rfc3339(), 1))
-            .await
-            .unwrap();
-        drop(store);
+    runtime()
+        .block_on(jobs_keep_their_state_and_a_reopened_database_keeps_everything_on(&Db::sqlite()));
+}
 
-        // The next server process: same file, migrations already applied.
-        let store = Store::open(None, dir.path()).await.unwrap();
-        let unfinished = store.unfinished_jobs().await.unwrap();
-        assert_eq!(
-            unfinished,
-            vec![("j2".to_string(), JobSpec::Edit(request(2)))]
-        );
-        assert_eq!(store.fail_interrupted_jobs().await.unwrap(), 1);
-        assert!(store.unfinished_jobs().await.unwrap().is_empty());
-        let done = store.job("j1").await.unwrap().unwrap();
-        assert_eq!(done.status, JobStatus::Done);
-        assert_eq!(done.result.as_deref(), Some("/evals/abc"));
-        assert_eq!(done.request, JobSpec::Edit(request(1)));
-        let failed = store.job("j2").await.unwrap().unwrap();
-        assert_eq!(failed.status, JobStatus::Failed);
-        assert!(failed.message.unwrap().contains("server stopped"));
-        assert!(store.job("j3").await.unwrap().is_none());
-        assert!(store.run("cccc").await.unwrap().is_some());
-    });
+async fn jobs_keep_their_state_and_a_reopened_database_keeps_everything_on(db: &Db) {
+    let store = db.open().await;
+    store
+        .insert_job("j1", &now_rfc3339(), &JobSpec::Edit(request(1)))
+        .await
+        .unwrap();
+    store
+        .insert_job("j2", &now_rfc3339(), &JobSpec::Edit(request(2)))
+        .await
+        .unwrap();
+    store
+        .set_job("j1", JobStatus::Done, Some("/evals/abc"), None)
+        .await
+        .unwrap();
+    store
+        .set_job("j2", JobStatus::Running, None, None)
+        .await
+        .unwrap();
+    store
+        .insert_run("test", &run("cccc", &now_rfc3339(), 1))
+        .await
+        .unwrap();
+    drop(store);
+
+    // The next server process: same file, migrations already applied.
+    let store = db.open().await;
+    let unfinished = store.unfinished_jobs().await.unwrap();
+    assert_eq!(
+        unfinished,
+        vec![("j2".to_string(), JobSpec::Edit(request(2)))]
+    );
+    assert_eq!(store.fail_interrupted_jobs().await.unwrap(), 1);
+    assert!(store.unfinished_jobs().await.unwrap().is_empty());
+    let done = store.job("j1").await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Done);
+    assert_eq!(done.result.as_deref(), Some("/evals/abc"));
+    assert_eq!(done.request, JobSpec::Edit(request(1)));
+    let failed = store.job("j2").await.unwrap().unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.message.unwrap().contains("server stopped"));
+    assert!(store.job("j3").await.unwrap().is_none());
+    assert!(store.run("cccc").await.unwrap().is_some());
 }
 
 #[test]
 fn a_damaged_record_is_an_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    rt.block_on(async {
-        let store = Store::open(None, dir.path()).await.unwrap();
-        store
-            .insert_run("test", &run("dddd", &now_rfc3339(), 1))
-            .await
-            .unwrap();
-        drop(store);
-        // Edited by hand behind the app's back.
-        let url = format!("sqlite://{}", dir.path().join("runs.sqlite").display());
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::query("UPDATE runs SET record = '{\"slug\": 1}' WHERE slug = 'dddd'")
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let store = Store::open(None, dir.path()).await.unwrap();
-        let err = store.run("dddd").await.unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-        assert!(
-            err.to_string().starts_with("run dddd: stored record:"),
-            "{err}"
-        );
-    });
+    runtime().block_on(a_damaged_record_is_an_error_naming_it_on(&Db::sqlite()));
+}
+
+async fn a_damaged_record_is_an_error_naming_it_on(db: &Db) {
+    let store = db.open().await;
+    store
+        .insert_run("test", &run("dddd", &now_rfc3339(), 1))
+        .await
+        .unwrap();
+    drop(store);
+    // Edited by hand behind the app's back.
+    let pool = db.raw().await;
+    sqlx::query("UPDATE runs SET record = '{\"slug\": 1}' WHERE slug = 'dddd'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let store = db.open().await;
+    let err = store.run("dddd").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("run dddd: stored record:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -319,22 +354,52 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
 
 #[test]
 fn unlisted_runs_are_remembered_and_listed_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let store = Store::open(None, dir.path()).await.unwrap();
-        assert!(store.unlisted().await.unwrap().is_empty());
-        store.set_unlisted("abc", true).await.unwrap();
-        store.set_unlisted("abc", true).await.unwrap();
-        store.set_unlisted("def", true).await.unwrap();
-        store.set_unlisted("def", false).await.unwrap();
-        let unlisted = store.unlisted().await.unwrap();
-        assert_eq!(unlisted.into_iter().collect::<Vec<_>>(), ["abc"]);
-        drop(store);
-        let reopened = Store::open(None, dir.path()).await.unwrap();
-        assert!(reopened.unlisted().await.unwrap().contains("abc"));
+    runtime().block_on(unlisted_runs_are_remembered_and_listed_again_on(
+        &Db::sqlite(),
+    ));
+}
+
+async fn unlisted_runs_are_remembered_and_listed_again_on(db: &Db) {
+    let store = db.open().await;
+    assert!(store.unlisted().await.unwrap().is_empty());
+    store.set_unlisted("abc", true).await.unwrap();
+    store.set_unlisted("abc", true).await.unwrap();
+    store.set_unlisted("def", true).await.unwrap();
+    store.set_unlisted("def", false).await.unwrap();
+    let unlisted = store.unlisted().await.unwrap();
+    assert_eq!(unlisted.into_iter().collect::<Vec<_>>(), ["abc"]);
+    drop(store);
+    let reopened = db.open().await;
+    assert!(reopened.unlisted().await.unwrap().contains("abc"));
+}
+
+/// Every scenario above on a real Postgres 15 server, started here in a temporary folder (Unix
+/// socket only) and stopped at the end; each scenario gets its own database. Without Postgres
+/// this fails and says why.
+#[test]
+fn every_scenario_on_a_real_postgres_server() {
+    let server = ThrowawayPostgres::start().expect("a throwaway Postgres server starts");
+    let rt = runtime();
+    let db = |name: &str| Db {
+        url: Some(server.database(name).unwrap()),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let runs = db("runs");
+    let version: String = rt.block_on(async {
+        sqlx::query_scalar("SELECT version()")
+            .fetch_one(&runs.raw().await)
+            .await
+            .unwrap()
     });
+    assert!(version.starts_with("PostgreSQL"), "{version}");
+    rt.block_on(runs_and_evaluations_round_trip_and_upserts_replace_on(
+        &runs,
+    ));
+    rt.block_on(jobs_keep_their_state_and_a_reopened_database_keeps_everything_on(&db("jobs")));
+    rt.block_on(a_damaged_record_is_an_error_naming_it_on(&db("damaged")));
+    rt.block_on(unlisted_runs_are_remembered_and_listed_again_on(&db(
+        "unlisted",
+    )));
+    // Everything went to the server: no SQLite file beside it.
+    assert!(!runs.dir.path().join("runs.sqlite").exists());
 }
