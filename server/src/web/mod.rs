@@ -232,8 +232,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             store: store.clone(),
             runtime: tokio::runtime::Handle::current(),
         };
-        // The task queue lives beside the runs database (the data folder).
-        let jobs = Jobs::start(ctx, &data_dir).await?;
+        // The task queue lives beside the runs database: on its Postgres server, or in the data
+        // folder.
+        let jobs = Jobs::start(ctx, args.database_url.as_deref(), &data_dir).await?;
         let state = WebState {
             store,
             jobs,

@@ -26,7 +26,7 @@ use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
 use safeedit_store::{Store, StoredJob, now_rfc3339, random_slug};
 use tokio::sync::watch;
 
-pub use queue::{Queue, QueuedJob};
+pub use queue::{Queue, QueuedJob, Tasks};
 pub use worker::ModelContext;
 use worker::{ModelThread, Outcome};
 
@@ -160,10 +160,15 @@ fn done_event(page: &str) -> JobEvent {
 }
 
 impl Jobs {
-    /// Opens the task queue in `queue_dir`, starts the model thread and the embedded worker, and
-    /// queues again the jobs an earlier process left unfinished.
-    pub async fn start(ctx: ModelContext, queue_dir: &Path) -> anyhow::Result<Self> {
-        let queue = Queue::open(queue_dir).await?;
+    /// Opens the task queue (on the Postgres server `url` names, else in `queue_dir`), starts
+    /// the model thread and the embedded worker, and queues again the jobs an earlier process
+    /// left unfinished.
+    pub async fn start(
+        ctx: ModelContext,
+        url: Option<&str>,
+        queue_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let queue = Queue::open(url, queue_dir).await?;
         let store = ctx.store.clone();
         let check = ctx.worker.clone();
         let jobs = Self {
@@ -178,16 +183,33 @@ impl Jobs {
         };
         jobs.requeue_unfinished().await?;
         jobs.shared.queue.forget_worker(EMBEDDED_WORKER).await?;
-        let worker = WorkerBuilder::new(EMBEDDED_WORKER)
-            .backend(jobs.shared.queue.storage().poll_with_interval(queue::POLL))
-            .concurrency(1)
-            .data(jobs.clone())
-            .build(execute);
-        let handle = tokio::spawn(async move {
-            if let Err(e) = worker.run().await {
-                tracing::error!("the job worker stopped: {e}");
+        // The same worker on either storage (two types, so built in each arm).
+        let handle = match jobs.shared.queue.tasks() {
+            Tasks::Sqlite { storage, .. } => {
+                let worker = WorkerBuilder::new(EMBEDDED_WORKER)
+                    .backend(storage.clone().poll_with_interval(queue::POLL))
+                    .concurrency(1)
+                    .data(jobs.clone())
+                    .build(execute);
+                tokio::spawn(async move {
+                    if let Err(e) = worker.run().await {
+                        tracing::error!("the job worker stopped: {e}");
+                    }
+                })
             }
-        });
+            Tasks::Postgres { storage, .. } => {
+                let worker = WorkerBuilder::new(EMBEDDED_WORKER)
+                    .backend(storage.clone().poll_with_interval(queue::POLL))
+                    .concurrency(1)
+                    .data(jobs.clone())
+                    .build(execute);
+                tokio::spawn(async move {
+                    if let Err(e) = worker.run().await {
+                        tracing::error!("the job worker stopped: {e}");
+                    }
+                })
+            }
+        };
         *jobs.shared.worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(jobs)
     }
@@ -551,12 +573,20 @@ pub(super) mod tests {
     /// and the job folders in `dir` (a second call on the same folder is the next server
     /// process).
     pub(crate) fn start(dir: &Path) -> (tokio::runtime::Runtime, Jobs, Store) {
+        start_on(dir, None)
+    }
+
+    /// [`start`] with the runs database and the task queue on the Postgres server `url` names.
+    pub(crate) fn start_on(
+        dir: &Path,
+        url: Option<&str>,
+    ) -> (tokio::runtime::Runtime, Jobs, Store) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let store = rt.block_on(Store::open(None, dir)).unwrap();
+        let store = rt.block_on(Store::open(url, dir)).unwrap();
         let lm = safeedit_pipeline::backend::load(Path::new("tiny"), &mut safeedit_pipeline::Quiet)
             .unwrap();
         let worker = Worker {
@@ -570,7 +600,7 @@ pub(super) mod tests {
             models: safeedit_pipeline::models::ModelsDir(dir.join("models")),
             database: Database {
                 data_dir: Some(dir.to_path_buf()),
-                url: None,
+                url: url.map(str::to_string),
                 unlisted: false,
             },
         };
@@ -582,7 +612,7 @@ pub(super) mod tests {
             store: store.clone(),
             runtime: rt.handle().clone(),
         };
-        let jobs = rt.block_on(Jobs::start(ctx, dir)).unwrap();
+        let jobs = rt.block_on(Jobs::start(ctx, url, dir)).unwrap();
         (rt, jobs, store)
     }
 
@@ -1294,7 +1324,49 @@ pub(super) mod tests {
 
     #[test]
     fn a_restart_runs_the_interrupted_job_from_where_it_was_and_the_queued_one() {
+        restart_scenario(None);
+    }
+
+    /// The queue on a real Postgres server (a throwaway one; the runs database and apalis's
+    /// tables in one database, as `serve --database-url postgres://...` has them): a queued job
+    /// is cancelled at once, and the next server process runs the job interrupted by a stop
+    /// from where it was, and the queued one.
+    #[test]
+    fn on_postgres_a_queued_job_is_cancelled_and_a_restart_resumes_the_rest() {
+        let server = safeedit_store::throwaway::ThrowawayPostgres::start()
+            .expect("a throwaway Postgres server starts");
+        let url = server.database("jobs").unwrap();
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let (rt, jobs, _store) = start_on(dir.path(), Some(&url));
+            let first = rt
+                .block_on(jobs.submit(JobSpec::Edit(request("test", 0))))
+                .unwrap()
+                .0;
+            let second = rt
+                .block_on(jobs.submit(JobSpec::Edit(request("test", 1))))
+                .unwrap()
+                .0;
+            assert!(rt.block_on(jobs.cancel(&second)));
+            assert_eq!(wait(&jobs, &second).status, JobStatus::Cancelled);
+            assert_eq!(wait(&jobs, &first).status, JobStatus::Done);
+            let state = |id: &str| rt.block_on(jobs.shared.queue.state(id)).unwrap().unwrap().0;
+            assert_eq!(
+                state(&second),
+                "Killed",
+                "taken out of the Postgres task table"
+            );
+            assert_eq!(state(&first), "Done");
+            jobs.shutdown();
+        }
+        restart_scenario(Some(&url));
+    }
+
+    /// A stop while an evaluation runs and an edit waits; the next process on the same data
+    /// folder (and database `url`) finishes both.
+    fn restart_scenario(url: Option<&str>) {
         let dir = tempfile::tempdir().unwrap();
+        let start = |dir: &Path| start_on(dir, url);
         let (eval_id, edit_id, earlier) =
             {
                 let (rt, jobs, _store) = start(dir.path());

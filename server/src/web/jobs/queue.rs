@@ -1,7 +1,10 @@
-//! The durable queue under the jobs: apalis on `jobs.sqlite` beside the runs database. Each job is
-//! one apalis task carrying the job's id and request (the id is also the task's idempotency key,
-//! so queueing a job twice queues it once). The task table survives restarts: queued tasks wait
-//! for the next worker, and a task whose worker stopped mid-run is handed out again.
+//! The durable queue under the jobs: apalis on `jobs.sqlite` beside the runs database, or, when the
+//! runs database is on Postgres, apalis-postgres in the same database (schema `apalis`, where
+//! workers on other machines can claim tasks with `FOR UPDATE SKIP LOCKED`). One design on both:
+//! each job is one apalis task carrying the job's id and request (the id is also the task's
+//! idempotency key, so queueing a job twice queues it once). The task table survives restarts:
+//! queued tasks wait for the next worker, and a task whose worker stopped mid-run is handed out
+//! again.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -9,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_postgres::{PgConnectOptions, PgPool, PostgresStorage};
 use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use safeedit_core::job::JobSpec;
 use serde::{Deserialize, Serialize};
@@ -57,8 +61,26 @@ fn database(what: impl Into<String>) -> impl FnOnce(apalis_sqlite::SqlxError) ->
 /// The task table and a storage handle on it.
 #[derive(Clone)]
 pub struct Queue {
-    pool: SqlitePool,
-    storage: SqliteStorage<QueuedJob>,
+    tasks: Tasks,
+}
+
+/// Where the tasks are.
+#[derive(Clone)]
+pub enum Tasks {
+    /// `jobs.sqlite` in the data folder.
+    Sqlite {
+        /// Its pool.
+        pool: SqlitePool,
+        /// apalis on it.
+        storage: SqliteStorage<QueuedJob>,
+    },
+    /// The runs database's Postgres server (schema `apalis`).
+    Postgres {
+        /// Its pool.
+        pool: PgPool,
+        /// apalis on it.
+        storage: PostgresStorage<QueuedJob>,
+    },
 }
 
 /// Task ids are ULIDs, generated monotonically so that jobs queued in the same millisecond keep
@@ -75,8 +97,44 @@ fn next_task_id() -> TaskId {
 }
 
 impl Queue {
+    /// Opens the queue beside the runs database: on the Postgres server `url` names, or in
+    /// `jobs.sqlite` in `dir` (SQLite runs databases, or none), and brings its tables up to date.
+    pub async fn open(url: Option<&str>, dir: &Path) -> Result<Self, QueueError> {
+        match url {
+            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+                Self::open_postgres(url).await
+            }
+            _ => Self::open_sqlite(dir).await,
+        }
+    }
+
+    async fn open_postgres(url: &str) -> Result<Self, QueueError> {
+        let what = safeedit_store::redact_url(url);
+        let options =
+            PgConnectOptions::from_str(url).map_err(database(format!("{what}: the URL")))?;
+        let pool = apalis_postgres::PgPool::connect_with(options)
+            .await
+            .map_err(database(format!("{what}: connecting")))?;
+        // apalis's migrations keep their own record in its schema, apart from the runs
+        // database's (a shared `_sqlx_migrations` would make each refuse the other's versions).
+        let mut migrations = PostgresStorage::<()>::migrations();
+        migrations.create_schema("apalis");
+        migrations.dangerous_set_table_name("apalis._sqlx_migrations");
+        migrations
+            .run(&pool)
+            .await
+            .map_err(|e| QueueError::Database {
+                what: format!("{what}: setting up the task tables (schema apalis)"),
+                source: e.into(),
+            })?;
+        let storage = PostgresStorage::new(&pool).with_config(Self::pg_config());
+        Ok(Self {
+            tasks: Tasks::Postgres { pool, storage },
+        })
+    }
+
     /// Opens (creating) `jobs.sqlite` in `dir` and brings its tables up to date.
-    pub async fn open(dir: &Path) -> Result<Self, QueueError> {
+    async fn open_sqlite(dir: &Path) -> Result<Self, QueueError> {
         std::fs::create_dir_all(dir).map_err(|e| QueueError::Database {
             what: format!("folder {}", dir.display()),
             source: apalis_sqlite::SqlxError::Io(e),
@@ -101,7 +159,18 @@ impl Queue {
                 },
             })?;
         let storage = SqliteStorage::new(&pool).with_config(Self::config());
-        Ok(Self { pool, storage })
+        Ok(Self {
+            tasks: Tasks::Sqlite { pool, storage },
+        })
+    }
+
+    /// The Postgres storage's settings, the same as [`Self::config`]'s.
+    pub fn pg_config() -> apalis_postgres::Config {
+        apalis_postgres::Config::default()
+            .queue(QUEUE)
+            .batch_size(1)
+            .heartbeat_interval(Duration::from_secs(10))
+            .missed_heartbeats(3)
     }
 
     /// The storage's settings: one task at a time per worker, heartbeats every 10 s.
@@ -113,9 +182,9 @@ impl Queue {
             .missed_heartbeats(3)
     }
 
-    /// A storage handle for a worker.
-    pub fn storage(&self) -> SqliteStorage<QueuedJob> {
-        self.storage.clone()
+    /// Where the tasks are (a worker takes its storage handle from here).
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
     /// Queues a job (once: a job already in the table is left as it is).
@@ -126,56 +195,106 @@ impl Queue {
             .idempotency_key(&id)
             .max_attempts(1)
             .build();
-        self.storage
-            .clone()
-            .push_task(task)
-            .await
-            .map_err(|e| QueueError::Push {
-                id,
-                message: e.to_string(),
-            })
+        let pushed = match &self.tasks {
+            Tasks::Sqlite { storage, .. } => storage
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| e.to_string()),
+            Tasks::Postgres { storage, .. } => {
+                // apalis-postgres refuses a second task with the key (SQLite's ignores it): a
+                // job already in the table stays as it is, as on SQLite.
+                if self.state(&id).await?.is_some() {
+                    return Ok(());
+                }
+                match storage.clone().push_task(task).await {
+                    Err(e) if e.to_string().contains("idx_jobs_idempotency_key") => Ok(()),
+                    other => other.map_err(|e| e.to_string()),
+                }
+            }
+        };
+        pushed.map_err(|message| QueueError::Push { id, message })
     }
 
     /// The task table's status of a job (`Pending`, `Queued`, `Running`, `Done`, `Failed`,
     /// `Killed`) and the worker holding it; `None` for a job the table does not have.
     pub async fn state(&self, id: &str) -> Result<Option<(String, Option<String>)>, QueueError> {
-        let row: Option<(String, Option<String>)> = sqlx::query_as(
-            "SELECT status, lock_by FROM Jobs WHERE job_type = ?1 AND idempotency_key = ?2",
-        )
-        .bind(QUEUE)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database(format!("reading job {id}")))?;
+        let row: Option<(String, Option<String>)> =
+            match &self.tasks {
+                Tasks::Sqlite { pool, .. } => sqlx::query_as(
+                    "SELECT status, lock_by FROM Jobs WHERE job_type = ?1 AND idempotency_key = ?2",
+                )
+                .bind(QUEUE)
+                .bind(id)
+                .fetch_optional(pool)
+                .await,
+                Tasks::Postgres { pool, .. } => {
+                    sqlx::query_as(
+                        "SELECT status, lock_by FROM apalis.jobs \
+                     WHERE job_type = $1 AND idempotency_key = $2",
+                    )
+                    .bind(QUEUE)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await
+                }
+            }
+            .map_err(database(format!("reading job {id}")))?;
         Ok(row)
     }
 
     /// Takes a job that no worker has picked up out of the queue; false when a worker already
     /// has it (it then sees the cancel flag when it starts).
     pub async fn kill_pending(&self, id: &str) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now'), \
-             last_result = '{\"Err\":\"cancelled\"}' \
-             WHERE job_type = ?1 AND idempotency_key = ?2 AND status = 'Pending' \
-             AND lock_by IS NULL",
-        )
-        .bind(QUEUE)
-        .bind(id)
-        .execute(&self.pool)
-        .await
+        let killed = match &self.tasks {
+            Tasks::Sqlite { pool, .. } => sqlx::query(
+                "UPDATE Jobs SET status = 'Killed', done_at = strftime('%s', 'now'), \
+                 last_result = '{\"Err\":\"cancelled\"}' \
+                 WHERE job_type = ?1 AND idempotency_key = ?2 AND status = 'Pending' \
+                 AND lock_by IS NULL",
+            )
+            .bind(QUEUE)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()),
+            Tasks::Postgres { pool, .. } => sqlx::query(
+                "UPDATE apalis.jobs SET status = 'Killed', done_at = now(), \
+                 last_result = '{\"Err\":\"cancelled\"}'::jsonb \
+                 WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending' \
+                 AND lock_by IS NULL",
+            )
+            .bind(QUEUE)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()),
+        }
         .map_err(database(format!("cancelling job {id}")))?;
-        Ok(done.rows_affected() > 0)
+        Ok(killed > 0)
     }
 
     /// Declares the worker `name` of an earlier process gone, so that registering it again
     /// succeeds at once and hands its unfinished task out again (instead of after the missed
     /// heartbeats). Only for a worker name no other live process uses.
     pub async fn forget_worker(&self, name: &str) -> Result<(), QueueError> {
-        sqlx::query("UPDATE Workers SET last_seen = 0 WHERE id = ?1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(database(format!("resetting worker {name}")))?;
+        match &self.tasks {
+            Tasks::Sqlite { pool, .. } => {
+                sqlx::query("UPDATE Workers SET last_seen = 0 WHERE id = ?1")
+                    .bind(name)
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+            }
+            Tasks::Postgres { pool, .. } => {
+                sqlx::query("UPDATE apalis.workers SET last_seen = to_timestamp(0) WHERE id = $1")
+                    .bind(name)
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+            }
+        }
+        .map_err(database(format!("resetting worker {name}")))?;
         Ok(())
     }
 }
