@@ -4,6 +4,7 @@
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::{WebState, events, figures, files, guard, job_api, try_api};
@@ -62,4 +63,8 @@ pub fn router(state: WebState, app: AppState) -> Router {
         .layer(middleware::from_fn_with_state(access, guard::guard))
         .layer(middleware::from_fn(guard::security_headers))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        // Pages, scripts, styles, the WebAssembly and JSON/CSV/LaTeX downloads go out compressed
+        // (brotli or gzip, as the client accepts); event streams and images are left alone
+        // (tower-http's default predicate), so progress still arrives as it happens.
+        .layer(CompressionLayer::new())
 }

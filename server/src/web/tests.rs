@@ -1629,3 +1629,47 @@ fn try_answers_a_prompt_with_the_vanilla_and_the_edited_model_and_names_what_is_
         String::from_utf8_lossy(&body)
     );
 }
+
+/// Text and WebAssembly go out compressed when the client accepts it (the hydrated bundle is
+/// several megabytes), uncompressed otherwise; the content is the same.
+#[test]
+fn pages_and_the_bundle_are_compressed_for_clients_that_accept_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, _state) = server(dir.path());
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    // Something like the bundle: compressible, well above any size threshold.
+    let script = "export function hydrate() { return 42; }\n".repeat(2000);
+    std::fs::write(pkg.join("safeedit.js"), &script).unwrap();
+    let fetch = |uri: &str, encoding: Option<&str>| {
+        let headers: Vec<(&str, &str)> = encoding.map(|e| ("accept-encoding", e)).into_iter().collect();
+        rt.block_on(async {
+            let mut request = get(uri);
+            for (name, value) in &headers {
+                request.headers_mut().insert(*name, value.parse().unwrap());
+            }
+            let response = router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let encoding = response
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap().to_string());
+            let body = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
+            (status, encoding, body.to_vec())
+        })
+    };
+    let (status, encoding, plain) = fetch("/pkg/safeedit.js", None);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(encoding, None);
+    assert_eq!(plain, script.as_bytes());
+    for (accepts, expected) in [("gzip", "gzip"), ("br", "br"), ("gzip, deflate, br", "br")] {
+        let (status, encoding, body) = fetch("/pkg/safeedit.js", Some(accepts));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(encoding.as_deref(), Some(expected), "{accepts}");
+        assert!(body.len() * 20 < plain.len(), "{accepts}: {} bytes", body.len());
+    }
+    // A page, too.
+    let (status, encoding, _) = fetch("/", Some("gzip"));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+}
