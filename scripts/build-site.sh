@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
 mkdir -p "$LEPTOS_SITE_ROOT/pkg"
-wasm-bindgen --target web --no-typescript --out-dir "$LEPTOS_SITE_ROOT/pkg" --out-name safeedit \
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$LEPTOS_SITE_ROOT/pkg" --out-name safeedit \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
 cp style/main.css "$LEPTOS_SITE_ROOT/pkg/safeedit.css"
 cp -r public/. "$LEPTOS_SITE_ROOT/"
