@@ -14,7 +14,7 @@
 #![recursion_limit = "256"]
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
@@ -73,6 +73,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                // The bundle's folder carries its version (`pkg/{hash}`): see the server's assets.
+                <link rel="stylesheet" id="safeedit" href=format!("/{}/{OUTPUT_NAME}.css", options.site_pkg_dir) />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -88,7 +90,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="safeedit" href=format!("/pkg/{OUTPUT_NAME}.css") />
         // Each page names itself; the home page is the studio.
         <Title formatter=|text: String| {
             if text.is_empty() { "SafeEdit Studio".to_string() } else { format!("{text} · SafeEdit Studio") }

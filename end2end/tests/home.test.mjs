@@ -15,7 +15,7 @@ test('the server renders the loaded model without JavaScript', async () => {
   assert.ok(html.includes(`data-field="layers">${info.n_layers}<`), 'layer count in the SSR HTML');
   assert.ok(html.includes(`(${info.n_params})`), 'parameter count in the SSR HTML');
   assert.ok(html.includes(info.name), 'model name in the SSR HTML');
-  assert.ok(html.includes('/pkg/safeedit.js'), 'hydration script referenced');
+  assert.match(html, /\/pkg\/[0-9a-f]{16}\/safeedit\.js/, 'hydration script referenced under its version');
 });
 
 test('the page hydrates and the browser asks the engine for the New experiment page', async () => {
@@ -58,9 +58,14 @@ test('an unknown page is a real 404', async () => {
   assert.match(await res.text(), /Not found/);
 });
 
-test('the stylesheet and the wasm bundle are served', async () => {
-  for (const path of ['/pkg/safeedit.css', '/pkg/safeedit.js', '/pkg/safeedit_bg.wasm']) {
-    const res = await fetch(`${BASE}${path}`);
-    assert.equal(res.status, 200, path);
+test('the stylesheet and the wasm bundle are served, under their version for a year', async () => {
+  const html = await (await fetch(`${BASE}/`)).text();
+  const pkg = html.match(/\/pkg\/[0-9a-f]{16}\//)[0];
+  for (const file of ['safeedit.css', 'safeedit.js', 'safeedit_bg.wasm']) {
+    const res = await fetch(`${BASE}${pkg}${file}`);
+    assert.equal(res.status, 200, pkg + file);
+    assert.match(res.headers.get('cache-control'), /immutable/, pkg + file);
+    const plain = await fetch(`${BASE}/pkg/${file}`);
+    assert.equal(plain.status, 200, `/pkg/${file}`);
   }
 });

@@ -9,6 +9,7 @@
 //! - [`jobs`]: the bounded queue and the worker thread whose jobs run the pipeline.
 //! - [`bridge`]: what the app's server functions see of the queue and the database.
 
+mod assets;
 mod bridge;
 mod error;
 mod events;
@@ -246,7 +247,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)
             .site_root(args.site_root.display().to_string())
-            .site_pkg_dir("pkg")
+            // Versioned: the bundle's paths change with its content (long-lived caching).
+            .site_pkg_dir(assets::pkg_dir(&args.site_root))
             .site_addr(args.addr)
             .env(Env::PROD)
             .build();

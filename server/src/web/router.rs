@@ -7,7 +7,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{WebState, events, figures, files, guard, job_api, try_api};
+use super::{WebState, assets, events, figures, files, guard, job_api, try_api};
 use app::ssr::AppState;
 use app::{App, shell};
 
@@ -50,6 +50,17 @@ pub fn router(state: WebState, app: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = app.leptos_options.clone();
     let access = state.access.clone();
+    let bundle = assets::Bundle {
+        dir: std::path::Path::new(options.site_root.as_ref()).join("pkg"),
+        version: options
+            .site_pkg_dir
+            .strip_prefix("pkg/")
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let versioned = Router::new()
+        .route("/pkg/{version}/{file}", get(assets::versioned))
+        .with_state(bundle);
     let sign_in = Router::new()
         .route("/login", get(guard::login_form).post(guard::login))
         .route("/logout", post(guard::logout))
@@ -59,6 +70,7 @@ pub fn router(state: WebState, app: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(app)
         .merge(api_router(state))
+        .merge(versioned)
         .merge(sign_in)
         .layer(middleware::from_fn_with_state(access, guard::guard))
         .layer(middleware::from_fn(guard::security_headers))

@@ -54,7 +54,7 @@ fn server_with(
     let options = leptos::config::LeptosOptions::builder()
         .output_name(app::OUTPUT_NAME)
         .site_root(dir.display().to_string())
-        .site_pkg_dir("pkg")
+        .site_pkg_dir(super::assets::pkg_dir(dir))
         .build();
     let app = app::ssr::AppState {
         leptos_options: options,
@@ -1642,7 +1642,10 @@ fn pages_and_the_bundle_are_compressed_for_clients_that_accept_it() {
     let script = "export function hydrate() { return 42; }\n".repeat(2000);
     std::fs::write(pkg.join("safeedit.js"), &script).unwrap();
     let fetch = |uri: &str, encoding: Option<&str>| {
-        let headers: Vec<(&str, &str)> = encoding.map(|e| ("accept-encoding", e)).into_iter().collect();
+        let headers: Vec<(&str, &str)> = encoding
+            .map(|e| ("accept-encoding", e))
+            .into_iter()
+            .collect();
         rt.block_on(async {
             let mut request = get(uri);
             for (name, value) in &headers {
@@ -1654,7 +1657,9 @@ fn pages_and_the_bundle_are_compressed_for_clients_that_accept_it() {
                 .headers()
                 .get(header::CONTENT_ENCODING)
                 .map(|v| v.to_str().unwrap().to_string());
-            let body = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+                .await
+                .unwrap();
             (status, encoding, body.to_vec())
         })
     };
@@ -1666,10 +1671,70 @@ fn pages_and_the_bundle_are_compressed_for_clients_that_accept_it() {
         let (status, encoding, body) = fetch("/pkg/safeedit.js", Some(accepts));
         assert_eq!(status, StatusCode::OK);
         assert_eq!(encoding.as_deref(), Some(expected), "{accepts}");
-        assert!(body.len() * 20 < plain.len(), "{accepts}: {} bytes", body.len());
+        assert!(
+            body.len() * 20 < plain.len(),
+            "{accepts}: {} bytes",
+            body.len()
+        );
     }
     // A page, too.
     let (status, encoding, _) = fetch("/", Some("gzip"));
     assert_eq!(status, StatusCode::OK);
     assert_eq!(encoding.as_deref(), Some("gzip"));
+}
+
+/// Pages load the bundle under `/pkg/{version}/`, a hash of its files: those paths may be cached
+/// for a year; another version or a file outside the bundle is not found; the plain `/pkg/` paths
+/// of older pages still work.
+#[test]
+fn the_bundle_is_served_under_its_version_with_long_lived_caching() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    for (name, text) in [
+        ("safeedit.js", "export default function init() {}"),
+        ("safeedit_bg.wasm", "\0asm"),
+        ("safeedit.css", "body { margin: 0 }"),
+    ] {
+        std::fs::write(pkg.join(name), text).unwrap();
+    }
+    std::fs::write(pkg.join("notes.txt"), "not part of the bundle").unwrap();
+    let (rt, router, _state) = server(dir.path());
+    let version = super::assets::pkg_dir(dir.path());
+    assert_ne!(version, "pkg", "the bundle is versioned");
+    let (status, _, page) = call(&rt, &router, get("/"));
+    assert_eq!(status, StatusCode::OK);
+    let page = String::from_utf8_lossy(&page);
+    for file in ["safeedit.js", "safeedit_bg.wasm", "safeedit.css"] {
+        assert!(
+            page.contains(&format!("/{version}/{file}")),
+            "{file} not linked in {page}"
+        );
+        let (status, body, headers) =
+            call_with(&rt, &router, get(&format!("/{version}/{file}")), &[]);
+        assert_eq!(status, StatusCode::OK, "{file}: {body}");
+        assert_eq!(headers[header::CACHE_CONTROL], super::assets::IMMUTABLE);
+        assert_eq!(body, std::fs::read_to_string(pkg.join(file)).unwrap());
+    }
+    for uri in [
+        "/pkg/0123456789abcdef/safeedit.js".to_string(),
+        format!("/{version}/notes.txt"),
+    ] {
+        let (status, _, _) = call_with(&rt, &router, get(&uri), &[]);
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    let (status, body, headers) = call_with(&rt, &router, get("/pkg/safeedit.js"), &[]);
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("init"));
+    assert!(
+        headers.get(header::CACHE_CONTROL).is_none(),
+        "revalidated, not kept"
+    );
+    // Another bundle, another version.
+    std::fs::write(
+        pkg.join("safeedit.js"),
+        "export default function init() { return 1 }",
+    )
+    .unwrap();
+    assert_ne!(super::assets::pkg_dir(dir.path()), version);
 }
