@@ -6,3 +6,6 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SAFEEDIT_CACHE/target}"
 export LEPTOS_SITE_ROOT="${LEPTOS_SITE_ROOT:-$CARGO_TARGET_DIR/site}"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 WASM_BINDGEN_VERSION=0.2.130
+# Incremental compilation caches grow by gigabytes per edit of the server crate and are never
+# collected; the scripts build without them unless the caller asks.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -11,6 +11,7 @@ step() { echo "== $* ($(( $(date +%s) - started ))s)" >&2; }
 
 step setup
 scripts/setup.sh --test
+scripts/prune-target.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
