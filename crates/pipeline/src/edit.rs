@@ -14,7 +14,7 @@ use safeedit_engine::GenerationConfig;
 use safeedit_engine::dinm::{DinmConfig, DinmEdit, DinmEvent, dinm_edit_stoppable};
 use safeedit_engine::judge::SafetyJudge;
 use safeedit_engine::weights::{SaveDtype, write_safetensors};
-use safeedit_store::{now_rfc3339, random_slug};
+use safeedit_store::now_rfc3339;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, Backend, Model, TrainBackend};
@@ -318,9 +318,10 @@ pub fn config_with_overrides(
 
 /// The web app's "Detoxify this instance": edits `record` with `config`, compares the answers
 /// before and after, saves the delta as `{slug}.safetensors` under `delta_dir` and returns the
-/// run record, ready to store. Stops with `Cancelled` between phases when asked.
+/// run record `slug`, ready to store. Stops with `Cancelled` between phases when asked.
 pub fn edit_run(
     loaded: &Loaded<'_>,
+    slug: &str,
     request: &EditRequest,
     record: &SafeEditRecord,
     config: &DinmConfig,
@@ -370,7 +371,7 @@ pub fn edit_run(
     };
     let origin = loaded.provenance();
     let run = RunRecord {
-        slug: random_slug(10),
+        slug: slug.to_string(),
         kind: safeedit_core::run::EDIT_RUN_KIND.into(),
         created_at: now_rfc3339(),
         request: request.clone(),

@@ -13,7 +13,7 @@ use safeedit_engine::baselines::FtlConfig;
 use safeedit_engine::dinm::DinmConfig;
 use safeedit_engine::judge::SafetyJudge;
 use safeedit_engine::{GenerationConfig, StopReason};
-use safeedit_store::{now_rfc3339, random_slug};
+use safeedit_store::now_rfc3339;
 use serde_json::json;
 
 use crate::backend::{self, Model};
@@ -103,9 +103,11 @@ pub fn stop_name(stop: StopReason) -> String {
 
 /// Evaluates one instance of a split with a method that does not edit (the web app's
 /// "Evaluate vanilla / prompt-only") and returns the one-instance evaluation record, ready to
-/// store, and its instance. `dinm` holds the suffix prompt and the response length.
+/// store under `slug`, and its instance. `dinm` holds the suffix prompt and the response
+/// length.
 pub fn evaluate_one(
     loaded: &Loaded<'_>,
+    slug: &str,
     split: &str,
     record: &SafeEditRecord,
     method: Method,
@@ -150,7 +152,7 @@ pub fn evaluate_one(
     }
     let now = now_rfc3339();
     let eval = EvalRecord {
-        slug: random_slug(10),
+        slug: slug.to_string(),
         created_at: now.clone(),
         updated_at: now,
         method: method.name().into(),

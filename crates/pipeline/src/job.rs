@@ -491,14 +491,24 @@ impl Worker {
                     .instance(&request.split, request.id)
                     .cloned()
                     .ok_or_else(|| no_instance(&request.split, request.id))?;
+                // The result is stored under the job's id: a job run again (its worker was lost
+                // after storing it) stores nothing twice.
                 if request.method == Method::Dinm {
-                    let run =
-                        edit_run(loaded, request, &record, &config, &self.delta_dir, progress)?;
+                    let run = edit_run(
+                        loaded,
+                        id,
+                        request,
+                        &record,
+                        &config,
+                        &self.delta_dir,
+                        progress,
+                    )?;
                     publisher.run(&request.split, &run)?;
                     Ok(format!("/runs/{}", run.slug))
                 } else {
                     let (eval, instance) = evaluate_one(
                         loaded,
+                        id,
                         &request.split,
                         &record,
                         request.method,

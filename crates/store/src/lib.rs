@@ -22,7 +22,7 @@ use std::path::Path;
 use safeedit_core::eval::InstanceResult;
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-use safeedit_core::run::{EvalRecord, JobStatus, RunRecord, RunSummary};
+use safeedit_core::run::{EvalRecord, JobEvent, JobStatus, RunRecord, RunSummary};
 use safeedit_core::test_all::TestAllRunRecord;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,7 +38,12 @@ use error::query;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// On a Postgres server (job events are announced with NOTIFY).
+    postgres: bool,
 }
+
+/// The Postgres channel on which a job's id is announced when it has a new event.
+pub const JOB_EVENTS_CHANNEL: &str = "safeedit_job_events";
 
 /// A job as the database remembers it (for jobs of earlier server processes).
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +172,10 @@ impl Store {
                 .map_err(query("switching SQLite to WAL"))?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            postgres: !sqlite,
+        })
     }
 
     /// The record of `slug` in `table`.
@@ -208,12 +216,14 @@ impl Store {
         Ok(tx)
     }
 
-    /// Stores a finished run.
+    /// Stores a finished run; a run already stored under its slug stays as it is (a job run
+    /// again after its worker was lost stores nothing twice).
     pub async fn insert_run(&self, split: &str, run: &RunRecord) -> Result<()> {
         let (ds_before, ds_after) = ds(run);
         sqlx::query(
             "INSERT INTO runs (slug, kind, created_at, split, instance, model, layer, ds_before, \
-             ds_after, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             ds_after, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (slug) DO NOTHING",
         )
         .bind(&run.slug)
         .bind(&run.kind)
@@ -294,6 +304,98 @@ impl Store {
             .await
             .map_err(query(format!("updating job {id}")))?;
         Ok(())
+    }
+
+    /// Appends `event` to job `id`'s events as number `seq` (its place in the job's stream; a
+    /// number already taken is left as it is, so a repeated write is harmless). On Postgres it
+    /// also notifies the channel [`JOB_EVENTS_CHANNEL`] with the job's id, so that the web
+    /// server streams events of jobs running in other processes at once.
+    pub async fn append_job_event(&self, id: &str, seq: usize, event: &JobEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO job_events (job, seq, event) VALUES ($1, $2, $3) \
+             ON CONFLICT (job, seq) DO NOTHING",
+        )
+        .bind(id)
+        .bind(seq as i64)
+        .bind(encode(event))
+        .execute(&self.pool)
+        .await
+        .map_err(query(format!("recording an event of job {id}")))?;
+        if self.postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(JOB_EVENTS_CHANNEL)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(query(format!("announcing an event of job {id}")))?;
+        }
+        Ok(())
+    }
+
+    /// Job `id`'s events from number `from` on, in order.
+    pub async fn job_events(&self, id: &str, from: usize) -> Result<Vec<JobEvent>> {
+        let what = format!("the events of job {id}");
+        let rows = sqlx::query(
+            "SELECT seq, event FROM job_events WHERE job = $1 AND seq >= $2 ORDER BY seq",
+        )
+        .bind(id)
+        .bind(from as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query(format!("reading {what}")))?;
+        let mut events = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let seq: i64 = row
+                .try_get("seq")
+                .map_err(query(format!("reading {what}")))?;
+            if seq as usize != from + i {
+                // A gap (an event not written yet): the rest comes with the next read.
+                break;
+            }
+            let text: String = row
+                .try_get("event")
+                .map_err(query(format!("reading {what}")))?;
+            events.push(serde_json::from_str(&text).map_err(|e| corrupt(&what, e))?);
+        }
+        Ok(events)
+    }
+
+    /// Asks the process running job `id` to stop it (it checks the flag while it runs).
+    pub async fn request_job_cancel(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(query(format!("cancelling job {id}")))?;
+        Ok(())
+    }
+
+    /// Which of `ids` have been asked to stop.
+    pub async fn cancel_requested(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut asked = Vec::new();
+        for id in ids {
+            let flag: Option<i64> =
+                sqlx::query_scalar("SELECT cancel_requested FROM jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(query(format!("reading job {id}")))?;
+            if flag.unwrap_or(0) != 0 {
+                asked.push(id.clone());
+            }
+        }
+        Ok(asked)
+    }
+
+    /// How many jobs have `status` (the queue's bound counts the queued ones here, where every
+    /// process sees them).
+    pub async fn count_jobs(&self, status: JobStatus) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = $1")
+            .bind(status_str(status))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query("counting jobs"))?;
+        Ok(n as usize)
     }
 
     /// Leaves the record `slug` (of any kind) off every listing, or lists it again.

@@ -7,8 +7,8 @@ use safeedit_core::eval::{InputResult, InstanceResult, summarize};
 use safeedit_core::job::JobSpec;
 use safeedit_core::judge::{JudgeInfo, Verdict};
 use safeedit_core::run::{
-    Comparison, EditOutcome, EditOverrides, EditRequest, EvalRecord, InstanceFacts, JobStatus,
-    RunRecord, StepLosses,
+    Comparison, EditOutcome, EditOverrides, EditRequest, EvalRecord, InstanceFacts, JobEvent,
+    JobStatus, RunRecord, StepLosses,
 };
 use safeedit_store::throwaway::ThrowawayPostgres;
 use safeedit_store::{Store, StoreError, now_rfc3339, random_slug};
@@ -164,6 +164,12 @@ async fn runs_and_evaluations_round_trip_and_upserts_replace_on(db: &Db) {
     store.insert_run("editing", &new).await.unwrap();
     assert_eq!(store.run("aaaa").await.unwrap(), Some(old.clone()));
     assert_eq!(store.run("nope").await.unwrap(), None);
+    // A job run again stores its run under the same slug: the first stays, nothing twice.
+    store
+        .insert_run("test", &run("aaaa", "2026-03-01T00:00:00.000Z", 7))
+        .await
+        .unwrap();
+    assert_eq!(store.run("aaaa").await.unwrap(), Some(old.clone()));
     let listed = store.list_runs(10).await.unwrap();
     assert_eq!(
         listed.iter().map(|r| r.slug.as_str()).collect::<Vec<_>>(),
@@ -273,6 +279,70 @@ async fn jobs_keep_their_state_and_a_reopened_database_keeps_everything_on(db: &
     assert!(failed.message.unwrap().contains("server stopped"));
     assert!(store.job("j3").await.unwrap().is_none());
     assert!(store.run("cccc").await.unwrap().is_some());
+}
+
+#[test]
+fn job_events_keep_their_order_and_cancel_flags_are_seen() {
+    runtime().block_on(job_events_keep_their_order_and_cancel_flags_are_seen_on(
+        &Db::sqlite(),
+    ));
+}
+
+/// What a server and a worker process share about a job: its numbered events (written by one,
+/// read by the other), the cancel flag, and the queue's counts.
+async fn job_events_keep_their_order_and_cancel_flags_are_seen_on(db: &Db) {
+    let store = db.open().await;
+    for id in ["e1", "e2"] {
+        store
+            .insert_job(id, &now_rfc3339(), &JobSpec::Edit(request(1)))
+            .await
+            .unwrap();
+    }
+    let events = [
+        JobEvent::Queued { ahead: 0 },
+        JobEvent::Started {
+            worker: "gpu-3:4242".into(),
+        },
+        JobEvent::Step { step: 1, loss: 0.5 },
+    ];
+    for (seq, event) in events.iter().enumerate() {
+        store.append_job_event("e1", seq, event).await.unwrap();
+    }
+    // A repeated write of a number leaves the first.
+    store
+        .append_job_event("e1", 2, &JobEvent::Cancelled)
+        .await
+        .unwrap();
+    // Another job's events stay apart; one past a gap is not read until the gap is filled.
+    store
+        .append_job_event("e2", 0, &JobEvent::Queued { ahead: 1 })
+        .await
+        .unwrap();
+    store
+        .append_job_event("e2", 2, &JobEvent::Cancelled)
+        .await
+        .unwrap();
+    assert_eq!(store.job_events("e1", 0).await.unwrap(), events.to_vec());
+    assert_eq!(
+        store.job_events("e1", 1).await.unwrap(),
+        events[1..].to_vec()
+    );
+    assert!(store.job_events("e1", 3).await.unwrap().is_empty());
+    assert_eq!(store.job_events("e2", 0).await.unwrap().len(), 1);
+    assert!(store.job_events("nope", 0).await.unwrap().is_empty());
+
+    let both = ["e1".to_string(), "e2".to_string()];
+    assert!(store.cancel_requested(&both).await.unwrap().is_empty());
+    store.request_job_cancel("e2").await.unwrap();
+    assert_eq!(store.cancel_requested(&both).await.unwrap(), vec!["e2"]);
+
+    assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 2);
+    store
+        .set_job("e1", JobStatus::Running, None, None)
+        .await
+        .unwrap();
+    assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 1);
+    assert_eq!(store.count_jobs(JobStatus::Running).await.unwrap(), 1);
 }
 
 #[test]
@@ -397,6 +467,9 @@ fn every_scenario_on_a_real_postgres_server() {
     ));
     rt.block_on(jobs_keep_their_state_and_a_reopened_database_keeps_everything_on(&db("jobs")));
     rt.block_on(a_damaged_record_is_an_error_naming_it_on(&db("damaged")));
+    rt.block_on(job_events_keep_their_order_and_cancel_flags_are_seen_on(
+        &db("events"),
+    ));
     rt.block_on(unlisted_runs_are_remembered_and_listed_again_on(&db(
         "unlisted",
     )));

@@ -34,6 +34,9 @@ pub struct Cli {
 enum Command {
     /// Serve the web app.
     Serve(web::ServeArgs),
+    /// Run jobs queued by a server (`serve --workers 0`) on this machine's model, one at a
+    /// time: several workers, on several machines, share one Postgres database.
+    Worker(web::WorkerArgs),
     /// Generate a continuation of a prompt.
     Generate(generate::GenerateArgs),
     /// Locate DINM's toxic layer for one SafeEdit instance.
@@ -86,6 +89,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => web::serve(args),
+            Command::Worker(args) => web::worker(args),
             Command::Generate(args) => generate::run(args),
             Command::Locate(args) => locate::run(args),
             Command::Edit(args) => edit::run(args),

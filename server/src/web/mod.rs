@@ -32,7 +32,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use bridge::{ModelInfo, RunService};
 use clap::Args;
-use jobs::{Jobs, ModelContext};
+use jobs::{Jobs, ModelContext, Workers};
 use leptos::config::{Env, LeptosOptions};
 use safeedit_core::ModelSummary;
 use safeedit_pipeline::backend;
@@ -50,6 +50,34 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SAFEEDIT_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// The model, data and database.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// How many workers run jobs inside the server (each on its own thread with the loaded
+    /// model); 0 serves pages and the API only and leaves the jobs to `safeedit worker`
+    /// processes on the same database (docs/deploy.md).
+    #[arg(long, env = "SAFEEDIT_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// The built site (scripts/build-site.sh writes it): `pkg/` with the wasm bundle and CSS.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+    /// Who may do what on a shared server.
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Arguments of `safeedit worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The model, data and database (the server's database URL, and a data folder the server's
+    /// machine sees too: docs/deploy.md).
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// What a server and a worker process load: the model, the data, the runs database.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
     /// Model: a .gguf file, a Hugging Face directory, or `tiny` [default: the small model].
     #[arg(long, env = "SAFEEDIT_MODEL")]
     pub model: Option<PathBuf>,
@@ -66,12 +94,6 @@ pub struct ServeArgs {
     /// Judge with the paper's classifier in this directory [default: the built-in judge].
     #[arg(long, env = "SAFEEDIT_JUDGE_DIR")]
     pub judge_dir: Option<PathBuf>,
-    /// The built site (scripts/build-site.sh writes it): `pkg/` with the wasm bundle and CSS.
-    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
-    pub site_root: PathBuf,
-    /// Who may do what on a shared server.
-    #[command(flatten)]
-    pub access: AccessArgs,
 }
 
 /// Sign-in and the names the server answers for (README: "Running on a shared server").
@@ -159,6 +181,83 @@ pub struct WebState {
     pub access: Arc<guard::Access>,
 }
 
+/// What [`EngineArgs`] load before the runtime starts.
+struct Engine {
+    catalog: Arc<safeedit_core::browse::Catalog>,
+    model_path: PathBuf,
+    model: backend::Model,
+    preset: safeedit_engine::dinm::DinmConfig,
+    summary: ModelSummary,
+    data_dir: PathBuf,
+}
+
+impl EngineArgs {
+    /// Indexes the data and loads the model.
+    fn load(&self) -> anyhow::Result<Engine> {
+        let started = std::time::Instant::now();
+        let catalog = Arc::new(data::catalog(self.safeedit_dir.as_deref())?);
+        tracing::info!(
+            splits = ?catalog.split_names(),
+            seconds = started.elapsed().as_secs_f64(),
+            "SafeEdit data indexed"
+        );
+        let model_path = paths::model_or_default(self.model.clone())?;
+        let model = backend::load(&model_path, &mut crate::cli::progress::Bars::new())?;
+        tracing::info!(model = %model.name, backend = backend::NAME, "model loaded");
+        let preset =
+            safeedit_engine::dinm::DinmConfig::preset_for(&model.name, &model.architecture);
+        let mut summary = model.summary(backend::NAME);
+        summary.preset = Some(safeedit_core::EditPreset {
+            name: preset.preset.clone(),
+            lr: preset.lr,
+            steps: preset.num_steps,
+            max_new_tokens: preset.max_output_length,
+        });
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(paths::default_data_dir);
+        Ok(Engine {
+            catalog,
+            model_path,
+            model,
+            preset,
+            summary,
+            data_dir,
+        })
+    }
+}
+
+impl Engine {
+    /// What the model threads need, with the runs database open (inside the runtime).
+    fn context(self, args: &EngineArgs, store: &Store) -> ModelContext {
+        let data_dir = &self.data_dir;
+        let worker = Worker {
+            catalog: self.catalog.clone(),
+            safeedit_dir: args.safeedit_dir.clone(),
+            preset: self.preset,
+            n_layers: self.model.config.n_layers,
+            judge_dir: args.judge_dir.clone(),
+            delta_dir: data_dir.join("deltas"),
+            job_dir: data_dir.join("jobs"),
+            models: safeedit_pipeline::models::ModelsDir(data_dir.join("models")),
+            database: Database {
+                data_dir: Some(data_dir.clone()),
+                url: args.database_url.clone(),
+                unlisted: false,
+            },
+        };
+        ModelContext {
+            model: Arc::new(self.model),
+            model_checksum: model_checksum(&self.model_path),
+            model_path: self.model_path,
+            worker,
+            store: store.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
 /// Runs the server until Ctrl-C.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bundle = args
@@ -172,70 +271,34 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let access = Arc::new(args.access.access(args.addr)?);
-    let started = std::time::Instant::now();
-    let catalog = Arc::new(data::catalog(args.safeedit_dir.as_deref())?);
-    tracing::info!(
-        splits = ?catalog.split_names(),
-        seconds = started.elapsed().as_secs_f64(),
-        "SafeEdit data indexed"
-    );
-    let model_path = paths::model_or_default(args.model)?;
-    let model = backend::load(&model_path, &mut crate::cli::progress::Bars::new())?;
-    tracing::info!(model = %model.name, backend = backend::NAME, "model loaded");
-    let preset = safeedit_engine::dinm::DinmConfig::preset_for(&model.name, &model.architecture);
-    let mut summary = model.summary(backend::NAME);
-    summary.preset = Some(safeedit_core::EditPreset {
-        name: preset.preset.clone(),
-        lr: preset.lr,
-        steps: preset.num_steps,
-        max_new_tokens: preset.max_output_length,
-    });
-    let n_layers = model.config.n_layers;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(paths::default_data_dir);
+    let engine = args.engine.load()?;
+    let catalog = engine.catalog.clone();
+    let summary = engine.summary.clone();
+    let data_dir = engine.data_dir.clone();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = Store::open(args.database_url.as_deref(), &data_dir).await?;
+        let url = args.engine.database_url.as_deref();
+        let store = Store::open(url, &data_dir).await?;
         let deltas = data_dir.join("deltas");
-        let worker = Worker {
-            catalog: catalog.clone(),
-            safeedit_dir: args.safeedit_dir.clone(),
-            preset,
-            n_layers,
-            judge_dir: args.judge_dir.clone(),
-            delta_dir: deltas.clone(),
-            job_dir: data_dir.join("jobs"),
-            models: safeedit_pipeline::models::ModelsDir(data_dir.join("models")),
-            database: Database {
-                data_dir: Some(data_dir.clone()),
-                url: args.database_url.clone(),
-                unlisted: false,
-            },
-        };
-        let model = Arc::new(model);
+        let ctx = engine.context(&args.engine, &store);
         let tries = Arc::new(try_api::TryService::new(
-            model.clone(),
-            args.judge_dir.clone(),
+            ctx.model.clone(),
+            args.engine.judge_dir.clone(),
             store.clone(),
             deltas.clone(),
-            worker.models.clone(),
+            ctx.worker.models.clone(),
         ));
-        let ctx = ModelContext {
-            model,
-            model_checksum: model_checksum(&model_path),
-            model_path: model_path.clone(),
-            worker,
-            store: store.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        };
         // The task queue lives beside the runs database: on its Postgres server, or in the data
         // folder.
-        let jobs = Jobs::start(ctx, args.database_url.as_deref(), &data_dir).await?;
+        let jobs = Jobs::start(ctx, url, &data_dir, Workers::Embedded(args.workers)).await?;
+        if args.workers == 0 {
+            tracing::info!(
+                "--workers 0: jobs wait for `safeedit worker` processes on this database"
+            );
+        }
         let state = WebState {
             store,
             jobs,
@@ -267,9 +330,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listener,
             router(state, app_state),
             listen::Timeouts::default(),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
+            stopped(),
         )
         .await;
         // The running job stops at its next check; the next start takes it and the queued
@@ -277,4 +338,51 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         jobs.shutdown();
         Ok(())
     })
+}
+
+/// `safeedit worker`: runs jobs from the queue of its model, one at a time, until Ctrl-C or
+/// SIGTERM (the job under way then goes back to the queue for the next worker).
+pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let engine = args.engine.load()?;
+    let data_dir = engine.data_dir.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let url = args.engine.database_url.as_deref();
+        let store = Store::open(url, &data_dir).await?;
+        let model = engine.summary.name.clone();
+        let ctx = engine.context(&args.engine, &store);
+        let jobs = Jobs::start(ctx, url, &data_dir, Workers::Process).await?;
+        tracing::info!(
+            worker = %jobs.worker_names().join(","),
+            %model,
+            database = %url.map_or_else(
+                || data_dir.join("runs.sqlite").display().to_string(),
+                safeedit_store::redact_url,
+            ),
+            "worker waiting for jobs"
+        );
+        stopped().await;
+        tracing::info!("stopping: the job under way goes back to the queue");
+        jobs.shutdown();
+        jobs.release().await;
+        Ok(())
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM (how service managers and `kill` stop a process).
+async fn stopped() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

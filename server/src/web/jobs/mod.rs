@@ -9,6 +9,12 @@
 //! evaluation resumes from the instances it had finished). A queued job is cancelled at once, a
 //! running one at its next check: after the generated token, optimisation step or training
 //! step under way.
+//!
+//! Jobs may run in other processes (`safeedit worker`, on other machines with a Postgres
+//! database, `serve --workers 0` then only queues): every event of a job is written to the
+//! runs database in order, and each process follows the jobs it knows and does not run itself
+//! by reading their new events (woken by Postgres NOTIFY, and at least every second). A cancel
+//! sets a flag in the database, which the process running the job reads every second.
 
 mod queue;
 mod worker;
@@ -36,6 +42,93 @@ pub const QUEUE_CAPACITY: usize = 8;
 /// The name of the worker inside the server process.
 pub const EMBEDDED_WORKER: &str = "embedded";
 
+/// How often a process reads the events of jobs other processes run, and the cancel flags of
+/// the jobs it runs.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Who runs the jobs of this process's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workers {
+    /// `serve --workers N`: N workers inside the server process, each on its own thread with the
+    /// loaded model (named `embedded`, `embedded-2`, ...); 0 queues jobs for worker processes.
+    Embedded(usize),
+    /// `safeedit worker`: this process runs jobs and serves nothing; its worker is named
+    /// `host:pid`.
+    Process,
+}
+
+impl Workers {
+    /// The names of this process's workers.
+    fn names(&self) -> Vec<String> {
+        match self {
+            Workers::Embedded(n) => (1..=*n)
+                .map(|i| match i {
+                    1 => EMBEDDED_WORKER.to_string(),
+                    i => format!("{EMBEDDED_WORKER}-{i}"),
+                })
+                .collect(),
+            Workers::Process => vec![format!("{}:{}", host_name(), std::process::id())],
+        }
+    }
+}
+
+/// This machine's name (for the worker's name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Writes jobs' events to the runs database in the order they happen (one task per process).
+#[derive(Clone)]
+struct Recorder(tokio::sync::mpsc::UnboundedSender<Record>);
+
+enum Record {
+    /// Event number `seq` of a job.
+    Event(String, usize, JobEvent),
+    /// Answered once every earlier event is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Recorder {
+    /// Starts the writing task.
+    fn start(store: Store) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Record>();
+        tokio::spawn(async move {
+            while let Some(record) = receiver.recv().await {
+                match record {
+                    Record::Event(id, seq, event) => {
+                        if let Err(e) = store.append_job_event(&id, seq, &event).await {
+                            tracing::warn!(job = %id, "{e}");
+                        }
+                    }
+                    Record::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self(sender)
+    }
+
+    fn record(&self, id: &str, seq: usize, event: &JobEvent) {
+        let _ = self
+            .0
+            .send(Record::Event(id.to_string(), seq, event.clone()));
+    }
+
+    /// Waits until every event recorded so far is in the database.
+    async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.0.send(Record::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
 /// How often a job may be started: a job that was running each time the server stopped (or
 /// crashed) is not started again after this many starts.
 pub const MAX_STARTS: usize = 3;
@@ -49,10 +142,14 @@ pub struct Job {
     progress_at: Mutex<Option<std::time::Instant>>,
     cancel: AtomicBool,
     tick: watch::Sender<usize>,
+    /// Running on one of this process's workers: its events are written from here, and the
+    /// cancel flag is read from the database.
+    local: AtomicBool,
+    recorder: Recorder,
 }
 
 impl Job {
-    fn new(id: &str, spec: JobSpec) -> Arc<Self> {
+    fn new(id: &str, spec: JobSpec, recorder: Recorder) -> Arc<Self> {
         Arc::new(Self {
             id: id.to_string(),
             spec,
@@ -60,9 +157,12 @@ impl Job {
             progress_at: Mutex::new(None),
             cancel: AtomicBool::new(false),
             tick: watch::channel(0).0,
+            local: AtomicBool::new(false),
+            recorder,
         })
     }
 
+    /// Adds an event here and, as the job's next numbered event, in the database.
     fn push(&self, event: JobEvent) {
         if matches!(event, JobEvent::Progress(_)) {
             *self.progress_at.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -70,9 +170,37 @@ impl Job {
         }
         let n = {
             let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            self.recorder.record(&self.id, events.len(), &event);
             events.push(event);
             events.len()
         };
+        self.tick.send_replace(n);
+    }
+
+    /// How many events the job has here (the number of the next one).
+    fn len(&self) -> usize {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Adds the events another process wrote, numbered from `from` (those this process has
+    /// already are skipped).
+    fn import(&self, from: usize, new: Vec<JobEvent>) {
+        let n = {
+            let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            let have = events.len();
+            if have < from || have >= from + new.len() {
+                return;
+            }
+            events.extend(new.into_iter().skip(have - from));
+            events.len()
+        };
+        if matches!(
+            self.events.lock().unwrap_or_else(|p| p.into_inner()).last(),
+            Some(JobEvent::Progress(_))
+        ) {
+            *self.progress_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now());
+        }
         self.tick.send_replace(n);
     }
 
@@ -120,16 +248,32 @@ impl Job {
     }
 }
 
-/// What the queue handle shares with its worker.
+/// What the queue handle shares with its workers.
 struct Shared {
     jobs: Mutex<HashMap<String, Arc<Job>>>,
     store: Store,
     queue: Queue,
-    model: ModelThread,
+    /// One model thread per worker of this process.
+    threads: Vec<ModelThread>,
+    /// Who runs the jobs.
+    workers: Workers,
     /// What checks every job before it is queued.
     check: safeedit_pipeline::job::Worker,
-    /// The worker's task (aborted when the server stops).
-    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The workers' and followers' tasks (aborted when the server stops).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Writes the events of this process's jobs to the database.
+    recorder: Recorder,
+    /// Submissions one at a time (the queue's bound is counted in the database).
+    submitting: tokio::sync::Mutex<()>,
+    /// Wakes the follower (a job's new event was announced).
+    wake: tokio::sync::Notify,
+}
+
+/// What each worker's handler gets: the queue and its own model thread.
+#[derive(Clone)]
+struct Runner {
+    jobs: Jobs,
+    thread: ModelThread,
 }
 
 /// The queue handle kept in the web state.
@@ -161,65 +305,177 @@ fn done_event(page: &str) -> JobEvent {
 
 impl Jobs {
     /// Opens the task queue (on the Postgres server `url` names, else in `queue_dir`), starts
-    /// the model thread and the embedded worker, and queues again the jobs an earlier process
-    /// left unfinished.
+    /// this process's workers, each with its model thread, and the follower of jobs that run
+    /// elsewhere; a server (not a worker process) also queues again the jobs an earlier
+    /// process left unfinished.
     pub async fn start(
         ctx: ModelContext,
         url: Option<&str>,
         queue_dir: &Path,
+        workers: Workers,
     ) -> anyhow::Result<Self> {
-        let queue = Queue::open(url, queue_dir).await?;
+        let queue = Queue::open(url, queue_dir, &ctx.model.name).await?;
         let store = ctx.store.clone();
         let check = ctx.worker.clone();
+        let names = workers.names();
+        let threads = names
+            .iter()
+            .map(|_| ModelThread::start(ctx.clone()))
+            .collect();
         let jobs = Self {
             shared: Arc::new(Shared {
                 jobs: Mutex::new(HashMap::new()),
+                recorder: Recorder::start(store.clone()),
                 store,
                 queue,
-                model: ModelThread::start(ctx),
+                threads,
+                workers: workers.clone(),
                 check,
-                worker: Mutex::new(None),
+                tasks: Mutex::new(Vec::new()),
+                submitting: tokio::sync::Mutex::new(()),
+                wake: tokio::sync::Notify::new(),
             }),
         };
-        jobs.requeue_unfinished().await?;
-        jobs.shared.queue.forget_worker(EMBEDDED_WORKER).await?;
-        // The same worker on either storage (two types, so built in each arm).
-        let handle = match jobs.shared.queue.tasks() {
-            Tasks::Sqlite { storage, .. } => {
-                let worker = WorkerBuilder::new(EMBEDDED_WORKER)
-                    .backend(storage.clone().poll_with_interval(queue::POLL))
-                    .concurrency(1)
-                    .data(jobs.clone())
-                    .build(execute);
-                tokio::spawn(async move {
-                    if let Err(e) = worker.run().await {
-                        tracing::error!("the job worker stopped: {e}");
-                    }
-                })
+        if workers != Workers::Process {
+            jobs.requeue_unfinished().await?;
+        }
+        let mut tasks = Vec::new();
+        for (name, thread) in names.into_iter().zip(jobs.shared.threads.clone()) {
+            if workers != Workers::Process {
+                // An earlier server process's worker of this name is gone.
+                jobs.shared.queue.forget_worker(&name).await?;
             }
-            Tasks::Postgres { storage, .. } => {
-                let worker = WorkerBuilder::new(EMBEDDED_WORKER)
-                    .backend(storage.clone().poll_with_interval(queue::POLL))
-                    .concurrency(1)
-                    .data(jobs.clone())
-                    .build(execute);
-                tokio::spawn(async move {
-                    if let Err(e) = worker.run().await {
-                        tracing::error!("the job worker stopped: {e}");
+            let runner = Runner {
+                jobs: jobs.clone(),
+                thread,
+            };
+            // The same worker on either storage (two types, so built in each arm).
+            let worker = match jobs.shared.queue.tasks() {
+                Tasks::Sqlite { storage, .. } => {
+                    let worker = WorkerBuilder::new(name.as_str())
+                        .backend(storage.clone().poll_with_interval(queue::POLL))
+                        .concurrency(1)
+                        .data(runner)
+                        .build(execute);
+                    tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+                }
+                Tasks::Postgres { storage, .. } => {
+                    let worker = WorkerBuilder::new(name.as_str())
+                        .backend(storage.clone().poll_with_interval(queue::POLL))
+                        .concurrency(1)
+                        .data(runner)
+                        .build(execute);
+                    tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+                }
+            };
+            tasks.push(tokio::spawn(async move {
+                match worker.await {
+                    Ok(Err(e)) => tracing::error!(worker = %name, "the job worker stopped: {e}"),
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(worker = %name, "the job worker panicked")
                     }
-                })
-            }
-        };
-        *jobs.shared.worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                    _ => {}
+                }
+            }));
+        }
+        let follower = jobs.clone();
+        tasks.push(tokio::spawn(async move { follower.follow().await }));
+        if let Some(url) =
+            url.filter(|u| u.starts_with("postgres:") || u.starts_with("postgresql:"))
+        {
+            let listener = jobs.clone();
+            let url = url.to_string();
+            tasks.push(tokio::spawn(async move { listener.listen(url).await }));
+        }
+        *jobs.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(jobs)
     }
 
+    /// Follows the jobs this process knows and does not run (their new events from the
+    /// database) and the cancel flags of those it runs, every [`SYNC_EVERY`] or when woken.
+    async fn follow(&self) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(SYNC_EVERY) => {}
+                () = self.shared.wake.notified() => {}
+            }
+            self.sync().await;
+        }
+    }
+
+    /// One round of [`Self::follow`].
+    async fn sync(&self) {
+        let open: Vec<Arc<Job>> = self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|job| !job.status().is_final())
+            .cloned()
+            .collect();
+        let store = &self.shared.store;
+        let (running_here, elsewhere): (Vec<_>, Vec<_>) = open
+            .into_iter()
+            .partition(|job| job.local.load(Ordering::SeqCst));
+        let ids: Vec<String> = running_here
+            .iter()
+            .filter(|job| !job.cancel_requested())
+            .map(|job| job.id.clone())
+            .collect();
+        if !ids.is_empty() {
+            match store.cancel_requested(&ids).await {
+                Ok(asked) => {
+                    for job in running_here.iter().filter(|job| asked.contains(&job.id)) {
+                        tracing::info!(job = %job.id, "cancelled from another process");
+                        job.cancel.store(true, Ordering::SeqCst);
+                    }
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        for job in elsewhere {
+            let from = job.len();
+            match store.job_events(&job.id, from).await {
+                Ok(new) if !new.is_empty() => job.import(from, new),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(job = %job.id, "{e}"),
+            }
+        }
+    }
+
+    /// Wakes the follower whenever Postgres announces a job's new event (reconnecting after a
+    /// lost connection; the follower's own clock covers the gap).
+    async fn listen(&self, url: String) {
+        loop {
+            let listening = async {
+                let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+                listener.listen(safeedit_store::JOB_EVENTS_CHANNEL).await?;
+                loop {
+                    listener.recv().await?;
+                    self.shared.wake.notify_one();
+                }
+            };
+            let result: Result<(), sqlx::Error> = listening.await;
+            if let Err(e) = result {
+                tracing::warn!(
+                    "listening for job events on {}: {e}; retrying in 5 s",
+                    safeedit_store::redact_url(&url)
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    }
+
     /// Queues again what the runs database says is unfinished (the task table keeps a job that
-    /// is still in it; jobs of older versions without a task get one).
+    /// is still in it; jobs of older versions without a task get one). A job a worker process
+    /// is running goes on there.
     async fn requeue_unfinished(&self) -> anyhow::Result<()> {
         let unfinished = self.shared.store.unfinished_jobs().await?;
+        let own = self.shared.workers.names();
         for (ahead, (id, spec)) in unfinished.into_iter().enumerate() {
-            let job = Job::new(&id, spec.clone());
+            let job = Job::new(&id, spec.clone(), self.shared.recorder.clone());
+            job.import(0, self.shared.store.job_events(&id, 0).await?);
             self.shared
                 .queue
                 .push(QueuedJob {
@@ -234,6 +490,11 @@ impl Jobs {
                         message: "the server stopped while the job was ending; start it again"
                             .into(),
                     })
+                }
+                Some((status, Some(by))) if status == "Running" && !own.contains(&by) => {
+                    tracing::info!(job = %id, worker = %by, "running in a worker process");
+                    self.insert(job);
+                    continue;
                 }
                 _ => None,
             };
@@ -301,33 +562,36 @@ impl Jobs {
         let spec = check
             .prepare(&id, &spec)
             .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let ahead = {
-            let mut jobs = self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            let waiting = jobs
-                .values()
-                .filter(|j| j.status() == JobStatus::Queued)
-                .count();
-            if waiting >= QUEUE_CAPACITY {
-                drop(jobs);
-                check.release(&id, &spec);
-                return Err(SubmitError::Busy(waiting));
-            }
-            let running = jobs.values().any(|j| j.status() == JobStatus::Running);
-            let ahead = waiting + usize::from(running);
-            let job = Job::new(&id, spec.clone());
-            job.push(JobEvent::Queued { ahead });
-            jobs.insert(id.clone(), job);
-            ahead
+        // The bound counts the queued jobs in the database, which every process shares; one
+        // submission at a time here, so concurrent ones never exceed it.
+        let submitting = self.shared.submitting.lock().await;
+        let store = &self.shared.store;
+        let counted = async {
+            let waiting = store.count_jobs(JobStatus::Queued).await?;
+            let running = store.count_jobs(JobStatus::Running).await?;
+            Ok::<_, safeedit_store::StoreError>((waiting, running))
         };
+        let (waiting, running) = match counted.await {
+            Ok(counts) => counts,
+            Err(e) => {
+                check.release(&id, &spec);
+                return Err(SubmitError::Other(anyhow::Error::from(e)));
+            }
+        };
+        if waiting >= QUEUE_CAPACITY {
+            check.release(&id, &spec);
+            return Err(SubmitError::Busy(waiting));
+        }
+        let ahead = waiting + running;
+        let job = Job::new(&id, spec.clone(), self.shared.recorder.clone());
         let queued = async {
             if unlisted {
                 // Before the job can run, so not one of its records is ever listed.
-                self.shared.store.set_unlisted(&id, true).await?;
+                store.set_unlisted(&id, true).await?;
             }
-            self.shared
-                .store
-                .insert_job(&id, &now_rfc3339(), &spec)
-                .await?;
+            store.insert_job(&id, &now_rfc3339(), &spec).await?;
+            job.push(JobEvent::Queued { ahead });
+            self.insert(job.clone());
             self.shared
                 .queue
                 .push(QueuedJob {
@@ -337,17 +601,27 @@ impl Jobs {
                 .await?;
             anyhow::Ok(())
         };
-        if let Err(e) = queued.await {
+        let queued = queued.await;
+        drop(submitting);
+        if let Err(e) = queued {
             // The place is given back; the job was never queued.
             self.shared
                 .jobs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
+            let _ = store
+                .set_job(&id, JobStatus::Failed, None, Some(&e.to_string()))
+                .await;
             check.release(&id, &spec);
             return Err(SubmitError::Other(e));
         }
         Ok((id, ahead))
+    }
+
+    /// The names of this process's workers (as jobs report them in `"worker"`).
+    pub fn worker_names(&self) -> Vec<String> {
+        self.shared.workers.names()
     }
 
     /// The trained models' folder (what train jobs write and other jobs name).
@@ -421,7 +695,9 @@ impl Jobs {
         Ok(Some(info))
     }
 
-    /// Cancels a job; false when it is unknown or already finished.
+    /// Cancels a job; false when it is unknown or already finished. A queued job is taken out
+    /// of the queue at once; a running one, here or in a worker process, stops at its next
+    /// check.
     pub async fn cancel(&self, id: &str) -> bool {
         let Some(job) = self.get(id) else {
             return false;
@@ -430,69 +706,134 @@ impl Jobs {
             return false;
         }
         job.cancel.store(true, Ordering::SeqCst);
+        // First the flag, which every process sees: a worker taking the job from now on finds
+        // it set.
+        if let Err(e) = self.shared.store.request_job_cancel(id).await {
+            tracing::warn!(job = %id, "{e}");
+        }
         if job.status() == JobStatus::Queued {
-            // Out of the task table, unless the worker has just taken it (it then sees the
-            // flag before it starts).
-            if let Err(e) = self.shared.queue.kill_pending(id).await {
-                tracing::warn!(job = %id, "{e}");
-            }
-            job.push(JobEvent::Cancelled);
-            if let Err(e) = self
-                .shared
-                .store
-                .set_job(id, JobStatus::Cancelled, None, None)
-                .await
-            {
-                tracing::warn!(job = %id, "{e}");
+            // Out of the task table, unless a worker has just taken it (it then sees the flag
+            // before it starts and reports the cancel itself).
+            match self.shared.queue.kill_pending(id).await {
+                Ok(true) => {
+                    job.push(JobEvent::Cancelled);
+                    if let Err(e) = self
+                        .shared
+                        .store
+                        .set_job(id, JobStatus::Cancelled, None, None)
+                        .await
+                    {
+                        tracing::warn!(job = %id, "{e}");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(job = %id, "{e}"),
             }
         }
         true
     }
 
-    /// Stops the worker as the server stops: the running job ends at its next check (a
+    /// Stops the workers as the process stops: the running jobs end at their next check (a
     /// training writes its checkpoint first; this waits up to a minute for it) and, like the
-    /// queued ones, is taken up again by the next server process.
+    /// queued ones, are taken up again by the next worker.
     pub fn shutdown(&self) {
-        self.shared.model.stopping.store(true, Ordering::SeqCst);
-        if !self
-            .shared
-            .model
-            .wait_idle(std::time::Duration::from_secs(60))
-        {
-            tracing::warn!(
-                "the running job did not stop within a minute; it starts over next time"
-            );
+        for thread in &self.shared.threads {
+            thread.stopping.store(true, Ordering::SeqCst);
         }
-        if let Some(worker) = self
+        for thread in &self.shared.threads {
+            if !thread.wait_idle(std::time::Duration::from_secs(60)) {
+                tracing::warn!(
+                    "the running job did not stop within a minute; it starts over next time"
+                );
+            }
+        }
+        for task in self
             .shared
-            .worker
+            .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .drain(..)
         {
-            worker.abort();
+            task.abort();
         }
     }
 
-    /// Runs one task the worker took from the queue (`starts`: how often it was handed out).
-    async fn run(&self, task: QueuedJob, worker: &str, starts: usize) -> Result<String, String> {
+    /// After [`Self::shutdown`] of a worker process: its unfinished tasks go back to the queue
+    /// for the other workers, and the jobs' state says queued again.
+    pub async fn release(&self) {
+        for name in self.shared.workers.names() {
+            match self.shared.queue.release(&name).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(worker = %name, "{n} job(s) handed back to the queue"),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        let running: Vec<Arc<Job>> = self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|job| job.local.load(Ordering::SeqCst) && !job.status().is_final())
+            .cloned()
+            .collect();
+        for job in running {
+            job.push(JobEvent::Queued { ahead: 0 });
+            let _ = self
+                .shared
+                .store
+                .set_job(&job.id, JobStatus::Queued, None, None)
+                .await;
+        }
+        self.shared.recorder.flush().await;
+    }
+
+    /// Runs one task a worker took from the queue on its model thread (`starts`: how often it
+    /// was handed out).
+    async fn run(
+        &self,
+        task: QueuedJob,
+        worker: &str,
+        starts: usize,
+        thread: &ModelThread,
+    ) -> Result<String, String> {
+        let store = &self.shared.store;
         let job = match self.get(&task.id) {
             Some(job) => job,
             None => {
-                let job = Job::new(&task.id, task.spec);
+                // Queued by another process: its events so far come first.
+                let job = Job::new(&task.id, task.spec, self.shared.recorder.clone());
+                match store.job_events(&job.id, 0).await {
+                    Ok(events) => job.import(0, events),
+                    Err(e) => tracing::warn!(job = %job.id, "{e}"),
+                }
                 self.insert(job.clone());
                 job
             }
         };
-        if job.cancel_requested() || job.status().is_final() {
+        if job.status().is_final() {
+            return Ok("finished before it started".into());
+        }
+        let asked = match store.cancel_requested(std::slice::from_ref(&job.id)).await {
+            Ok(asked) => !asked.is_empty(),
+            Err(e) => {
+                tracing::warn!(job = %job.id, "{e}");
+                false
+            }
+        };
+        if asked || job.cancel_requested() {
+            job.push(JobEvent::Cancelled);
+            let _ = store
+                .set_job(&job.id, JobStatus::Cancelled, None, None)
+                .await;
+            self.shared.recorder.flush().await;
             return Ok("cancelled before it started".into());
         }
-        let store = &self.shared.store;
         if starts > MAX_STARTS {
-            // The server stopped every time this job ran: perhaps the job itself stops it.
+            // The worker stopped every time this job ran: perhaps the job itself stops it.
             let message = format!(
-                "the server stopped {} times while this job was running, so it is not started \
-                 again (see the server log)",
+                "the worker running this job stopped {} times, so it is not started again (see \
+                 the server's or worker's log)",
                 starts - 1
             );
             tracing::warn!(job = %job.id, "{message}");
@@ -502,15 +843,18 @@ impl Jobs {
             job.push(JobEvent::Failed {
                 message: message.clone(),
             });
+            self.shared.recorder.flush().await;
             return Err(message);
         }
+        job.local.store(true, Ordering::SeqCst);
         let _ = store.set_job(&job.id, JobStatus::Running, None, None).await;
         job.push(JobEvent::Started {
             worker: worker.to_string(),
         });
-        let outcome = self.shared.model.run(job.clone()).await;
-        if self.shared.model.stopping.load(Ordering::SeqCst) {
-            // The server is stopping: leave the job to the next process.
+        let outcome = thread.run(job.clone()).await;
+        if thread.stopping.load(Ordering::SeqCst) {
+            // The process is stopping: leave the job to the next worker.
+            self.shared.recorder.flush().await;
             return std::future::pending().await;
         }
         let (event, result) = match outcome {
@@ -541,18 +885,23 @@ impl Jobs {
             )
             .await;
         job.push(event);
+        job.local.store(false, Ordering::SeqCst);
+        // Every event is in the database before the task is marked done.
+        self.shared.recorder.flush().await;
         result
     }
 }
 
-/// The worker's handler: one task at a time.
+/// A worker's handler: one task at a time.
 async fn execute(
     task: QueuedJob,
     worker: WorkerContext,
     attempt: Attempt,
-    jobs: Data<Jobs>,
+    runner: Data<Runner>,
 ) -> Result<String, BoxDynError> {
-    jobs.run(task, worker.name(), attempt.current())
+    runner
+        .jobs
+        .run(task, worker.name(), attempt.current(), &runner.thread)
         .await
         .map_err(|message| message.into())
 }
@@ -580,6 +929,15 @@ pub(super) mod tests {
     pub(crate) fn start_on(
         dir: &Path,
         url: Option<&str>,
+    ) -> (tokio::runtime::Runtime, Jobs, Store) {
+        start_with(dir, url, Workers::Embedded(1))
+    }
+
+    /// [`start_on`] with `workers` in the process.
+    fn start_with(
+        dir: &Path,
+        url: Option<&str>,
+        workers: Workers,
     ) -> (tokio::runtime::Runtime, Jobs, Store) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -612,7 +970,7 @@ pub(super) mod tests {
             store: store.clone(),
             runtime: rt.handle().clone(),
         };
-        let jobs = rt.block_on(Jobs::start(ctx, url, dir)).unwrap();
+        let jobs = rt.block_on(Jobs::start(ctx, url, dir, workers)).unwrap();
         (rt, jobs, store)
     }
 
@@ -639,6 +997,15 @@ pub(super) mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         panic!("job {id} did not finish");
+    }
+
+    /// The events from the job's last start on.
+    fn last_start(events: &[JobEvent]) -> &[JobEvent] {
+        let at = events
+            .iter()
+            .rposition(|e| matches!(e, JobEvent::Started { .. }))
+            .unwrap_or(0);
+        &events[at..]
     }
 
     /// The stored outcome of a finished job, timings zeroed (everything else must repeat).
@@ -707,6 +1074,46 @@ pub(super) mod tests {
                     .is_file()
             );
         }
+    }
+
+    #[test]
+    fn two_workers_in_the_server_run_two_jobs_at_once_with_the_results_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, jobs, store) = start_with(dir.path(), None, Workers::Embedded(2));
+        let ids: Vec<String> = [
+            request("test", 0),
+            request("editing", 2),
+            request("test", 0),
+        ]
+        .into_iter()
+        .map(|r| rt.block_on(jobs.submit(JobSpec::Edit(r))).unwrap().0)
+        .collect();
+        // The first two start together, one on each worker.
+        let started = std::time::Instant::now();
+        while ids[..2]
+            .iter()
+            .any(|id| jobs.get(id).unwrap().status() == JobStatus::Queued)
+        {
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "both workers start a job"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let done: Vec<JobSnapshot> = ids.iter().map(|id| wait(&jobs, id)).collect();
+        let mut workers: Vec<String> = done[..2]
+            .iter()
+            .map(|d| d.info().worker.expect("a worker"))
+            .collect();
+        workers.sort();
+        assert_eq!(workers, ["embedded", "embedded-2"]);
+        // Jobs sharing the model at once give what one at a time gives.
+        let outcomes: Vec<EditOutcome> = done.iter().map(|d| outcome(&rt, &store, d)).collect();
+        assert_eq!(
+            outcomes[0], outcomes[2],
+            "test#0 on either worker, beside another job"
+        );
+        assert_ne!(outcomes[0], outcomes[1]);
     }
 
     #[test]
@@ -1272,9 +1679,9 @@ pub(super) mod tests {
         let (_rt, jobs, _store) = start(dir.path());
         let done = wait(&jobs, &id);
         assert_eq!(done.status, JobStatus::Done, "{:?}", done.events.last());
-        // The second start began at the checkpoint: only the remaining steps ran.
-        let steps: Vec<usize> = done
-            .events
+        // The second start began at the checkpoint: only the remaining steps ran (the job's
+        // events keep the first start's too, before the second `started`).
+        let steps: Vec<usize> = last_start(&done.events)
             .iter()
             .filter_map(|e| match e {
                 JobEvent::Step { step, .. } => Some(*step),
@@ -1419,9 +1826,15 @@ pub(super) mod tests {
         let edit = wait(&jobs, &edit_id);
         assert_eq!(eval.status, JobStatus::Done, "{:?}", eval.events.last());
         assert_eq!(edit.status, JobStatus::Done, "{:?}", edit.events.last());
-        // The evaluation went on from the instances it had: its phase counted only the rest.
-        let totals: Vec<usize> = eval
+        // The evaluation went on from the instances it had: its phase counted only the rest
+        // (the events before the second start are the first process's).
+        let starts = eval
             .events
+            .iter()
+            .filter(|e| matches!(e, JobEvent::Started { .. }))
+            .count();
+        assert_eq!(starts, 2, "both starts are in the job's events");
+        let totals: Vec<usize> = last_start(&eval.events)
             .iter()
             .filter_map(|e| match e {
                 JobEvent::Progress(p) if p.unit == "instances" => Some(p.total),

@@ -17,8 +17,14 @@ use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePool, SqlitePoolOptions,
 use safeedit_core::job::JobSpec;
 use serde::{Deserialize, Serialize};
 
-/// The queue's name in the task table.
+/// The queues' names in the task table begin with this, followed by `:` and the model's name:
+/// a worker takes the jobs of the model it has loaded.
 pub const QUEUE: &str = "safeedit-jobs";
+
+/// The queue of the model `model` (its name as loaded, e.g. `SmolLM2-135M-Instruct`).
+pub fn queue_name(model: &str) -> String {
+    format!("{QUEUE}:{model}")
+}
 
 /// How often an idle worker looks for a new task.
 pub const POLL: Duration = Duration::from_millis(300);
@@ -62,6 +68,8 @@ fn database(what: impl Into<String>) -> impl FnOnce(apalis_sqlite::SqlxError) ->
 #[derive(Clone)]
 pub struct Queue {
     tasks: Tasks,
+    /// This queue's name in the task table ([`queue_name`]).
+    name: String,
 }
 
 /// Where the tasks are.
@@ -97,18 +105,53 @@ fn next_task_id() -> TaskId {
 }
 
 impl Queue {
-    /// Opens the queue beside the runs database: on the Postgres server `url` names, or in
-    /// `jobs.sqlite` in `dir` (SQLite runs databases, or none), and brings its tables up to date.
-    pub async fn open(url: Option<&str>, dir: &Path) -> Result<Self, QueueError> {
-        match url {
+    /// Opens the queue of `model` beside the runs database: on the Postgres server `url` names,
+    /// or in `jobs.sqlite` in `dir` (SQLite runs databases, or none), and brings its tables up
+    /// to date.
+    pub async fn open(url: Option<&str>, dir: &Path, model: &str) -> Result<Self, QueueError> {
+        let name = queue_name(model);
+        let tasks = match url {
             Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
-                Self::open_postgres(url).await
+                Self::open_postgres(url, &name).await?
             }
-            _ => Self::open_sqlite(dir).await,
-        }
+            _ => Self::open_sqlite(dir, &name).await?,
+        };
+        let queue = Self { tasks, name };
+        queue.adopt_unnamed().await?;
+        Ok(queue)
     }
 
-    async fn open_postgres(url: &str) -> Result<Self, QueueError> {
+    /// Earlier versions had one queue for every model (named [`QUEUE`]); its unfinished tasks
+    /// move to this model's queue (a server then only ever had one model).
+    async fn adopt_unnamed(&self) -> Result<(), QueueError> {
+        let moved = match &self.tasks {
+            Tasks::Sqlite { pool, .. } => sqlx::query(
+                "UPDATE Jobs SET job_type = ?1 WHERE job_type = ?2 \
+                 AND status IN ('Pending', 'Queued', 'Running')",
+            )
+            .bind(&self.name)
+            .bind(QUEUE)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()),
+            Tasks::Postgres { pool, .. } => sqlx::query(
+                "UPDATE apalis.jobs SET job_type = $1 WHERE job_type = $2 \
+                 AND status IN ('Pending', 'Queued', 'Running')",
+            )
+            .bind(&self.name)
+            .bind(QUEUE)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()),
+        }
+        .map_err(database("moving the tasks of the unnamed queue"))?;
+        if moved > 0 {
+            tracing::info!(queue = %self.name, "{moved} unfinished task(s) of the unnamed queue moved here");
+        }
+        Ok(())
+    }
+
+    async fn open_postgres(url: &str, name: &str) -> Result<Tasks, QueueError> {
         let what = safeedit_store::redact_url(url);
         let options =
             PgConnectOptions::from_str(url).map_err(database(format!("{what}: the URL")))?;
@@ -127,14 +170,12 @@ impl Queue {
                 what: format!("{what}: setting up the task tables (schema apalis)"),
                 source: e.into(),
             })?;
-        let storage = PostgresStorage::new(&pool).with_config(Self::pg_config());
-        Ok(Self {
-            tasks: Tasks::Postgres { pool, storage },
-        })
+        let storage = PostgresStorage::new(&pool).with_config(Self::pg_config(name));
+        Ok(Tasks::Postgres { pool, storage })
     }
 
     /// Opens (creating) `jobs.sqlite` in `dir` and brings its tables up to date.
-    async fn open_sqlite(dir: &Path) -> Result<Self, QueueError> {
+    async fn open_sqlite(dir: &Path, name: &str) -> Result<Tasks, QueueError> {
         std::fs::create_dir_all(dir).map_err(|e| QueueError::Database {
             what: format!("folder {}", dir.display()),
             source: apalis_sqlite::SqlxError::Io(e),
@@ -158,25 +199,25 @@ impl Queue {
                     other => apalis_sqlite::SqlxError::Protocol(other.to_string()),
                 },
             })?;
-        let storage = SqliteStorage::new(&pool).with_config(Self::config());
-        Ok(Self {
-            tasks: Tasks::Sqlite { pool, storage },
-        })
+        let storage = SqliteStorage::new(&pool).with_config(Self::config(name));
+        Ok(Tasks::Sqlite { pool, storage })
     }
 
-    /// The Postgres storage's settings, the same as [`Self::config`]'s.
-    pub fn pg_config() -> apalis_postgres::Config {
+    /// The Postgres storage's settings, the same as [`Self::config`]'s: a worker that misses
+    /// three heartbeats (30 s) is taken for dead, and another worker's next heartbeat hands its
+    /// task out again.
+    pub fn pg_config(name: &str) -> apalis_postgres::Config {
         apalis_postgres::Config::default()
-            .queue(QUEUE)
+            .queue(name)
             .batch_size(1)
             .heartbeat_interval(Duration::from_secs(10))
             .missed_heartbeats(3)
     }
 
     /// The storage's settings: one task at a time per worker, heartbeats every 10 s.
-    pub fn config() -> Config {
+    pub fn config(name: &str) -> Config {
         Config::default()
-            .queue(QUEUE)
+            .queue(name)
             .batch_size(1)
             .heartbeat_interval(Duration::from_secs(10))
             .missed_heartbeats(3)
@@ -224,7 +265,7 @@ impl Queue {
                 Tasks::Sqlite { pool, .. } => sqlx::query_as(
                     "SELECT status, lock_by FROM Jobs WHERE job_type = ?1 AND idempotency_key = ?2",
                 )
-                .bind(QUEUE)
+                .bind(&self.name)
                 .bind(id)
                 .fetch_optional(pool)
                 .await,
@@ -233,7 +274,7 @@ impl Queue {
                         "SELECT status, lock_by FROM apalis.jobs \
                      WHERE job_type = $1 AND idempotency_key = $2",
                     )
-                    .bind(QUEUE)
+                    .bind(&self.name)
                     .bind(id)
                     .fetch_optional(pool)
                     .await
@@ -253,7 +294,7 @@ impl Queue {
                  WHERE job_type = ?1 AND idempotency_key = ?2 AND status = 'Pending' \
                  AND lock_by IS NULL",
             )
-            .bind(QUEUE)
+            .bind(&self.name)
             .bind(id)
             .execute(pool)
             .await
@@ -264,7 +305,7 @@ impl Queue {
                  WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending' \
                  AND lock_by IS NULL",
             )
-            .bind(QUEUE)
+            .bind(&self.name)
             .bind(id)
             .execute(pool)
             .await
@@ -272,6 +313,33 @@ impl Queue {
         }
         .map_err(database(format!("cancelling job {id}")))?;
         Ok(killed > 0)
+    }
+
+    /// Hands the tasks worker `name` holds back to the queue (its process is stopping and its
+    /// jobs stopped at their last check), so another worker takes them at once rather than
+    /// after the missed heartbeats.
+    pub async fn release(&self, name: &str) -> Result<u64, QueueError> {
+        match &self.tasks {
+            Tasks::Sqlite { pool, .. } => sqlx::query(
+                "UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL \
+                 WHERE job_type = ?1 AND lock_by = ?2 AND status IN ('Queued', 'Running')",
+            )
+            .bind(&self.name)
+            .bind(name)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()),
+            Tasks::Postgres { pool, .. } => sqlx::query(
+                "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL \
+                 WHERE job_type = $1 AND lock_by = $2 AND status IN ('Queued', 'Running')",
+            )
+            .bind(&self.name)
+            .bind(name)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()),
+        }
+        .map_err(database(format!("handing back the tasks of worker {name}")))
     }
 
     /// Declares the worker `name` of an earlier process gone, so that registering it again

@@ -32,6 +32,7 @@ pub(super) enum Outcome {
 }
 
 /// What the model thread needs besides the jobs.
+#[derive(Clone)]
 pub struct ModelContext {
     /// The model (shared read-only with the tries).
     pub model: Arc<Model>,
