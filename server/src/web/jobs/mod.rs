@@ -592,6 +592,9 @@ impl Jobs {
             store.insert_job(&id, &now_rfc3339(), &spec).await?;
             job.push(JobEvent::Queued { ahead });
             self.insert(job.clone());
+            // The first event is in the database before any worker can take the job (a worker
+            // process numbers its events after it).
+            self.shared.recorder.flush().await;
             self.shared
                 .queue
                 .push(QueuedJob {
@@ -639,36 +642,40 @@ impl Jobs {
             .cloned()
     }
 
-    /// A job's snapshot: from memory, or for jobs of an earlier process from the database.
+    /// A job's snapshot: from memory, or for jobs of an earlier process from the database (its
+    /// events as they were recorded, ending with how it ended).
     pub async fn snapshot(&self, id: &str) -> safeedit_store::Result<Option<JobSnapshot>> {
         if let Some(job) = self.get(id) {
             return Ok(Some(job.snapshot()));
         }
-        Ok(self.shared.store.job(id).await?.map(
-            |StoredJob {
-                 request,
-                 status,
-                 result,
-                 message,
-             }| {
-                let event = match (status, result) {
-                    (JobStatus::Done, Some(stored)) if stored.starts_with('/') => {
-                        done_event(&stored)
-                    }
-                    (JobStatus::Done, Some(slug)) => JobEvent::Done { slug, path: None },
-                    (JobStatus::Cancelled, _) => JobEvent::Cancelled,
-                    _ => JobEvent::Failed {
-                        message: message.unwrap_or_else(|| "the job did not finish".into()),
-                    },
-                };
-                JobSnapshot {
-                    id: id.to_string(),
-                    request,
-                    status: event.status(),
-                    events: vec![event],
-                }
+        let Some(StoredJob {
+            request,
+            status,
+            result,
+            message,
+        }) = self.shared.store.job(id).await?
+        else {
+            return Ok(None);
+        };
+        let mut events = self.shared.store.job_events(id, 0).await?;
+        let last = match (status, result) {
+            (JobStatus::Done, Some(stored)) if stored.starts_with('/') => done_event(&stored),
+            (JobStatus::Done, Some(slug)) => JobEvent::Done { slug, path: None },
+            (JobStatus::Cancelled, _) => JobEvent::Cancelled,
+            _ => JobEvent::Failed {
+                message: message.unwrap_or_else(|| "the job did not finish".into()),
             },
-        ))
+        };
+        // Jobs of versions before the events were recorded have none.
+        if events.last().map(JobEvent::status) != Some(last.status()) {
+            events.push(last);
+        }
+        Ok(Some(JobSnapshot {
+            id: id.to_string(),
+            request,
+            status: events.last().map_or(JobStatus::Queued, JobEvent::status),
+            events,
+        }))
     }
 
     /// A job as the JSON API reports it.
@@ -1781,7 +1788,10 @@ pub(super) mod tests {
                     .block_on(jobs.submit(JobSpec::Edit(request("test", 0))))
                     .unwrap()
                     .0;
-                assert_eq!(wait(&jobs, &earlier).status, JobStatus::Done);
+                let finished = wait(&jobs, &earlier);
+                assert_eq!(finished.status, JobStatus::Done);
+                // Recorded before the stop: what the next process reads.
+                rt.block_on(jobs.shared.recorder.flush());
                 let eval_id = rt.block_on(jobs.submit(eval_job(6))).unwrap().0;
                 let edit_id = rt
                     .block_on(jobs.submit(JobSpec::Edit(request("editing", 2))))
@@ -1851,9 +1861,17 @@ pub(super) mod tests {
             .unwrap();
         assert_eq!(instances.len(), 6);
         assert!(rt.block_on(store.unfinished_jobs()).unwrap().is_empty());
-        // The job finished before the stop is as it was.
+        // The job finished before the stop is as it was, with every event it had (its located
+        // layer and its 3 steps).
         let snapshot = rt.block_on(jobs.snapshot(&earlier)).unwrap().unwrap();
         assert_eq!(snapshot.status, JobStatus::Done);
+        let steps = snapshot
+            .events
+            .iter()
+            .filter(|e| matches!(e, JobEvent::Step { .. }))
+            .count();
+        assert_eq!(steps, 3, "{:?}", snapshot.events);
+        assert!(matches!(snapshot.events[0], JobEvent::Queued { .. }));
         outcome(&rt, &store, &snapshot);
     }
 }
