@@ -26,9 +26,10 @@ scripts/fetch-judge.sh >/dev/null
 
 if [ "${1:-}" = "--test" ]; then
   # Debian packages: Chromium (end-to-end tests), a single-node Slurm with munge (the sharded
-  # evaluation test, scripts/test-slurm.sh).
+  # evaluation test, scripts/test-slurm.sh), openssl (certificates for the Postgres TLS test).
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
+  command -v openssl >/dev/null || missing+=(openssl)
   for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done

@@ -274,13 +274,21 @@ impl Store {
     }
 
     /// Records a new job.
-    pub async fn insert_job(&self, id: &str, created_at: &str, request: &JobSpec) -> Result<()> {
+    pub async fn insert_job(
+        &self,
+        id: &str,
+        created_at: &str,
+        request: &JobSpec,
+        queue: &str,
+    ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO jobs (id, created_at, request, status) VALUES ($1, $2, $3, 'queued')",
+            "INSERT INTO jobs (id, created_at, request, status, queue) \
+             VALUES ($1, $2, $3, 'queued', $4)",
         )
         .bind(id)
         .bind(created_at)
         .bind(encode(request))
+        .bind(queue)
         .execute(&self.pool)
         .await
         .map_err(query(format!("recording job {id}")))?;
@@ -387,14 +395,17 @@ impl Store {
         Ok(asked)
     }
 
-    /// How many jobs have `status` (the queue's bound counts the queued ones here, where every
-    /// process sees them).
-    pub async fn count_jobs(&self, status: JobStatus) -> Result<usize> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = $1")
-            .bind(status_str(status))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query("counting jobs"))?;
+    /// How many jobs of `queue` have `status` (the queue's bound counts the queued ones here,
+    /// where every process sees them).
+    pub async fn count_jobs(&self, status: JobStatus, queue: &str) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE status = $1 AND (queue = $2 OR queue IS NULL)",
+        )
+        .bind(status_str(status))
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query("counting jobs"))?;
         Ok(n as usize)
     }
 
@@ -456,12 +467,14 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Jobs a server process left queued or running, oldest first: their ids and requests.
-    pub async fn unfinished_jobs(&self) -> Result<Vec<(String, JobSpec)>> {
+    /// Jobs of `queue` (or of none) a server process left queued or running, oldest first:
+    /// their ids and requests.
+    pub async fn unfinished_jobs(&self, queue: &str) -> Result<Vec<(String, JobSpec)>> {
         let rows = sqlx::query(
             "SELECT id, request FROM jobs WHERE status IN ('queued', 'running') \
-             ORDER BY created_at, id",
+             AND (queue = $1 OR queue IS NULL) ORDER BY created_at, id",
         )
+        .bind(queue)
         .fetch_all(&self.pool)
         .await
         .map_err(query("reading unfinished jobs"))?;

@@ -2,6 +2,10 @@
 //! `pg_ctl` on a Unix socket only (no TCP port), stopped and removed when dropped. As root (CI)
 //! the server runs as the `postgres` user, since Postgres refuses to run as root. The binaries
 //! are found in `SAFEEDIT_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`, else `PATH`.
+//!
+//! [`ThrowawayPostgres::start_tls`] starts one as a remote database is reached: on a TCP port of
+//! 127.0.0.1 that accepts TLS connections only, with a certificate for `localhost` signed by a
+//! certificate authority made for the test (openssl).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +16,8 @@ pub struct ThrowawayPostgres {
     root: PathBuf,
     bin: PathBuf,
     run_as: Option<&'static str>,
+    /// The TCP port of a TLS server.
+    port: Option<u16>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -35,6 +41,16 @@ fn bin_dir() -> PathBuf {
 impl ThrowawayPostgres {
     /// Creates and starts a server, or says what failed (with the tool's output).
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// [`Self::start`], listening on a TCP port of 127.0.0.1 for TLS connections only (none
+    /// without TLS, none on the Unix socket but the tools'); [`Self::tls_url`] names it.
+    pub fn start_tls() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Self, String> {
         let bin = bin_dir();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -45,10 +61,20 @@ impl ThrowawayPostgres {
             .arg("-u")
             .output()
             .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-        let server = Self {
+        let port = if tls {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("finding a free port: {e}"))?
+                .port();
+            Some(port)
+        } else {
+            None
+        };
+        let mut server = Self {
             root,
             bin,
             run_as: is_root.then_some("postgres"),
+            port: None,
         };
         if let Some(user) = server.run_as {
             server.run(
@@ -73,10 +99,27 @@ impl ThrowawayPostgres {
                 "--no-sync".as_ref(),
             ],
         )?;
-        let options = format!(
+        let mut options = format!(
             "-k {} -c listen_addresses='' -c fsync=off -c max_connections=100",
             server.root.display()
         );
+        if let Some(port) = port {
+            server.certificates()?;
+            // TLS on TCP only: the tools keep the socket.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .map_err(|e| format!("writing pg_hba.conf: {e}"))?;
+            options = format!(
+                "-k {} -c listen_addresses=127.0.0.1 -p {port} -c ssl=on \
+                 -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off -c max_connections=100",
+                server.root.display(),
+                server.root.join("server.crt").display(),
+                server.root.join("server.key").display(),
+            );
+            server.port = Some(port);
+        }
         server.tool(
             "pg_ctl",
             &[
@@ -91,6 +134,92 @@ impl ThrowawayPostgres {
             ],
         )?;
         Ok(server)
+    }
+
+    /// A certificate authority (`ca.crt`) and the server's certificate for `localhost` and
+    /// 127.0.0.1 signed by it (`server.crt`, `server.key`, readable by the server's user only).
+    fn certificates(&self) -> Result<(), String> {
+        let root = &self.root;
+        let openssl = |args: &[&str]| {
+            self.run(
+                Command::new("openssl").args(args).current_dir(root),
+                "openssl",
+            )
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=throwaway test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ])?;
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ])?;
+        std::fs::write(
+            root.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .map_err(|e| format!("writing san.ext: {e}"))?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ])?;
+        if let Some(user) = self.run_as {
+            self.run(
+                Command::new("chown")
+                    .arg(format!("{user}:"))
+                    .args(["server.key", "server.crt"])
+                    .current_dir(root),
+                "chown",
+            )?;
+        }
+        self.run(
+            Command::new("chmod")
+                .args(["600", "server.key"])
+                .current_dir(root),
+            "chmod",
+        )
+    }
+
+    /// The URL of database `name` over TLS (a server from [`Self::start_tls`]) with `sslmode`
+    /// (`verify-full` checks the certificate against the test's authority and the host name).
+    pub fn tls_url(&self, name: &str, sslmode: &str) -> Option<String> {
+        Some(format!(
+            "postgres://postgres@localhost:{}/{name}?sslmode={sslmode}&sslrootcert={}",
+            self.port?,
+            self.root.join("ca.crt").display()
+        ))
     }
 
     /// Runs one of the server's tools (as the server's user).
@@ -137,11 +266,15 @@ impl ThrowawayPostgres {
 
     /// Creates database `name` and returns its URL.
     pub fn database(&self, name: &str) -> Result<String, String> {
+        // The socket's name carries the port.
+        let port = self.port.unwrap_or(5432).to_string();
         self.tool(
             "createdb",
             &[
                 "-h".as_ref(),
                 self.root.as_os_str(),
+                "-p".as_ref(),
+                port.as_ref(),
                 "-U".as_ref(),
                 "postgres".as_ref(),
                 name.as_ref(),
@@ -150,10 +283,11 @@ impl ThrowawayPostgres {
         Ok(self.url(name))
     }
 
-    /// The URL of database `name` on this server.
+    /// The URL of database `name` on this server (on its Unix socket).
     pub fn url(&self, name: &str) -> String {
         format!(
-            "postgres://postgres@localhost/{name}?host={}",
+            "postgres://postgres@localhost:{}/{name}?host={}",
+            self.port.unwrap_or(5432),
             self.root.display()
         )
     }

@@ -240,11 +240,11 @@ fn jobs_keep_their_state_and_a_reopened_database_keeps_everything() {
 async fn jobs_keep_their_state_and_a_reopened_database_keeps_everything_on(db: &Db) {
     let store = db.open().await;
     store
-        .insert_job("j1", &now_rfc3339(), &JobSpec::Edit(request(1)))
+        .insert_job("j1", &now_rfc3339(), &JobSpec::Edit(request(1)), "m")
         .await
         .unwrap();
     store
-        .insert_job("j2", &now_rfc3339(), &JobSpec::Edit(request(2)))
+        .insert_job("j2", &now_rfc3339(), &JobSpec::Edit(request(2)), "m")
         .await
         .unwrap();
     store
@@ -263,13 +263,13 @@ async fn jobs_keep_their_state_and_a_reopened_database_keeps_everything_on(db: &
 
     // The next server process: same file, migrations already applied.
     let store = db.open().await;
-    let unfinished = store.unfinished_jobs().await.unwrap();
+    let unfinished = store.unfinished_jobs("m").await.unwrap();
     assert_eq!(
         unfinished,
         vec![("j2".to_string(), JobSpec::Edit(request(2)))]
     );
     assert_eq!(store.fail_interrupted_jobs().await.unwrap(), 1);
-    assert!(store.unfinished_jobs().await.unwrap().is_empty());
+    assert!(store.unfinished_jobs("m").await.unwrap().is_empty());
     let done = store.job("j1").await.unwrap().unwrap();
     assert_eq!(done.status, JobStatus::Done);
     assert_eq!(done.result.as_deref(), Some("/evals/abc"));
@@ -294,7 +294,7 @@ async fn job_events_keep_their_order_and_cancel_flags_are_seen_on(db: &Db) {
     let store = db.open().await;
     for id in ["e1", "e2"] {
         store
-            .insert_job(id, &now_rfc3339(), &JobSpec::Edit(request(1)))
+            .insert_job(id, &now_rfc3339(), &JobSpec::Edit(request(1)), "m")
             .await
             .unwrap();
     }
@@ -336,13 +336,23 @@ async fn job_events_keep_their_order_and_cancel_flags_are_seen_on(db: &Db) {
     store.request_job_cancel("e2").await.unwrap();
     assert_eq!(store.cancel_requested(&both).await.unwrap(), vec!["e2"]);
 
-    assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 2);
+    assert_eq!(store.count_jobs(JobStatus::Queued, "m").await.unwrap(), 2);
     store
         .set_job("e1", JobStatus::Running, None, None)
         .await
         .unwrap();
-    assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 1);
-    assert_eq!(store.count_jobs(JobStatus::Running).await.unwrap(), 1);
+    assert_eq!(store.count_jobs(JobStatus::Queued, "m").await.unwrap(), 1);
+    assert_eq!(store.count_jobs(JobStatus::Running, "m").await.unwrap(), 1);
+    // Another model's app on the same database: its jobs are its own.
+    store
+        .insert_job("other", &now_rfc3339(), &JobSpec::Edit(request(3)), "m2")
+        .await
+        .unwrap();
+    assert_eq!(store.count_jobs(JobStatus::Queued, "m").await.unwrap(), 1);
+    assert_eq!(store.count_jobs(JobStatus::Queued, "m2").await.unwrap(), 1);
+    let ids = |jobs: Vec<(String, JobSpec)>| jobs.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(ids(store.unfinished_jobs("m2").await.unwrap()), ["other"]);
+    assert!(!ids(store.unfinished_jobs("m").await.unwrap()).contains(&"other".to_string()));
 }
 
 #[test]
@@ -475,4 +485,34 @@ fn every_scenario_on_a_real_postgres_server() {
     )));
     // Everything went to the server: no SQLite file beside it.
     assert!(!runs.dir.path().join("runs.sqlite").exists());
+}
+
+/// A database on another machine is reached over TLS with the server's certificate checked
+/// (`sslmode=verify-full` against the lab's certificate authority); a server that accepts TLS
+/// connections only refuses one without, and the error names the URL.
+#[test]
+fn a_remote_postgres_is_reached_over_tls_with_its_certificate_checked() {
+    let server = ThrowawayPostgres::start_tls().expect("a throwaway Postgres server with TLS");
+    server.database("remote").unwrap();
+    let rt = runtime();
+    let db = Db {
+        url: server.tls_url("remote", "verify-full"),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    rt.block_on(runs_and_evaluations_round_trip_and_upserts_replace_on(&db));
+    let encrypted: bool = rt.block_on(async {
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&db.raw().await)
+            .await
+            .unwrap()
+    });
+    assert!(encrypted, "the session is encrypted");
+
+    let plain = server.tls_url("remote", "disable").unwrap();
+    let err = rt
+        .block_on(Store::open(Some(&plain), db.dir.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sslmode=disable"), "{err}");
+    assert!(err.contains("no encryption"), "{err}");
 }

@@ -46,6 +46,10 @@ pub const EMBEDDED_WORKER: &str = "embedded";
 /// the jobs it runs.
 const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a job's row may say it ended before its last event arrives, before the follower
+/// ends it as the row says.
+const ENDED_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Who runs the jobs of this process's queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Workers {
@@ -101,8 +105,17 @@ impl Recorder {
             while let Some(record) = receiver.recv().await {
                 match record {
                     Record::Event(id, seq, event) => {
-                        if let Err(e) = store.append_job_event(&id, seq, &event).await {
-                            tracing::warn!(job = %id, "{e}");
+                        // A number is never skipped (readers stop at a gap): a write that
+                        // fails is tried again, waiting longer each time, up to a minute.
+                        let mut wait = std::time::Duration::from_millis(100);
+                        while let Err(e) = store.append_job_event(&id, seq, &event).await {
+                            if wait > std::time::Duration::from_secs(60) {
+                                tracing::error!(job = %id, seq, "event lost: {e}");
+                                break;
+                            }
+                            tracing::warn!(job = %id, seq, "{e}; trying again");
+                            tokio::time::sleep(wait).await;
+                            wait *= 2;
                         }
                     }
                     Record::Flush(done) => {
@@ -146,6 +159,8 @@ pub struct Job {
     /// cancel flag is read from the database.
     local: AtomicBool,
     recorder: Recorder,
+    /// When the follower first saw the job's row ended without its last events.
+    ended_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl Job {
@@ -159,6 +174,7 @@ impl Job {
             tick: watch::channel(0).0,
             local: AtomicBool::new(false),
             recorder,
+            ended_since: Mutex::new(None),
         })
     }
 
@@ -257,6 +273,8 @@ struct Shared {
     threads: Vec<ModelThread>,
     /// Who runs the jobs.
     workers: Workers,
+    /// The loaded model's name: its jobs' queue.
+    model: String,
     /// What checks every job before it is queued.
     check: safeedit_pipeline::job::Worker,
     /// The workers' and followers' tasks (aborted when the server stops).
@@ -296,6 +314,21 @@ pub enum SubmitError {
     Other(#[from] anyhow::Error),
 }
 
+/// The event that ends a job as its row in the database says (a row that has not ended: failed,
+/// "did not finish").
+fn final_event(stored: StoredJob) -> JobEvent {
+    match (stored.status, stored.result) {
+        (JobStatus::Done, Some(page)) if page.starts_with('/') => done_event(&page),
+        (JobStatus::Done, Some(slug)) => JobEvent::Done { slug, path: None },
+        (JobStatus::Cancelled, _) => JobEvent::Cancelled,
+        _ => JobEvent::Failed {
+            message: stored
+                .message
+                .unwrap_or_else(|| "the job did not finish".into()),
+        },
+    }
+}
+
 /// The event that ends a job with the result at `page` (runs keep their old event: no path).
 fn done_event(page: &str) -> JobEvent {
     let slug = page.rsplit('/').next().unwrap_or(page).to_string();
@@ -330,6 +363,7 @@ impl Jobs {
                 queue,
                 threads,
                 workers: workers.clone(),
+                model: ctx.model.name.clone(),
                 check,
                 tasks: Mutex::new(Vec::new()),
                 submitting: tokio::sync::Mutex::new(()),
@@ -349,15 +383,17 @@ impl Jobs {
                 jobs: jobs.clone(),
                 thread,
             };
-            // The same worker on either storage (two types, so built in each arm).
-            let worker = match jobs.shared.queue.tasks() {
+            // The same worker on either storage (two types, so built in each arm); one task,
+            // so that aborting it stops the worker.
+            type Running = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+            let worker: Running = match jobs.shared.queue.tasks() {
                 Tasks::Sqlite { storage, .. } => {
                     let worker = WorkerBuilder::new(name.as_str())
                         .backend(storage.clone().poll_with_interval(queue::POLL))
                         .concurrency(1)
                         .data(runner)
                         .build(execute);
-                    tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+                    Box::pin(async move { worker.run().await.map_err(|e| e.to_string()) })
                 }
                 Tasks::Postgres { storage, .. } => {
                     let worker = WorkerBuilder::new(name.as_str())
@@ -365,16 +401,12 @@ impl Jobs {
                         .concurrency(1)
                         .data(runner)
                         .build(execute);
-                    tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+                    Box::pin(async move { worker.run().await.map_err(|e| e.to_string()) })
                 }
             };
             tasks.push(tokio::spawn(async move {
-                match worker.await {
-                    Ok(Err(e)) => tracing::error!(worker = %name, "the job worker stopped: {e}"),
-                    Err(e) if e.is_panic() => {
-                        tracing::error!(worker = %name, "the job worker panicked")
-                    }
-                    _ => {}
+                if let Err(e) = worker.await {
+                    tracing::error!(worker = %name, "the job worker stopped: {e}");
                 }
             }));
         }
@@ -438,10 +470,36 @@ impl Jobs {
             let from = job.len();
             match store.job_events(&job.id, from).await {
                 Ok(new) if !new.is_empty() => job.import(from, new),
-                Ok(_) => {}
+                Ok(_) => {
+                    // No new event, but the job may have ended without its last events (they
+                    // could not be written): its row says how. The row is written just before
+                    // the last event, so only a row that has said so for a while counts.
+                    match self.ended_in_database(&job.id).await {
+                        Ok(Some(ended)) => {
+                            let mut since =
+                                job.ended_since.lock().unwrap_or_else(|p| p.into_inner());
+                            let first_seen = *since.get_or_insert_with(std::time::Instant::now);
+                            drop(since);
+                            if first_seen.elapsed() >= ENDED_GRACE {
+                                tracing::warn!(job = %job.id, "its last events are missing; ended as its row says");
+                                job.import(from, vec![ended]);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(job = %job.id, "{e}"),
+                    }
+                }
                 Err(e) => tracing::warn!(job = %job.id, "{e}"),
             }
         }
+    }
+
+    /// How a job ended, from its row in the database; `None` while it has not.
+    async fn ended_in_database(&self, id: &str) -> safeedit_store::Result<Option<JobEvent>> {
+        let Some(stored) = self.shared.store.job(id).await? else {
+            return Ok(None);
+        };
+        Ok(stored.status.is_final().then(|| final_event(stored)))
     }
 
     /// Wakes the follower whenever Postgres announces a job's new event (reconnecting after a
@@ -471,7 +529,11 @@ impl Jobs {
     /// is still in it; jobs of older versions without a task get one). A job a worker process
     /// is running goes on there.
     async fn requeue_unfinished(&self) -> anyhow::Result<()> {
-        let unfinished = self.shared.store.unfinished_jobs().await?;
+        let unfinished = self
+            .shared
+            .store
+            .unfinished_jobs(&self.shared.model)
+            .await?;
         let own = self.shared.workers.names();
         for (ahead, (id, spec)) in unfinished.into_iter().enumerate() {
             let job = Job::new(&id, spec.clone(), self.shared.recorder.clone());
@@ -491,7 +553,9 @@ impl Jobs {
                             .into(),
                     })
                 }
-                Some((status, Some(by))) if status == "Running" && !own.contains(&by) => {
+                Some((status, Some(by)))
+                    if (status == "Running" || status == "Queued") && !own.contains(&by) =>
+                {
                     tracing::info!(job = %id, worker = %by, "running in a worker process");
                     self.insert(job);
                     continue;
@@ -567,8 +631,9 @@ impl Jobs {
         let submitting = self.shared.submitting.lock().await;
         let store = &self.shared.store;
         let counted = async {
-            let waiting = store.count_jobs(JobStatus::Queued).await?;
-            let running = store.count_jobs(JobStatus::Running).await?;
+            let model = &self.shared.model;
+            let waiting = store.count_jobs(JobStatus::Queued, model).await?;
+            let running = store.count_jobs(JobStatus::Running, model).await?;
             Ok::<_, safeedit_store::StoreError>((waiting, running))
         };
         let (waiting, running) = match counted.await {
@@ -589,7 +654,9 @@ impl Jobs {
                 // Before the job can run, so not one of its records is ever listed.
                 store.set_unlisted(&id, true).await?;
             }
-            store.insert_job(&id, &now_rfc3339(), &spec).await?;
+            store
+                .insert_job(&id, &now_rfc3339(), &spec, &self.shared.model)
+                .await?;
             job.push(JobEvent::Queued { ahead });
             self.insert(job.clone());
             // The first event is in the database before any worker can take the job (a worker
@@ -648,24 +715,12 @@ impl Jobs {
         if let Some(job) = self.get(id) {
             return Ok(Some(job.snapshot()));
         }
-        let Some(StoredJob {
-            request,
-            status,
-            result,
-            message,
-        }) = self.shared.store.job(id).await?
-        else {
+        let Some(stored) = self.shared.store.job(id).await? else {
             return Ok(None);
         };
+        let request = stored.request.clone();
         let mut events = self.shared.store.job_events(id, 0).await?;
-        let last = match (status, result) {
-            (JobStatus::Done, Some(stored)) if stored.starts_with('/') => done_event(&stored),
-            (JobStatus::Done, Some(slug)) => JobEvent::Done { slug, path: None },
-            (JobStatus::Cancelled, _) => JobEvent::Cancelled,
-            _ => JobEvent::Failed {
-                message: message.unwrap_or_else(|| "the job did not finish".into()),
-            },
-        };
+        let last = final_event(stored);
         // Jobs of versions before the events were recorded have none.
         if events.last().map(JobEvent::status) != Some(last.status()) {
             events.push(last);
@@ -744,16 +799,7 @@ impl Jobs {
     /// training writes its checkpoint first; this waits up to a minute for it) and, like the
     /// queued ones, are taken up again by the next worker.
     pub fn shutdown(&self) {
-        for thread in &self.shared.threads {
-            thread.stopping.store(true, Ordering::SeqCst);
-        }
-        for thread in &self.shared.threads {
-            if !thread.wait_idle(std::time::Duration::from_secs(60)) {
-                tracing::warn!(
-                    "the running job did not stop within a minute; it starts over next time"
-                );
-            }
-        }
+        // First no worker takes another task, then the running jobs stop.
         for task in self
             .shared
             .tasks
@@ -763,18 +809,24 @@ impl Jobs {
         {
             task.abort();
         }
+        for thread in &self.shared.threads {
+            thread.stopping.store(true, Ordering::SeqCst);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        for thread in &self.shared.threads {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !thread.wait_idle(left) {
+                tracing::warn!(
+                    "the running job did not stop within a minute; it starts over next time"
+                );
+            }
+        }
     }
 
     /// After [`Self::shutdown`] of a worker process: its unfinished tasks go back to the queue
     /// for the other workers, and the jobs' state says queued again.
     pub async fn release(&self) {
-        for name in self.shared.workers.names() {
-            match self.shared.queue.release(&name).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(worker = %name, "{n} job(s) handed back to the queue"),
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
+        // The jobs' state first, so that a worker taking them numbers its events after it.
         let running: Vec<Arc<Job>> = self
             .shared
             .jobs
@@ -793,6 +845,13 @@ impl Jobs {
                 .await;
         }
         self.shared.recorder.flush().await;
+        for name in self.shared.workers.names() {
+            match self.shared.queue.release(&name).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(worker = %name, "{n} job(s) handed back to the queue"),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
     }
 
     /// Runs one task a worker took from the queue on its model thread (`starts`: how often it
@@ -808,12 +867,8 @@ impl Jobs {
         let job = match self.get(&task.id) {
             Some(job) => job,
             None => {
-                // Queued by another process: its events so far come first.
+                // Queued by another process: its events are read before it starts (below).
                 let job = Job::new(&task.id, task.spec, self.shared.recorder.clone());
-                match store.job_events(&job.id, 0).await {
-                    Ok(events) => job.import(0, events),
-                    Err(e) => tracing::warn!(job = %job.id, "{e}"),
-                }
                 self.insert(job.clone());
                 job
             }
@@ -852,6 +907,13 @@ impl Jobs {
             });
             self.shared.recorder.flush().await;
             return Err(message);
+        }
+        // What other processes recorded since (a job handed back or lost by another worker),
+        // so this start is numbered after it.
+        let from = job.len();
+        match store.job_events(&job.id, from).await {
+            Ok(new) => job.import(from, new),
+            Err(e) => return Err(format!("reading the job's events: {e}")),
         }
         job.local.store(true, Ordering::SeqCst);
         let _ = store.set_job(&job.id, JobStatus::Running, None, None).await;
@@ -1722,7 +1784,11 @@ pub(super) mod tests {
                         let message = message.unwrap_or_default();
                         assert!(message.contains("is not started again"), "{message}");
                         assert_eq!(process, MAX_STARTS, "started {process} times");
-                        assert!(rt.block_on(store.unfinished_jobs()).unwrap().is_empty());
+                        assert!(
+                            rt.block_on(store.unfinished_jobs("tiny"))
+                                .unwrap()
+                                .is_empty()
+                        );
                         return;
                     }
                     other => assert!(!other.is_final(), "{other:?}"),
@@ -1860,7 +1926,11 @@ pub(super) mod tests {
             .block_on(store.eval_instances(page.strip_prefix("/evals/").unwrap()))
             .unwrap();
         assert_eq!(instances.len(), 6);
-        assert!(rt.block_on(store.unfinished_jobs()).unwrap().is_empty());
+        assert!(
+            rt.block_on(store.unfinished_jobs("tiny"))
+                .unwrap()
+                .is_empty()
+        );
         // The job finished before the stop is as it was, with every event it had (its located
         // layer and its 3 steps).
         let snapshot = rt.block_on(jobs.snapshot(&earlier)).unwrap().unwrap();
