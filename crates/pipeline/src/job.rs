@@ -491,12 +491,13 @@ impl Worker {
                     .instance(&request.split, request.id)
                     .cloned()
                     .ok_or_else(|| no_instance(&request.split, request.id))?;
-                // The result is stored under the job's id: a job run again (its worker was lost
-                // after storing it) stores nothing twice.
+                // The result's slug comes from the job's id: a job run again (its worker was
+                // lost after storing it) stores nothing twice.
+                let slug = result_slug(id);
                 if request.method == Method::Dinm {
                     let run = edit_run(
                         loaded,
-                        id,
+                        slug,
                         request,
                         &record,
                         &config,
@@ -508,7 +509,7 @@ impl Worker {
                 } else {
                     let (eval, instance) = evaluate_one(
                         loaded,
-                        id,
+                        slug,
                         &request.split,
                         &record,
                         request.method,
@@ -738,6 +739,13 @@ fn with_token_limit(overrides: &EditOverrides, max_new_tokens: Option<usize>) ->
         max_new_tokens: max_new_tokens.or(overrides.max_new_tokens),
         ..overrides.clone()
     }
+}
+
+/// The slug of the one result a job stores itself (an edit run, a one-instance evaluation):
+/// the first 10 characters of the job's id (random, like every slug: 50 bits), so the same job
+/// always stores under the same slug.
+pub fn result_slug(id: &str) -> &str {
+    id.char_indices().nth(10).map_or(id, |(end, _)| &id[..end])
 }
 
 /// The page of a stored result (`{pages}/{slug}`), or why it was not stored.
