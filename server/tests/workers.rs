@@ -117,6 +117,17 @@ fn eval_job(limit: usize) -> Value {
     json!({"kind": "eval", "method": "vanilla", "split": "test", "limit": limit, "max_new_tokens": 8})
 }
 
+/// The workers that started a job, in the order of its events.
+fn started_by(events: &[JobEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Started { worker } => Some(worker.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The pid in a worker's name (`host:pid`).
 fn pid_of(info: &Value) -> u32 {
     let worker = info["worker"]
@@ -244,16 +255,10 @@ fn worker_processes_share_a_postgres_queue_survive_a_kill_and_obey_cancels() {
     // Its events, as the database keeps them for every process: started by the killed worker,
     // started again by the other, which counted only the instances left.
     let events = rt.block_on(store.job_events(&first, 0)).unwrap();
-    let starts: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            JobEvent::Started { worker } => Some(worker.clone()),
-            _ => None,
-        })
-        .collect();
+    let starts = started_by(&events);
     assert_eq!(starts.len(), 2, "{events:?}");
     assert!(starts[0].ends_with(&format!(":{victim}")), "{starts:?}");
-    assert_eq!(Some(starts[1].as_str()), done_first["worker"].as_str());
+    assert_eq!(Some(starts[1]), done_first["worker"].as_str());
     let second_start = events
         .iter()
         .rposition(|e| matches!(e, JobEvent::Started { .. }))
@@ -349,13 +354,7 @@ fn worker_processes_share_a_postgres_queue_survive_a_kill_and_obey_cancels() {
     milestone("the new worker finished the handed-back job");
     assert_eq!(pid_of(&done), successor, "{done}");
     let events = rt.block_on(store.job_events(&fourth, 0)).unwrap();
-    let workers: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match e {
-            JobEvent::Started { worker } => Some(worker.as_str()),
-            _ => None,
-        })
-        .collect();
+    let workers = started_by(&events);
     assert_eq!(workers.len(), 2, "{events:?}");
     assert!(workers[0].ends_with(&format!(":{survivor}")), "{workers:?}");
     milestone(&format!(
