@@ -1,15 +1,17 @@
 //! Autoregressive generation with a key/value cache: greedy or seeded temperature + top-p
-//! sampling, batched with left padding, stopping at EOS or `max_new_tokens`.
+//! sampling, stopping at EOS or `max_new_tokens`. Prompts are processed one by one (no padding is
+//! computed) and decoded together over a left-padded cache.
 
 use std::time::Instant;
 
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::model::{Batch, ForwardOptions, KvCache, Llama, Logits, PaddingSide, check_tokens};
+use crate::model::{Batch, ForwardOptions, KvCache, Llama, Logits, check_tokens};
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +105,10 @@ pub struct GenerationTimings {
     pub decode_s: f64,
     /// Prompt tokens over all rows (padding excluded).
     pub prompt_tokens: usize,
+    /// Of those, tokens not computed: the beginning a prompt shares with an earlier one of the
+    /// same call was taken from that prompt's cache.
+    #[serde(default)]
+    pub shared_prompt_tokens: usize,
     /// Generated tokens over all rows (EOS included).
     pub generated_tokens: usize,
     /// Of those, the tokens sampled from decode steps (all but each row's first).
@@ -126,7 +132,8 @@ impl GenerationTimings {
 /// Row results as token ids with the reason each stopped.
 pub type IdRows = Vec<(Vec<u32>, StopReason)>;
 
-/// Generates continuations of token-id prompts (left-padded into one batch).
+/// Generates continuations of token-id prompts: each prompt is processed alone, the decoding
+/// steps run for all rows at once.
 pub fn generate_ids<B: Backend>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
@@ -148,7 +155,8 @@ pub fn generate_ids<B: Backend>(
     )
 }
 
-/// What an observer of generation sees after every decoding step.
+/// What an observer of generation sees after every decoding step (and between prompts while
+/// they are processed, with nothing generated yet).
 #[derive(Debug, Clone, Copy)]
 pub struct GenerationStep<'a> {
     /// Tokens generated so far over every row (end-of-sequence tokens included).
@@ -211,23 +219,29 @@ pub fn generate_ids_observed<B: Backend>(
         ));
     }
 
+    let start = Instant::now();
+    let Prefilled {
+        mut logits,
+        mut cache,
+        mut key_mask,
+        shared_tokens,
+    } = prefill(model, prompts, device, &mut |_| {
+        observe(GenerationStep {
+            generated_tokens: 0,
+            rows: &outputs,
+        })
+    })?;
+    timings.shared_prompt_tokens = shared_tokens;
     let options = ForwardOptions {
         logits: Logits::Last,
         ..Default::default()
     };
-    let mut cache = KvCache::new(model.n_layers());
-    let batch = Batch::<B>::padded(prompts, pad_id, PaddingSide::Left, device);
-    let mut key_mask = batch.key_mask.clone();
     let mut next_pos: Vec<usize> = prompts.iter().map(Vec::len).collect();
 
-    let start = Instant::now();
-    let mut logits = model.forward(&batch, Some(&mut cache), &options).logits;
     let mut step_start = start;
     let mut first = true;
     loop {
         let values = logits
-            .take()
-            .expect("Logits::Last computes logits")
             .into_data()
             .convert::<f32>()
             .to_vec::<f32>()
@@ -291,7 +305,10 @@ pub fn generate_ids_observed<B: Backend>(
             *p += 1;
         }
         let step = Batch::<B>::step(&step_tokens, positions, key_mask.clone(), device);
-        logits = model.forward(&step, Some(&mut cache), &options).logits;
+        logits = model
+            .forward(&step, Some(&mut cache), &options)
+            .logits
+            .expect("Logits::Last computes logits");
         timings.steps += 1;
     }
     timings.decode_s = step_start.elapsed().as_secs_f64();
@@ -301,6 +318,87 @@ pub fn generate_ids_observed<B: Backend>(
         .map(|(o, s)| (o, s.expect("loop ends when every row stopped")))
         .collect();
     Ok((rows, timings))
+}
+
+/// What prompt processing leaves for the decoding steps.
+struct Prefilled<B: Backend> {
+    /// Each row's next-token logits, `[rows, 1, vocab]`.
+    logits: Tensor<B, 3>,
+    /// Every row's keys and values, left-padded to the longest prompt.
+    cache: KvCache<B>,
+    /// Which cached keys are real tokens, per row.
+    key_mask: Vec<Vec<bool>>,
+    /// Prompt tokens taken from an earlier prompt's cache.
+    shared_tokens: usize,
+}
+
+/// Shortest shared beginning worth taking from an earlier prompt's cache instead of computing it.
+const MIN_SHARED_PREFIX: usize = 16;
+
+/// Processes every prompt on its own, so no padding is computed (a batch of prompts from 12 to
+/// 960 tokens would otherwise cost five times the longest), and stacks their caches left-padded
+/// for the batched decoding steps. A prompt that begins like an earlier one (the same system
+/// prompt, the same jailbreak template) continues that prompt's cache over the shared tokens
+/// instead of computing them again: causal attention makes their keys and values the same. Each
+/// row's numbers are those of the prompt alone, so a row generates what it would generate by
+/// itself. Between prompts `between(done)` is asked whether to go on (a cancel waits for one
+/// prompt at most).
+fn prefill<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    device: &B::Device,
+    between: &mut dyn FnMut(usize) -> bool,
+) -> Result<Prefilled<B>> {
+    let options = ForwardOptions {
+        logits: Logits::Last,
+        ..Default::default()
+    };
+    let mut logits = Vec::with_capacity(prompts.len());
+    let mut caches: Vec<KvCache<B>> = Vec::with_capacity(prompts.len());
+    let mut shared_tokens = 0;
+    for (i, prompt) in prompts.iter().enumerate() {
+        if i > 0 && !between(i) {
+            return Err(EngineError::Interrupted {
+                done: 0,
+                unit: "tokens",
+            });
+        }
+        // The last token is always computed: its logits start the answer.
+        let (from, shared) = longest_shared_prefix(&prompts[..i], prompt);
+        let shared = shared.min(prompt.len() - 1);
+        let (mut cache, batch) = if shared >= MIN_SHARED_PREFIX {
+            shared_tokens += shared;
+            (
+                caches[from].prefix(shared),
+                Batch::continuing(&prompt[shared..], shared, device),
+            )
+        } else {
+            (
+                KvCache::new(model.n_layers()),
+                Batch::single(prompt, device),
+            )
+        };
+        let out = model.forward(&batch, Some(&mut cache), &options);
+        logits.push(out.logits.expect("Logits::Last computes logits"));
+        caches.push(cache);
+    }
+    let (cache, key_mask) = KvCache::stack_left_padded(caches);
+    Ok(Prefilled {
+        logits: Tensor::cat(logits, 0),
+        cache,
+        key_mask,
+        shared_tokens,
+    })
+}
+
+/// The earlier prompt sharing the longest beginning with `prompt`, and that length.
+fn longest_shared_prefix(earlier: &[Vec<u32>], prompt: &[u32]) -> (usize, usize) {
+    earlier
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, e.iter().zip(prompt).take_while(|(a, b)| a == b).count()))
+        .max_by_key(|&(i, len)| (len, std::cmp::Reverse(i)))
+        .unwrap_or((0, 0))
 }
 
 /// Index of the largest value; the first one on ties.
@@ -399,14 +497,35 @@ mod tests {
             })
             .unwrap();
         assert_eq!(observed, full, "observing changes nothing");
-        assert_eq!(seen.last(), Some(&timings.generated_tokens));
-        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-        // Stopping after the second step: no third step runs.
-        let mut calls = 0;
+        // Between the two prompts while they are processed (nothing generated yet), then after
+        // every decoding step.
+        assert_eq!(seen[0], 0, "{seen:?}");
+        let steps = &seen[1..];
+        assert_eq!(steps.last(), Some(&timings.generated_tokens));
+        assert!(steps.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert!(steps[0] > 0, "{seen:?}");
+        // Stopping between the prompts: nothing is generated.
         let err = lm
-            .generate_observed(&prompts, &config, &mut |_| {
-                calls += 1;
-                calls < 2
+            .generate_observed(&prompts, &config, &mut |_| false)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EngineError::Interrupted {
+                    done: 0,
+                    unit: "tokens"
+                }
+            ),
+            "{err}"
+        );
+        // Stopping after the second step: no third step runs.
+        let mut steps_seen = 0;
+        let err = lm
+            .generate_observed(&prompts, &config, &mut |step| {
+                if step.generated_tokens > 0 {
+                    steps_seen += 1;
+                }
+                steps_seen < 2
             })
             .unwrap_err();
         assert!(
@@ -419,7 +538,7 @@ mod tests {
             ),
             "{err}"
         );
-        assert_eq!(calls, 2);
+        assert_eq!(steps_seen, 2);
     }
 
     #[test]

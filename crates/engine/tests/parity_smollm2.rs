@@ -239,3 +239,62 @@ fn batched_generation_with_left_padding_matches_single_rows() {
         assert_eq!(batched[i].generated_ids, single[0].generated_ids, "row {i}");
     }
 }
+
+/// The five inputs of a real SafeEdit test record (record 563: 43 to 393 tokens in the chat template), as an
+/// evaluation generates them: one call, greedy, 32 new tokens. Each prompt is processed alone
+/// (continuing an earlier prompt's cache over a shared beginning) and the decoding steps run
+/// together over a left-padded cache; every row must be exactly what the prompt gives by itself.
+#[test]
+fn an_instances_inputs_together_generate_what_each_generates_alone() {
+    let lm = model();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/safeedit/SafeEdit_test_sample.json"
+    );
+    let records: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let record = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 563)
+        .expect("record 563 is in the sample");
+    let g = &record["generalization test"];
+    let inputs = [
+        &record["adversarial prompt"],
+        &g["test input of only harmful question"],
+        &g["test input of other attack prompt input"],
+        &g["test input of other question input"],
+        &g["test input of other questions and attack prompts"],
+    ];
+    let prompts: Vec<Vec<u32>> = inputs
+        .iter()
+        .map(|text| {
+            lm.tokenizer
+                .encode_prompt(text.as_str().unwrap(), &PromptFormat::chat())
+                .unwrap()
+        })
+        .collect();
+    let lengths: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    let (shortest, longest) = (lengths.iter().min().unwrap(), lengths.iter().max().unwrap());
+    assert!(
+        longest > &(5 * shortest),
+        "lengths {lengths:?} span padding"
+    );
+    let config = GenerationConfig::greedy(32);
+    let (together, timings) = lm.generate(&prompts, &config).unwrap();
+    // The inputs share the template's system prompt, and two of them a jailbreak template: those
+    // beginnings come from an earlier input's cache.
+    assert!(
+        timings.shared_prompt_tokens > 4 * 16,
+        "shared {}",
+        timings.shared_prompt_tokens
+    );
+    for (i, p) in prompts.iter().enumerate() {
+        let (alone, _) = lm.generate(std::slice::from_ref(p), &config).unwrap();
+        assert_eq!(
+            together[i].generated_ids, alone[0].generated_ids,
+            "input {i}"
+        );
+        assert_eq!(together[i].stop, alone[0].stop, "input {i}");
+    }
+}

@@ -100,6 +100,17 @@ impl<B: Backend> Batch<B> {
         }
     }
 
+    /// One row continuing a cache of `cached` positions: `tokens` take positions
+    /// `cached..cached + tokens.len()` and may attend to every cached key.
+    pub fn continuing(tokens: &[u32], cached: usize, device: &B::Device) -> Self {
+        let ids = tokens.iter().map(|&t| t as i64).collect();
+        Self {
+            tokens: int_tensor(ids, [1, tokens.len()], device),
+            positions: vec![(cached..cached + tokens.len()).collect()],
+            key_mask: vec![vec![true; cached + tokens.len()]],
+        }
+    }
+
     /// Number of rows.
     pub fn batch_size(&self) -> usize {
         self.positions.len()
@@ -159,7 +170,71 @@ impl<B: Backend> KvCache<B> {
         self.len() == 0
     }
 
+    /// The first `len` cached positions (all of them when there are fewer).
+    pub fn prefix(&self, len: usize) -> Self {
+        let layers = self
+            .layers
+            .iter()
+            .map(|slot| {
+                slot.as_ref().map(|c| {
+                    let keep = len.min(c.key.dims()[2]);
+                    LayerCache {
+                        key: c.key.clone().narrow(2, 0, keep),
+                        value: c.value.clone().narrow(2, 0, keep),
+                    }
+                })
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// One-row caches of unequal lengths as one batch: each row's keys and values left-padded
+    /// with zeros to the longest, and each row's key mask (false over the padding). Decoding steps
+    /// over it give every row what its own cache gives, as padded keys are masked out.
+    pub fn stack_left_padded(rows: Vec<KvCache<B>>) -> (Self, Vec<Vec<bool>>) {
+        let longest = rows.iter().map(KvCache::len).max().unwrap_or(0);
+        let key_mask = rows
+            .iter()
+            .map(|row| {
+                let pad = longest - row.len();
+                (0..longest).map(|i| i >= pad).collect()
+            })
+            .collect();
+        let n_layers = rows.first().map_or(0, |row| row.layers.len());
+        let mut keys: Vec<Vec<Tensor<B, 4>>> = vec![Vec::new(); n_layers];
+        let mut values: Vec<Vec<Tensor<B, 4>>> = vec![Vec::new(); n_layers];
+        for row in rows {
+            for (layer, slot) in row.layers.into_iter().enumerate() {
+                if let Some(LayerCache { key, value }) = slot {
+                    keys[layer].push(left_pad(key, longest));
+                    values[layer].push(left_pad(value, longest));
+                }
+            }
+        }
+        let layers = keys
+            .into_iter()
+            .zip(values)
+            .map(|(keys, values)| {
+                (!keys.is_empty()).then(|| LayerCache {
+                    key: Tensor::cat(keys, 0),
+                    value: Tensor::cat(values, 0),
+                })
+            })
+            .collect();
+        (Self { layers }, key_mask)
+    }
+
     pub(crate) fn slot(&mut self, layer: usize) -> &mut Option<LayerCache<B>> {
         &mut self.layers[layer]
     }
+}
+
+/// `[batch, heads, len, dim]` with zeros before it along the sequence axis, to `len = to`.
+fn left_pad<B: Backend>(t: Tensor<B, 4>, to: usize) -> Tensor<B, 4> {
+    let [batch, heads, len, dim] = t.dims();
+    if len >= to {
+        return t;
+    }
+    let zeros = Tensor::zeros([batch, heads, to - len, dim], &t.device());
+    Tensor::cat(vec![zeros, t], 2)
 }
