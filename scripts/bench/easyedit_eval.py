@@ -101,8 +101,8 @@ def resolve_gguf(args):
     if args.gguf and os.path.isabs(args.gguf) or (args.gguf and os.path.exists(args.gguf) and not args.model_dir):
         path = os.path.abspath(args.gguf)
     else:
-        folder = args.model_dir or os.path.join(
-            os.environ.get("SAFEEDIT_CACHE", os.path.expanduser("~/.cache/safeedit")), "models")
+        folder = os.path.abspath(args.model_dir or os.path.join(
+            os.environ.get("SAFEEDIT_CACHE", os.path.expanduser("~/.cache/safeedit")), "models"))
         if args.gguf:
             path = os.path.join(folder, args.gguf)
         else:
