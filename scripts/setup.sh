@@ -2,8 +2,8 @@
 # Installs everything the app needs on a fresh machine of this kind (idempotent, quick when done):
 # the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate, the default model and the
 # built-in judge's encoder.
-# With --test, also what the tests need: Debian's Chromium, Slurm and munge, and the end-to-end
-# test packages.
+# With --test, also what the tests need: rustfmt and clippy, Debian's Chromium, Slurm and munge,
+# and the end-to-end test packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -25,6 +25,10 @@ scripts/fetch-model.sh >/dev/null
 scripts/fetch-judge.sh >/dev/null
 
 if [ "${1:-}" = "--test" ]; then
+  # The tests' formatting check and lints (rustup's default profile has both; a minimal one not).
+  for component in rustfmt clippy; do
+    rustup component list --installed | grep -q "^$component" || rustup component add "$component"
+  done
   # Debian packages: Chromium (end-to-end tests), a single-node Slurm with munge (the sharded
   # evaluation test, scripts/test-slurm.sh), openssl (certificates for the Postgres TLS test).
   missing=()
