@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Evaluation throughput: wall seconds per SafeEdit test instance for vanilla and DINM evaluation
-# (the five inputs answered greedily, DINM editing first; judge included), from `safeedit eval`'s
-# instances.jsonl, on the first K records of the shipped sample. With EASYEDIT=DIR (a checkout of
-# zjunlp/EasyEdit) EasyEdit's own pipeline runs on the same records, threads and token limit
-# (scripts/bench/easyedit_eval.py) and the table gains its column.
+# (the five inputs answered greedily, DINM editing first), with and without the judge and by
+# phase, from `safeedit eval`'s instances.jsonl, on the first K records of the shipped sample.
+# With EASYEDIT=DIR (a checkout of zjunlp/EasyEdit) EasyEdit's own pipeline runs on the same
+# records, threads and token limit (scripts/bench/easyedit_eval.py; its seconds leave its judge
+# out, so the ratio is taken against ours without the judge) and the table gains its column.
 # Usage: [BIN=other/safeedit] [EASYEDIT=dir] [TOKENS=32] scripts/bench-eval.sh [threads] [instances]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,23 +32,32 @@ python3 - "$OUT" "$THREADS" <<'PY'
 import json, os, sys
 out, threads = sys.argv[1], sys.argv[2]
 def ours(method):
-    rows = [json.loads(l) for l in open(os.path.join(out, method, "instances.jsonl"))]
-    return {r["id"]: r["seconds"] for r in rows}
-van, dinm = ours("vanilla"), ours("dinm")
+    return [json.loads(l) for l in open(os.path.join(out, method, "instances.jsonl"))]
+runs = {m: ours(m) for m in ("vanilla", "dinm")}
 ee = None
 path = os.path.join(out, "easyedit.json")
 if os.path.exists(path):
     ee = json.load(open(path))
-print(f"threads {threads}; seconds per instance (ours from instances.jsonl)")
-print(f"{'id':>6}{'vanilla':>10}{'dinm':>10}")
-for i in van:
-    print(f"{i:>6}{van[i]:>10.2f}{dinm.get(i, float('nan')):>10.2f}")
-for name, d in (("vanilla", van), ("dinm", dinm)):
-    mean = sum(d.values()) / len(d)
-    line = f"{name}: {mean:.2f} s per instance, {3600 / mean:.0f} instances/hour"
+print(f"threads {threads}; seconds per instance (ours from instances.jsonl; 'no judge' leaves the")
+print("judge out, as EasyEdit's column does)")
+print(f"{'method':>8}{'id':>6}{'total':>8}{'edit':>7}{'prefill':>9}{'decode':>8}{'judge':>7}"
+      f"{'no judge':>10}{'prompt tok':>12}{'shared':>8}")
+for method, rows in runs.items():
+    for r in rows:
+        t = r.get("timings") or {}
+        nj = r["seconds"] - t.get("judge_s", 0.0)
+        print(f"{method:>8}{r['id']:>6}{r['seconds']:>8.2f}{t.get('edit_s', 0):>7.2f}"
+              f"{t.get('prefill_s', 0):>9.2f}{t.get('decode_s', 0):>8.2f}{t.get('judge_s', 0):>7.2f}"
+              f"{nj:>10.2f}{t.get('prompt_tokens', 0):>12}{t.get('shared_prompt_tokens', 0):>8}")
+for method, rows in runs.items():
+    mean = sum(r["seconds"] for r in rows) / len(rows)
+    no_judge = sum(r["seconds"] - (r.get("timings") or {}).get("judge_s", 0.0) for r in rows) / len(rows)
+    line = (f"{method}: {mean:.2f} s per instance ({3600 / mean:.0f}/hour); without the judge "
+            f"{no_judge:.2f} s ({3600 / no_judge:.0f}/hour)")
     if ee is not None:
-        theirs = ee[f"mean_{name}_s"]
-        line += f"; EasyEdit {theirs:.2f} s, {3600 / theirs:.0f}/hour; ratio {theirs / mean:.2f}x"
+        theirs = ee[f"mean_{method}_s"]
+        line += (f"; EasyEdit without its judge {theirs:.2f} s ({3600 / theirs:.0f}/hour); "
+                 f"ratio {theirs / no_judge:.2f}x")
     print(line)
 PY
 echo "raw results: $OUT" >&2

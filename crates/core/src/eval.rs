@@ -61,6 +61,29 @@ pub struct InstanceResult {
     pub edit: Option<EditSummary>,
     /// Wall-clock seconds for this instance.
     pub seconds: f64,
+    /// Where those seconds went (absent in results written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<InstanceTimings>,
+}
+
+/// The phases of one evaluated instance: the edit, the five answers' prompt processing and
+/// decoding, and the judge.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceTimings {
+    /// Editing the model (locating and tuning); 0 for methods that do not edit.
+    pub edit_s: f64,
+    /// Processing the prompts (the first forward pass of each).
+    pub prefill_s: f64,
+    /// The decoding steps.
+    pub decode_s: f64,
+    /// Judging the answers (and loading the judge when it is loaded on first use).
+    pub judge_s: f64,
+    /// Prompt tokens of the five inputs.
+    pub prompt_tokens: usize,
+    /// Of those, tokens taken from an earlier input's cache (a shared beginning).
+    pub shared_prompt_tokens: usize,
+    /// Tokens produced by decoding steps.
+    pub decode_tokens: usize,
 }
 
 /// The defense metrics in the paper's order: DS, the four DG inputs, DG-Avg.
@@ -222,6 +245,7 @@ mod tests {
             fluency,
             edit: None,
             seconds: 0.0,
+            timings: None,
         }
     }
 

@@ -426,6 +426,7 @@ impl RunRecord {
             inputs,
             edit: None,
             seconds: 0.0,
+            timings: None,
         };
         EvalRecord {
             slug: self.slug.clone(),

@@ -225,7 +225,7 @@ pub fn generate_ids_observed<B: Backend>(
         mut cache,
         mut key_mask,
         shared_tokens,
-    } = prefill(model, prompts, device, &mut |_| {
+    } = prefill(model, prompts, device, &mut || {
         observe(GenerationStep {
             generated_tokens: 0,
             rows: &outputs,
@@ -341,13 +341,13 @@ const MIN_SHARED_PREFIX: usize = 16;
 /// prompt, the same jailbreak template) continues that prompt's cache over the shared tokens
 /// instead of computing them again: causal attention makes their keys and values the same. Each
 /// row's numbers are those of the prompt alone, so a row generates what it would generate by
-/// itself. Between prompts `between(done)` is asked whether to go on (a cancel waits for one
-/// prompt at most).
+/// itself. Between prompts `between()` is asked whether to go on (a cancel waits for one prompt
+/// at most).
 fn prefill<B: Backend>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
     device: &B::Device,
-    between: &mut dyn FnMut(usize) -> bool,
+    between: &mut dyn FnMut() -> bool,
 ) -> Result<Prefilled<B>> {
     let options = ForwardOptions {
         logits: Logits::Last,
@@ -357,7 +357,7 @@ fn prefill<B: Backend>(
     let mut caches: Vec<KvCache<B>> = Vec::with_capacity(prompts.len());
     let mut shared_tokens = 0;
     for (i, prompt) in prompts.iter().enumerate() {
-        if i > 0 && !between(i) {
+        if i > 0 && !between() {
             return Err(EngineError::Interrupted {
                 done: 0,
                 unit: "tokens",
@@ -365,19 +365,14 @@ fn prefill<B: Backend>(
         }
         // The last token is always computed: its logits start the answer.
         let (from, shared) = longest_shared_prefix(&prompts[..i], prompt);
-        let shared = shared.min(prompt.len() - 1);
-        let (mut cache, batch) = if shared >= MIN_SHARED_PREFIX {
-            shared_tokens += shared;
-            (
-                caches[from].prefix(shared),
-                Batch::continuing(&prompt[shared..], shared, device),
-            )
-        } else {
-            (
-                KvCache::new(model.n_layers()),
-                Batch::single(prompt, device),
-            )
+        let shared = Some(shared.min(prompt.len() - 1)).filter(|&s| s >= MIN_SHARED_PREFIX);
+        let mut cache = match shared {
+            Some(shared) => caches[from].prefix(shared),
+            None => KvCache::new(model.n_layers()),
         };
+        let shared = shared.unwrap_or(0);
+        shared_tokens += shared;
+        let batch = Batch::continuing(&prompt[shared..], shared, device);
         let out = model.forward(&batch, Some(&mut cache), &options);
         logits.push(out.logits.expect("Logits::Last computes logits"));
         caches.push(cache);

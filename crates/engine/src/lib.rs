@@ -46,7 +46,9 @@ pub mod weights;
 
 pub use config::{HfLlamaConfig, LlamaConfig};
 pub use error::{EngineError, Result};
-pub use generate::{Generated, GenerationConfig, GenerationStep, Sampling, StopReason};
+pub use generate::{
+    Generated, GenerationConfig, GenerationStep, GenerationTimings, Sampling, StopReason,
+};
 pub use loader::{LanguageModel, ModelFormat, ModelSource};
 pub use model::{Batch, ForwardOptions, ForwardOutput, KvCache, Llama, Logits, PaddingSide};
 pub use names::{LayerParam, WeightId};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use safeedit_engine::{EngineError, Generated, GenerationConfig, LanguageModel};
+use safeedit_engine::{EngineError, Generated, GenerationConfig, GenerationTimings, LanguageModel};
 
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::{PipelineError, Result, ResultExt};
@@ -61,6 +61,16 @@ pub fn generate(
     config: &GenerationConfig,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Generated>> {
+    generate_timed(lm, prompts, config, progress).map(|(outputs, _)| outputs)
+}
+
+/// [`generate`], with where its time went.
+pub fn generate_timed(
+    lm: &Model,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<Generated>, GenerationTimings)> {
     progress.check()?;
     let limit = prompts.len() * config.max_new_tokens;
     let result = lm.generate_observed(prompts, config, &mut |step| {
@@ -71,7 +81,7 @@ pub fn generate(
         !progress.cancelled()
     });
     match result {
-        Ok((outputs, _)) => Ok(outputs),
+        Ok(done) => Ok(done),
         Err(EngineError::Interrupted { .. }) => Err(PipelineError::Cancelled),
         Err(e) => Err(e.into()),
     }

@@ -736,7 +736,11 @@ mod tests {
             read_results(out)
                 .unwrap()
                 .into_iter()
-                .map(|r| InstanceResult { seconds: 0.0, ..r })
+                .map(|r| InstanceResult {
+                    seconds: 0.0,
+                    timings: None,
+                    ..r
+                })
                 .collect::<Vec<_>>()
         };
         let merged_results = strip(&merged);

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use safeedit_core::eval::{EditSummary, InputResult, InstanceResult, summarize};
+use safeedit_core::eval::{EditSummary, InputResult, InstanceResult, InstanceTimings, summarize};
 use safeedit_core::fluency::mean_fluency;
 use safeedit_core::run::EvalRecord;
 use safeedit_core::safeedit::EVAL_INPUT_KINDS;
@@ -21,8 +21,17 @@ use crate::method::{MethodSettings, edit_for, method_input};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::{Loaded, Result};
 
-/// An instance's five answers with their verdicts, and the edit when the method edits.
-pub type Evaluated = (Vec<InputResult>, Option<EditSummary>);
+/// An instance's five answers with their verdicts, the edit when the method edits, and where
+/// the time went.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// The five inputs in EasyEdit's order.
+    pub inputs: Vec<InputResult>,
+    /// The edit, for editing methods.
+    pub edit: Option<EditSummary>,
+    /// The phases' seconds and token counts.
+    pub timings: InstanceTimings,
+}
 
 /// Generates and judges one instance's five inputs with `method` (editing methods edit first).
 #[allow(clippy::too_many_arguments)]
@@ -36,10 +45,12 @@ pub fn evaluate(
     judge: &dyn SafetyJudge,
     progress: &mut dyn Progress,
 ) -> Result<Evaluated> {
+    let started = Instant::now();
     let (edited, edit) = match edit_for(method, lm, record, settings, format, progress)? {
         Some((model, summary)) => (Some(model), Some(summary)),
         None => (None, None),
     };
+    let edit_s = started.elapsed().as_secs_f64();
     progress.check()?;
     let model = edited.as_ref().unwrap_or(lm);
     let mut texts = Vec::new();
@@ -52,11 +63,21 @@ pub fn evaluate(
     progress.event(Event::Generating {
         responses: prompts.len(),
     });
-    let outputs = backend::generate(model, &prompts, generation, progress)?;
+    let (outputs, generated) = backend::generate_timed(model, &prompts, generation, progress)?;
     progress.check()?;
     progress.event(Event::Judging);
     let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
+    let judging = Instant::now();
     let verdicts = judge.judge(&responses)?;
+    let timings = InstanceTimings {
+        edit_s,
+        prefill_s: generated.prefill_s,
+        decode_s: generated.decode_s,
+        judge_s: judging.elapsed().as_secs_f64(),
+        prompt_tokens: generated.prompt_tokens,
+        shared_prompt_tokens: generated.shared_prompt_tokens,
+        decode_tokens: generated.decode_tokens,
+    };
     let inputs = EVAL_INPUT_KINDS
         .iter()
         .zip(texts)
@@ -70,14 +91,22 @@ pub fn evaluate(
             verdict,
         })
         .collect();
-    Ok((inputs, edit))
+    Ok(Evaluated {
+        inputs,
+        edit,
+        timings,
+    })
 }
 
 /// The result line of an evaluated instance (what `instances.jsonl` holds).
 pub fn instance_result(
     method: Method,
     record: &SafeEditRecord,
-    (inputs, edit): Evaluated,
+    Evaluated {
+        inputs,
+        edit,
+        timings,
+    }: Evaluated,
     seconds: f64,
 ) -> InstanceResult {
     let responses: Vec<&str> = inputs.iter().map(|i| i.response.as_str()).collect();
@@ -90,6 +119,7 @@ pub fn instance_result(
         inputs,
         edit,
         seconds,
+        timings: Some(timings),
     }
 }
 

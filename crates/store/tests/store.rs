@@ -127,6 +127,7 @@ fn instance(id: u64) -> InstanceResult {
         fluency: 3.0,
         edit: None,
         seconds: 1.0,
+        timings: None,
     }
 }
 

@@ -149,6 +149,7 @@ fn stored_eval(slug: &str) -> (EvalRecord, Vec<InstanceResult>) {
         fluency: 2.0,
         edit: None,
         seconds: 1.0,
+        timings: None,
     };
     let record = EvalRecord {
         slug: slug.into(),

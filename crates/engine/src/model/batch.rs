@@ -31,7 +31,7 @@ pub struct Batch<B: Backend> {
 impl<B: Backend> Batch<B> {
     /// One unpadded row.
     pub fn single(tokens: &[u32], device: &B::Device) -> Self {
-        Self::padded(&[tokens.to_vec()], 0, PaddingSide::Left, device)
+        Self::continuing(tokens, 0, device)
     }
 
     /// Rows padded to the longest with `pad_id`. Positions count from each row's first real
