@@ -24,6 +24,9 @@ for method in vanilla dinm; do
 done
 if [ -n "${EASYEDIT:-}" ]; then
   PY="$(scripts/bench/reference-venv.sh)"
+  # What EasyEdit's evaluate_utils imports at the top, beyond the reference venv.
+  "$PY" -c "import scipy, nltk, sklearn, openai, regex" 2>/dev/null \
+    || "$PY" -m pip install --quiet scipy scikit-learn nltk openai regex >&2
   OMP_NUM_THREADS="$THREADS" "$PY" scripts/bench/easyedit_eval.py --easyedit "$EASYEDIT" \
     --gguf "$GGUF" --threads "$THREADS" --records "$K" --max-new-tokens "$TOKENS" \
     > "$OUT/easyedit.json"

@@ -45,8 +45,8 @@ names those modules import from a package (`kl_loc_loss`, `masked_log_probs`,
 ALG_DICT maps only "DINM" to the real `apply_dinm_to_model` (the original imports all 27 methods),
 and `easyeditor.models.melo.melo` by a module with an empty `LORA` class (SafetyEditor only uses it
 in an isinstance check). Third-party packages that `evaluate_utils` imports at the top but
-`test_safety_gen` never uses (scipy, nltk, sklearn, openai, regex) are stubbed only when they are not
-installed. No EasyEdit code is copied here.
+`test_safety_gen` never uses (scipy, nltk, scikit-learn, openai, regex) must be installed
+(scripts/bench-eval.sh installs them into the reference venv). No EasyEdit code is copied here.
 
 Settings passed to EasyEdit (everything else is its hparams/DINM/llama-7b.yaml: lr 5e-4, 10 steps,
 kl_factor 0.1, weight decay 0, no norm constraint, down_proj of the located layer, the suffix):
@@ -127,28 +127,18 @@ def _placeholder_package(name, path):
     return mod
 
 
-def _stub_if_missing(name):
-    """A stand-in for an optional third-party module that is imported but never used on our path."""
-    if name in sys.modules or importlib.util.find_spec(name.split(".")[0]) is not None:
-        return
-
-    def unavailable(attr):
-        def fail(*_a, **_k):
-            raise RuntimeError(f"{name}.{attr} is a stub (not installed): not used by this benchmark")
-        return type(attr, (), {"__init__": fail, "__call__": fail}) if attr[:1].isupper() else fail
-
-    parts = name.split(".")
-    for i in range(1, len(parts) + 1):
-        sub = ".".join(parts[:i])
-        if sub not in sys.modules:
-            mod = types.ModuleType(sub)
-            mod.__getattr__ = unavailable
-            mod.__path__ = []
-            sys.modules[sub] = mod
-            STUBBED.append(sub)
+# Third-party packages EasyEdit's evaluate_utils imports at the top (test_safety_gen uses none of
+# them). Stand-ins do not work: transformers probes some of them with importlib.util.find_spec,
+# which fails on a module without a spec, so they must be installed.
+EASYEDIT_IMPORTS = {"scipy": "scipy", "nltk": "nltk", "sklearn": "scikit-learn", "openai": "openai",
+                    "regex": "regex"}
 
 
-STUBBED = []
+def require_easyedit_imports():
+    missing = [pkg for mod, pkg in EASYEDIT_IMPORTS.items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        sys.exit(f"EasyEdit's evaluate_utils imports packages this Python lacks: pip install {' '.join(missing)}"
+                 " (scripts/bench-eval.sh does this when EASYEDIT is set)")
 
 
 def load_easyedit(root):
@@ -161,8 +151,7 @@ def load_easyedit(root):
     _placeholder_package("easyeditor", pkg_dir)
     for sub in ("models", "evaluate", "editors", "trainer", "dataset"):
         _placeholder_package(f"easyeditor.{sub}", os.path.join(pkg_dir, sub))
-    for name in ("scipy", "nltk", "sklearn.metrics", "openai", "regex"):
-        _stub_if_missing(name)
+    require_easyedit_imports()
 
     util = importlib.import_module("easyeditor.util")  # real __init__: logit_lens + hparams
     losses = importlib.import_module("easyeditor.trainer.losses")
@@ -227,6 +216,9 @@ class Tee(io.TextIOBase):
 
 def main():
     args = parse_args()
+    # Only the JSON result goes to stdout: EasyEdit prints as it loads and edits (SafetyEditor's
+    # "We are creating the logger files", DINM's losses), so everything else goes to stderr.
+    result_out, sys.stdout = sys.stdout, sys.stderr
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     root = os.path.abspath(args.easyedit)
     folder, gguf_name = resolve_gguf(args)
@@ -250,6 +242,12 @@ def main():
     gen_cfg = model.generation_config
     sampled_by_default = bool(getattr(gen_cfg, "do_sample", False))
     gen_cfg.do_sample = False
+    # EasyEdit's generation loop (written for transformers 4) iterates over generate()'s result as
+    # token sequences; transformers 5 carries the config's output_hidden_states into generation and
+    # then returns a dict, so ask for the plain sequences (this also skips keeping every step's
+    # hidden states, which only makes EasyEdit's side faster).
+    gen_cfg.output_hidden_states = False
+    gen_cfg.return_dict_in_generate = False
     for k in ("temperature", "top_p", "top_k"):
         if hasattr(gen_cfg, k):
             setattr(gen_cfg, k, None)
@@ -421,13 +419,13 @@ def main():
                      "lr": hparams.lr, "num_steps": hparams.num_steps, "kl_factor": hparams.kl_factor,
                      "suffix_system_prompt": S, "hparams_file": hparams_path,
                      "locate_per_record": not args.reuse_first_layer, "warmup_records": args.warmup,
-                     "stubbed_missing_packages": STUBBED, "data": data_path},
+                     "data": data_path},
         "instances": rows,
         "mean_vanilla_s": mean_v,
         "mean_dinm_s": mean_d,
         "instances_per_hour": {"vanilla": 3600 / mean_v, "dinm": 3600 / mean_d},
     }
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2), file=result_out)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 //! read by name from a checkpoint (or written back as a DINM delta) needs no transposition.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 
 use super::rope::Rotary;
 
@@ -210,31 +210,85 @@ impl<B: Backend> Attention<B> {
             };
             attention(q, k, v, None, bias, options).reshape([batch, self.n_heads, 1, self.head_dim])
         } else {
-            let bias = pad_bias.map(|b| b.clone().expand([batch, self.n_heads, seq, kv_len]));
-            let options = AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal: true,
-            };
-            attention(q, self.repeat_kv(k), self.repeat_kv(v), None, bias, options)
+            grouped_causal_attention(q, k, v, pad_bias, groups)
         };
         let out = out
             .swap_dims(1, 2)
             .reshape([batch, seq, self.n_heads * self.head_dim]);
         self.o_proj.forward(out)
     }
+}
 
-    /// Repeats each key/value head for the queries that share it (GQA).
-    fn repeat_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let groups = self.n_heads / self.n_kv_heads;
-        if groups == 1 {
-            return x;
+/// Query rows per block of [`grouped_causal_attention`]: large enough for efficient matrix
+/// products, small enough that a long prompt's later blocks skip many keys.
+const QUERY_BLOCK: usize = 256;
+
+/// Causal attention of `seq` new queries over `kv_len` keys, the last `seq` of which are the
+/// queries' own positions (a cache may hold earlier ones). Each key/value head attends for its
+/// whole query group at once (the group's queries stacked as rows), so keys and values are never
+/// copied per query head; and queries go in blocks of [`QUERY_BLOCK`] rows, each reading only
+/// the keys up to its last position, so most of the masked upper triangle of a long prompt is
+/// never computed. The products and the softmax are the backend's (multi-threaded on the CPU).
+/// Masked scores are -inf before the padding bias is added, as in burn's fused attention.
+///
+/// # Shapes
+/// - q: `[batch, n_kv_heads * groups, seq, head_dim]`
+/// - k, v: `[batch, n_kv_heads, kv_len, head_dim]`
+/// - pad_bias: `[batch, 1, 1, kv_len]`
+/// - output: `[batch, n_kv_heads * groups, seq, head_dim]`
+fn grouped_causal_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    pad_bias: Option<&Tensor<B, 4>>,
+    groups: usize,
+) -> Tensor<B, 4> {
+    let [batch, n_heads, seq, dim] = q.dims();
+    let [_, n_kv, kv_len, _] = k.dims();
+    let past = kv_len - seq;
+    let device = q.device();
+    let scale = 1.0 / (dim as f64).sqrt();
+    let q = q.reshape([batch, n_kv, groups, seq, dim]);
+    let mut blocks = Vec::with_capacity(seq.div_ceil(QUERY_BLOCK));
+    for start in (0..seq).step_by(QUERY_BLOCK) {
+        let len = QUERY_BLOCK.min(seq - start);
+        let visible = past + start + len;
+        let rows = groups * len;
+        let q_block = q
+            .clone()
+            .narrow(3, start, len)
+            .reshape([batch, n_kv, rows, dim]);
+        let scores = q_block
+            .matmul(k.clone().narrow(2, 0, visible).swap_dims(2, 3))
+            .mul_scalar(scale);
+        // Row `g * len + r` is the query at position `past + start + r`; it sees keys up to it.
+        let position = Tensor::<B, 1, Int>::arange(
+            (past + start) as i64..(past + start + len) as i64,
+            &device,
+        )
+        .reshape([1, len])
+        .expand([groups, len])
+        .reshape([rows, 1])
+        .expand([rows, visible]);
+        let key = Tensor::<B, 1, Int>::arange(0..visible as i64, &device)
+            .reshape([1, visible])
+            .expand([rows, visible]);
+        let future = key
+            .greater(position)
+            .reshape([1, 1, rows, visible])
+            .expand([batch, n_kv, rows, visible]);
+        let mut scores = scores.mask_fill(future, f32::NEG_INFINITY);
+        if let Some(bias) = pad_bias {
+            scores = scores
+                + bias
+                    .clone()
+                    .narrow(3, 0, visible)
+                    .expand([batch, n_kv, rows, visible]);
         }
-        let [batch, kv_heads, len, dim] = x.dims();
-        x.unsqueeze_dim::<5>(2)
-            .expand([batch, kv_heads, groups, len, dim])
-            .reshape([batch, kv_heads * groups, len, dim])
+        let out = softmax(scores, 3).matmul(v.clone().narrow(2, 0, visible));
+        blocks.push(out.reshape([batch, n_kv, groups, len, dim]));
     }
+    Tensor::cat(blocks, 3).reshape([batch, n_heads, seq, dim])
 }
 
 /// One pre-norm decoder layer.
