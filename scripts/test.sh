@@ -16,30 +16,22 @@ scripts/prune-target.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-# Clippy lints as the crates compile: with clippy-driver as the workspace's compiler wrapper (what
-# `cargo clippy` runs, given its lint arguments the same way) every workspace crate is linted by
-# the build that tests it, so the dependencies are compiled once instead of also being checked
-# for a separate `cargo clippy` (about 12 minutes of a cold run). Dependencies compile with plain
-# rustc and keep their cache.
-RUSTC_WORKSPACE_WRAPPER="$(command -v clippy-driver)" \
-  || { echo "error: clippy-driver not found (rustup component add clippy)" >&2; exit 1; }
-export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+step "cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "cargo test (and clippy, -D warnings)"
+step "cargo test"
 # Without the browser crate: it turns on the app's `hydrate` feature, and with both features in one
 # build the server's router tests would render pages whose effects try to run on the server. The
-# server binary is built here with `ssr` alone, as it runs (the Slurm and browser tests below use
-# this build of it); the browser crate holds no tests and is built (and linted) for wasm by
-# build-site.sh below.
+# server binary is built (and tested here) with `ssr` alone, as it runs; the browser crate holds
+# no tests and is built for wasm by build-site.sh below.
 cargo test --locked --workspace --exclude frontend
 
-step "cargo clippy --features cuda (the CUDA backend compiles without a GPU)"
-# The backend choice lives in the pipeline crate; checking it there checks the CUDA path without
-# checking the web crates' dependencies a second time.
-cargo clippy --locked -p safeedit-pipeline --features cuda -- -D warnings
+step "cargo check --features cuda (compiles without a GPU)"
+cargo check --locked -p server --features cuda
 
-step "build the site"
+step "build the site and the server"
 scripts/build-site.sh
+cargo build --locked -p server
 
 step "Slurm: docs/slurm's sharded evaluation on a single-node cluster"
 scripts/test-slurm.sh

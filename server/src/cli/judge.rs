@@ -1,16 +1,19 @@
 //! `safeedit judge`: the safety judges. The built-in judge (MiniLM embeddings + a logistic
 //! regression head trained here) and the paper's RoBERTa classifier from a local directory.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Subcommand;
-use safeedit_core::Verdict;
-use safeedit_engine::judge::{JudgeHead, held_out_confusion, logistic::Confusion, train_head};
+use safeedit_engine::judge::{
+    JudgeHead, SafetyJudge, held_out_confusion, logistic::Confusion, train_head,
+};
 use safeedit_pipeline::judge::{
     DATA_DESCRIPTION, default_head, load_encoder, load_judge, training_examples,
 };
+use serde::Deserialize;
 use serde_json::json;
 
 /// Judge subcommands.
@@ -38,11 +41,17 @@ pub enum JudgeCommand {
         #[arg(long, env = "SAFEEDIT_JUDGE_ENCODER")]
         encoder: Option<PathBuf>,
     },
-    /// Judge responses given on the command line.
+    /// Judge responses given on the command line, or a JSONL file of them (--input).
     Score {
         /// The responses.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "input", conflicts_with = "input")]
         responses: Vec<String>,
+        /// A JSONL file with one `{"prompt": ..., "response": ...}` object per line (`prompt`
+        /// optional; other fields are ignored). Prints one JSON line per input: its line number,
+        /// `verdict` (safe, unsafe or empty) and `p_unsafe`. Today's judges score the response
+        /// alone, as the paper's evaluation does; the prompt is carried through.
+        #[arg(long)]
+        input: Option<PathBuf>,
         /// Use the paper's classifier from this directory instead of the built-in judge.
         #[arg(long, env = "SAFEEDIT_JUDGE_DIR")]
         judge_dir: Option<PathBuf>,
@@ -84,23 +93,20 @@ pub fn run(cmd: JudgeCommand) -> anyhow::Result<()> {
         }
         JudgeCommand::Score {
             responses,
+            input,
             judge_dir,
         } => {
+            if let Some(path) = input {
+                // Read and check the whole file before loading a judge: a bad line costs nothing.
+                let inputs = read_score_inputs(&path)?;
+                let judge = load_judge(judge_dir.as_deref())?;
+                return score_inputs(judge.as_ref(), &inputs);
+            }
             let judge = load_judge(judge_dir.as_deref())?;
-            let probs = judge.unsafe_probability(
-                &responses
-                    .iter()
-                    .filter(|r| !r.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            )?;
-            let verdicts = judge.judge(&responses)?;
-            let mut probs = probs.into_iter();
             let rows: Vec<_> = responses
                 .iter()
-                .zip(&verdicts)
-                .map(|(r, v)| {
-                    let p = (*v != Verdict::Empty).then(|| probs.next()).flatten();
+                .zip(judge.judge_with_probability(&responses)?)
+                .map(|(r, (v, p))| {
                     json!({"response": r, "verdict": v, "score": v.score(), "p_unsafe": p})
                 })
                 .collect();
@@ -111,6 +117,73 @@ pub fn run(cmd: JudgeCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One line of a `judge score --input` file.
+#[derive(Debug, Deserialize)]
+struct ScoreInput {
+    /// Its line number in the file (1-based).
+    #[serde(skip)]
+    line: usize,
+    #[serde(default)]
+    prompt: Option<String>,
+    response: String,
+}
+
+/// Reads a `judge score --input` file: one JSON object per non-blank line, each with a string
+/// `response` and optionally a string `prompt`. Errors name the file and the line.
+fn read_score_inputs(path: &Path) -> anyhow::Result<Vec<ScoreInput>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut inputs = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut input: ScoreInput = serde_json::from_str(line).map_err(|e| {
+            // serde counts lines within the one line it was given: keep its reason, drop its
+            // position, and name the file's line and the column instead.
+            let reason = e.to_string();
+            let reason = reason.rsplit_once(" at line ").map_or(&*reason, |(r, _)| r);
+            anyhow::anyhow!(
+                "{} line {}, column {}: {reason}; expected a JSON object with a string \
+                 `response` (and optionally a string `prompt`)",
+                path.display(),
+                index + 1,
+                e.column()
+            )
+        })?;
+        input.line = index + 1;
+        inputs.push(input);
+    }
+    anyhow::ensure!(
+        !inputs.is_empty(),
+        "{}: no inputs (one {{\"prompt\": ..., \"response\": ...}} object per line)",
+        path.display()
+    );
+    Ok(inputs)
+}
+
+/// Judges the inputs in batches and prints one JSON line per input, in order.
+fn score_inputs(judge: &dyn SafetyJudge, inputs: &[ScoreInput]) -> anyhow::Result<()> {
+    const BATCH: usize = 32;
+    let info = judge.info();
+    let mut out = std::io::stdout().lock();
+    for chunk in inputs.chunks(BATCH) {
+        let responses: Vec<String> = chunk.iter().map(|i| i.response.clone()).collect();
+        for (input, (verdict, p)) in chunk.iter().zip(judge.judge_with_probability(&responses)?) {
+            let row = json!({
+                "line": input.line,
+                "prompt": input.prompt,
+                "verdict": verdict,
+                "p_unsafe": p,
+                "judge": info.id,
+                "judge_version": info.version,
+            });
+            writeln!(out, "{row}")?;
+        }
+    }
+    Ok(())
 }
 
 fn confusion_line(c: &Confusion) -> String {

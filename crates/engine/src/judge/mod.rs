@@ -34,6 +34,16 @@ pub trait SafetyJudge: Send + Sync {
     /// Verdicts: empty responses are [`Verdict::Empty`] (never sent to the model), the rest are
     /// the argmax of the classifier (unsafe when p ≥ 0.5).
     fn judge(&self, responses: &[String]) -> Result<Vec<Verdict>> {
+        Ok(self
+            .judge_with_probability(responses)?
+            .into_iter()
+            .map(|(verdict, _)| verdict)
+            .collect())
+    }
+
+    /// [`SafetyJudge::judge`]'s verdicts with the probability each came from (`None` for empty
+    /// responses, which are not scored).
+    fn judge_with_probability(&self, responses: &[String]) -> Result<Vec<(Verdict, Option<f32>)>> {
         let texts: Vec<String> = responses
             .iter()
             .filter(|r| !r.is_empty())
@@ -44,16 +54,17 @@ pub trait SafetyJudge: Send + Sync {
             .iter()
             .map(|r| {
                 if r.is_empty() {
-                    Verdict::Empty
-                } else if probs
+                    return (Verdict::Empty, None);
+                }
+                let p = probs
                     .next()
-                    .expect("one probability per non-empty response")
-                    >= 0.5
-                {
+                    .expect("one probability per non-empty response");
+                let verdict = if p >= 0.5 {
                     Verdict::Unsafe
                 } else {
                     Verdict::Safe
-                }
+                };
+                (verdict, Some(p))
             })
             .collect())
     }

@@ -229,7 +229,9 @@ const QUERY_BLOCK: usize = 256;
 /// copied per query head; and queries go in blocks of [`QUERY_BLOCK`] rows, each reading only
 /// the keys up to its last position, so most of the masked upper triangle of a long prompt is
 /// never computed. The products and the softmax are the backend's (multi-threaded on the CPU).
-/// Masked scores are -inf before the padding bias is added, as in burn's fused attention.
+/// Future keys score -inf and the padding bias (the most negative finite float) is added after,
+/// as in burn's fused attention. No row is ever fully -inf (a query always sees its own
+/// position), so the plain softmax needs none of the guards a fully masked row would.
 ///
 /// # Shapes
 /// - q: `[batch, n_kv_heads * groups, seq, head_dim]`
@@ -351,5 +353,85 @@ impl<B: Backend> DecoderLayer<B> {
     pub fn mlp_activation(&self, resid_mid: Tensor<B, 3>) -> Tensor<B, 3> {
         self.mlp
             .activation(self.post_attention_layernorm.forward(resid_mid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+    use crate::TestBackend;
+
+    type B = TestBackend;
+
+    /// Burn's fused causal attention over key/value heads copied once per query head: what
+    /// `grouped_causal_attention` replaced.
+    fn reference(
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        pad_bias: Option<&Tensor<B, 4>>,
+        groups: usize,
+    ) -> Tensor<B, 4> {
+        let [batch, n_heads, seq, _] = q.dims();
+        let kv_len = k.dims()[2];
+        let repeat = |x: Tensor<B, 4>| {
+            let [b, h, len, d] = x.dims();
+            x.unsqueeze_dim::<5>(2)
+                .expand([b, h, groups, len, d])
+                .reshape([b, h * groups, len, d])
+        };
+        let bias = pad_bias.map(|b| b.clone().expand([batch, n_heads, seq, kv_len]));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        attention(q, repeat(k), repeat(v), None, bias, options)
+    }
+
+    /// Several query blocks, keys cached before the new queries, query groups of three and a
+    /// left-padded row: equal to the fused attention over copied heads.
+    #[test]
+    fn grouped_attention_equals_fused_attention_over_copied_heads() {
+        let device = Default::default();
+        let (batch, n_kv, groups, dim) = (2, 2, 3, 16);
+        for (past, seq) in [
+            (0, 2 * QUERY_BLOCK + 37),
+            (11, QUERY_BLOCK + 5),
+            (0, 1),
+            (7, 1),
+        ] {
+            let kv_len = past + seq;
+            let normal = Distribution::Normal(0.0, 1.0);
+            let q = Tensor::<B, 4>::random([batch, n_kv * groups, seq, dim], normal, &device);
+            let k = Tensor::<B, 4>::random([batch, n_kv, kv_len, dim], normal, &device);
+            let v = Tensor::<B, 4>::random([batch, n_kv, kv_len, dim], normal, &device);
+            // Row 1 has three padding positions at the front.
+            let mut bias = vec![0f32; batch * kv_len];
+            for b in bias[kv_len..kv_len + 3.min(kv_len - 1)].iter_mut() {
+                *b = f32::MIN;
+            }
+            let bias = Tensor::<B, 4>::from_data(
+                burn::tensor::TensorData::new(bias, [batch, 1, 1, kv_len]),
+                &device,
+            );
+            for pad in [None, Some(&bias)] {
+                let ours = grouped_causal_attention(q.clone(), k.clone(), v.clone(), pad, groups);
+                let theirs = reference(q.clone(), k.clone(), v.clone(), pad, groups);
+                assert_eq!(ours.dims(), theirs.dims());
+                let values = |t: Tensor<B, 4>| t.into_data().to_vec::<f32>().unwrap();
+                let (ours, theirs) = (values(ours), values(theirs));
+                let case = format!("past {past}, seq {seq}, padded {}", pad.is_some());
+                assert!(ours.iter().all(|x| x.is_finite()), "{case}: not finite");
+                let diff = ours
+                    .iter()
+                    .zip(&theirs)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(diff < 1e-4, "{case}: max difference {diff}");
+            }
+        }
     }
 }
