@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::model::{Batch, ForwardOptions, KvCache, Llama, Logits, check_tokens};
+use crate::prefix_cache::PrefixCache;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,8 +106,8 @@ pub struct GenerationTimings {
     pub decode_s: f64,
     /// Prompt tokens over all rows (padding excluded).
     pub prompt_tokens: usize,
-    /// Of those, tokens not computed: the beginning a prompt shares with an earlier one of the
-    /// same call was taken from that prompt's cache.
+    /// Of those, tokens not computed: the beginning a prompt shares with an earlier one (of the
+    /// same call, or kept from an earlier call) was taken from that prompt's cache.
     #[serde(default)]
     pub shared_prompt_tokens: usize,
     /// Generated tokens over all rows (EOS included).
@@ -179,6 +180,33 @@ pub fn generate_ids_observed<B: Backend>(
     device: &B::Device,
     observe: &mut dyn FnMut(GenerationStep<'_>) -> bool,
 ) -> Result<(IdRows, GenerationTimings)> {
+    generate_ids_reusing(
+        model,
+        prompts,
+        pad_id,
+        stop_ids,
+        max_len,
+        config,
+        device,
+        &mut PrefixCache::unbounded(),
+        observe,
+    )
+}
+
+/// [`generate_ids_observed`], taking the beginnings of prompts from `reuse` (prompts kept by
+/// earlier calls on this same model) and keeping this call's prompts in it.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_ids_reusing<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    pad_id: u32,
+    stop_ids: &[u32],
+    max_len: usize,
+    config: &GenerationConfig,
+    device: &B::Device,
+    reuse: &mut PrefixCache<B>,
+    observe: &mut dyn FnMut(GenerationStep<'_>) -> bool,
+) -> Result<(IdRows, GenerationTimings)> {
     config.validate()?;
     if prompts.is_empty() {
         return Ok((Vec::new(), GenerationTimings::default()));
@@ -225,7 +253,7 @@ pub fn generate_ids_observed<B: Backend>(
         mut cache,
         mut key_mask,
         shared_tokens,
-    } = prefill(model, prompts, device, &mut || {
+    } = prefill(model, prompts, device, reuse, &mut || {
         observe(GenerationStep {
             generated_tokens: 0,
             rows: &outputs,
@@ -332,21 +360,19 @@ struct Prefilled<B: Backend> {
     shared_tokens: usize,
 }
 
-/// Shortest shared beginning worth taking from an earlier prompt's cache instead of computing it.
-const MIN_SHARED_PREFIX: usize = 16;
-
 /// Processes every prompt on its own, so no padding is computed (a batch of prompts from 12 to
 /// 960 tokens would otherwise cost five times the longest), and stacks their caches left-padded
-/// for the batched decoding steps. A prompt that begins like an earlier one (the same system
-/// prompt, the same jailbreak template) continues that prompt's cache over the shared tokens
-/// instead of computing them again: causal attention makes their keys and values the same. Each
-/// row's numbers are those of the prompt alone, so a row generates what it would generate by
-/// itself. Between prompts `between()` is asked whether to go on (a cancel waits for one prompt
-/// at most).
+/// for the batched decoding steps. A prompt that begins like an earlier one of this call, or
+/// like one `reuse` kept from earlier calls (the same system prompt, the same jailbreak
+/// template), continues that prompt's cache over the shared tokens instead of computing them
+/// again: causal attention makes their keys and values the same. Each row's numbers are those of
+/// the prompt alone, so a row generates what it would generate by itself. Between prompts
+/// `between()` is asked whether to go on (a cancel waits for one prompt at most).
 fn prefill<B: Backend>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
     device: &B::Device,
+    reuse: &mut PrefixCache<B>,
     between: &mut dyn FnMut() -> bool,
 ) -> Result<Prefilled<B>> {
     let options = ForwardOptions {
@@ -356,6 +382,8 @@ fn prefill<B: Backend>(
     let mut logits = Vec::with_capacity(prompts.len());
     let mut caches: Vec<KvCache<B>> = Vec::with_capacity(prompts.len());
     let mut shared_tokens = 0;
+    // This call's prompts, whatever `reuse` has room for.
+    let mut this_call = PrefixCache::unbounded();
     for (i, prompt) in prompts.iter().enumerate() {
         if i > 0 && !between() {
             return Err(EngineError::Interrupted {
@@ -363,18 +391,15 @@ fn prefill<B: Backend>(
                 unit: "tokens",
             });
         }
-        // The last token is always computed: its logits start the answer.
-        let (from, shared) = longest_shared_prefix(&prompts[..i], prompt);
-        let shared = Some(shared.min(prompt.len() - 1)).filter(|&s| s >= MIN_SHARED_PREFIX);
-        let mut cache = match shared {
-            Some(shared) => caches[from].prefix(shared),
-            None => KvCache::new(model.n_layers()),
-        };
-        let shared = shared.unwrap_or(0);
+        let (mut cache, shared) = this_call
+            .take_prefix_either(reuse, prompt)
+            .unwrap_or_else(|| (KvCache::new(model.n_layers()), 0));
         shared_tokens += shared;
         let batch = Batch::continuing(&prompt[shared..], shared, device);
         let out = model.forward(&batch, Some(&mut cache), &options);
         logits.push(out.logits.expect("Logits::Last computes logits"));
+        this_call.keep(prompt, &cache);
+        reuse.keep(prompt, &cache);
         caches.push(cache);
     }
     let (cache, key_mask) = KvCache::stack_left_padded(caches);
@@ -384,16 +409,6 @@ fn prefill<B: Backend>(
         key_mask,
         shared_tokens,
     })
-}
-
-/// The earlier prompt sharing the longest beginning with `prompt`, and that length.
-fn longest_shared_prefix(earlier: &[Vec<u32>], prompt: &[u32]) -> (usize, usize) {
-    earlier
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i, e.iter().zip(prompt).take_while(|(a, b)| a == b).count()))
-        .max_by_key(|&(i, len)| (len, std::cmp::Reverse(i)))
-        .unwrap_or((0, 0))
 }
 
 /// Index of the largest value; the first one on ties.

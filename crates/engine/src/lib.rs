@@ -41,6 +41,7 @@ pub mod model;
 pub mod model_dir;
 pub mod names;
 pub mod optim;
+pub mod prefix_cache;
 pub mod tokenizer;
 pub mod weights;
 
@@ -52,6 +53,7 @@ pub use generate::{
 pub use loader::{LanguageModel, ModelFormat, ModelSource};
 pub use model::{Batch, ForwardOptions, ForwardOutput, KvCache, Llama, Logits, PaddingSide};
 pub use names::{LayerParam, WeightId};
+pub use prefix_cache::PrefixCache;
 pub use safeedit_core::PromptFormat;
 pub use tokenizer::{SpecialTokens, TextTokenizer};
 

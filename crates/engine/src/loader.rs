@@ -12,11 +12,12 @@ use crate::config::{HfLlamaConfig, LlamaConfig};
 use crate::dinm::ModelFamily;
 use crate::error::{EngineError, Result};
 use crate::generate::{
-    Generated, GenerationConfig, GenerationStep, GenerationTimings, generate_ids_observed,
+    Generated, GenerationConfig, GenerationStep, GenerationTimings, generate_ids_reusing,
 };
 use crate::model::Llama;
 use crate::model_dir::{TrainedModelCard, save_model_dir};
 use crate::names::WeightId;
+use crate::prefix_cache::PrefixCache;
 use crate::tokenizer::TextTokenizer;
 use crate::weights::{GgufFile, GgufStore, SafetensorsStore, StoreSource, TensorStore};
 use safeedit_core::{ModelSummary, PromptFormat};
@@ -303,8 +304,20 @@ impl<B: Backend> LanguageModel<B> {
         config: &GenerationConfig,
         observe: &mut dyn FnMut(GenerationStep<'_>) -> bool,
     ) -> Result<(Vec<Generated>, GenerationTimings)> {
+        self.generate_reusing(prompts, config, &mut PrefixCache::unbounded(), observe)
+    }
+
+    /// [`Self::generate_observed`], taking prompt beginnings from `reuse` and keeping these
+    /// prompts in it. `reuse` must only ever see this model (not an edited copy of it).
+    pub fn generate_reusing(
+        &self,
+        prompts: &[Vec<u32>],
+        config: &GenerationConfig,
+        reuse: &mut PrefixCache<B>,
+        observe: &mut dyn FnMut(GenerationStep<'_>) -> bool,
+    ) -> Result<(Vec<Generated>, GenerationTimings)> {
         let special = &self.tokenizer.special;
-        let (rows, timings) = generate_ids_observed(
+        let (rows, timings) = generate_ids_reusing(
             &self.model,
             prompts,
             special.pad_id(),
@@ -312,6 +325,7 @@ impl<B: Backend> LanguageModel<B> {
             self.max_len(),
             config,
             &self.device,
+            reuse,
             observe,
         )?;
         let outputs = prompts

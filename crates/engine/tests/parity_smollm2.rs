@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use common::{TestBackend, default_gguf, max_rel_diff, values};
 use safeedit_engine::{
-    Batch, ForwardOptions, GenerationConfig, LanguageModel, Logits, PromptFormat,
+    Batch, ForwardOptions, GenerationConfig, LanguageModel, Logits, PrefixCache, PromptFormat,
 };
 use serde_json::Value;
 
@@ -247,33 +247,7 @@ fn batched_generation_with_left_padding_matches_single_rows() {
 #[test]
 fn an_instances_inputs_together_generate_what_each_generates_alone() {
     let lm = model();
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../data/safeedit/SafeEdit_test_sample.json"
-    );
-    let records: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let record = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == 563)
-        .expect("record 563 is in the sample");
-    let g = &record["generalization test"];
-    let inputs = [
-        &record["adversarial prompt"],
-        &g["test input of only harmful question"],
-        &g["test input of other attack prompt input"],
-        &g["test input of other question input"],
-        &g["test input of other questions and attack prompts"],
-    ];
-    let prompts: Vec<Vec<u32>> = inputs
-        .iter()
-        .map(|text| {
-            lm.tokenizer
-                .encode_prompt(text.as_str().unwrap(), &PromptFormat::chat())
-                .unwrap()
-        })
-        .collect();
+    let prompts = instance_prompts(&lm, 563);
     let lengths: Vec<usize> = prompts.iter().map(Vec::len).collect();
     let (shortest, longest) = (lengths.iter().min().unwrap(), lengths.iter().max().unwrap());
     assert!(
@@ -296,5 +270,64 @@ fn an_instances_inputs_together_generate_what_each_generates_alone() {
             "input {i}"
         );
         assert_eq!(together[i].stop, alone[0].stop, "input {i}");
+    }
+}
+
+/// The five inputs of a real SafeEdit test record in the chat template, in EasyEdit's order.
+fn instance_prompts(lm: &LanguageModel<TestBackend>, id: u64) -> Vec<Vec<u32>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/safeedit/SafeEdit_test_sample.json"
+    );
+    let records: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let record = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("record {id} is in the sample"));
+    let g = &record["generalization test"];
+    [
+        &record["adversarial prompt"],
+        &g["test input of only harmful question"],
+        &g["test input of other attack prompt input"],
+        &g["test input of other question input"],
+        &g["test input of other questions and attack prompts"],
+    ]
+    .iter()
+    .map(|text| {
+        lm.tokenizer
+            .encode_prompt(text.as_str().unwrap(), &PromptFormat::chat())
+            .unwrap()
+    })
+    .collect()
+}
+
+/// Records 545 and 563 use the same jailbreak template ("Aligned"): an evaluation that keeps
+/// record 545's prompts (a [`PrefixCache`] across instances) computes less of record 563's, and
+/// record 563 still gets exactly what each of its inputs generates alone.
+#[test]
+fn prompts_kept_from_an_earlier_instance_change_no_answer_of_the_next() {
+    let lm = model();
+    let config = GenerationConfig::greedy(16);
+    let mut reuse = PrefixCache::new(256 << 20);
+    let first = instance_prompts(&lm, 545);
+    lm.generate_reusing(&first, &config, &mut reuse, &mut |_| true)
+        .unwrap();
+    let prompts = instance_prompts(&lm, 563);
+    let (kept, timings) = lm
+        .generate_reusing(&prompts, &config, &mut reuse, &mut |_| true)
+        .unwrap();
+    let (_, within) = lm.generate(&prompts, &config).unwrap();
+    assert!(
+        timings.shared_prompt_tokens > within.shared_prompt_tokens + 80,
+        "kept prompts serve {} tokens, the instance alone {}",
+        timings.shared_prompt_tokens,
+        within.shared_prompt_tokens
+    );
+    for (i, p) in prompts.iter().enumerate() {
+        let (alone, _) = lm.generate(std::slice::from_ref(p), &config).unwrap();
+        assert_eq!(kept[i].generated_ids, alone[0].generated_ids, "input {i}");
+        assert_eq!(kept[i].stop, alone[0].stop, "input {i}");
     }
 }

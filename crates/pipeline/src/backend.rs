@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use safeedit_engine::{EngineError, Generated, GenerationConfig, GenerationTimings, LanguageModel};
+use safeedit_engine::{
+    EngineError, Generated, GenerationConfig, GenerationTimings, LanguageModel, PrefixCache,
+};
 
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::{PipelineError, Result, ResultExt};
@@ -27,6 +29,20 @@ pub type TrainBackend = burn::backend::Autodiff<Backend>;
 
 /// A loaded model on this build's backend.
 pub type Model = LanguageModel<Backend>;
+
+/// Prompts kept across generation calls on one model (see [`PrefixCache`]).
+pub type PromptCache = PrefixCache<Backend>;
+
+/// Memory for prompts kept across instances or batches when a plan does not say, in MiB.
+pub const DEFAULT_PREFIX_CACHE_MIB: usize = 2048;
+
+/// A prompt cache of `mib` MiB (the default when `None`; 0 keeps nothing).
+pub fn prompt_cache(mib: Option<usize>) -> PromptCache {
+    PrefixCache::new(
+        mib.unwrap_or(DEFAULT_PREFIX_CACHE_MIB)
+            .saturating_mul(1 << 20),
+    )
+}
 
 /// The device models run on.
 pub fn device() -> burn::tensor::Device<Backend> {
@@ -61,19 +77,22 @@ pub fn generate(
     config: &GenerationConfig,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Generated>> {
-    generate_timed(lm, prompts, config, progress).map(|(outputs, _)| outputs)
+    generate_timed(lm, prompts, config, &mut PrefixCache::unbounded(), progress)
+        .map(|(outputs, _)| outputs)
 }
 
-/// [`generate`], with where its time went.
+/// [`generate`], taking prompt beginnings from `reuse` (which must only ever see `lm`) and
+/// keeping these prompts in it, with where the time went.
 pub fn generate_timed(
     lm: &Model,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
+    reuse: &mut PromptCache,
     progress: &mut dyn Progress,
 ) -> Result<(Vec<Generated>, GenerationTimings)> {
     progress.check()?;
     let limit = prompts.len() * config.max_new_tokens;
-    let result = lm.generate_observed(prompts, config, &mut |step| {
+    let result = lm.generate_reusing(prompts, config, reuse, &mut |step| {
         progress.event(Event::Tokens {
             done: step.generated_tokens,
             limit,

@@ -15,7 +15,7 @@ use safeedit_engine::judge::SafetyJudge;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::backend::Model;
+use crate::backend::{self, Model};
 use crate::evaluate::{evaluate, instance_result};
 use crate::method::{MethodModel, MethodSettings, ModelChoice, reuse_first_layer};
 use crate::progress::{Event, Progress, ProgressExt};
@@ -52,6 +52,11 @@ pub struct EvalPlan {
     /// Only this shard of the instances, in `out/shard-K-of-N` (joined by [`merge`]).
     #[serde(default)]
     pub shard: Option<Shard>,
+    /// Memory in MiB for prompts kept across instances by methods that do not edit, so that a
+    /// jailbreak template shared by many instances is computed once [default:
+    /// [`backend::DEFAULT_PREFIX_CACHE_MIB`]; 0 keeps nothing]. Answers are the same either way.
+    #[serde(default)]
+    pub prefix_cache_mib: Option<usize>,
 }
 
 impl EvalPlan {
@@ -69,6 +74,7 @@ impl EvalPlan {
             max_new_tokens: None,
             database: Some(Database::default()),
             shard: None,
+            prefix_cache_mib: None,
         }
     }
 
@@ -276,11 +282,12 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
     }
     progress.phase(method.name(), "instances", todo.len());
     let mut failures = 0;
+    let mut reuse = backend::prompt_cache(plan.prefix_cache_mib);
     for record in todo {
         progress.check()?;
         let started = Instant::now();
         match evaluate(
-            method, lm, record, settings, format, generation, judge, progress,
+            method, lm, record, settings, format, generation, judge, &mut reuse, progress,
         ) {
             Ok(evaluated) => {
                 let result =
@@ -300,6 +307,13 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
         progress.event(Event::Advance(1));
     }
     progress.event(Event::PhaseDone);
+    if !reuse.is_empty() {
+        progress.note(format!(
+            "prompts kept across instances: {} ({:.0} MiB)",
+            reuse.len(),
+            reuse.bytes() as f64 / (1 << 20) as f64
+        ));
+    }
 
     let results: Vec<InstanceResult> = read_jsonl(&results_path)?;
     let rows = write_summary(&out, method, &run_info, &results)?;
@@ -524,6 +538,48 @@ mod tests {
                 "stored, reachable by slug"
             );
         });
+    }
+
+    /// Record 2 of the sample uses jailbreak templates record 1 or 0 used: vanilla evaluation
+    /// takes them from the prompts it kept, DINM (another model per instance) does not, and no
+    /// answer changes.
+    #[test]
+    fn prompts_kept_across_instances_save_work_and_change_no_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = |method: Method, mib: Option<usize>| {
+            let out = dir.path().join(format!("{method}-{mib:?}"));
+            let plan = EvalPlan {
+                database: None,
+                prefix_cache_mib: mib,
+                ..tiny_eval(method, 3, &out)
+            };
+            run(&plan, &mut Quiet).unwrap();
+            let results = read_results(&out).unwrap();
+            let answers: Vec<Vec<String>> = results
+                .iter()
+                .map(|r| r.inputs.iter().map(|i| i.response.clone()).collect())
+                .collect();
+            let shared: Vec<usize> = results
+                .iter()
+                .map(|r| r.timings.as_ref().unwrap().shared_prompt_tokens)
+                .collect();
+            (answers, shared)
+        };
+        let (kept, with) = shared(Method::Vanilla, None);
+        let (alone, without) = shared(Method::Vanilla, Some(0));
+        assert_eq!(kept, alone);
+        assert_eq!(
+            with[0], without[0],
+            "the first instance has nothing kept before it"
+        );
+        assert!(with[2] > without[2] + 500, "{with:?} vs {without:?}");
+        let (kept, with) = shared(Method::Dinm, None);
+        let (alone, without) = shared(Method::Dinm, Some(0));
+        assert_eq!(kept, alone);
+        assert_eq!(
+            with, without,
+            "an edited model keeps nothing across instances"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use safeedit_engine::{GenerationConfig, StopReason};
 use safeedit_store::now_rfc3339;
 use serde_json::json;
 
-use crate::backend::{self, Model};
+use crate::backend::{self, Model, PromptCache};
 use crate::method::{MethodSettings, edit_for, method_input};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::{Loaded, Result};
@@ -34,6 +34,7 @@ pub struct Evaluated {
 }
 
 /// Generates and judges one instance's five inputs with `method` (editing methods edit first).
+/// Methods that do not edit take prompt beginnings from `reuse` and keep theirs in it.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     method: Method,
@@ -43,6 +44,7 @@ pub fn evaluate(
     format: &PromptFormat,
     generation: &GenerationConfig,
     judge: &dyn SafetyJudge,
+    reuse: &mut PromptCache,
     progress: &mut dyn Progress,
 ) -> Result<Evaluated> {
     let started = Instant::now();
@@ -63,7 +65,11 @@ pub fn evaluate(
     progress.event(Event::Generating {
         responses: prompts.len(),
     });
-    let (outputs, generated) = backend::generate_timed(model, &prompts, generation, progress)?;
+    // Kept prompts belong to the unedited model: an edited one starts afresh.
+    let mut fresh = PromptCache::unbounded();
+    let reuse = if edited.is_some() { &mut fresh } else { reuse };
+    let (outputs, generated) =
+        backend::generate_timed(model, &prompts, generation, reuse, progress)?;
     progress.check()?;
     progress.event(Event::Judging);
     let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
@@ -163,6 +169,7 @@ pub fn evaluate_one(
         &format,
         &generation,
         loaded.judge,
+        &mut PromptCache::unbounded(),
         progress,
     )?;
     progress.event(Event::Advance(1));

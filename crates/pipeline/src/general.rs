@@ -173,6 +173,8 @@ pub fn run(plan: &GeneralPlan, progress: &mut dyn Progress) -> Result<GeneralSum
 
     progress.phase(task.name(), "items", todo.len());
     let started = Instant::now();
+    // One model for every item: a shared instruction or few-shot beginning is computed once.
+    let mut reuse = backend::prompt_cache(None);
     for batch in todo.chunks(plan.batch_size) {
         progress.check()?;
         let prompts = batch
@@ -187,7 +189,8 @@ pub fn run(plan: &GeneralPlan, progress: &mut dyn Progress) -> Result<GeneralSum
                 encode(model, &user, task.answer_prefix(), &input_format)
             })
             .collect::<Result<Vec<_>>>()?;
-        let outputs = backend::generate(model, &prompts, &generation, progress)?;
+        let (outputs, _) =
+            backend::generate_timed(model, &prompts, &generation, &mut reuse, progress)?;
         for (item, out) in batch.iter().zip(outputs) {
             let scored = task.score(&out.text, item);
             let result = GeneralItemResult {

@@ -352,6 +352,8 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
             None => None,
         };
         let model = edited.as_ref().unwrap_or(lm);
+        // One model for the slot's inputs: their shared templates are computed once.
+        let mut reuse = backend::prompt_cache(plan.eval.prefix_cache_mib);
         progress.phase(slot.label.clone(), "inputs", todo.len());
         for chunk in todo.chunks(opts.batch_size) {
             progress.check()?;
@@ -363,8 +365,9 @@ pub fn run(plan: &TestAllPlan, progress: &mut dyn Progress) -> Result<TestAllSum
                 texts.push(text);
             }
             let ids: Vec<u64> = chunk.iter().map(|r| r.id).collect();
-            let outputs = backend::generate(model, &prompts, generation, progress)
-                .with_context(|| format!("{}: generating for inputs {ids:?}", slot.label))?;
+            let (outputs, _) =
+                backend::generate_timed(model, &prompts, generation, &mut reuse, progress)
+                    .with_context(|| format!("{}: generating for inputs {ids:?}", slot.label))?;
             let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
             let verdicts = judge.judge(&responses)?;
             for ((record, text), (out, verdict)) in chunk

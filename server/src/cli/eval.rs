@@ -58,6 +58,11 @@ pub struct EvalArgs {
     /// from Slurm or a Kubernetes indexed job (JOB_COMPLETION_INDEX).
     #[arg(long, value_name = "K/N|auto|auto/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
+    /// Memory (MiB) for prompts kept across instances by methods that do not edit, so a
+    /// jailbreak template many instances share is computed once; the answers are the same
+    /// either way [default: 2048; 0 keeps none].
+    #[arg(long, value_name = "MIB")]
+    pub prefix_cache_mib: Option<usize>,
     /// The SafeEdit_test_ALL protocol instead of per-instance evaluation.
     #[command(flatten)]
     pub test_all: TestAllArgs,
@@ -140,6 +145,7 @@ impl EvalArgs {
             max_new_tokens: self.max_new_tokens,
             database: self.db.database(),
             shard: self.shard,
+            prefix_cache_mib: self.prefix_cache_mib,
         }
     }
 

@@ -170,6 +170,20 @@ impl<B: Backend> KvCache<B> {
         self.len() == 0
     }
 
+    /// Memory the cached keys and values take, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|c| {
+                [&c.key, &c.value]
+                    .iter()
+                    .map(|t| t.shape().num_elements() * t.dtype().size())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// The first `len` cached positions (all of them when there are fewer).
     pub fn prefix(&self, len: usize) -> Self {
         let layers = self
