@@ -88,6 +88,67 @@ fn toxic_layer_location_matches_reference() {
     }
 }
 
+/// Left padding (EasyEdit's Mistral setting) against transformers with its default SDPA
+/// attention: the leading pad positions, which see no real key, enter the distance too.
+#[test]
+fn toxic_layer_location_with_left_padding_matches_transformers() {
+    let lm = LanguageModel::<TestBackend>::load(&default_gguf(), &Default::default()).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/safeedit/three_instances_for_editing.json");
+    let records = load_records(&data).unwrap();
+    let reference = reference();
+    let left = &reference["locate_left"];
+    assert_eq!(left["attn_implementation"], "sdpa");
+    let cases = left["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    let padded = cases
+        .iter()
+        .filter(|case| {
+            case["attention_mask"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|row| row[0].as_u64() == Some(0))
+        })
+        .count();
+    assert!(
+        padded >= 2,
+        "the responses of most instances differ in length"
+    );
+    for case in cases {
+        let id = case["instance"].as_u64().unwrap();
+        let record = records.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(case["padding_side"], "left");
+        let found = locate_toxic_layer(
+            &lm,
+            &record.safe_generation,
+            &record.unsafe_generation,
+            PaddingSide::Left,
+        )
+        .unwrap();
+        let want: Vec<f32> = case["distances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(found.distances.len(), want.len());
+        for (layer, (got, want)) in found.distances.iter().zip(&want).enumerate() {
+            let rel = (got - want).abs() / want.abs().max(1e-6);
+            assert!(
+                rel < TOL,
+                "instance {id} layer {layer}: {got} vs {want} ({rel:.2e})"
+            );
+        }
+        assert_eq!(
+            found.layer,
+            case["layer"].as_u64().unwrap() as usize,
+            "instance {id}: {:?} vs {want:?}",
+            found.distances
+        );
+    }
+}
+
 #[test]
 fn dinm_edit_matches_reference() {
     use safeedit_engine::PromptFormat;

@@ -9,6 +9,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Int, Tensor};
 
+use super::few_rows;
 use super::rope::Rotary;
 
 /// A bias-free linear map holding its weight in PyTorch layout.
@@ -60,6 +61,11 @@ pub fn project<B: Backend, const D: usize>(weight: Tensor<B, 2>, x: Tensor<B, D>
     let flat: Tensor<B, 2> = x.reshape([rows, dims[D - 1]]);
     let mut shape = dims;
     shape[D - 1] = out;
+    if rows <= few_rows::MAX_ROWS
+        && let Some(y) = few_rows::project(&weight, &flat)
+    {
+        return y.reshape(shape);
+    }
     flat.matmul(weight.transpose()).reshape(shape)
 }
 
@@ -231,7 +237,10 @@ const QUERY_BLOCK: usize = 256;
 /// never computed. The products and the softmax are the backend's (multi-threaded on the CPU).
 /// Future keys score -inf and the padding bias (the most negative finite float) is added after,
 /// as in burn's fused attention. No row is ever fully -inf (a query always sees its own
-/// position), so the plain softmax needs none of the guards a fully masked row would.
+/// position), so the plain softmax needs none of the guards a fully masked row would. A query
+/// that sees only padding (the leading pad positions of a left-padded row) gets a zero output,
+/// as transformers' default SDPA attention gives it on current PyTorch; other rows never attend
+/// to padding, so only the padding positions' own states depend on this.
 ///
 /// # Shapes
 /// - q: `[batch, n_kv_heads * groups, seq, head_dim]`
@@ -287,7 +296,12 @@ fn grouped_causal_attention<B: Backend>(
                     .narrow(3, 0, visible)
                     .expand([batch, n_kv, rows, visible]);
         }
-        let out = softmax(scores, 3).matmul(v.clone().narrow(2, 0, visible));
+        // Rows whose every visible key is padding: the best score is the padding bias itself.
+        let sees_nothing = pad_bias.map(|_| scores.clone().max_dim(3).lower_elem(f32::MIN / 2.0));
+        let mut out = softmax(scores, 3).matmul(v.clone().narrow(2, 0, visible));
+        if let Some(rows_masked) = sees_nothing {
+            out = out.mask_fill(rows_masked.expand([batch, n_kv, rows, dim]), 0.0);
+        }
         blocks.push(out.reshape([batch, n_kv, groups, len, dim]));
     }
     Tensor::cat(blocks, 3).reshape([batch, n_heads, seq, dim])
@@ -422,8 +436,19 @@ mod tests {
                 let theirs = reference(q.clone(), k.clone(), v.clone(), pad, groups);
                 assert_eq!(ours.dims(), theirs.dims());
                 let values = |t: Tensor<B, 4>| t.into_data().to_vec::<f32>().unwrap();
-                let (ours, theirs) = (values(ours), values(theirs));
+                let (ours, mut theirs) = (values(ours), values(theirs));
                 let case = format!("past {past}, seq {seq}, padded {}", pad.is_some());
+                // Queries of row 1 that see only its padding (positions 0..3): zero here (as
+                // transformers' SDPA), spread over the padding by the fused attention.
+                let heads = n_kv * groups;
+                let padded = 3.min(kv_len - 1);
+                for h in 0..heads {
+                    for s in (0..seq).filter(|&s| pad.is_some() && past + s < padded) {
+                        let at = ((heads + h) * seq + s) * dim;
+                        assert!(ours[at..at + dim].iter().all(|&x| x == 0.0), "{case}");
+                        theirs[at..at + dim].fill(0.0);
+                    }
+                }
                 assert!(ours.iter().all(|x| x.is_finite()), "{case}: not finite");
                 let diff = ours
                     .iter()

@@ -5,6 +5,7 @@
 //! PyTorch hold to 1e-3.
 
 mod batch;
+mod few_rows;
 mod layers;
 mod rope;
 

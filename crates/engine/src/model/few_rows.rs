@@ -1,0 +1,178 @@
+//! `x · Wᵀ` for a few rows on the CPU backend: the products of a decoding step (one row per
+//! prompt being answered) read every weight once and do little arithmetic per weight, so their
+//! cost is reading the weights. A general matrix product first copies ("packs") the weight into
+//! its own layout, which for a handful of rows reads and writes every weight again; here each
+//! output feature is the dot product of the rows with that feature's weight row, read once, in
+//! place (PyTorch's `[out, in]` layout keeps it contiguous), with the features split over the
+//! backend's threads.
+//!
+//! Only burn-flex f32 tensors take this path; any other backend, element type or layout answers
+//! `None` and the caller uses the backend's product. Autodiff tensors are another type, so
+//! training never comes here.
+
+use std::any::Any;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+/// Most rows handled here; more rows (prompt processing) reuse each weight enough for a
+/// general matrix product to be faster.
+pub const MAX_ROWS: usize = 8;
+
+/// Output features per parallel task.
+const FEATURES_PER_TASK: usize = 64;
+
+/// `x · Wᵀ` for `x: [rows, in]` (rows ≤ [`MAX_ROWS`]) and `weight: [out, in]`, when both are
+/// contiguous burn-flex f32 tensors; `None` otherwise.
+pub fn project<B: Backend>(weight: &Tensor<B, 2>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    let [rows, width] = x.dims();
+    let [out, w_width] = weight.dims();
+    if rows == 0 || rows > MAX_ROWS || width != w_width {
+        return None;
+    }
+    let w = float_primitive(weight)?;
+    let xs = float_primitive(x)?;
+    let w = (&w as &dyn Any)
+        .downcast_ref::<FlexTensor>()?
+        .as_slice::<f32>()?;
+    let xs = (&xs as &dyn Any)
+        .downcast_ref::<FlexTensor>()?
+        .as_slice::<f32>()?;
+    // Feature-major while computing (each task writes its own run), row-major at the end.
+    let mut by_feature = vec![0f32; out * rows];
+    by_feature
+        .par_chunks_mut(FEATURES_PER_TASK * rows)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            let first = task * FEATURES_PER_TASK;
+            for (j, dots) in chunk.chunks_mut(rows).enumerate() {
+                let feature = first + j;
+                row_dots(xs, &w[feature * width..(feature + 1) * width], dots);
+            }
+        });
+    let mut y = vec![0f32; rows * out];
+    for (feature, dots) in by_feature.chunks(rows).enumerate() {
+        for (row, &d) in dots.iter().enumerate() {
+            y[row * out + feature] = d;
+        }
+    }
+    let result: Box<dyn Any> = Box::new(FlexTensor::from_data(TensorData::new(y, [rows, out])));
+    let primitive = *result.downcast::<B::FloatTensorPrimitive>().ok()?;
+    Some(Tensor::from_primitive(TensorPrimitive::Float(primitive)))
+}
+
+fn float_primitive<B: Backend>(t: &Tensor<B, 2>) -> Option<B::FloatTensorPrimitive> {
+    match t.clone().into_primitive() {
+        TensorPrimitive::Float(p) => Some(p),
+        TensorPrimitive::QFloat(_) => None,
+    }
+}
+
+/// `dots[r] = x[r] · w` for every row `r` of the row-major `x`.
+#[allow(unsafe_code)]
+fn row_dots(x: &[f32], w: &[f32], dots: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: calling a function compiled for AVX2 and FMA is sound on a CPU that has both,
+        // which was just checked.
+        unsafe { row_dots_avx2(x, w, dots) };
+        return;
+    }
+    for (r, d) in dots.iter_mut().enumerate() {
+        let row = &x[r * w.len()..(r + 1) * w.len()];
+        *d = row.iter().zip(w).map(|(a, b)| a * b).sum();
+    }
+}
+
+/// [`row_dots`] with AVX2 + FMA: two 8-lane partial sums per row, then the tail.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(unsafe_code)]
+fn row_dots_avx2(x: &[f32], w: &[f32], dots: &mut [f32]) {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+    let width = w.len();
+    assert!(x.len() >= dots.len() * width);
+    // Eight lanes starting at `k` of `v`.
+    let load = |v: &[f32], k: usize| -> __m256 {
+        let lanes = &v[k..k + 8];
+        // SAFETY: `lanes` holds the eight floats the unaligned load reads.
+        unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
+    };
+    for (r, d) in dots.iter_mut().enumerate() {
+        let row = &x[r * width..(r + 1) * width];
+        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut k = 0;
+        while k + 16 <= width {
+            even = _mm256_fmadd_ps(load(row, k), load(w, k), even);
+            odd = _mm256_fmadd_ps(load(row, k + 8), load(w, k + 8), odd);
+            k += 16;
+        }
+        if k + 8 <= width {
+            even = _mm256_fmadd_ps(load(row, k), load(w, k), even);
+            k += 8;
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` has room for the eight floats stored.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(even, odd)) };
+        let mut sum: f32 = lanes.iter().sum();
+        for (a, b) in row[k..].iter().zip(&w[k..]) {
+            sum += a * b;
+        }
+        *d = sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn tensor(values: Vec<f32>, shape: [usize; 2]) -> Tensor<Flex, 2> {
+        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    #[test]
+    fn few_rows_equal_the_general_product_within_rounding() {
+        // Widths with and without a tail, one to eight rows, more features than one task.
+        for (rows, width, out) in [(1, 576, 200), (5, 37, 130), (8, 64, 64), (3, 1, 7)] {
+            let x: Vec<f32> = (0..rows * width)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let w: Vec<f32> = (0..out * width)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 7.0)
+                .collect();
+            let (x, w) = (tensor(x, [rows, width]), tensor(w, [out, width]));
+            let fast = project(&w, &x).expect("f32 burn-flex tensors take the fast path");
+            let general = x.clone().matmul(w.clone().transpose());
+            assert_eq!(fast.dims(), [rows, out]);
+            let diff: f32 = (fast - general.clone()).abs().max().into_scalar();
+            let scale: f32 = general.abs().max().into_scalar();
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{rows}x{width}x{out}: {diff} of {scale}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_shapes_and_layouts_go_to_the_general_product() {
+        let w = tensor(vec![1.0; 4 * 6], [4, 6]);
+        let many = tensor(vec![1.0; (MAX_ROWS + 1) * 6], [MAX_ROWS + 1, 6]);
+        assert!(project(&w, &many).is_none(), "more rows than MAX_ROWS");
+        let transposed = tensor(vec![1.0; 6 * 4], [6, 4]).transpose();
+        let x = tensor(vec![1.0; 2 * 4], [2, 4]);
+        assert!(project(&transposed, &x).is_none(), "a strided weight view");
+        let autodiff =
+            Tensor::<burn::backend::Autodiff<Flex>, 2>::ones([4, 6], &Default::default());
+        let x = Tensor::<burn::backend::Autodiff<Flex>, 2>::ones([2, 6], &Default::default());
+        assert!(
+            project(&autodiff, &x).is_none(),
+            "autodiff tensors record their graph"
+        );
+    }
+}
