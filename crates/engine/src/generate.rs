@@ -144,7 +144,7 @@ pub fn generate_ids<B: Backend>(
     config: &GenerationConfig,
     device: &B::Device,
 ) -> Result<(IdRows, GenerationTimings)> {
-    generate_ids_observed(
+    generate_ids_reusing(
         model,
         prompts,
         pad_id,
@@ -152,6 +152,7 @@ pub fn generate_ids<B: Backend>(
         max_len,
         config,
         device,
+        &mut PrefixCache::unbounded(),
         &mut |_| true,
     )
 }
@@ -166,35 +167,11 @@ pub struct GenerationStep<'a> {
     pub rows: &'a [Vec<u32>],
 }
 
-/// [`generate_ids`], showing `observe` after every step what the rows have generated so far;
-/// when it answers `false` generation stops with [`EngineError::Interrupted`] before the next
-/// step (a cancelled job stops within one token).
-#[allow(clippy::too_many_arguments)]
-pub fn generate_ids_observed<B: Backend>(
-    model: &Llama<B>,
-    prompts: &[Vec<u32>],
-    pad_id: u32,
-    stop_ids: &[u32],
-    max_len: usize,
-    config: &GenerationConfig,
-    device: &B::Device,
-    observe: &mut dyn FnMut(GenerationStep<'_>) -> bool,
-) -> Result<(IdRows, GenerationTimings)> {
-    generate_ids_reusing(
-        model,
-        prompts,
-        pad_id,
-        stop_ids,
-        max_len,
-        config,
-        device,
-        &mut PrefixCache::unbounded(),
-        observe,
-    )
-}
-
-/// [`generate_ids_observed`], taking the beginnings of prompts from `reuse` (prompts kept by
-/// earlier calls on this same model) and keeping this call's prompts in it.
+/// [`generate_ids`], taking the beginnings of prompts from `reuse` (prompts kept by earlier
+/// calls on this same model) and keeping this call's prompts in it, and showing `observe` after
+/// every step what the rows have generated so far; when it answers `false` generation stops
+/// with [`EngineError::Interrupted`] before the next step (a cancelled job stops within one
+/// token).
 #[allow(clippy::too_many_arguments)]
 pub fn generate_ids_reusing<B: Backend>(
     model: &Llama<B>,

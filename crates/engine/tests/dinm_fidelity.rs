@@ -17,6 +17,26 @@ fn reference() -> Value {
     serde_json::from_str(include_str!("fixtures/smollm2_dinm_reference.json")).unwrap()
 }
 
+/// The reference's per-layer distances of `case`, after checking `got` against them within
+/// [`TOL`] (relative).
+fn distances_close(id: u64, got: &[f32], case: &Value) -> Vec<f32> {
+    let want: Vec<f32> = case["distances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (layer, (got, want)) in got.iter().zip(&want).enumerate() {
+        let rel = (got - want).abs() / want.abs().max(1e-6);
+        assert!(
+            rel < TOL,
+            "instance {id} layer {layer}: {got} vs {want} ({rel:.2e})"
+        );
+    }
+    want
+}
+
 #[test]
 fn toxic_layer_location_matches_reference() {
     let lm = LanguageModel::<TestBackend>::load(&default_gguf(), &Default::default()).unwrap();
@@ -56,20 +76,7 @@ fn toxic_layer_location_matches_reference() {
             PaddingSide::Right,
         )
         .unwrap();
-        let want: Vec<f32> = case["distances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(found.distances.len(), want.len());
-        for (layer, (got, want)) in found.distances.iter().zip(&want).enumerate() {
-            let rel = (got - want).abs() / want.abs().max(1e-6);
-            assert!(
-                rel < TOL,
-                "instance {id} layer {layer}: {got} vs {want} ({rel:.2e})"
-            );
-        }
+        let want = distances_close(id, &found.distances, case);
         let want_layer = case["layer"].as_u64().unwrap() as usize;
         if found.layer != want_layer {
             // On SmolLM2 several middle layers carry massive activations and their distances are
@@ -126,20 +133,7 @@ fn toxic_layer_location_with_left_padding_matches_transformers() {
             PaddingSide::Left,
         )
         .unwrap();
-        let want: Vec<f32> = case["distances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(found.distances.len(), want.len());
-        for (layer, (got, want)) in found.distances.iter().zip(&want).enumerate() {
-            let rel = (got - want).abs() / want.abs().max(1e-6);
-            assert!(
-                rel < TOL,
-                "instance {id} layer {layer}: {got} vs {want} ({rel:.2e})"
-            );
-        }
+        let want = distances_close(id, &found.distances, case);
         assert_eq!(
             found.layer,
             case["layer"].as_u64().unwrap() as usize,
