@@ -46,54 +46,58 @@ pub fn DetoxifyPanel(split: String, id: u64) -> impl IntoView {
                 "Runs DINM on the loaded model: locate the toxic layer, tune its down_proj on this \
                  instance, then answer DS and the DG inputs before and after, and judge them."
             </p>
-            <details class="advanced">
-                <summary>"Hyperparameters (empty = the model's preset)"</summary>
-                <div class="filters">
-                    {text_field("learning rate", "hp-lr", lr, preset_hint(models, |p| p.lr.to_string()))}
-                    {text_field("steps", "hp-steps", steps, preset_hint(models, |p| p.steps.to_string()))}
-                    {text_field("layer", "hp-layer", layer, "locate")}
-                    {text_field("max new tokens", "hp-max-new", max_new, max_new_hint(models))}
-                </div>
-            </details>
-            <p class="actions">
-                <button
-                    id="detoxify-button"
-                    disabled=move || launch.disabled()
-                    on:click={
-                        let submit = submit.clone();
-                        move |_| submit(Method::Dinm)
-                    }
-                >
-                    {move || if launch.pending.get() { "Submitting…" } else { "Detoxify this instance" }}
-                </button>
-                " "
-                <button
-                    id="eval-vanilla-button"
-                    class="secondary"
-                    disabled=move || launch.disabled()
-                    on:click={
-                        let submit = submit.clone();
-                        move |_| submit(Method::Vanilla)
-                    }
-                >
-                    "Evaluate vanilla"
-                </button>
-                " "
-                <button
-                    id="eval-prompt-button"
-                    class="secondary"
-                    disabled=move || launch.disabled()
-                    on:click=move |_| submit(Method::Prompt)
-                >
-                    "Evaluate prompt-only"
-                </button>
-            </p>
-            <p class="muted">
-                "Evaluate: the five inputs answered by the unedited model, without (vanilla) or \
-                 with the suffix prompt (prompt-only, the paper's wo/Tune), judged; stored as an \
-                 evaluation like those of safeedit eval."
-            </p>
+            <fieldset class="controls" disabled=launch.waiting()>
+                <details class="advanced">
+                    <summary>"Hyperparameters (empty = the model's preset)"</summary>
+                    <div class="filters">
+                        {text_field("learning rate", "hp-lr", lr, preset_hint(models, |p| p.lr.to_string()))}
+                        {text_field("steps", "hp-steps", steps, preset_hint(models, |p| p.steps.to_string()))}
+                        {text_field("layer", "hp-layer", layer, "locate")}
+                        {text_field("max new tokens", "hp-max-new", max_new, max_new_hint(models))}
+                    </div>
+                </details>
+                <p class="actions">
+                    <button
+                        id="detoxify-button"
+                        disabled=move || launch.disabled()
+                        on:click={
+                            let submit = submit.clone();
+                            move |_| submit(Method::Dinm)
+                        }
+                    >
+                        {move || if launch.pending.get() { "Submitting…" } else { "Detoxify this instance" }}
+                    </button>
+                    " "
+                    <button
+                        id="eval-vanilla-button"
+                        class="secondary"
+                        disabled=move || launch.disabled()
+                        on:click={
+                            let submit = submit.clone();
+                            move |_| submit(Method::Vanilla)
+                        }
+                    >
+                        "Evaluate vanilla"
+                    </button>
+                    " "
+                    <button
+                        id="eval-prompt-button"
+                        class="secondary"
+                        disabled=move || launch.disabled()
+                        on:click=move |_| submit(Method::Prompt)
+                    >
+                        "Evaluate prompt-only"
+                    </button>
+                </p>
+                <p class="muted">
+                    "Evaluate: the five inputs answered by the unedited model, without (vanilla) or \
+                     with the suffix prompt (prompt-only, the paper's wo/Tune), judged; stored as an \
+                     evaluation like those of safeedit eval."
+                </p>
+            </fieldset>
             {launch.error_line("detoxify-error")}
         </section>
     }
+    // Erased: the instance page's view type would otherwise outgrow the compiler's query depth.
+    .into_any()
 }

@@ -53,6 +53,13 @@ impl Launch {
         }
     }
 
+    /// Whether the form's controls wait for the page to hydrate. Until then they are disabled
+    /// (a `<fieldset>` around them): typed into earlier, a field would be reset by hydration and
+    /// the form would submit what it started with, not what the user typed.
+    pub fn waiting(self) -> impl Fn() -> bool + Copy + 'static {
+        move || !self.hydrated.get()
+    }
+
     /// Whether the form's buttons are disabled.
     pub fn disabled(self) -> bool {
         !self.hydrated.get() || self.pending.get()
@@ -254,38 +261,41 @@ pub fn EvalLauncher(
                 <code>"safeedit eval"</code>
                 " does: DS and the four DG inputs per instance, judged; the run joins this table."
             </p>
-            <div class="filters">
-                <label>
-                    "method"
-                    <select
-                        id="launch-method"
-                        prop:value=move || method.get()
-                        on:change=move |ev| method.set(event_target_value(&ev))
-                    >
-                        {options}
-                        <Transition>{trained}</Transition>
-                    </select>
-                </label>
-                {select_field(
-                    "split",
-                    "launch-split",
-                    split,
-                    &[("test", "test"), ("editing", "editing (3 instances)")],
-                )}
-                {select_field("fold", "launch-fold", fold, FOLDS)}
-                {text_field("instances", "launch-limit", limit, "all")}
-                {text_field("max new tokens", "launch-max-new", max_new, max_new_hint(models))}
-            </div>
-            <p class="actions">
-                <button id="launch-button" disabled=move || launch.disabled() on:click=submit>
-                    {move || {
-                        if launch.pending.get() { "Submitting…" } else { "Run the evaluation" }
-                    }}
-                </button>
-            </p>
+            <fieldset class="controls" disabled=launch.waiting()>
+                <div class="filters">
+                    <label>
+                        "method"
+                        <select
+                            id="launch-method"
+                            prop:value=move || method.get()
+                            on:change=move |ev| method.set(event_target_value(&ev))
+                        >
+                            {options}
+                            <Transition>{trained}</Transition>
+                        </select>
+                    </label>
+                    {select_field(
+                        "split",
+                        "launch-split",
+                        split,
+                        &[("test", "test"), ("editing", "editing (3 instances)")],
+                    )}
+                    {select_field("fold", "launch-fold", fold, FOLDS)}
+                    {text_field("instances", "launch-limit", limit, "all")}
+                    {text_field("max new tokens", "launch-max-new", max_new, max_new_hint(models))}
+                </div>
+                <p class="actions">
+                    <button id="launch-button" disabled=move || launch.disabled() on:click=submit>
+                        {move || {
+                            if launch.pending.get() { "Submitting…" } else { "Run the evaluation" }
+                        }}
+                    </button>
+                </p>
+            </fieldset>
             {launch.error_line("launch-error")}
         </details>
     }
+    .into_any()
 }
 
 /// The training form.
@@ -341,32 +351,35 @@ pub fn TrainLauncher(
                  from the SFT model). The shipped sample's train fold; evaluate on the held-out \
                  fold. Empty fields keep the preset."
             </p>
-            <div class="filters">
-                {select_field("objective", "train-objective", objective, &[("sft", "SFT"), ("dpo", "DPO")])}
-                <label>
-                    "start from"
-                    <select
-                        id="train-base"
-                        prop:value=move || base.get()
-                        on:change=move |ev| base.set(event_target_value(&ev))
-                    >
-                        <option value="">"the loaded model"</option>
-                        <Transition>{bases}</Transition>
-                    </select>
-                </label>
-                {text_field("name", "train-name", name, "automatic")}
-                {text_field("pairs", "train-limit", limit, "all 105")}
-                {text_field("epochs", "train-epochs", epochs, "preset")}
-                {text_field("learning rate", "train-lr", lr, "preset")}
-            </div>
-            <p class="actions">
-                <button id="train-button" disabled=move || launch.disabled() on:click=submit>
-                    {move || if launch.pending.get() { "Submitting…" } else { "Train" }}
-                </button>
-            </p>
+            <fieldset class="controls" disabled=launch.waiting()>
+                <div class="filters">
+                    {select_field("objective", "train-objective", objective, &[("sft", "SFT"), ("dpo", "DPO")])}
+                    <label>
+                        "start from"
+                        <select
+                            id="train-base"
+                            prop:value=move || base.get()
+                            on:change=move |ev| base.set(event_target_value(&ev))
+                        >
+                            <option value="">"the loaded model"</option>
+                            <Transition>{bases}</Transition>
+                        </select>
+                    </label>
+                    {text_field("name", "train-name", name, "automatic")}
+                    {text_field("pairs", "train-limit", limit, "all 105")}
+                    {text_field("epochs", "train-epochs", epochs, "preset")}
+                    {text_field("learning rate", "train-lr", lr, "preset")}
+                </div>
+                <p class="actions">
+                    <button id="train-button" disabled=move || launch.disabled() on:click=submit>
+                        {move || if launch.pending.get() { "Submitting…" } else { "Train" }}
+                    </button>
+                </p>
+            </fieldset>
             {launch.error_line("train-error")}
         </details>
     }
+    .into_any()
 }
 
 /// The editing methods an analysis can compare with vanilla.
@@ -457,25 +470,28 @@ pub fn AnalysisLauncher(
                  the projection and the logit lens. Editing methods edit on the first editing \
                  instances; the activation means come from test inputs."
             </p>
-            <div class="filters" id="analysis-methods">
-                {methods}
-                <Transition>{trained}</Transition>
-            </div>
-            <div class="filters">
-                {text_field("edits", "analysis-edits", edits, "all 3")}
-                {select_field("inputs from", "analysis-fold", fold, FOLDS)}
-                {text_field("inputs", "analysis-inputs", inputs, "all")}
-                {text_field("projection inputs", "analysis-projection", projection, "30")}
-                {text_field("probe tokens", "analysis-probe-tokens", probe_tokens, "128")}
-            </div>
-            <p class="actions">
-                <button id="analysis-button" disabled=move || launch.disabled() on:click=submit>
-                    {move || if launch.pending.get() { "Submitting…" } else { "Run the analysis" }}
-                </button>
-            </p>
+            <fieldset class="controls" disabled=launch.waiting()>
+                <div class="filters" id="analysis-methods">
+                    {methods}
+                    <Transition>{trained}</Transition>
+                </div>
+                <div class="filters">
+                    {text_field("edits", "analysis-edits", edits, "all 3")}
+                    {select_field("inputs from", "analysis-fold", fold, FOLDS)}
+                    {text_field("inputs", "analysis-inputs", inputs, "all")}
+                    {text_field("projection inputs", "analysis-projection", projection, "30")}
+                    {text_field("probe tokens", "analysis-probe-tokens", probe_tokens, "128")}
+                </div>
+                <p class="actions">
+                    <button id="analysis-button" disabled=move || launch.disabled() on:click=submit>
+                        {move || if launch.pending.get() { "Submitting…" } else { "Run the analysis" }}
+                    </button>
+                </p>
+            </fieldset>
             {launch.error_line("analysis-error")}
         </details>
     }
+    .into_any()
 }
 
 /// The general-performance form of evaluation `eval`.
@@ -514,24 +530,27 @@ pub fn GeneralLauncher(eval: String) -> impl IntoView {
                  knowledge questions, offline in place of TriviaQA) or CSum (XSum summaries). \
                  The score joins this evaluation and the Results table."
             </p>
-            <div class="filters">
-                {select_field(
-                    "task",
-                    "general-task",
-                    task,
-                    &[("knowledge", "knowledge proxy (KQA-proxy)"), ("csum", "summaries (CSum)")],
-                )}
-                {text_field("items", "general-limit", limit, "all")}
-                {text_field("max new tokens", "general-max-new", max_new, "the task's")}
-            </div>
-            <p class="actions">
-                <button id="general-button" disabled=move || launch.disabled() on:click=submit>
-                    {move || if launch.pending.get() { "Submitting…" } else { "Measure" }}
-                </button>
-            </p>
+            <fieldset class="controls" disabled=launch.waiting()>
+                <div class="filters">
+                    {select_field(
+                        "task",
+                        "general-task",
+                        task,
+                        &[("knowledge", "knowledge proxy (KQA-proxy)"), ("csum", "summaries (CSum)")],
+                    )}
+                    {text_field("items", "general-limit", limit, "all")}
+                    {text_field("max new tokens", "general-max-new", max_new, "the task's")}
+                </div>
+                <p class="actions">
+                    <button id="general-button" disabled=move || launch.disabled() on:click=submit>
+                        {move || if launch.pending.get() { "Submitting…" } else { "Measure" }}
+                    </button>
+                </p>
+            </fieldset>
             {launch.error_line("general-error")}
         </details>
     }
+    .into_any()
 }
 
 /// The placeholder of a max-new-tokens field.
@@ -600,30 +619,33 @@ pub fn TestAllLauncher(
                 <code>"safeedit eval --test-all"</code>
                 " does: DG_onlyQ on the bare harmful questions, DG_otherAQ on the attacked ones,                  and fluency. An editing method edits once per editing instance; the run joins                  this table."
             </p>
-            <div class="filters">
-                <label>
-                    "method"
-                    <select
-                        id="test-all-method"
-                        prop:value=move || method.get()
-                        on:change=move |ev| method.set(event_target_value(&ev))
-                    >
-                        {loaded_model_methods()}
-                    </select>
-                </label>
-                {select_field("fold", "test-all-fold", fold, FOLDS)}
-                {text_field("inputs", "test-all-limit", limit, "all 540")}
-                {text_field("max new tokens", "test-all-max-new", max_new, max_new_hint(models))}
-                {text_field("edit instances", "test-all-instances", instances, "1, 2, 3")}
-            </div>
-            <p class="actions">
-                <button id="test-all-button" disabled=move || launch.disabled() on:click=submit>
-                    {move || if launch.pending.get() { "Submitting…" } else { "Run test_ALL" }}
-                </button>
-            </p>
+            <fieldset class="controls" disabled=launch.waiting()>
+                <div class="filters">
+                    <label>
+                        "method"
+                        <select
+                            id="test-all-method"
+                            prop:value=move || method.get()
+                            on:change=move |ev| method.set(event_target_value(&ev))
+                        >
+                            {loaded_model_methods()}
+                        </select>
+                    </label>
+                    {select_field("fold", "test-all-fold", fold, FOLDS)}
+                    {text_field("inputs", "test-all-limit", limit, "all 540")}
+                    {text_field("max new tokens", "test-all-max-new", max_new, max_new_hint(models))}
+                    {text_field("edit instances", "test-all-instances", instances, "1, 2, 3")}
+                </div>
+                <p class="actions">
+                    <button id="test-all-button" disabled=move || launch.disabled() on:click=submit>
+                        {move || if launch.pending.get() { "Submitting…" } else { "Run test_ALL" }}
+                    </button>
+                </p>
+            </fieldset>
             {launch.error_line("test-all-error")}
         </details>
     }
+    .into_any()
 }
 
 /// The paper's mechanism comparison as one action.
@@ -674,20 +696,23 @@ pub fn CompareLauncher(
                 <code>"NAME-dpo"</code>
                 " on Models."
             </p>
-            <div class="filters">
-                {text_field("name", "compare-name", name, "automatic")}
-                {text_field("pairs", "compare-pairs", pairs, "all 105")}
-                {text_field("epochs", "compare-epochs", epochs, "preset")}
-                {text_field("DINM edits", "compare-edits", edits, "all 3")}
-                {select_field("inputs from", "compare-fold", fold, FOLDS)}
-                {text_field("inputs", "compare-inputs", inputs, "all")}
-            </div>
-            <p class="actions">
-                <button id="compare-button" disabled=move || launch.disabled() on:click=submit>
-                    {move || if launch.pending.get() { "Submitting…" } else { "Compare" }}
-                </button>
-            </p>
+            <fieldset class="controls" disabled=launch.waiting()>
+                <div class="filters">
+                    {text_field("name", "compare-name", name, "automatic")}
+                    {text_field("pairs", "compare-pairs", pairs, "all 105")}
+                    {text_field("epochs", "compare-epochs", epochs, "preset")}
+                    {text_field("DINM edits", "compare-edits", edits, "all 3")}
+                    {select_field("inputs from", "compare-fold", fold, FOLDS)}
+                    {text_field("inputs", "compare-inputs", inputs, "all")}
+                </div>
+                <p class="actions">
+                    <button id="compare-button" disabled=move || launch.disabled() on:click=submit>
+                        {move || if launch.pending.get() { "Submitting…" } else { "Compare" }}
+                    </button>
+                </p>
+            </fieldset>
             {launch.error_line("compare-error")}
         </details>
     }
+    .into_any()
 }

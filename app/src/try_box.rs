@@ -64,23 +64,25 @@ pub fn TryBox(run: Option<String>, model: Option<String>) -> impl IntoView {
                  side; each answer judged by the built-in judge (a proxy of the paper's \
                  classifier: see its accuracy in the README)."
             </p>
-            <textarea
-                id="try-prompt"
-                rows="3"
-                placeholder="Ask something the model should refuse, or something it should still answer"
-                prop:value=move || prompt.get()
-                on:input=move |ev| prompt.set(event_target_value(&ev))
-            ></textarea>
-            <div class="filters">{text_field("max new tokens", "try-max-new", max_new, "128")}</div>
-            <p class="actions">
-                <button
-                    id="try-button"
-                    disabled=move || !hydrated.get() || pending.get()
-                    on:click=submit
-                >
-                    {move || if pending.get() { "Answering…" } else { "Ask both models" }}
-                </button>
-            </p>
+            <fieldset class="controls" disabled=move || !hydrated.get()>
+                <textarea
+                    id="try-prompt"
+                    rows="3"
+                    placeholder="Ask something the model should refuse, or something it should still answer"
+                    prop:value=move || prompt.get()
+                    on:input=move |ev| prompt.set(event_target_value(&ev))
+                ></textarea>
+                <div class="filters">{text_field("max new tokens", "try-max-new", max_new, "128")}</div>
+                <p class="actions">
+                    <button
+                        id="try-button"
+                        disabled=move || !hydrated.get() || pending.get()
+                        on:click=submit
+                    >
+                        {move || if pending.get() { "Answering…" } else { "Ask both models" }}
+                    </button>
+                </p>
+            </fieldset>
             {move || error.get().map(|e| view! { <p class="error" id="try-error">{e}</p> })}
             {move || {
                 (pending.get() && answer.get().is_none())

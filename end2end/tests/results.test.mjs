@@ -98,7 +98,12 @@ test('the results table has a defense chart that exports for a paper with the sa
 test('run an evaluation from the Results page, watch its progress, find it in Results', async () => {
   const page = await browser.newPage();
   const errors = watchErrors(page);
+  // The form's controls come disabled from the server and work once the page has hydrated:
+  // typed into earlier, hydration would reset them and the form would submit its defaults.
+  const html = await (await fetch(`${BASE}/results`)).text();
+  assert.match(html, /<fieldset(?=[^>]*\bdisabled\b)(?=[^>]*class="controls")[^>]*>/);
   await page.goto(`${BASE}/results`);
+  await page.locator('#eval-launcher fieldset.controls:not([disabled])').waitFor({ state: 'attached' });
   await page.click('#eval-launcher summary');
   await page.selectOption('#launch-method', 'vanilla');
   await page.selectOption('#launch-split', 'editing');
