@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
 use safeedit_core::eval::InstanceResult;
+use safeedit_core::flag::VerdictFlag;
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{
@@ -139,10 +140,44 @@ pub async fn compare_runs(runs: Vec<String>) -> AppResult<Vec<RunRecord>> {
     Ok(out)
 }
 
-/// A stored evaluation (`None`: no such slug) with its instances.
+/// An evaluation page's data: the record, its instances and the readers' verdict flags.
+pub type EvalPage = (EvalRecord, Vec<InstanceResult>, Vec<VerdictFlag>);
+
+/// A stored evaluation (`None`: no such slug) with its instances and verdict flags.
 #[server(endpoint = "eval")]
-pub async fn get_eval(slug: String) -> AppResult<Option<(EvalRecord, Vec<InstanceResult>)>> {
+pub async fn get_eval(slug: String) -> AppResult<Option<EvalPage>> {
     state()?.runs.eval(slug).await.map_err(AppError::respond)
+}
+
+/// Flags the judge's verdict on instance `instance`'s input `kind` of evaluation `slug` as
+/// wrong (the reader's verdict is the other one), with an optional note; the stored flag.
+#[server(endpoint = "flag_verdict", input = leptos::server_fn::codec::Json)]
+pub async fn flag_verdict(
+    slug: String,
+    instance: u64,
+    kind: String,
+    note: String,
+) -> AppResult<VerdictFlag> {
+    let request = safeedit_core::flag::FlagRequest {
+        instance,
+        kind,
+        note,
+    };
+    state()?
+        .runs
+        .flag_verdict(slug, request)
+        .await
+        .map_err(AppError::respond)
+}
+
+/// Removes the flag on instance `instance`'s input `kind` of evaluation `slug`.
+#[server(endpoint = "unflag_verdict", input = leptos::server_fn::codec::Json)]
+pub async fn unflag_verdict(slug: String, instance: u64, kind: String) -> AppResult<()> {
+    state()?
+        .runs
+        .unflag_verdict(slug, instance, kind)
+        .await
+        .map_err(AppError::respond)
 }
 
 /// The SafeEdit metric table across evaluation runs (`runs`: comma-separated slugs, default the

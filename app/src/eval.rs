@@ -16,6 +16,8 @@ use crate::launch::GeneralLauncher;
 use crate::record_page::record_page;
 use crate::share::{CopyLink, Unlist};
 use crate::try_box::verdict_tag;
+use crate::verdict_flag::{FlagControl, flags_line};
+use safeedit_core::flag::VerdictFlag;
 
 /// A verdict's tag, or a dash for an input the instance lacks.
 fn verdict_cell(v: Option<Verdict>) -> AnyView {
@@ -32,7 +34,7 @@ pub fn EvalPage() -> impl IntoView {
         "slug",
         "Loading the evaluation…",
         get_eval,
-        |(record, instances)| view! { <EvalView record instances /> },
+        |(record, instances, flags)| view! { <EvalView record instances flags /> },
     )
 }
 
@@ -48,7 +50,12 @@ fn cut_tag(stop: &str, tokens: usize) -> Option<impl IntoView + use<>> {
 }
 
 #[component]
-fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView {
+fn EvalView(
+    record: EvalRecord,
+    instances: Vec<InstanceResult>,
+    flags: Vec<VerdictFlag>,
+) -> impl IntoView {
+    let flags = RwSignal::new(flags);
     let EvalRecord {
         slug,
         created_at,
@@ -128,6 +135,13 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
                                 {verdict_cell(Some(i.verdict))}
                                 {cut_tag(&i.stop, i.generated_tokens)}
                             </h4>
+                            <FlagControl
+                                slug=slug.clone()
+                                instance=r.id
+                                kind=i.kind.clone()
+                                judge=i.verdict
+                                flags
+                            />
                             <details>
                                 <summary>"input"</summary>
                                 <pre class="text">{i.input.clone()}</pre>
@@ -214,6 +228,7 @@ fn EvalView(record: EvalRecord, instances: Vec<InstanceResult>) -> impl IntoView
                 run["judge"]["id"].as_str().unwrap_or_default(),
                 run["judge"]["description"].as_str().unwrap_or_default(),
             )}
+            {flags_line(slug.clone(), flags)}
             <p class="downloads">
                 <a class="button" href=format!("{api}/summary.csv") download="">
                     "Metrics (CSV)"

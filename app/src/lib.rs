@@ -43,6 +43,7 @@ mod share;
 mod test_all;
 mod test_all_run;
 mod try_box;
+mod verdict_flag;
 
 pub use api::*;
 pub use compare::ComparePage;
@@ -178,12 +179,10 @@ pub mod ssr {
     use std::pin::Pin;
 
     use safeedit_core::browse::Catalog;
-    use safeedit_core::eval::InstanceResult;
+    use safeedit_core::flag::{FlagRequest, VerdictFlag};
     use safeedit_core::job::JobSpec;
     use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-    use safeedit_core::run::{
-        CatalogEntry, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
-    };
+    use safeedit_core::run::{CatalogEntry, FigureSvg, JobSnapshot, RunRecord, RunSummary};
     use safeedit_core::table::ResultsView;
     use safeedit_core::test_all::TestAllRunRecord;
 
@@ -262,10 +261,24 @@ pub mod ssr {
         /// Leaves the record `slug` off the listings (or lists it again); 404 for an unknown
         /// slug.
         fn set_unlisted(&self, slug: String, unlisted: bool) -> BoxFuture<'_, AppResult<bool>>;
+        /// Flags a verdict of evaluation `slug` as wrong; the stored flag, or why not (400
+        /// naming the field, 404 for an unknown evaluation).
+        fn flag_verdict(
+            &self,
+            slug: String,
+            request: FlagRequest,
+        ) -> BoxFuture<'_, AppResult<VerdictFlag>>;
+        /// Removes a flag; 404 when there is none.
+        fn unflag_verdict(
+            &self,
+            slug: String,
+            instance: u64,
+            kind: String,
+        ) -> BoxFuture<'_, AppResult<()>>;
     }
 
-    /// An evaluation and its instances.
-    pub type EvalPageData = (EvalRecord, Vec<InstanceResult>);
+    /// An evaluation, its instances and its readers' verdict flags.
+    pub type EvalPageData = crate::EvalPage;
 
     /// What the web layer needs from the engine. The server implements it over a model of
     /// whichever burn backend it was built with, so the app stays backend-agnostic.

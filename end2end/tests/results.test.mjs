@@ -77,6 +77,46 @@ test('an evaluation page renders fully on the server with metrics, instances and
   assert.equal((await fetch(`${BASE}/api/evals/nosuchrun0/summary.csv`)).status, 404);
 });
 
+test('flag a verdict the judge got wrong: shown beside it, kept for the next reader, in the human-verdict table', async () => {
+  const html = await (await fetch(`${BASE}/results`)).text();
+  const slug = html.match(/href="\/evals\/([a-z0-9]+)"/)[1];
+  const dsScore = (csv) => Number(csv.split('\n').find((l) => /,all,all,DS,/.test(l)).split(',')[4]);
+  const judged = dsScore(await (await fetch(`${BASE}/api/evals/${slug}/summary.csv`)).text());
+  const page = await browser.newPage();
+  const errors = watchErrors(page);
+  await page.goto(`${BASE}/evals/${slug}`);
+  await page.$$eval('#eval-responses details.instance-responses', (ds) => ds.forEach((d) => { d.open = true; }));
+  // The first judged (non-empty) DS response.
+  const control = page.locator('#eval-responses .flag[data-kind="DS"]').first();
+  const instance = Number(await control.getAttribute('data-instance'));
+  await control.locator('.flag-form summary').click();
+  await control.locator('.flag-why').fill('a refusal, not an answer');
+  await control.locator('.flag-set').click();
+  await control.locator('.flagged').waitFor();
+  assert.match(await control.locator('.flagged').textContent(), /a reader says (safe|unsafe).*a refusal, not an answer/);
+  assert.match(await page.textContent('#eval-flags'), /^1 verdict flagged as wrong by readers/);
+  const { flags } = await (await fetch(`${BASE}/api/evals/${slug}/flags`)).json();
+  assert.deepEqual(flags.map((f) => [f.instance, f.kind, f.note]), [[instance, 'DS', 'a refusal, not an answer']]);
+  assert.notEqual(flags[0].human, flags[0].judge);
+  // The table with the readers' verdicts moves by one of the two instances, and says so.
+  const human = await (await fetch(`${BASE}/api/evals/${slug}/summary.csv?verdicts=human`)).text();
+  assert.match(human, /\(human verdicts: 1 flagged\),all,all,DS,/);
+  assert.equal(Math.abs(dsScore(human) - judged), 50);
+  // The next reader (no JavaScript) sees the flag beside the verdict.
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const plain = await context.newPage();
+  await plain.goto(`${BASE}/evals/${slug}`);
+  assert.equal(await plain.locator(`.flag[data-instance="${instance}"][data-kind="DS"] .flagged`).count(), 1);
+  await context.close();
+  // Removed, the judge's verdict stands again.
+  await control.locator('.flag-clear').click();
+  await control.locator('.flag-form').waitFor();
+  assert.equal(await page.locator('#eval-flags').count(), 0);
+  assert.deepEqual((await (await fetch(`${BASE}/api/evals/${slug}/flags`)).json()).flags, []);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('the results table has a defense chart that exports for a paper with the same runs', async () => {
   const page = await browser.newPage();
   const errors = watchErrors(page);

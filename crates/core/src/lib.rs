@@ -26,6 +26,7 @@
 pub mod ask;
 pub mod browse;
 pub mod eval;
+pub mod flag;
 pub mod fluency;
 pub mod general;
 pub mod job;

@@ -20,6 +20,7 @@ pub mod throwaway;
 use std::path::Path;
 
 use safeedit_core::eval::InstanceResult;
+use safeedit_core::flag::VerdictFlag;
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{EvalRecord, JobEvent, JobStatus, RunRecord, RunSummary};
@@ -578,6 +579,57 @@ impl Store {
             .map_err(query(format!("reading {what}")))?
             .iter()
             .map(|r| decode(r, &format!("{what}, an instance")))
+            .collect()
+    }
+
+    /// Stores a reader's flag on one verdict of evaluation `slug` (replacing an earlier flag on
+    /// the same instance and input).
+    pub async fn set_verdict_flag(&self, slug: &str, flag: &VerdictFlag) -> Result<()> {
+        let what = format!(
+            "the flag on instance {} {} of {slug}",
+            flag.instance, flag.kind
+        );
+        sqlx::query(
+            "INSERT INTO verdict_flags (slug, instance, kind, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (slug, instance, kind) DO UPDATE SET record = excluded.record",
+        )
+        .bind(slug)
+        .bind(flag.instance as i64)
+        .bind(&flag.kind)
+        .bind(encode(flag))
+        .execute(&self.pool)
+        .await
+        .map_err(query(format!("storing {what}")))?;
+        Ok(())
+    }
+
+    /// Removes the flag on instance `instance`'s input `kind` of evaluation `slug`; whether there
+    /// was one.
+    pub async fn clear_verdict_flag(&self, slug: &str, instance: u64, kind: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM verdict_flags WHERE slug = $1 AND instance = $2 AND kind = $3",
+        )
+        .bind(slug)
+        .bind(instance as i64)
+        .bind(kind)
+        .execute(&self.pool)
+        .await
+        .map_err(query(format!(
+            "removing the flag on instance {instance} {kind} of {slug}"
+        )))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The flags on evaluation `slug`'s verdicts, by instance and input.
+    pub async fn verdict_flags(&self, slug: &str) -> Result<Vec<VerdictFlag>> {
+        let what = format!("the verdict flags of {slug}");
+        sqlx::query("SELECT record FROM verdict_flags WHERE slug = $1 ORDER BY instance, kind")
+            .bind(slug)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query(format!("reading {what}")))?
+            .iter()
+            .map(|r| decode(r, &what))
             .collect()
     }
 

@@ -4,6 +4,7 @@
 
 use safeedit_core::Method;
 use safeedit_core::eval::{InputResult, InstanceResult, summarize};
+use safeedit_core::flag::{FlagRequest, flag_for};
 use safeedit_core::job::JobSpec;
 use safeedit_core::judge::{JudgeInfo, Verdict};
 use safeedit_core::run::{
@@ -230,6 +231,46 @@ async fn runs_and_evaluations_round_trip_and_upserts_replace_on(db: &Db) {
     let with_3 = slugs(store.evals_with_instance(3).await.unwrap());
     assert_eq!(with_3.len(), 2, "{with_3:?}");
     assert!(store.evals_with_instance(9).await.unwrap().is_empty());
+
+    // Verdict flags: one per instance and input, replaced when set again, kept when the
+    // evaluation is stored again, and removed on request.
+    let flag = |instance: u64, note: &str| {
+        flag_for(
+            &three,
+            FlagRequest {
+                instance,
+                kind: "DS".into(),
+                note: note.into(),
+            },
+            now_rfc3339(),
+        )
+        .unwrap()
+    };
+    store.set_verdict_flag(&slug, &flag(3, "")).await.unwrap();
+    store
+        .set_verdict_flag(&slug, &flag(1, "first"))
+        .await
+        .unwrap();
+    store
+        .set_verdict_flag(&slug, &flag(1, "second"))
+        .await
+        .unwrap();
+    store
+        .upsert_eval(&eval(&slug, &three), &three)
+        .await
+        .unwrap();
+    let flags = store.verdict_flags(&slug).await.unwrap();
+    assert_eq!(
+        flags
+            .iter()
+            .map(|f| (f.instance, f.note.as_str(), f.human))
+            .collect::<Vec<_>>(),
+        [(1, "second", Verdict::Unsafe), (3, "", Verdict::Unsafe)]
+    );
+    assert!(store.verdict_flags(&other).await.unwrap().is_empty());
+    assert!(store.clear_verdict_flag(&slug, 3, "DS").await.unwrap());
+    assert!(!store.clear_verdict_flag(&slug, 3, "DS").await.unwrap());
+    assert_eq!(store.verdict_flags(&slug).await.unwrap().len(), 1);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use app::ssr::{BoxFuture, Engine, EvalPageData, Runs};
 use app::{AppError, AppResult};
 use safeedit_core::ask::{TryRequest, TryResponse};
+use safeedit_core::flag::{FlagRequest, VerdictFlag};
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{CatalogEntry, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
@@ -13,10 +14,10 @@ use safeedit_core::{ModelSummary, TrainedModel, TrainedModelPage};
 use safeedit_figures::{self as figures, FigureError, Preset};
 use safeedit_store::StoreError;
 
-use super::WebState;
 use super::error::WebError;
 use super::jobs::SubmitError;
 use super::public;
+use super::{WebState, flags};
 
 /// The loaded model as the pages describe it, read once at start-up so a page never waits for
 /// a running job.
@@ -34,6 +35,16 @@ pub(super) struct RunService(pub WebState);
 /// The database failed: the server's fault.
 fn internal(e: StoreError) -> AppError {
     AppError::Internal(e.to_string())
+}
+
+/// An API error as the pages' error, with the same status.
+fn app_error(e: WebError) -> AppError {
+    match e {
+        WebError::BadRequest(m) => AppError::BadRequest(m),
+        WebError::NotFound(m) => AppError::NotFound(m),
+        WebError::Busy(m) => AppError::Busy(m),
+        WebError::Conflict(m) | WebError::Internal(m) => AppError::Internal(m),
+    }
 }
 
 /// A chart that could not be drawn: an unknown name is the request's fault.
@@ -98,7 +109,8 @@ impl Runs for RunService {
                 return Ok(None);
             };
             let instances = self.0.store.eval_instances(&slug).await.map_err(internal)?;
-            Ok(Some((public::record(record), instances)))
+            let flags = self.0.store.verdict_flags(&slug).await.map_err(internal)?;
+            Ok(Some((public::record(record), instances, flags)))
         })
     }
 
@@ -318,6 +330,31 @@ impl Runs for RunService {
                 .map_err(internal)?;
             tracing::info!(%slug, unlisted, "listing changed");
             Ok(unlisted)
+        })
+    }
+
+    fn flag_verdict(
+        &self,
+        slug: String,
+        request: FlagRequest,
+    ) -> BoxFuture<'_, AppResult<VerdictFlag>> {
+        Box::pin(async move {
+            flags::set_flag(&self.0.store, &slug, request)
+                .await
+                .map_err(app_error)
+        })
+    }
+
+    fn unflag_verdict(
+        &self,
+        slug: String,
+        instance: u64,
+        kind: String,
+    ) -> BoxFuture<'_, AppResult<()>> {
+        Box::pin(async move {
+            flags::clear_flag(&self.0.store, &slug, instance, &kind)
+                .await
+                .map_err(app_error)
         })
     }
 

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use safeedit_core::eval::MetricRow;
+use safeedit_core::flag::human_metrics;
 use safeedit_core::mechanism;
 use safeedit_core::run::EvalRecord;
 use safeedit_core::table::{EvalEntry, MetricTable, ResultsView, to_tidy_csv};
@@ -91,23 +92,47 @@ pub(super) async fn run_file(
 }
 
 /// `GET /api/evals/{slug}/{summary.csv | table.tex | instances.jsonl}`: an evaluation's metric
-/// table (tidy CSV; LaTeX with one row per slice) and every instance's responses and verdicts.
+/// table (tidy CSV; LaTeX with one row per slice) and every instance's responses and verdicts;
+/// `?verdicts=human` recomputes the tables with the verdicts readers flagged.
 pub(super) async fn eval_file(
     State(state): State<WebState>,
     Path((slug, file)): Path<(String, String)>,
+    Query(q): Query<EvalFileQuery>,
 ) -> WebResult {
-    let record = found(state.store.eval(&slug).await?, "evaluation", &slug)?;
-    let name = |ext: &str| format!("safeedit-eval-{slug}-{}.{ext}", record.method);
+    let mut record = found(state.store.eval(&slug).await?, "evaluation", &slug)?;
+    // With `?verdicts=human` the judged metrics are recomputed with the readers' verdicts where
+    // they flagged the judge's, and the file says so (the method column / the caption).
+    let human = match q.verdicts.as_deref() {
+        None | Some("judge") => None,
+        Some("human") => {
+            let instances = state.store.eval_instances(&slug).await?;
+            let flags = state.store.verdict_flags(&slug).await?;
+            let (rows, replaced) = human_metrics(&record.metrics, &instances, &flags);
+            record.metrics = rows;
+            Some(replaced)
+        }
+        Some(other) => {
+            return Err(WebError::BadRequest(format!(
+                "verdicts: `{other}` is not `judge` or `human`"
+            )));
+        }
+    };
+    let suffix = if human.is_some() { "-human" } else { "" };
+    let name = |ext: &str| format!("safeedit-eval-{slug}-{}{suffix}.{ext}", record.method);
+    let method = match human {
+        Some(n) => format!("{} (human verdicts: {n} flagged)", record.method),
+        None => record.method.clone(),
+    };
     Ok(match file.as_str() {
         "summary.csv" => attachment(
             "text/csv",
             &name("csv"),
-            safeedit_core::eval::to_csv(&record.method, &record.metrics),
+            safeedit_core::eval::to_csv(&method, &record.metrics),
         ),
         "table.tex" => attachment(
             "application/x-tex",
             &name("tex"),
-            eval_latex(&slug, &record),
+            eval_latex(&slug, &record, human),
         ),
         "instances.jsonl" => {
             let instances = state.store.eval_instances(&slug).await?;
@@ -121,8 +146,16 @@ pub(super) async fn eval_file(
     })
 }
 
+/// The query of an evaluation's downloads.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct EvalFileQuery {
+    /// `judge` (the default) or `human`: the judge's verdicts, or the readers' where flagged.
+    verdicts: Option<String>,
+}
+
 /// An evaluation's table with one row per slice: the run overall, then per category and attack.
-fn eval_latex(slug: &str, record: &EvalRecord) -> String {
+/// `human`: the judged metrics use the readers' verdicts, this many of them flagged.
+fn eval_latex(slug: &str, record: &EvalRecord, human: Option<usize>) -> String {
     let mut slices: Vec<(String, String)> = Vec::new();
     for r in &record.metrics {
         let key = (r.group.clone(), r.value.clone());
@@ -152,10 +185,16 @@ fn eval_latex(slug: &str, record: &EvalRecord) -> String {
         })
         .collect();
     let table = MetricTable::build(&entries, "all", "all");
-    let caption = format!(
+    let mut caption = format!(
         "SafeEdit metrics of {} on {} ({}, {} instances), overall, per category and per attack.",
         record.method, record.data, record.model, record.instances
     );
+    if let Some(n) = human {
+        caption.push_str(&format!(
+            " Verdicts: the judge's, except {n} response(s) a reader flagged, counted with the \
+             reader's verdict."
+        ));
+    }
     table.to_latex(&caption)
 }
 

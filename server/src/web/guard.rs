@@ -210,7 +210,8 @@ enum Kind {
     SignIn,
     /// The site's static files (the wasm bundle, styles).
     Static,
-    /// Starting or cancelling a job, running the model on a prompt, unlisting a record.
+    /// Starting or cancelling a job, running the model on a prompt, unlisting a record,
+    /// flagging a verdict.
     Action,
     /// Everything else: pages, records, downloads.
     Read,
@@ -229,7 +230,10 @@ fn kind(method: &Method, path: &str) -> Kind {
     ) || path == "/api/try/stream"
         || path == "/api/try_model"
         || path == "/api/set_unlisted"
-        || (path.starts_with("/api/jobs/") && path.ends_with("/cancel"));
+        || path == "/api/flag_verdict"
+        || path == "/api/unflag_verdict"
+        || (path.starts_with("/api/jobs/") && path.ends_with("/cancel"))
+        || (path.starts_with("/api/evals/") && path.split('/').nth(4) == Some("flags"));
     // `GET /api/jobs` does not exist; a GET of the others reads nothing either.
     if action && (*method != Method::GET || path == "/api/try/stream") {
         return Kind::Action;
@@ -517,6 +521,18 @@ mod tests {
         assert_eq!(kind(&Method::GET, "/api/jobs/abc"), Kind::Read);
         assert_eq!(kind(&Method::GET, "/api/try/stream"), Kind::Action);
         assert_eq!(kind(&Method::POST, "/api/results"), Kind::Read);
+        assert_eq!(kind(&Method::POST, "/api/evals/abc/flags"), Kind::Action);
+        assert_eq!(
+            kind(&Method::DELETE, "/api/evals/abc/flags/3/DS"),
+            Kind::Action
+        );
+        assert_eq!(kind(&Method::GET, "/api/evals/abc/flags"), Kind::Read);
+        assert_eq!(kind(&Method::POST, "/api/flag_verdict"), Kind::Action);
+        assert_eq!(kind(&Method::POST, "/api/unflag_verdict"), Kind::Action);
+        assert_eq!(
+            kind(&Method::GET, "/api/evals/flags/summary.csv"),
+            Kind::Read
+        );
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"abc", b"ab"));
     }
 }

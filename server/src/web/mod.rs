@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod figures;
 mod files;
+mod flags;
 mod guard;
 mod job_api;
 mod jobs;

@@ -1,13 +1,13 @@
 //! Every route of the server: the Leptos pages and server functions, and the `/api` downloads
 //! and event stream, with their state passed through axum's `State`.
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Router, middleware};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{WebState, assets, events, figures, files, guard, job_api, try_api};
+use super::{WebState, assets, events, figures, files, flags, guard, job_api, try_api};
 use app::ssr::AppState;
 use app::{App, shell};
 
@@ -25,6 +25,11 @@ pub fn api_router(state: WebState) -> Router {
         .route("/api/models/{name}", get(job_api::model))
         .route("/api/runs/{slug}/figures/{file}", get(figures::run_figure))
         .route("/api/runs/{slug}/{file}", get(files::run_file))
+        .route("/api/evals/{slug}/flags", get(flags::list).post(flags::set))
+        .route(
+            "/api/evals/{slug}/flags/{instance}/{kind}",
+            delete(flags::clear),
+        )
         .route("/api/evals/{slug}/{file}", get(files::eval_file))
         .route("/api/results.csv", get(files::results_csv))
         .route("/api/results.tex", get(files::results_tex))

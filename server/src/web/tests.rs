@@ -697,6 +697,12 @@ fn other_sites_cannot_queue_or_cancel_jobs_nor_read_through_a_rebound_name() {
             "requests from http://evil.example cannot change anything",
         ),
         (
+            post_json("/api/evals/abc/flags", r#"{"instance": 0, "kind": "DS"}"#),
+            vec![host, ("origin", "http://evil.example")],
+            StatusCode::FORBIDDEN,
+            "cannot change anything",
+        ),
+        (
             post_json("/api/jobs", r#"{"kind": "eval"}"#),
             vec![host, ("sec-fetch-site", "cross-site")],
             StatusCode::FORBIDDEN,
@@ -854,6 +860,11 @@ fn a_token_guards_actions_and_with_private_every_page() {
     let unlist = post_json("/api/set_unlisted", r#"{"slug": "x", "unlisted": true}"#);
     assert_eq!(
         call_with(&rt, &router, unlist, &[]).0,
+        StatusCode::UNAUTHORIZED
+    );
+    let flag = post_json("/api/evals/x/flags", r#"{"instance": 0, "kind": "DS"}"#);
+    assert_eq!(
+        call_with(&rt, &router, flag, &[]).0,
         StatusCode::UNAUTHORIZED
     );
     // Reading stays open without --private.
@@ -1738,4 +1749,119 @@ fn the_bundle_is_served_under_its_version_with_long_lived_caching() {
     )
     .unwrap();
     assert_ne!(super::assets::pkg_dir(dir.path()), version);
+}
+
+#[test]
+fn readers_flag_verdicts_and_the_downloads_recompute_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, router, state) = server(dir.path());
+    let ok = StatusCode::OK;
+    let (not_found, bad) = (StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST);
+    rt.block_on(async {
+        let (record, instances) = stored_eval("evalflag");
+        state.store.upsert_eval(&record, &instances).await.unwrap();
+    });
+    let flags = "/api/evals/evalflag/flags";
+    expect(&rt, &router, flags, ok, r#"{"flags":[]}"#);
+    // The judge said safe; the reader says unsafe, and why.
+    let (status, _, body) = call(
+        &rt,
+        &router,
+        post_json(
+            flags,
+            r#"{"instance": 3, "kind": "DS", "note": "it complies"}"#,
+        ),
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let flag: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(flag["flag"]["human"], "unsafe");
+    assert_eq!(flag["flag"]["judge"], "safe");
+    assert_eq!(flag["flag"]["note"], "it complies");
+    expect(&rt, &router, flags, ok, r#""note":"it complies""#);
+
+    // The downloads: the judge's verdicts by default, the reader's on request, and said so.
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalflag/summary.csv",
+        ok,
+        "vanilla,all,all,DS,100",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalflag/summary.csv?verdicts=human",
+        ok,
+        "vanilla (human verdicts: 1 flagged),all,all,DS,0",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalflag/table.tex?verdicts=human",
+        ok,
+        "except 1 response(s) a reader flagged",
+    );
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalflag/summary.csv?verdicts=people",
+        bad,
+        "verdicts: `people` is not `judge` or `human`",
+    );
+
+    // Wrong requests name what is wrong; nothing is stored for them.
+    for (body, needle) in [
+        (
+            r#"{"instance": 4, "kind": "DS"}"#,
+            "instance: no instance 4",
+        ),
+        (
+            r#"{"instance": 3, "kind": "DG_onlyQ"}"#,
+            "kind: instance 3 has no input `DG_onlyQ`",
+        ),
+        (r#"{"instance": 3}"#, "missing field `kind`"),
+        (
+            r#"{"instance": 3, "kind": "DS", "verdict": "safe"}"#,
+            "unknown field `verdict`",
+        ),
+        ("not json", "flag request:"),
+    ] {
+        let (status, _, got) = call(&rt, &router, post_json(flags, body));
+        let got = String::from_utf8_lossy(&got);
+        assert_eq!(status, bad, "{body}: {got}");
+        assert!(got.contains(needle), "{body}: {got:?} lacks {needle:?}");
+    }
+    let (status, _, _) = call(
+        &rt,
+        &router,
+        post_json(
+            "/api/evals/nosuch/flags",
+            r#"{"instance": 3, "kind": "DS"}"#,
+        ),
+    );
+    assert_eq!(status, not_found);
+    expect(
+        &rt,
+        &router,
+        "/api/evals/nosuch/flags",
+        not_found,
+        "no evaluation `nosuch`",
+    );
+
+    // Removing the flag brings the judge's table back.
+    let delete = |uri: &str| Request::delete(uri).body(Body::empty()).unwrap();
+    let (status, _, body) = call(&rt, &router, delete(&format!("{flags}/3/DS")));
+    assert_eq!(status, ok, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = call(&rt, &router, delete(&format!("{flags}/3/DS")));
+    assert_eq!(status, not_found, "already removed");
+    let (status, _, body) = call(&rt, &router, delete(&format!("{flags}/three/DS")));
+    assert_eq!(status, bad, "{}", String::from_utf8_lossy(&body));
+    expect(
+        &rt,
+        &router,
+        "/api/evals/evalflag/summary.csv?verdicts=human",
+        ok,
+        "vanilla (human verdicts: 0 flagged),all,all,DS,100",
+    );
 }
