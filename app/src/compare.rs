@@ -91,6 +91,7 @@ pub fn ComparePage() -> impl IntoView {
             }}
         </Suspense>
     }
+    .into_any()
 }
 
 #[component]
@@ -274,4 +275,5 @@ fn CompareView(runs: Vec<RunRecord>, diff: bool) -> impl IntoView {
             </table>
         </section>
     }
+    .into_any()
 }

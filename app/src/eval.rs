@@ -279,4 +279,5 @@ fn EvalView(
             </pre>
         </section>
     }
+    .into_any()
 }

@@ -63,6 +63,7 @@ pub fn FigureCard(
             <ul class="downloads">{downloads}</ul>
         </figure>
     }
+    .into_any()
 }
 
 /// What a stored chart belongs to.
@@ -112,4 +113,5 @@ pub fn StoredFigure(
             }}
         </Suspense>
     }
+    .into_any()
 }

@@ -74,6 +74,7 @@ pub fn HomePage() -> impl IntoView {
             </Suspense>
         </section>
     }
+    .into_any()
 }
 
 /// The model's facts as a definition list.
@@ -114,6 +115,7 @@ fn ModelCard(summary: ModelSummary) -> impl IntoView {
                 .collect_view()}
         </dl>
     }
+    .into_any()
 }
 
 /// Instances per category (rows) and split (columns), each count a link to the filtered table.
@@ -219,4 +221,5 @@ fn Overview(splits: Vec<SplitOverview>) -> impl IntoView {
         <h3>{format!("Attacks in {first_split}")}</h3>
         <ul class="attacks">{attacks}</ul>
     }
+    .into_any()
 }

@@ -43,6 +43,7 @@ pub fn InstanceView() -> impl IntoView {
             })}
         </Suspense>
     }
+    .into_any()
 }
 
 /// Text that may be long: shown whole when short, collapsed behind its first line otherwise.
@@ -158,6 +159,7 @@ fn RecordView(split: String, record: SafeEditRecord) -> impl IntoView {
             <LongText text=record.knowledge_constraint.answer.clone() id="knowledge-answer" />
         </section>
     }
+    .into_any()
 }
 
 /// The edit runs and evaluations of this instance, newest first.
@@ -220,4 +222,5 @@ fn InstanceRuns(split: String, id: u64) -> impl IntoView {
             </Transition>
         </section>
     }
+    .into_any()
 }

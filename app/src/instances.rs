@@ -31,6 +31,7 @@ pub fn InstancesPage() -> impl IntoView {
             })}
         </Suspense>
     }
+    .into_any()
 }
 
 fn options(facets: &[FacetCount], selected: Option<&str>, all: &'static str) -> AnyView {
@@ -229,4 +230,5 @@ fn InstanceTable(page: InstancePage) -> impl IntoView {
             {next.map(|h| view! { <a href=h rel="next" id="page-next">"next →"</a> })}
         </nav>
     }
+    .into_any()
 }

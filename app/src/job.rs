@@ -180,6 +180,7 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             </section>
         })}
     }
+    .into_any()
 }
 
 /// The training steps' losses, one curve per training (a comparison trains two): each step

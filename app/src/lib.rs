@@ -148,6 +148,7 @@ pub fn App() -> impl IntoView {
             </main>
         </Router>
     }
+    .into_any()
 }
 
 /// The 404 page (the server also sets the status code).
@@ -164,6 +165,7 @@ pub(crate) fn NotFound() -> impl IntoView {
         <h1>"Not found"</h1>
         <p>"No page lives at this address."</p>
     }
+    .into_any()
 }
 
 /// Server-side state shared by every request (compiled into the server only).

@@ -270,4 +270,5 @@ fn AnalysisView(record: AnalysisRecord) -> impl IntoView {
             <pre>{settings}</pre>
         </details>
     }
+    .into_any()
 }

@@ -82,4 +82,5 @@ pub fn MechanismsPage() -> impl IntoView {
             })}
         </Suspense>
     }
+    .into_any()
 }

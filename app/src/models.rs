@@ -31,6 +31,7 @@ pub fn ModelsPage() -> impl IntoView {
             })}
         </Suspense>
     }
+    .into_any()
 }
 
 #[component]
@@ -99,6 +100,7 @@ fn ModelsView(list: ModelList) -> impl IntoView {
         }}
         <TrainLauncher open=empty />
     }
+    .into_any()
 }
 
 /// `/models/{name}`
@@ -215,6 +217,7 @@ fn ModelView(page: TrainedModelPage) -> impl IntoView {
             </p>
         </section>
     }
+    .into_any()
 }
 
 /// `epoch 0: mean loss 1.23; epoch 1: …` (a step's loss is noisy: batches differ in length).

@@ -58,4 +58,5 @@ pub fn NewExperimentPage() -> impl IntoView {
         <CompareLauncher open=false />
         <AnalysisLauncher open=false />
     }
+    .into_any()
 }

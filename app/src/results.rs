@@ -71,6 +71,7 @@ pub fn ResultsPage() -> impl IntoView {
             })}
         </Suspense>
     }
+    .into_any()
 }
 
 #[component]
@@ -257,4 +258,5 @@ fn ResultsFigure(runs: String, group: String, value: String) -> impl IntoView {
             }}
         </Suspense>
     }
+    .into_any()
 }

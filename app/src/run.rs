@@ -257,4 +257,5 @@ fn RunView(run: RunRecord) -> impl IntoView {
             </dl>
         </section>
     }
+    .into_any()
 }

@@ -163,4 +163,5 @@ pub fn RunsPage() -> impl IntoView {
             }}
         </Suspense>
     }
+    .into_any()
 }

@@ -41,6 +41,7 @@ pub fn CopyLink() -> impl IntoView {
             }}
         </span>
     }
+    .into_any()
 }
 
 /// "Unlist": leaves this record off every listing (/runs, Results, Mechanisms, test_ALL,
@@ -101,4 +102,5 @@ pub fn Unlist(slug: String) -> impl IntoView {
             {move || error().map(|e| view! { <span class="error">{e}</span> })}
         </Suspense>
     }
+    .into_any()
 }

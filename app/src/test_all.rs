@@ -108,4 +108,5 @@ pub fn TestAllPage() -> impl IntoView {
             })}
         </Suspense>
     }
+    .into_any()
 }

@@ -151,4 +151,5 @@ fn RunView(record: TestAllRunRecord) -> impl IntoView {
         <h2>"By attack"</h2>
         {slice_table(&record.aggregate, "attack")}
     }
+    .into_any()
 }

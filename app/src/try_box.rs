@@ -240,4 +240,5 @@ fn TryAnswers(answer: TryResponse) -> impl IntoView {
             )}
         </p>
     }
+    .into_any()
 }
