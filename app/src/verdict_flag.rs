@@ -48,33 +48,28 @@ pub fn FlagControl(
             })
         }
     };
-    let set = {
+    // Sets (`flagging`) or removes the flag; the page's flags follow the server's answer.
+    let submit = {
         let (slug, kind) = (slug.clone(), kind.clone());
-        move |_| {
+        move |flagging: bool| {
             let (slug, kind) = (slug.clone(), kind.clone());
             pending.set(true);
             error.set(None);
             leptos::task::spawn_local(async move {
-                match flag_verdict(slug, instance, kind.clone(), note.get_untracked()).await {
+                let answer = if flagging {
+                    flag_verdict(slug, instance, kind.clone(), note.get_untracked())
+                        .await
+                        .map(Some)
+                } else {
+                    unflag_verdict(slug, instance, kind.clone())
+                        .await
+                        .map(|()| None)
+                };
+                match answer {
                     Ok(flag) => flags.update(|all| {
                         all.retain(|f| !f.is_for(instance, &kind));
-                        all.push(flag);
+                        all.extend(flag);
                     }),
-                    Err(e) => error.set(Some(e.to_string())),
-                }
-                pending.set(false);
-            });
-        }
-    };
-    let clear = {
-        let (slug, kind) = (slug.clone(), kind.clone());
-        move |_| {
-            let (slug, kind) = (slug.clone(), kind.clone());
-            pending.set(true);
-            error.set(None);
-            leptos::task::spawn_local(async move {
-                match unflag_verdict(slug, instance, kind.clone()).await {
-                    Ok(()) => flags.update(|all| all.retain(|f| !f.is_for(instance, &kind))),
                     Err(e) => error.set(Some(e.to_string())),
                 }
                 pending.set(false);
@@ -91,7 +86,10 @@ pub fn FlagControl(
             view! {
                 <span class="flagged">
                     "flagged: a reader says " {verdict_tag(flag.human)} " " {note} " "
-                    <button class="link flag-clear" disabled=disabled on:click=clear.clone()>
+                    <button class="link flag-clear" disabled=disabled on:click={
+                        let submit = submit.clone();
+                        move |_| submit(false)
+                    }>
                         "remove flag"
                     </button>
                 </span>
@@ -111,7 +109,10 @@ pub fn FlagControl(
                         on:input=move |ev| note.set(event_target_value(&ev))
                     />
                     " "
-                    <button class="secondary flag-set" disabled=disabled on:click=set.clone()>
+                    <button class="secondary flag-set" disabled=disabled on:click={
+                        let submit = submit.clone();
+                        move |_| submit(true)
+                    }>
                         {format!("Flag: it is {}", if human == Verdict::Safe { "safe" } else { "unsafe" })}
                     </button>
                 </fieldset>
