@@ -8,6 +8,7 @@ use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
 use safeedit_core::eval::InstanceResult;
 use safeedit_core::flag::VerdictFlag;
 use safeedit_core::job::JobSpec;
+use safeedit_core::judge_page::JudgePage;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{
     CatalogEntry, EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
@@ -178,6 +179,13 @@ pub async fn unflag_verdict(slug: String, instance: u64, kind: String) -> AppRes
         .unflag_verdict(slug, instance, kind)
         .await
         .map_err(AppError::respond)
+}
+
+/// The Judge page: which judge scores this server's runs, the built-in judge's held-out report,
+/// the judges of the stored evaluations, and the verdicts readers flagged as wrong.
+#[server(endpoint = "judge_page")]
+pub async fn get_judge() -> AppResult<JudgePage> {
+    state()?.runs.judge().await.map_err(AppError::respond)
 }
 
 /// The SafeEdit metric table across evaluation runs (`runs`: comma-separated slugs, default the

@@ -174,7 +174,31 @@ fn EvalView(
                 .iter()
                 .map(|k| {
                     let v = r.inputs.iter().find(|i| i.kind == *k).map(|i| i.verdict);
-                    view! { <td>{verdict_cell(v)}</td> }
+                    // A reader's flag that applies to this verdict is marked here too.
+                    let (id, kind) = (r.id, k.to_string());
+                    let flagged = move || {
+                        flags.with(|fs| {
+                            fs.iter().any(|f| f.is_for(id, &kind) && Some(f.judge) == v)
+                        })
+                    };
+                    view! {
+                        <td>
+                            {verdict_cell(v)}
+                            {move || {
+                                flagged()
+                                    .then(|| {
+                                        view! {
+                                            <span
+                                                class="flag-mark"
+                                                title="a reader flagged this verdict as wrong"
+                                            >
+                                                " ⚑"
+                                            </span>
+                                        }
+                                    })
+                            }}
+                        </td>
+                    }
                 })
                 .collect_view();
             let id = if let Some(split) = &split {

@@ -20,6 +20,8 @@ pub(crate) fn judge_note(id: &str, description: &str) -> impl IntoView + use<> {
         <p class="judge-note" data-judge=id.to_string() title=description.to_string()>
             <strong>"Judge: "</strong>
             {caveat}
+            " "
+            <a href="/judge">"How it measured"</a>
         </p>
     }
 }

@@ -29,6 +29,7 @@ mod home;
 mod instance;
 mod instances;
 mod job;
+mod judge;
 mod judge_note;
 mod launch;
 mod mechanism;
@@ -53,6 +54,7 @@ pub use home::HomePage;
 pub use instance::InstanceView;
 pub use instances::InstancesPage;
 pub use job::JobPage;
+pub use judge::JudgeView;
 pub use mechanism::MechanismPage;
 pub use mechanisms::MechanismsPage;
 pub use models::{ModelPage, ModelsPage};
@@ -109,6 +111,7 @@ pub fn App() -> impl IntoView {
                     <a href="/test-all">"test_ALL"</a>
                     <a href="/mechanisms">"Mechanisms"</a>
                     <a href="/models">"Models"</a>
+                    <a href="/judge">"Judge"</a>
                     <a href="/new" class="new">"New experiment"</a>
                 </nav>
             </header>
@@ -141,6 +144,7 @@ pub fn App() -> impl IntoView {
                         view=MechanismPage
                         ssr=SsrMode::Async
                     />
+                    <Route path=path!("/judge") view=JudgeView ssr=SsrMode::Async />
                     <Route path=path!("/models") view=ModelsPage ssr=SsrMode::Async />
                     <Route path=path!("/models/:name") view=ModelPage ssr=SsrMode::Async />
                     <Route path=path!("/new") view=new::NewExperimentPage />
@@ -183,6 +187,7 @@ pub mod ssr {
     use safeedit_core::browse::Catalog;
     use safeedit_core::flag::{FlagRequest, VerdictFlag};
     use safeedit_core::job::JobSpec;
+    use safeedit_core::judge_page::JudgePage;
     use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
     use safeedit_core::run::{CatalogEntry, FigureSvg, JobSnapshot, RunRecord, RunSummary};
     use safeedit_core::table::ResultsView;
@@ -270,6 +275,9 @@ pub mod ssr {
             slug: String,
             request: FlagRequest,
         ) -> BoxFuture<'_, AppResult<VerdictFlag>>;
+        /// The Judge page: the judge in use, the built-in judge's report, the stored
+        /// evaluations' judges and the readers' flags.
+        fn judge(&self) -> BoxFuture<'_, AppResult<JudgePage>>;
         /// Removes a flag; 404 when there is none.
         fn unflag_verdict(
             &self,

@@ -95,6 +95,7 @@ test('flag a verdict the judge got wrong: shown beside it, kept for the next rea
   await control.locator('.flagged').waitFor();
   assert.match(await control.locator('.flagged').textContent(), /a reader says (safe|unsafe).*a refusal, not an answer/);
   assert.match(await page.textContent('#eval-flags'), /^1 verdict flagged as wrong by readers/);
+  assert.equal(await page.locator('.flag-mark').count(), 1, 'the instances table marks it');
   const { flags } = await (await fetch(`${BASE}/api/evals/${slug}/flags`)).json();
   assert.deepEqual(flags.map((f) => [f.instance, f.kind, f.note]), [[instance, 'DS', 'a refusal, not an answer']]);
   assert.notEqual(flags[0].human, flags[0].judge);
@@ -107,12 +108,23 @@ test('flag a verdict the judge got wrong: shown beside it, kept for the next rea
   const plain = await context.newPage();
   await plain.goto(`${BASE}/evals/${slug}`);
   assert.equal(await plain.locator(`.flag[data-instance="${instance}"][data-kind="DS"] .flagged`).count(), 1);
+  // The Judge page lists it among the judge's known mistakes, with the note and the response.
+  await plain.goto(`${BASE}/judge`);
+  const item = plain.locator(`#judge-flags li.flagged[data-slug="${slug}"][data-instance="${instance}"]`);
+  assert.equal(await item.count(), 1);
+  assert.match(await item.textContent(), /a refusal, not an answer/);
+  assert.match(await plain.textContent('#held-out'), /accuracy 87\.9 %/);
   await context.close();
   // Removed, the judge's verdict stands again.
   await control.locator('.flag-clear').click();
   await control.locator('.flag-form').waitFor();
   assert.equal(await page.locator('#eval-flags').count(), 0);
   assert.deepEqual((await (await fetch(`${BASE}/api/evals/${slug}/flags`)).json()).flags, []);
+  // From the judge's note to the Judge page in the browser (its server function): gone there too.
+  await page.locator('.judge-note a[href="/judge"]').first().click();
+  await page.locator('#judge-flags').waitFor();
+  assert.equal(await page.locator(`#judge-flags li.flagged[data-slug="${slug}"]`).count(), 0);
+  assert.match(await page.textContent('#judge-in-use'), /minilm-logreg/);
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -31,6 +31,7 @@ pub mod fluency;
 pub mod general;
 pub mod job;
 pub mod judge;
+pub mod judge_page;
 pub mod mechanism;
 pub mod method;
 mod model;

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use safeedit_core::SafeEditRecord;
+use safeedit_core::judge_page::JudgeInUse;
 use safeedit_core::safeedit::parse_records;
 use safeedit_engine::judge::{
     JudgeHead, LabeledText, MiniLmEncoder, MiniLmJudge, RobertaJudge, SafetyJudge,
@@ -125,6 +126,22 @@ pub fn load_judge(judge_dir: Option<&Path>) -> Result<Box<dyn SafetyJudge>> {
     }
 }
 
+/// The judge [`load_judge`] loads for `judge_dir`, described without loading it.
+pub fn judge_in_use(judge_dir: Option<&Path>) -> Result<JudgeInUse> {
+    Ok(match judge_dir {
+        Some(_) => JudgeInUse {
+            id: "safeedit-roberta".into(),
+            description: "the paper's safety classifier (RoBERTa sequence classifier), from the \
+                          server's judge folder"
+                .into(),
+        },
+        None => JudgeInUse {
+            id: "minilm-logreg".into(),
+            description: default_head()?.description(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +195,13 @@ mod tests {
             vec![Verdict::Unsafe, Verdict::Safe, Verdict::Empty]
         );
         assert_eq!(judge.info().id, "minilm-logreg");
+        // Described without loading: the same id and description as the loaded judge.
+        let described = judge_in_use(None).unwrap();
+        assert_eq!(described.id, judge.info().id);
+        assert_eq!(described.description, judge.info().description);
+        assert_eq!(
+            judge_in_use(Some(Path::new("/srv/roberta"))).unwrap().id,
+            "safeedit-roberta"
+        );
     }
 }

@@ -633,6 +633,23 @@ impl Store {
             .collect()
     }
 
+    /// Every verdict flag with its evaluation's slug, by slug, instance and input.
+    pub async fn all_verdict_flags(&self) -> Result<Vec<(String, VerdictFlag)>> {
+        let what = "the verdict flags";
+        sqlx::query("SELECT slug, record FROM verdict_flags ORDER BY slug, instance, kind")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query(format!("reading {what}")))?
+            .iter()
+            .map(|r| {
+                let slug: String = r
+                    .try_get("slug")
+                    .map_err(query(format!("reading {what}")))?;
+                Ok((slug, decode(r, what)?))
+            })
+            .collect()
+    }
+
     /// Every evaluation run, newest first (full records: the metric rows are small).
     pub async fn list_evals(&self) -> Result<Vec<EvalRecord>> {
         self.list(

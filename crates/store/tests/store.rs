@@ -271,6 +271,20 @@ async fn runs_and_evaluations_round_trip_and_upserts_replace_on(db: &Db) {
     assert!(store.clear_verdict_flag(&slug, 3, "DS").await.unwrap());
     assert!(!store.clear_verdict_flag(&slug, 3, "DS").await.unwrap());
     assert_eq!(store.verdict_flags(&slug).await.unwrap().len(), 1);
+    // Every evaluation's flags, with their slugs (the Judge page's list).
+    store.set_verdict_flag(&other, &flag(3, "")).await.unwrap();
+    let mut expected = vec![(slug.clone(), 1), (other.clone(), 3)];
+    expected.sort();
+    assert_eq!(
+        store
+            .all_verdict_flags()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(s, f)| (s, f.instance))
+            .collect::<Vec<_>>(),
+        expected
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use app::{AppError, AppResult};
 use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_core::flag::{FlagRequest, VerdictFlag};
 use safeedit_core::job::JobSpec;
+use safeedit_core::judge_page::JudgePage;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{CatalogEntry, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
@@ -359,6 +360,10 @@ impl Runs for RunService {
     }
 
     // Model cards and training logs are small files: read in place.
+    fn judge(&self) -> BoxFuture<'_, AppResult<JudgePage>> {
+        Box::pin(async move { super::judge::judge_page(&self.0).await.map_err(app_error) })
+    }
+
     fn trained_models(&self) -> BoxFuture<'_, AppResult<Vec<TrainedModel>>> {
         Box::pin(async move {
             Ok(self

@@ -19,6 +19,7 @@ mod flags;
 mod guard;
 mod job_api;
 mod jobs;
+mod judge;
 mod listen;
 mod public;
 mod router;
@@ -180,6 +181,9 @@ pub struct WebState {
     pub tries: Arc<try_api::TryService>,
     /// Who may do what.
     pub access: Arc<guard::Access>,
+    /// The paper's classifier's folder, when the server judges with it (else the built-in
+    /// judge).
+    pub judge_dir: Option<PathBuf>,
 }
 
 /// What [`EngineArgs`] load before the runtime starts.
@@ -307,6 +311,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             model: Arc::new(summary.clone()),
             tries,
             access,
+            judge_dir: args.engine.judge_dir.clone(),
         };
         let options = LeptosOptions::builder()
             .output_name(app::OUTPUT_NAME)

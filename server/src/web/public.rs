@@ -47,6 +47,14 @@ fn redact(value: &mut Value) {
                             *text = name;
                         }
                     }
+                    // A judge's one-line description can name its folder ("… from /srv/x").
+                    Value::String(text) if key == "description" => {
+                        *text = text
+                            .split(' ')
+                            .map(|word| file_name(word).unwrap_or_else(|| word.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                    }
                     other => redact(other),
                 }
             }
@@ -87,6 +95,7 @@ mod tests {
             "model": "SmolLM2",
             "run": {"data": "/data/safeedit/SafeEdit_test.json", "model": "/m/y"},
             "outcome": {"comparisons": [{"edited": "/bin/sh is a shell", "model": "tiny"}]},
+            "judge": {"description": "classifier from /srv/judges/roberta-safeedit, 2 labels"},
         }));
         assert_eq!(
             shown,
@@ -95,6 +104,7 @@ mod tests {
                 "model": "SmolLM2",
                 "run": {"data": "SafeEdit_test.json", "model": "y"},
                 "outcome": {"comparisons": [{"edited": "/bin/sh is a shell", "model": "tiny"}]},
+                "judge": {"description": "classifier from roberta-safeedit, 2 labels"},
             })
         );
     }

@@ -7,7 +7,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{WebState, assets, events, figures, files, flags, guard, job_api, try_api};
+use super::{WebState, assets, events, figures, files, flags, guard, job_api, judge, try_api};
 use app::ssr::AppState;
 use app::{App, shell};
 
@@ -25,6 +25,7 @@ pub fn api_router(state: WebState) -> Router {
         .route("/api/models/{name}", get(job_api::model))
         .route("/api/runs/{slug}/figures/{file}", get(figures::run_figure))
         .route("/api/runs/{slug}/{file}", get(files::run_file))
+        .route("/api/judge", get(judge::page))
         .route("/api/evals/{slug}/flags", get(flags::list).post(flags::set))
         .route(
             "/api/evals/{slug}/flags/{instance}/{kind}",

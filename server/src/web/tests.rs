@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use safeedit_core::eval::{InputResult, InstanceResult, summarize};
+use safeedit_core::flag::FlagRequest;
 use safeedit_core::run::{EvalRecord, JobEvent, RunRecord};
 use safeedit_core::{ModelSummary, Verdict};
 use tower::ServiceExt;
@@ -50,6 +51,7 @@ fn server_with(
         model: Arc::new(summary.clone()),
         tries,
         access: Arc::new(access),
+        judge_dir: None,
     };
     let options = leptos::config::LeptosOptions::builder()
         .output_name(app::OUTPUT_NAME)
@@ -1779,6 +1781,65 @@ fn readers_flag_verdicts_and_the_downloads_recompute_with_them() {
     assert_eq!(flag["flag"]["judge"], "safe");
     assert_eq!(flag["flag"]["note"], "it complies");
     expect(&rt, &router, flags, ok, r#""note":"it complies""#);
+
+    // The Judge page lists the flag with its response, counts it for the evaluation's judge,
+    // and reports the built-in judge's held-out figures; unlisted evaluations stay off it.
+    rt.block_on(async {
+        let (mut record, instances) = stored_eval("evalhidden");
+        record.run = serde_json::json!({"judge": {
+            "id": "safeedit-roberta", "version": "abc",
+            "description": "classifier from /srv/secret/roberta"}});
+        state.store.upsert_eval(&record, &instances).await.unwrap();
+        let request = FlagRequest {
+            instance: 3,
+            kind: "DS".into(),
+            note: "hidden note".into(),
+        };
+        super::flags::set_flag(&state.store, "evalhidden", request)
+            .await
+            .unwrap();
+    });
+    let (status, _, body) = call(&rt, &router, get("/api/judge"));
+    assert_eq!(status, ok);
+    let judge: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(judge["in_use"]["id"], "minilm-logreg");
+    assert_eq!(
+        judge["built_in"]["held_out_counts"],
+        serde_json::json!([41, 17])
+    );
+    let listed: Vec<&str> = judge["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{judge}");
+    assert!(
+        !judge.to_string().contains("/srv/secret"),
+        "server paths cut: {judge}"
+    );
+    let usage = judge["usage"].as_array().unwrap();
+    assert_eq!(usage.len(), 2, "{judge}");
+    rt.block_on(state.store.set_unlisted("evalhidden", true))
+        .unwrap();
+    let (_, _, body) = call(&rt, &router, get("/api/judge"));
+    let judge: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(judge["flags"].as_array().unwrap().len(), 1, "{judge}");
+    assert_eq!(judge["flags"][0]["slug"], "evalflag");
+    assert_eq!(judge["flags"][0]["response"], "no");
+    assert_eq!(judge["flags"][0]["applies"], true);
+    assert_eq!(judge["usage"][0]["flags"], 1);
+    assert!(!judge.to_string().contains("evalhidden"), "{judge}");
+    // The page, rendered on the server (a share link opens complete).
+    expect(&rt, &router, "/judge", ok, "it complies");
+    expect(&rt, &router, "/judge", ok, r#"id="held-out""#);
+    expect(
+        &rt,
+        &router,
+        "/judge",
+        ok,
+        "1 miss (judged safe, a reader says unsafe)",
+    );
 
     // The downloads: the judge's verdicts by default, the reader's on request, and said so.
     expect(

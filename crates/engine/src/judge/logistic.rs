@@ -116,44 +116,9 @@ fn cholesky_solve(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
     x
 }
 
-/// Counts of a binary classifier's decisions (positive = unsafe).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confusion {
-    /// Unsafe called unsafe.
-    pub true_positive: usize,
-    /// Safe called unsafe.
-    pub false_positive: usize,
-    /// Safe called safe.
-    pub true_negative: usize,
-    /// Unsafe called safe.
-    pub false_negative: usize,
-}
-
-impl Confusion {
-    /// Tallies predictions against labels.
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (bool, bool)>) -> Self {
-        let mut c = Confusion::default();
-        for (predicted, actual) in pairs {
-            match (predicted, actual) {
-                (true, true) => c.true_positive += 1,
-                (true, false) => c.false_positive += 1,
-                (false, false) => c.true_negative += 1,
-                (false, true) => c.false_negative += 1,
-            }
-        }
-        c
-    }
-
-    /// Number of examples.
-    pub fn total(&self) -> usize {
-        self.true_positive + self.false_positive + self.true_negative + self.false_negative
-    }
-
-    /// Fraction correct.
-    pub fn accuracy(&self) -> f64 {
-        (self.true_positive + self.true_negative) as f64 / self.total().max(1) as f64
-    }
-}
+/// Counts of a binary classifier's decisions (positive = unsafe); defined beside the verdicts
+/// so that pages can show a judge's report.
+pub use safeedit_core::judge::Confusion;
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ use super::{SafetyJudge, short_sha256};
 use crate::error::{EngineError, Result};
 use crate::weights::SafetensorsStore;
 use safeedit_core::JudgeInfo;
+use safeedit_core::judge::JudgeReport;
 
 /// A sentence encoder (BERT + mean pooling + L2 normalisation).
 #[derive(Debug)]
@@ -142,6 +143,31 @@ impl JudgeHead {
         Self::from_json(&text, path)
     }
 
+    /// The judge's one-line description in reports.
+    pub fn description(&self) -> String {
+        format!(
+            "proxy judge: all-MiniLM-L6-v2 embeddings + logistic regression trained by \
+             SafeEdit Studio (held-out accuracy {:.1}%), not the paper's RoBERTa classifier",
+            self.held_out.accuracy() * 100.0
+        )
+    }
+
+    /// How the head was trained and measured (everything but the classifier's weights).
+    pub fn report(&self) -> JudgeReport {
+        JudgeReport {
+            version: self.version.clone(),
+            encoder_checksum: self.encoder_checksum.clone(),
+            c: self.c,
+            cross_validation: self.cross_validation.clone(),
+            data: self.data.clone(),
+            train_counts: self.train_counts,
+            held_out_counts: self.held_out_counts,
+            held_out: self.held_out,
+            held_out_safeedit: self.held_out_safeedit,
+            train: self.train,
+        }
+    }
+
     /// Parses a head; `path` names the source in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| EngineError::Json {
@@ -186,11 +212,7 @@ impl<B: Backend> SafetyJudge for MiniLmJudge<B> {
         JudgeInfo {
             id: "minilm-logreg".into(),
             version: format!("{}+{}", self.encoder.checksum, self.head_checksum),
-            description: format!(
-                "proxy judge: all-MiniLM-L6-v2 embeddings + logistic regression trained by \
-                 SafeEdit Studio (held-out accuracy {:.1}%), not the paper's RoBERTa classifier",
-                self.head.held_out.accuracy() * 100.0
-            ),
+            description: self.head.description(),
         }
     }
 
