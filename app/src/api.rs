@@ -8,7 +8,6 @@ use safeedit_core::browse::{InstancePage, InstanceQuery, SplitOverview};
 use safeedit_core::eval::InstanceResult;
 use safeedit_core::flag::VerdictFlag;
 use safeedit_core::job::JobSpec;
-use safeedit_core::judge_page::JudgePage;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
 use safeedit_core::run::{
     CatalogEntry, EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
@@ -20,6 +19,7 @@ use safeedit_core::{ModelList, ModelSummary, SafeEditRecord, TrainedModelPage};
 #[cfg(feature = "ssr")]
 use crate::error::AppError;
 use crate::error::AppResult;
+use crate::server_html::RenderedPage;
 
 /// Describes the loaded model, read from the engine.
 #[server(endpoint = "model_info")]
@@ -141,6 +141,33 @@ pub async fn compare_runs(runs: Vec<String>) -> AppResult<Vec<RunRecord>> {
     Ok(out)
 }
 
+/// The comparison of two to four edit runs (`runs`: their slugs; `diff`: only the settings that
+/// differ), rendered here; a bad request names what is wrong.
+#[server(endpoint = "compare_html")]
+pub async fn compare_html(runs: Vec<String>, diff: bool) -> AppResult<String> {
+    let records = compare_runs(runs).await?;
+    Ok(crate::compare_body::render(records, diff))
+}
+
+/// A stored edit run's page with its charts, rendered here, and its request (for "Re-run with
+/// this config"); `None`: no such slug.
+#[server(endpoint = "run_html")]
+pub async fn run_html(slug: String) -> AppResult<Option<(RenderedPage, EditRequest)>> {
+    let runs = &state()?.runs;
+    let Some(run) = runs.run(slug.clone()).await.map_err(AppError::respond)? else {
+        return Ok(None);
+    };
+    let distances = runs
+        .figure(slug.clone(), "distances".into())
+        .await
+        .map_err(AppError::respond)?;
+    let losses = runs
+        .figure(slug, "losses".into())
+        .await
+        .map_err(AppError::respond)?;
+    Ok(Some(crate::run_body::render(run, distances, losses)))
+}
+
 /// An evaluation page's data: the record, its instances and the readers' verdict flags.
 pub type EvalPage = (EvalRecord, Vec<InstanceResult>, Vec<VerdictFlag>);
 
@@ -148,6 +175,19 @@ pub type EvalPage = (EvalRecord, Vec<InstanceResult>, Vec<VerdictFlag>);
 #[server(endpoint = "eval")]
 pub async fn get_eval(slug: String) -> AppResult<Option<EvalPage>> {
     state()?.runs.eval(slug).await.map_err(AppError::respond)
+}
+
+/// An evaluation's page: its read-only parts rendered here, with the instances and the readers'
+/// flags for the responses (`None`: no such slug).
+#[server(endpoint = "eval_html")]
+pub async fn eval_html(
+    slug: String,
+) -> AppResult<Option<(RenderedPage, Vec<InstanceResult>, Vec<VerdictFlag>)>> {
+    let page = state()?.runs.eval(slug).await.map_err(AppError::respond)?;
+    Ok(page.map(|(record, instances, flags)| {
+        let rendered = crate::eval_body::render(record, &instances, &flags);
+        (rendered, instances, flags)
+    }))
 }
 
 /// Flags the judge's verdict on instance `instance`'s input `kind` of evaluation `slug` as
@@ -181,11 +221,12 @@ pub async fn unflag_verdict(slug: String, instance: u64, kind: String) -> AppRes
         .map_err(AppError::respond)
 }
 
-/// The Judge page: which judge scores this server's runs, the built-in judge's held-out report,
-/// the judges of the stored evaluations, and the verdicts readers flagged as wrong.
-#[server(endpoint = "judge_page")]
-pub async fn get_judge() -> AppResult<JudgePage> {
-    state()?.runs.judge().await.map_err(AppError::respond)
+/// The Judge page's body as HTML, rendered here (the page is read-only: its view code stays out
+/// of the WebAssembly bundle). The same data as JSON: `GET /api/judge`.
+#[server(endpoint = "judge_html")]
+pub async fn judge_html() -> AppResult<String> {
+    let page = state()?.runs.judge().await.map_err(AppError::respond)?;
+    Ok(crate::judge_body::render(page))
 }
 
 /// The SafeEdit metric table across evaluation runs (`runs`: comma-separated slugs, default the
@@ -237,6 +278,40 @@ pub async fn analysis_figure(slug: String, chart: String) -> AppResult<Option<Fi
         .analysis_figure(slug, chart)
         .await
         .map_err(AppError::respond)
+}
+
+/// A stored SafeEdit_test_ALL run's page, rendered here (`None`: no such slug).
+#[server(endpoint = "test_all_run_html")]
+pub async fn test_all_run_html(slug: String) -> AppResult<Option<RenderedPage>> {
+    let record = state()?
+        .runs
+        .test_all_run(slug)
+        .await
+        .map_err(AppError::respond)?;
+    Ok(record.map(crate::test_all_run_body::render))
+}
+
+/// A stored mechanism analysis's page with its four figures, rendered here (`None`: no such
+/// slug).
+#[server(endpoint = "analysis_html")]
+pub async fn analysis_html(slug: String) -> AppResult<Option<RenderedPage>> {
+    let runs = &state()?.runs;
+    let Some(record) = runs
+        .analysis(slug.clone())
+        .await
+        .map_err(AppError::respond)?
+    else {
+        return Ok(None);
+    };
+    let mut figures = Vec::new();
+    for (chart, _) in crate::mechanism_body::CHARTS {
+        let figure = runs
+            .analysis_figure(slug.clone(), chart.to_string())
+            .await
+            .map_err(AppError::respond)?;
+        figures.push(figure);
+    }
+    Ok(Some(crate::mechanism_body::render(record, figures)))
 }
 
 /// A stored SafeEdit_test_ALL run (`None`: no such slug).

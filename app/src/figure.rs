@@ -4,8 +4,6 @@
 use leptos::prelude::*;
 use safeedit_core::run::FigureSvg;
 
-use crate::{analysis_figure, run_figure};
-
 /// Width presets, as the download URLs name them.
 const PRESETS: [(&str, &str); 2] = [
     ("column", "column (7.7 cm)"),
@@ -62,56 +60,6 @@ pub fn FigureCard(
             <figcaption>{caption}</figcaption>
             <ul class="downloads">{downloads}</ul>
         </figure>
-    }
-    .into_any()
-}
-
-/// What a stored chart belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FigureOf {
-    /// An edit run (`/runs/{slug}`).
-    Run,
-    /// A mechanism analysis (`/mechanisms/{slug}`).
-    Analysis,
-}
-
-/// One of a stored run's or analysis's charts, fetched from the server.
-#[component]
-pub fn StoredFigure(
-    of: FigureOf,
-    slug: String,
-    chart: &'static str,
-    caption: &'static str,
-) -> impl IntoView {
-    let base = match of {
-        FigureOf::Run => format!("/api/runs/{slug}/figures/{chart}"),
-        FigureOf::Analysis => format!("/api/mechanisms/{slug}/figures/{chart}"),
-    };
-    let figure = Resource::new(
-        move || (slug.clone(), chart),
-        move |(slug, chart)| async move {
-            match of {
-                FigureOf::Run => run_figure(slug, chart.to_string()).await,
-                FigureOf::Analysis => analysis_figure(slug, chart.to_string()).await,
-            }
-        },
-    );
-    view! {
-        <Suspense fallback=|| view! { <p class="muted">"Drawing…"</p> }>
-            {move || {
-                let base = base.clone();
-                Suspend::new(async move {
-                    match figure.await {
-                        Ok(Some(figure)) => {
-                            view! { <FigureCard figure base caption=caption.to_string() /> }
-                                .into_any()
-                        }
-                        Ok(None) => ().into_any(),
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    }
-                })
-            }}
-        </Suspense>
     }
     .into_any()
 }

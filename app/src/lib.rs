@@ -20,9 +20,13 @@ use leptos_router::{SsrMode, path};
 
 pub mod api;
 mod compare;
+#[cfg(feature = "ssr")]
+mod compare_body;
 mod detoxify;
 pub mod error;
 mod eval;
+#[cfg(feature = "ssr")]
+mod eval_body;
 mod figure;
 mod format;
 mod home;
@@ -30,19 +34,29 @@ mod instance;
 mod instances;
 mod job;
 mod judge;
+#[cfg(feature = "ssr")]
+mod judge_body;
+#[cfg(feature = "ssr")]
 mod judge_note;
 mod launch;
 mod mechanism;
+#[cfg(feature = "ssr")]
+mod mechanism_body;
 mod mechanisms;
 mod models;
 mod new;
 mod record_page;
 mod results;
 mod run;
+#[cfg(feature = "ssr")]
+mod run_body;
 mod runs;
+mod server_html;
 mod share;
 mod test_all;
 mod test_all_run;
+#[cfg(feature = "ssr")]
+mod test_all_run_body;
 mod try_box;
 mod verdict_flag;
 

@@ -95,7 +95,6 @@ test('flag a verdict the judge got wrong: shown beside it, kept for the next rea
   await control.locator('.flagged').waitFor();
   assert.match(await control.locator('.flagged').textContent(), /a reader says (safe|unsafe).*a refusal, not an answer/);
   assert.match(await page.textContent('#eval-flags'), /^1 verdict flagged as wrong by readers/);
-  assert.equal(await page.locator('.flag-mark').count(), 1, 'the instances table marks it');
   const { flags } = await (await fetch(`${BASE}/api/evals/${slug}/flags`)).json();
   assert.deepEqual(flags.map((f) => [f.instance, f.kind, f.note]), [[instance, 'DS', 'a refusal, not an answer']]);
   assert.notEqual(flags[0].human, flags[0].judge);
@@ -108,6 +107,7 @@ test('flag a verdict the judge got wrong: shown beside it, kept for the next rea
   const plain = await context.newPage();
   await plain.goto(`${BASE}/evals/${slug}`);
   assert.equal(await plain.locator(`.flag[data-instance="${instance}"][data-kind="DS"] .flagged`).count(), 1);
+  assert.equal(await plain.locator('#eval-instances .flag-mark').count(), 1, 'the instances table marks it');
   // The Judge page lists it among the judge's known mistakes, with the note and the response.
   await plain.goto(`${BASE}/judge`);
   const item = plain.locator(`#judge-flags li.flagged[data-slug="${slug}"][data-instance="${instance}"]`);
