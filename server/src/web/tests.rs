@@ -1830,7 +1830,40 @@ fn readers_flag_verdicts_and_the_downloads_recompute_with_them() {
     assert_eq!(judge["flags"][0]["applies"], true);
     assert_eq!(judge["usage"][0]["flags"], 1);
     assert!(!judge.to_string().contains("evalhidden"), "{judge}");
-    // The page, rendered on the server (a share link opens complete).
+    // The page, rendered on the server (a share link opens complete), and its body as the
+    // browser asks for it after client-side navigation.
+    let form = |uri: &str, body: &str| {
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, _, body) = call(&rt, &router, form("/api/judge_html", ""));
+    let html: String = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, ok);
+    assert!(
+        html.contains("it complies") && html.contains(r#"id="held-out""#),
+        "{html}"
+    );
+    // The evaluation's read-only parts come rendered with the instances and flags the browser's
+    // parts need; an unknown slug is no page.
+    let (status, _, body) = call(&rt, &router, form("/api/eval_html", "slug=evalflag"));
+    assert_eq!(status, ok);
+    let (page, instances, stored): (
+        serde_json::Value,
+        Vec<InstanceResult>,
+        Vec<serde_json::Value>,
+    ) = serde_json::from_slice(&body).unwrap();
+    assert_eq!((instances.len(), stored.len()), (1, 1));
+    let sections = page["body"].as_array().unwrap();
+    assert_eq!(sections.len(), 3, "metrics, instances, provenance");
+    assert!(
+        sections[1].as_str().unwrap().contains("flag-mark"),
+        "{page}"
+    );
+    assert_eq!(page["unlist"], "evalflag");
+    let (status, _, body) = call(&rt, &router, form("/api/eval_html", "slug=nosuch"));
+    assert_eq!((status, &body[..]), (ok, &b"null"[..]));
     expect(&rt, &router, "/judge", ok, "it complies");
     expect(&rt, &router, "/judge", ok, r#"id="held-out""#);
     expect(
