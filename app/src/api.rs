@@ -48,6 +48,16 @@ pub async fn get_instance(split: String, id: u64) -> AppResult<Option<SafeEditRe
     Ok(state()?.catalog.instance(&split, id).cloned())
 }
 
+/// One instance's page, rendered here with the runs made on it (`None`: no such instance).
+#[server(endpoint = "instance_html")]
+pub async fn instance_html(split: String, id: u64) -> AppResult<Option<RenderedPage>> {
+    let Some(record) = get_instance(split.clone(), id).await? else {
+        return Ok(None);
+    };
+    let runs = list_instance_runs(split.clone(), id).await;
+    Ok(Some(crate::instance_body::render(split, record, runs)))
+}
+
 /// Queues a DINM edit of one instance; returns the job id at once (or "busy").
 #[server(endpoint = "start_edit", input = leptos::server_fn::codec::Json)]
 pub async fn start_edit(request: EditRequest) -> AppResult<String> {

@@ -31,6 +31,8 @@ mod figure;
 mod format;
 mod home;
 mod instance;
+#[cfg(feature = "ssr")]
+mod instance_body;
 mod instances;
 mod job;
 mod judge;
