@@ -12,8 +12,7 @@ use crate::eval_html;
 use crate::format::slice_label;
 use crate::launch::GeneralLauncher;
 use crate::record_page::record_page;
-use crate::server_html::{RenderedPage, server_html};
-use crate::share::{CopyLink, Unlist};
+use crate::server_html::{RenderedPage, server_html, share_line};
 use crate::try_box::verdict_tag;
 use crate::verdict_flag::{FlagControl, flags_line};
 
@@ -46,14 +45,7 @@ fn EvalView(
     flags: Vec<VerdictFlag>,
 ) -> impl IntoView {
     let flags = RwSignal::new(flags);
-    let RenderedPage {
-        title,
-        head,
-        body,
-        unlist,
-    } = page;
-    let slug = unlist.unwrap_or_default();
-    let [metrics, instances_table, provenance]: [String; 3] = body.try_into().unwrap_or_default();
+    let (title, head, [metrics, instances_table, provenance], slug) = page.into_parts();
     let open = instances.len() == 1;
     let responses = instances
         .iter()
@@ -104,7 +96,7 @@ fn EvalView(
     view! {
         <Title text=title />
         {server_html(head)}
-        <p class="share"><CopyLink /> <Unlist slug=slug.clone() /></p>
+        {share_line(Some(slug.clone()))}
         {server_html(metrics)}
         {flags_line(slug.clone(), flags)}
         <GeneralLauncher eval=slug.clone() />

@@ -9,8 +9,7 @@ use leptos_router::hooks::use_navigate;
 use safeedit_core::run::EditRequest;
 
 use crate::record_page::record_page;
-use crate::server_html::{RenderedPage, server_html};
-use crate::share::{CopyLink, Unlist};
+use crate::server_html::{RenderedPage, server_html, share_line};
 use crate::try_box::TryBox;
 use crate::{run_html, start_edit};
 
@@ -27,14 +26,7 @@ pub fn RunPage() -> impl IntoView {
 
 #[component]
 fn RunView(page: RenderedPage, request: EditRequest) -> impl IntoView {
-    let RenderedPage {
-        title,
-        head,
-        body,
-        unlist,
-    } = page;
-    let slug = unlist.unwrap_or_default();
-    let [top, middle, bottom]: [String; 3] = body.try_into().unwrap_or_default();
+    let (title, head, [top, middle, bottom], slug) = page.into_parts();
     let rerun_request = request;
     let navigate = use_navigate();
     let rerun_error = RwSignal::new(None::<String>);
@@ -54,7 +46,7 @@ fn RunView(page: RenderedPage, request: EditRequest) -> impl IntoView {
     view! {
         <Title text=title />
         {server_html(head)}
-        <p class="share"><CopyLink /> <Unlist slug=slug.clone() /></p>
+        {share_line(Some(slug.clone()))}
         {server_html(top)}
         <p class="actions">
             <a class="button" href=format!("/api/runs/{slug}/delta.safetensors") download>

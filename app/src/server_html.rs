@@ -30,6 +30,32 @@ pub struct RenderedPage {
     pub unlist: Option<String>,
 }
 
+impl RenderedPage {
+    /// The title, the head, the `N` body sections a page places its browser parts between, and
+    /// the record's slug (empty without one). Sections missing from the server's answer are
+    /// empty.
+    pub(crate) fn into_parts<const N: usize>(self) -> (String, String, [String; N], String) {
+        let mut body = self.body.into_iter();
+        let sections = std::array::from_fn(|_| body.next().unwrap_or_default());
+        (
+            self.title,
+            self.head,
+            sections,
+            self.unlist.unwrap_or_default(),
+        )
+    }
+}
+
+/// The share line: Copy link, and Unlist for the record `unlist` names.
+pub(crate) fn share_line(unlist: Option<String>) -> impl IntoView + use<> {
+    view! {
+        <p class="share">
+            <CopyLink />
+            {unlist.map(|slug| view! { " " <Unlist slug /> })}
+        </p>
+    }
+}
+
 /// Shows a rendered record page with its share line (Copy link, Unlist).
 pub(crate) fn rendered_page(page: RenderedPage) -> impl IntoView + use<> {
     let RenderedPage {
@@ -41,10 +67,7 @@ pub(crate) fn rendered_page(page: RenderedPage) -> impl IntoView + use<> {
     view! {
         <leptos_meta::Title text=title />
         {server_html(head)}
-        <p class="share">
-            <CopyLink />
-            {unlist.map(|slug| view! { " " <Unlist slug /> })}
-        </p>
+        {share_line(unlist)}
         {body.into_iter().map(server_html).collect_view()}
     }
     .into_any()
