@@ -8,7 +8,9 @@
 # the SafeEdit editing instances. On the GPU machine (NVIDIA driver, Python with torch,
 # transformers and numpy; no Rust, no network needed):
 #   bash DIR/run.sh RESULTS_DIR
-# writes JSON results there in about 9 minutes (H200); BENCHMARKS.md §GPU records them.
+# writes JSON results there in about 9 minutes (H200); BENCHMARKS.md §GPU records them. The 7B
+# steps run with bf16 weights by default; SAFEEDIT_GPU_7B="bf16 f32" adds f32 (then the whole
+# check may need two calls: SAFEEDIT_GPU_SKIP="step ..." skips what an earlier call finished).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

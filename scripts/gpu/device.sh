@@ -52,16 +52,29 @@ step logits_torch 120 "$PY" "$B/torch_side.py" logits --model "$S" --ids "$IDS" 
 step parity_cuda_vs_torch 60 "$PY" "$B/torch_side.py" compare "$W/ours-cuda" "$W/torch" --a-name "safeedit cuda" --b-name "pytorch cuda f32"
 step parity_cuda_vs_cpu 60 "$PY" "$B/torch_side.py" compare "$W/ours-cuda" "$W/ours-cpu" --a-name "safeedit cuda" --b-name "safeedit cpu (flex)"
 
-# 2. The 7B-shaped model: DINM (locate + steps) and generation, ours then PyTorch.
-m=$(sample dinm_7b_ours)
-step dinm_7b_ours 300 "$W/safeedit" bench edit --model "$L" --data "$B/instances.json" --instances 1 --repeat 2
-kill "$m"; log "dinm_7b_ours peak GPU memory (MiB, nvidia-smi): $(peak dinm_7b_ours)"
-m=$(sample gen_7b_ours)
-step gen_7b_ours 180 "$W/safeedit" bench generate --model "$L" --prompt-file "$B/prompt.txt" --new-tokens 32 --repeat 2
-kill "$m"; log "gen_7b_ours peak GPU memory (MiB, nvidia-smi): $(peak gen_7b_ours)"
-m=$(sample torch_7b)
-step torch_7b 240 "$PY" "$B/torch_side.py" bench --model "$L" --dtype float32 --ids "$IDS" --new-tokens 32 --repeat 2 --ours "${SAFEEDIT_GPU_OURS_DINM:-$OUT/dinm_7b_ours.json}" --data "$B/instances.json"
-kill "$m"; log "torch_7b peak GPU memory (MiB, nvidia-smi): $(peak torch_7b)"
+# 2. The same with the matrices kept in bf16 (--dtype bf16; both compute in f32 from the same
+#    rounded weights, so CUDA and the CPU backend should agree as closely as in f32).
+step logits_cuda_bf16 150 "$W/safeedit" bench logits --dtype bf16 --model "$S" --ids "$IDS" --out "$W/ours-cuda-bf16"
+step logits_cpu_bf16 120 "$W/safeedit-cpu" bench logits --dtype bf16 --model "$S" --ids "$IDS" --out "$W/ours-cpu-bf16"
+step parity_bf16_cuda_vs_cpu 60 "$PY" "$B/torch_side.py" compare "$W/ours-cuda-bf16" "$W/ours-cpu-bf16" --a-name "safeedit cuda bf16" --b-name "safeedit cpu bf16"
+step parity_bf16_cuda_vs_torch_f32 60 "$PY" "$B/torch_side.py" compare "$W/ours-cuda-bf16" "$W/torch" --a-name "safeedit cuda bf16" --b-name "pytorch cuda f32"
+
+# 3. The 7B-shaped model: DINM (locate + steps, two edits in one process) and generation, ours
+#    then PyTorch. SAFEEDIT_GPU_7B="bf16 f32" chooses the precisions (default bf16: f32 was
+#    measured on an H200 on 2026-11-28, see BENCHMARKS.md).
+for dt in ${SAFEEDIT_GPU_7B:-bf16}; do
+  case "$dt" in bf16) torch_dt=bfloat16;; f32) torch_dt=float32;; *) log "unknown precision $dt"; continue;; esac
+  sfx=""; [ "$dt" = f32 ] || sfx="_$dt"
+  m=$(sample "dinm_7b_ours$sfx")
+  step "dinm_7b_ours$sfx" 300 "$W/safeedit" bench edit --dtype "$dt" --model "$L" --data "$B/instances.json" --instances 1 --repeat 2
+  kill "$m"; log "dinm_7b_ours$sfx peak GPU memory (MiB, nvidia-smi): $(peak "dinm_7b_ours$sfx")"
+  m=$(sample "gen_7b_ours$sfx")
+  step "gen_7b_ours$sfx" 180 "$W/safeedit" bench generate --dtype "$dt" --model "$L" --prompt-file "$B/prompt.txt" --new-tokens 32 --repeat 2
+  kill "$m"; log "gen_7b_ours$sfx peak GPU memory (MiB, nvidia-smi): $(peak "gen_7b_ours$sfx")"
+  m=$(sample "torch_7b$sfx")
+  step "torch_7b$sfx" 240 "$PY" "$B/torch_side.py" bench --model "$L" --dtype "$torch_dt" --ids "$IDS" --new-tokens 32 --repeat 2 --ours "${SAFEEDIT_GPU_OURS_DINM:-$OUT/dinm_7b_ours$sfx.json}" --data "$B/instances.json"
+  kill "$m"; log "torch_7b$sfx peak GPU memory (MiB, nvidia-smi): $(peak "torch_7b$sfx")"
+done
 log done
 # One archive of everything (some hosts return few files).
 tar czf "$OUT.tgz" -C "$OUT" . && log "archive: $OUT.tgz"

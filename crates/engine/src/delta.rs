@@ -107,7 +107,7 @@ fn apply_down_proj_delta<B: Backend>(
     delta: &Tensor<B, 2>,
 ) -> LanguageModel<B> {
     let id = WeightId::layer(layer, LayerParam::DownProj);
-    let original = lm.model.matrix(id).expect("the edited layer exists");
+    let original = lm.model.matrix_f32(id).expect("the edited layer exists");
     lm.with_model(lm.model.with_down_proj(layer, original + delta.clone()))
 }
 

@@ -56,6 +56,7 @@ pub use names::{LayerParam, WeightId};
 pub use prefix_cache::PrefixCache;
 pub use safeedit_core::PromptFormat;
 pub use tokenizer::{SpecialTokens, TextTokenizer};
+pub use weights::WeightDtype;
 
 /// The backend the engine's own tests run on: CPU by default, CUDA with `--features test-cuda`.
 #[cfg(all(test, not(feature = "test-cuda")))]

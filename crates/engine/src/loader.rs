@@ -19,7 +19,10 @@ use crate::model_dir::{TrainedModelCard, save_model_dir};
 use crate::names::WeightId;
 use crate::prefix_cache::PrefixCache;
 use crate::tokenizer::TextTokenizer;
-use crate::weights::{GgufFile, GgufStore, SafetensorsStore, StoreSource, TensorStore};
+use crate::weights::{
+    GgufFile, GgufStore, RandomInit, SafetensorsStore, StoreSource, TensorStore, WeightDtype,
+    WithDtype,
+};
 use safeedit_core::{ModelSummary, PromptFormat};
 
 /// How the weights are stored.
@@ -123,10 +126,31 @@ impl<B: Backend> LanguageModel<B> {
         device: &B::Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
+        Self::load_as(path, device, WeightDtype::F32, progress)
+    }
+
+    /// Loads a model keeping its matrices as `dtype` (see [`WeightDtype`]), calling
+    /// `progress(done, total)` after each tensor.
+    pub fn load_as(
+        path: &Path,
+        device: &B::Device,
+        dtype: WeightDtype,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
         match ModelSource::from_path(path)? {
-            ModelSource::Tiny => Ok(Self::tiny(device)),
-            ModelSource::Gguf(file) => Self::load_gguf(&file, device, progress),
-            ModelSource::HfDir(dir) => Self::load_hf_dir(&dir, device, progress),
+            ModelSource::Tiny => {
+                let mut lm = Self::tiny(device);
+                if dtype != WeightDtype::F32 {
+                    // The same seeded weights as `tiny`, rounded to `dtype`.
+                    lm.model = lm.config.build(&mut WithDtype {
+                        inner: RandomInit::new(0, 0.1, device),
+                        dtype,
+                    })?;
+                }
+                Ok(lm)
+            }
+            ModelSource::Gguf(file) => Self::load_gguf(&file, device, dtype, progress),
+            ModelSource::HfDir(dir) => Self::load_hf_dir(&dir, device, dtype, progress),
         }
     }
 
@@ -150,13 +174,14 @@ impl<B: Backend> LanguageModel<B> {
     fn load_gguf(
         path: &Path,
         device: &B::Device,
+        dtype: WeightDtype,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         let file = GgufFile::open(path)?;
         let config = file.llama_config()?;
         let tokenizer = TextTokenizer::from_gguf(&file)?;
         let store = GgufStore::new(&file, &config);
-        let model = build(&config, &store, device, progress)?;
+        let model = build(&config, &store, device, dtype, progress)?;
         // The file name is what users recognise (`general.name` is often a training-run label).
         let name = file_stem(path);
         let prompt_format = if tokenizer.chat_template.is_some() {
@@ -184,6 +209,7 @@ impl<B: Backend> LanguageModel<B> {
     fn load_hf_dir(
         dir: &Path,
         device: &B::Device,
+        dtype: WeightDtype,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         let config_path = dir.join("config.json");
@@ -193,7 +219,7 @@ impl<B: Backend> LanguageModel<B> {
         let config = hf.into_config(&config_path)?;
         let tokenizer = TextTokenizer::from_hf_dir(dir, eos)?;
         let store = SafetensorsStore::open(dir)?;
-        let model = build(&config, &store, device, progress)?;
+        let model = build(&config, &store, device, dtype, progress)?;
         // Models trained here carry the format they were trained in. Otherwise the family's
         // presets decide: SmolLM2 prompts in its chat template (as from GGUF; it answers plain
         // text with an immediate end-of-turn), the LLaMA-2 and Mistral presets in plain text
@@ -229,6 +255,12 @@ impl<B: Backend> LanguageModel<B> {
             device: device.clone(),
             warnings,
         })
+    }
+
+    /// How the model keeps its matrices (that of the token embedding; an edited layer's
+    /// `down_proj` is f32 whatever this says).
+    pub fn weight_dtype(&self) -> WeightDtype {
+        WeightDtype::of(self.model.embed_tokens.val().dtype()).unwrap_or_default()
     }
 
     /// The same model description and tokenizer around different weights (an edited copy).
@@ -362,6 +394,7 @@ fn build<B: Backend>(
     config: &LlamaConfig,
     store: &dyn TensorStore,
     device: &B::Device,
+    dtype: WeightDtype,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Llama<B>> {
     let total = WeightId::all(config).len();
@@ -370,7 +403,10 @@ fn build<B: Backend>(
         done += 1;
         progress(done, total);
     };
-    config.build(&mut StoreSource::new(store, device).with_progress(&mut tick))
+    config.build(&mut WithDtype {
+        inner: StoreSource::new(store, device).with_progress(&mut tick),
+        dtype,
+    })
 }
 
 fn file_stem(path: &Path) -> String {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use safeedit_engine::{
     EngineError, Generated, GenerationConfig, GenerationTimings, LanguageModel, PrefixCache,
+    WeightDtype,
 };
 
 use crate::progress::{Event, Progress, ProgressExt};
@@ -23,6 +24,15 @@ pub type Backend = burn::backend::Cuda;
 /// Human-readable backend name, recorded with every result.
 #[cfg(feature = "cuda")]
 pub const NAME: &str = "cuda";
+
+/// The backend recorded with results: [`NAME`], and the weights' precision when it is not f32
+/// (`flex (CPU), bf16 weights`).
+pub fn described(lm: &Model) -> String {
+    match lm.weight_dtype() {
+        WeightDtype::F32 => NAME.to_string(),
+        other => format!("{NAME}, {other} weights"),
+    }
+}
 
 /// The backend that records gradients (DINM, fine-tuning).
 pub type TrainBackend = burn::backend::Autodiff<Backend>;
@@ -51,8 +61,14 @@ pub fn device() -> burn::tensor::Device<Backend> {
 
 /// Loads a model (a `.gguf` file, a Hugging Face folder or `tiny`), reporting the tensors read.
 pub fn load(path: &Path, progress: &mut dyn Progress) -> Result<Model> {
+    load_as(path, WeightDtype::F32, progress)
+}
+
+/// [`load`], keeping the model's matrices as `dtype` (bf16 halves their memory; the model
+/// computes in f32, see [`WeightDtype`]).
+pub fn load_as(path: &Path, dtype: WeightDtype, progress: &mut dyn Progress) -> Result<Model> {
     let mut started = false;
-    let lm = Model::load_with_progress(path, &device(), &mut |_done, total| {
+    let lm = Model::load_as(path, &device(), dtype, &mut |_done, total| {
         if !started {
             progress.phase(format!("loading {}", path.display()), "tensors", total);
             started = true;

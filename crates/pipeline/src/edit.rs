@@ -10,10 +10,10 @@ use safeedit_core::run::{
 };
 use safeedit_core::safeedit::EVAL_INPUT_KINDS;
 use safeedit_core::{JudgeInfo, PromptFormat, SafeEditRecord};
-use safeedit_engine::GenerationConfig;
 use safeedit_engine::dinm::{DinmConfig, DinmEdit, DinmEvent, dinm_edit_stoppable};
 use safeedit_engine::judge::SafetyJudge;
 use safeedit_engine::weights::{SaveDtype, write_safetensors};
+use safeedit_engine::{GenerationConfig, WeightDtype};
 use safeedit_store::now_rfc3339;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,9 @@ pub struct EditPlan {
     pub max_new_tokens: Option<usize>,
     /// The prompt format [default: the model's].
     pub prompt_format: Option<PromptFormat>,
+    /// How the model's matrices are kept (f32, or bf16 / f16 for half the memory).
+    #[serde(default, skip_serializing_if = "WeightDtype::is_f32")]
+    pub dtype: WeightDtype,
     /// Write the delta as safetensors (one tensor, named by its HF path).
     pub save_delta: Option<PathBuf>,
     /// Skip the before/after generations.
@@ -115,7 +118,7 @@ pub fn run(plan: &EditPlan, progress: &mut dyn Progress) -> Result<EditReport> {
     plan.dinm.check()?;
     limits::max_new_tokens_opt(plan.max_new_tokens)?;
     let model_path = paths::model_or_default(plan.model.clone())?;
-    let lm = backend::load(&model_path, progress)?;
+    let lm = backend::load_as(&model_path, plan.dtype, progress)?;
     let mut config = plan.dinm.config(&lm)?;
     if let Some(n) = plan.max_new_tokens {
         config.max_output_length = n;

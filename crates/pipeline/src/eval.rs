@@ -185,12 +185,17 @@ impl EvalSetup {
         for (key, value) in origin.run_fields().as_object().into_iter().flatten() {
             info[key] = value.clone();
         }
+        // Only when not f32, so runs from before `--dtype` resume as they did.
+        let dtype = m.lm.weight_dtype();
+        if !dtype.is_f32() {
+            info["weights"] = json!(dtype);
+        }
         info
     }
 }
 
 /// The run description keys a resumed run must match.
-pub const RUN_KEYS: [&str; 11] = [
+pub const RUN_KEYS: [&str; 12] = [
     "method",
     "data",
     "model",
@@ -202,6 +207,7 @@ pub const RUN_KEYS: [&str; 11] = [
     "self_reminder",
     "judge",
     "shard",
+    "weights",
 ];
 
 /// The records a plan evaluates and how its run names them.
@@ -448,6 +454,7 @@ pub fn read_results(out: &Path) -> Result<Vec<InstanceResult>> {
 
 #[cfg(test)]
 mod tests {
+    use safeedit_engine::WeightDtype;
     use safeedit_engine::baselines::{Objective, SELF_REMINDER_SUFFIX};
     use safeedit_engine::dinm::random_layer;
 
@@ -659,6 +666,22 @@ mod tests {
 
         let err = run(&tiny_eval(Method::Vanilla, 3, dir.path()), &mut Quiet).unwrap_err();
         assert!(err.to_string().contains("different `method`"), "{err}");
+    }
+
+    #[test]
+    fn a_bf16_run_says_so_and_is_not_resumed_in_f32() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = tiny_eval(Method::Dinm, 1, dir.path());
+        plan.model.dtype = WeightDtype::Bf16;
+        run(&plan, &mut Quiet).unwrap();
+        let results = read_results(dir.path()).unwrap();
+        assert_eq!(results.len(), 1);
+        assert!(results[0].edit.as_ref().unwrap().delta_norm > 0.0);
+        let info: serde_json::Value = run_dir::read_json(&dir.path().join("run.json")).unwrap();
+        assert_eq!(info["backend"], format!("{}, bf16 weights", backend::NAME));
+        assert_eq!(info["weights"], "bf16");
+        let err = run(&tiny_eval(Method::Dinm, 2, dir.path()), &mut Quiet).unwrap_err();
+        assert!(err.to_string().contains("different `weights`"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use safeedit_core::eval::EditSummary;
 use safeedit_core::{Method, PromptFormat, SafeEditRecord};
-use safeedit_engine::PaddingSide;
 use safeedit_engine::baselines::{
     FtlConfig, Objective, SELF_REMINDER_SUFFIX, SELF_REMINDER_SYSTEM, TrainedModelCard,
     ftl_edit_stoppable, self_reminder,
@@ -14,6 +13,7 @@ use safeedit_engine::baselines::{
 use safeedit_engine::dinm::{
     DinmConfig, DinmEvent, dinm_edit_stoppable, locate_toxic_layer, random_layer, with_suffix,
 };
+use safeedit_engine::{PaddingSide, WeightDtype};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -233,6 +233,9 @@ pub struct ModelChoice {
     pub dinm: DinmOptions,
     /// FT-L and ablation settings.
     pub baselines: BaselineOptions,
+    /// How the model's matrices are kept (f32, or bf16 / f16 for half the memory).
+    #[serde(skip_serializing_if = "WeightDtype::is_f32")]
+    pub dtype: WeightDtype,
 }
 
 impl ModelChoice {
@@ -249,7 +252,7 @@ impl MethodModel {
         choice.check()?;
         let model_path = paths::model_or_default(choice.model.clone())?;
         let trained = method_card(method, &model_path)?;
-        let lm = backend::load(&model_path, progress)?;
+        let lm = backend::load_as(&model_path, choice.dtype, progress)?;
         let settings = MethodSettings::new(&lm, &choice.dinm, &choice.baselines)?;
         let format = choice
             .prompt_format

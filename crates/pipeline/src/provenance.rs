@@ -49,7 +49,7 @@ pub fn provenance(
         model_path: model_path.display().to_string(),
         model_name: lm.name.clone(),
         model_checksum: checksum.map_or_else(|| model_checksum(model_path), str::to_string),
-        backend: backend::NAME.into(),
+        backend: backend::described(lm),
         judge,
         version: VERSION.into(),
         git_commit: GIT_COMMIT.into(),

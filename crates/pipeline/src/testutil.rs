@@ -21,6 +21,7 @@ pub fn tiny_model() -> ModelChoice {
             ..DinmOptions::default()
         },
         baselines: BaselineOptions::default(),
+        dtype: Default::default(),
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use safeedit_core::safeedit::Fold;
 use safeedit_core::{Method, PromptFormat};
-use safeedit_engine::PaddingSide;
 use safeedit_engine::baselines::{Objective, OptimizerKind};
+use safeedit_engine::{PaddingSide, WeightDtype};
 use safeedit_pipeline::method::{BaselineOptions, DinmOptions, ModelChoice};
 use safeedit_pipeline::publish::Database;
 
@@ -234,6 +234,15 @@ impl BaselineArgs {
     }
 }
 
+/// How the model's matrices are kept in memory.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DtypeArg {
+    /// Keep the model's matrices as f32, bf16 or f16: bf16 halves their memory (a 7B model in
+    /// 14 GB) and computes in f32 from the rounded weights; a DINM edit trains its layer in f32.
+    #[arg(long, default_value_t = WeightDtype::F32)]
+    pub dtype: WeightDtype,
+}
+
 /// The model a method runs on, how inputs reach it, and the methods' settings (what `eval` and
 /// `general` share).
 #[derive(Args, Debug, Clone, Default)]
@@ -244,6 +253,9 @@ pub struct MethodModelArgs {
     /// Prompt format [default: the model's preset].
     #[arg(long, value_enum)]
     pub prompt_format: Option<FormatArg>,
+    /// The weights' precision.
+    #[command(flatten)]
+    pub dtype: DtypeArg,
     /// DINM settings (also the suffix prompt of `--method prompt`).
     #[command(flatten)]
     pub dinm: DinmArgs,
@@ -260,6 +272,7 @@ impl MethodModelArgs {
             prompt_format: FormatArg::format(self.prompt_format),
             dinm: self.dinm.options(),
             baselines: self.baselines.options(),
+            dtype: self.dtype.dtype,
         }
     }
 }

@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use safeedit_engine::{GenerationConfig, PromptFormat};
+use safeedit_engine::{GenerationConfig, PromptFormat, WeightDtype};
 use serde_json::json;
 
 use safeedit_pipeline::{Quiet, backend, data, paths};
+
+use super::args::DtypeArg;
 
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
@@ -43,6 +45,9 @@ pub struct BenchLogitsArgs {
     /// transformers' `output_hidden_states` order) and `meta.json`.
     #[arg(long)]
     pub out: PathBuf,
+    /// The weights' precision.
+    #[command(flatten)]
+    pub dtype: DtypeArg,
 }
 
 /// Arguments of `safeedit bench train`.
@@ -86,6 +91,9 @@ pub struct BenchEditArgs {
     /// Also time the edit without the prefix cache (full forward every step).
     #[arg(long)]
     pub compare_full_forward: bool,
+    /// The weights' precision.
+    #[command(flatten)]
+    pub dtype: DtypeArg,
 }
 
 /// Arguments of `safeedit bench generate`.
@@ -106,6 +114,9 @@ pub struct BenchGenerateArgs {
     /// Timed repetitions (after one warm-up).
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// The weights' precision.
+    #[command(flatten)]
+    pub dtype: DtypeArg,
 }
 
 /// Runs a benchmark and prints one JSON object.
@@ -118,10 +129,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Loads the model, timing it (reading, converting to f32 and moving to the device).
-fn load_timed(path: &std::path::Path) -> anyhow::Result<(backend::Model, f64)> {
+/// Loads the model, timing it (reading, converting to `dtype` and moving to the device).
+fn load_timed(path: &std::path::Path, dtype: WeightDtype) -> anyhow::Result<(backend::Model, f64)> {
     let started = Instant::now();
-    let lm = backend::load(path, &mut Quiet)?;
+    let lm = backend::load_as(path, dtype, &mut Quiet)?;
     Ok((lm, started.elapsed().as_secs_f64()))
 }
 
@@ -146,7 +157,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
         "--pairs, --batch-size and --steps must be at least 1"
     );
     let model_path = paths::model_or_default(args.model)?;
-    let (lm, load_s) = load_timed(&model_path)?;
+    let (lm, load_s) = load_timed(&model_path, WeightDtype::F32)?;
     let mut records = Fold::Train.select(data::load("test-sample")?);
     records.truncate(args.pairs);
     // One warm-up step and the timed ones, in one epoch; no warm-up of the learning rate so
@@ -203,6 +214,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
     let report = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "dtype": WeightDtype::F32.as_str(),
         "load_s": load_s,
         "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
         "objective": objective.as_str(),
@@ -223,7 +235,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
 
 fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     let model_path = paths::model_or_default(args.model)?;
-    let (mut lm, load_s) = load_timed(&model_path)?;
+    let (mut lm, load_s) = load_timed(&model_path, args.dtype.dtype)?;
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => std::fs::read_to_string(f)?.trim_end().to_string(),
@@ -251,6 +263,7 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     let report = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "dtype": args.dtype.dtype.as_str(),
         "load_s": load_s,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
@@ -270,7 +283,7 @@ fn generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
 fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
     use safeedit_engine::dinm::{DinmConfig, dinm_edit};
     let model_path = paths::model_or_default(args.model)?;
-    let (lm, load_s) = load_timed(&model_path)?;
+    let (lm, load_s) = load_timed(&model_path, args.dtype.dtype)?;
     let records = data::load(&args.data)?;
     let format = lm.prompt_format.clone();
     let base = DinmConfig::preset_for(&lm.name, &lm.architecture);
@@ -327,6 +340,7 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
     let report = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "dtype": args.dtype.dtype.as_str(),
         "load_s": load_s,
         "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
         "preset": base,
@@ -340,7 +354,7 @@ fn edit(args: BenchEditArgs) -> anyhow::Result<()> {
 fn logits(args: BenchLogitsArgs) -> anyhow::Result<()> {
     use safeedit_engine::model::{Batch, ForwardOptions};
     let model_path = paths::model_or_default(args.model)?;
-    let (lm, load_s) = load_timed(&model_path)?;
+    let (lm, load_s) = load_timed(&model_path, args.dtype.dtype)?;
     let vocab = lm.config.vocab_size;
     let ids = match &args.prompt_file {
         Some(file) => {
@@ -392,6 +406,7 @@ fn logits(args: BenchLogitsArgs) -> anyhow::Result<()> {
     let meta = json!({
         "model": model_path.display().to_string(),
         "backend": backend::NAME,
+        "dtype": args.dtype.dtype.as_str(),
         "load_s": load_s,
         "seq": ids.len(),
         "ids": ids,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use safeedit_pipeline::edit::{self, EditPlan};
 
-use super::args::{DinmArgs, FormatArg, InstanceArgs, ModelArg};
+use super::args::{DinmArgs, DtypeArg, FormatArg, InstanceArgs, ModelArg};
 use super::print_instance;
 use super::progress::Bars;
 
@@ -19,6 +19,9 @@ pub struct EditArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArg,
+    /// The weights' precision.
+    #[command(flatten)]
+    pub dtype: DtypeArg,
     /// DINM settings.
     #[command(flatten)]
     pub dinm: DinmArgs,
@@ -55,6 +58,7 @@ impl EditArgs {
             save_delta: self.save_delta.clone(),
             no_generate: self.no_generate,
             judge_dir: self.judge_dir.clone(),
+            dtype: self.dtype.dtype,
         }
     }
 }

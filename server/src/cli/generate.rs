@@ -9,7 +9,7 @@ use serde_json::json;
 
 use safeedit_pipeline::{Quiet, backend, paths};
 
-use super::args::{FormatArg, ModelArg};
+use super::args::{DtypeArg, FormatArg, ModelArg};
 use super::progress::Bars;
 
 /// Arguments of `safeedit generate`.
@@ -45,6 +45,9 @@ pub struct GenerateArgs {
     /// Print one JSON object instead of the text.
     #[arg(long)]
     pub json: bool,
+    /// The weights' precision.
+    #[command(flatten)]
+    pub dtype: DtypeArg,
 }
 
 /// Runs the command.
@@ -52,9 +55,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let model_path = paths::model_or_default(args.model.model)?;
     let started = Instant::now();
     let lm = if args.json {
-        backend::load(&model_path, &mut Quiet)?
+        backend::load_as(&model_path, args.dtype.dtype, &mut Quiet)?
     } else {
-        backend::load(&model_path, &mut Bars::new())?
+        backend::load_as(&model_path, args.dtype.dtype, &mut Bars::new())?
     };
     let load_s = started.elapsed().as_secs_f64();
 
@@ -93,6 +96,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             "model": model_path.display().to_string(),
             "model_name": lm.name,
             "backend": backend::NAME,
+            "dtype": args.dtype.dtype.as_str(),
             "prompt": args.prompt,
             "prompt_format": format,
             "generation": config,

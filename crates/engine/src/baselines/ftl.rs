@@ -197,7 +197,7 @@ pub fn ftl_edit_stoppable<AD: AutodiffBackend>(
     let batch = Batch::single(&tokens.prompt, device);
     let (mid, act) = model.split_at_down_proj(&batch, layer);
     let w0 = model
-        .matrix(WeightId::layer(layer, LayerParam::DownProj))
+        .matrix_f32(WeightId::layer(layer, LayerParam::DownProj))
         .expect("every layer has a down_proj");
 
     let ad_model = model.clone().train::<AD>().no_grad();

@@ -172,7 +172,9 @@ impl<B: Backend> LoraAdapters<B> {
     pub fn merged(&self, model: &Llama<B>) -> Llama<B> {
         let mut merged = model.clone();
         for adapter in &self.adapters {
-            let w = model.matrix(adapter.id).expect("adapter targets a matrix");
+            let w = model
+                .matrix_f32(adapter.id)
+                .expect("adapter targets a matrix");
             merged = merged.with_matrix(adapter.id, w + self.delta(adapter));
         }
         merged

@@ -268,7 +268,7 @@ fn tune<AD: AutodiffBackend>(
     let cons_batch = Batch::single(&tokens.constraint_input, device);
     let (cons_mid, cons_act) = model.split_at_down_proj(&cons_batch, layer);
     let w0 = model
-        .matrix(WeightId::layer(layer, LayerParam::DownProj))
+        .matrix_f32(WeightId::layer(layer, LayerParam::DownProj))
         .expect("every layer has a down_proj");
     let base_logp = log_softmax(
         model.logits_from_down_proj(
@@ -435,6 +435,20 @@ mod tests {
         LanguageModel::tiny(&Default::default())
     }
 
+    /// The test record edited with the SmolLM2 preset at a learning rate large enough for the
+    /// tiny model's loss to fall visibly in ten steps.
+    fn edit_at_lr_1e2(
+        lm: &LanguageModel<TestBackend>,
+        events: &mut dyn FnMut(DinmEvent),
+    ) -> DinmEdit<TestBackend> {
+        let config = DinmConfig {
+            lr: 1e-2,
+            ..DinmConfig::smollm2_135m()
+        };
+        dinm_edit::<TestAutodiffBackend>(lm, &record(), &config, &PromptFormat::chat(), events)
+            .unwrap()
+    }
+
     #[test]
     fn plain_tokens_follow_easyedit_strings() {
         let lm = tiny();
@@ -542,18 +556,7 @@ mod tests {
             .export(WeightId::layer(0, LayerParam::DownProj))
             .unwrap();
         let mut events = Vec::new();
-        let config = DinmConfig {
-            lr: 1e-2,
-            ..DinmConfig::smollm2_135m()
-        };
-        let edit = dinm_edit::<TestAutodiffBackend>(
-            &lm,
-            &record(),
-            &config,
-            &PromptFormat::chat(),
-            &mut |e| events.push(e),
-        )
-        .unwrap();
+        let edit = edit_at_lr_1e2(&lm, &mut |e| events.push(e));
         assert!(matches!(events[0], DinmEvent::Located(_)));
         assert_eq!(events.len(), 1 + edit.steps.len());
         assert_eq!(edit.steps.len(), 10);
@@ -581,6 +584,45 @@ mod tests {
             edit.delta.tensor_name(),
             format!("model.layers.{}.mlp.down_proj.weight", edit.delta.layer)
         );
+    }
+
+    #[test]
+    fn a_bf16_model_is_edited_in_f32_at_the_located_layer() {
+        // `--dtype bf16`: the trained down_proj, its Adam state and the delta are f32; the edited
+        // model keeps that one matrix in f32 (its bf16 weight widened plus the delta) and every
+        // other matrix in bf16.
+        use burn::tensor::DType;
+        let lm = LanguageModel::<TestBackend>::load_as(
+            std::path::Path::new("tiny"),
+            &Default::default(),
+            crate::WeightDtype::Bf16,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let edit = edit_at_lr_1e2(&lm, &mut |_| {});
+        let (first, last) = (edit.steps[0], edit.steps[edit.steps.len() - 1]);
+        assert!(
+            last.edit < first.edit * 0.9,
+            "{} -> {}",
+            first.edit,
+            last.edit
+        );
+        assert_eq!(edit.delta.delta.dtype(), DType::F32);
+        let edited = edit.delta.apply(&lm);
+        let id = WeightId::layer(edit.delta.layer, LayerParam::DownProj);
+        let weight = edited.model.matrix(id).unwrap();
+        assert_eq!(weight.dtype(), DType::F32, "the edited matrix");
+        let widened = lm.model.matrix_f32(id).unwrap() + edit.delta.delta.clone();
+        let diff: f32 = (weight - widened).abs().max().into_scalar();
+        assert_eq!(diff, 0.0, "the bf16 weight widened plus the f32 delta");
+        let other = WeightId::layer(edit.delta.layer, LayerParam::UpProj);
+        assert_eq!(edited.model.matrix(other).unwrap().dtype(), DType::BF16);
+        // The edited model generates (mixed dtypes in one forward pass).
+        let prompt = lm.tokenizer.encode("How do I pick a lock?", true).unwrap();
+        let (out, _) = edited
+            .generate(&[prompt], &crate::GenerationConfig::greedy(4))
+            .unwrap();
+        assert_eq!(out[0].generated_ids.len(), 4);
     }
 
     #[test]

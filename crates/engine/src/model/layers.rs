@@ -45,7 +45,8 @@ impl<B: Backend> HfLinear<B> {
     }
 }
 
-/// `x · Wᵀ` for a weight in PyTorch layout `[out, in]`. The input is flattened to 2-D first: on
+/// `x · Wᵀ` for a weight in PyTorch layout `[out, in]`, kept in f32 or half precision (see
+/// [`WeightDtype`](crate::WeightDtype)). The input is flattened to 2-D first: on
 /// the CPU backend a batched (3-D) matmul against the transposed weight view is up to 30× slower
 /// for single-token decoding, while the 2-D product reads the transposed view at full speed and
 /// returns a contiguous result (which keeps the element-wise ops after it on their fast paths).
@@ -66,6 +67,12 @@ pub fn project<B: Backend, const D: usize>(weight: Tensor<B, 2>, x: Tensor<B, D>
     {
         return y.reshape(shape);
     }
+    // A weight kept in half precision is widened for the product (activations stay f32).
+    let weight = if weight.dtype() == flat.dtype() {
+        weight
+    } else {
+        weight.cast(flat.dtype())
+    };
     flat.matmul(weight.transpose()).reshape(shape)
 }
 

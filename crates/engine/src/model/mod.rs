@@ -10,6 +10,7 @@ mod layers;
 mod rope;
 
 use burn::module::{Module, Param};
+use burn::tensor::DType;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -22,7 +23,7 @@ use crate::config::LlamaConfig;
 use crate::error::{EngineError, Result};
 use crate::names::{LayerParam, WeightId};
 use crate::weights::RawTensor;
-pub use crate::weights::{ParamSource, RandomInit};
+pub use crate::weights::{ParamSource, RandomInit, WeightDtype, WithDtype};
 
 /// The decoder.
 #[derive(Module, Debug)]
@@ -108,7 +109,7 @@ impl<B: Backend> Llama<B> {
         options: &ForwardOptions,
     ) -> ForwardOutput<B> {
         let (rotary, pad_bias) = self.attention_context(batch);
-        let mut x = embedding(self.embed_tokens.val(), batch.tokens.clone());
+        let mut x = self.embed(batch);
         let mut hidden_states = Vec::new();
         let mut mlp_activation = None;
         for (index, layer) in self.layers.iter().enumerate() {
@@ -172,7 +173,7 @@ impl<B: Backend> Llama<B> {
         layer: usize,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let (rotary, pad_bias) = self.attention_context(batch);
-        let mut x = embedding(self.embed_tokens.val(), batch.tokens.clone());
+        let mut x = self.embed(batch);
         for l in &self.layers[..layer] {
             x = l.forward(x, &rotary, pad_bias.as_ref(), None, false).0;
         }
@@ -247,6 +248,16 @@ impl<B: Backend> Llama<B> {
             .expect("Logits::All computes logits")
     }
 
+    /// The token embeddings of `batch`, in f32 whatever the dtype the table is kept in.
+    fn embed(&self, batch: &Batch<B>) -> Tensor<B, 3> {
+        let x = embedding(self.embed_tokens.val(), batch.tokens.clone());
+        if x.dtype() == DType::F32 {
+            x
+        } else {
+            x.cast(DType::F32)
+        }
+    }
+
     /// The LM head applied to final-normed states.
     ///
     /// # Shapes
@@ -257,6 +268,18 @@ impl<B: Backend> Llama<B> {
             Some(head) => head.forward(x),
             None => project(self.embed_tokens.val(), x),
         }
+    }
+
+    /// [`Llama::matrix`] widened to f32 when the model keeps its matrices in half precision:
+    /// what an edit or an adapter adds its f32 change to (the changed weight is then kept in f32).
+    pub fn matrix_f32(&self, id: WeightId) -> Option<Tensor<B, 2>> {
+        self.matrix(id).map(|m| {
+            if m.dtype() == DType::F32 {
+                m
+            } else {
+                m.cast(DType::F32)
+            }
+        })
     }
 
     /// A 2-D weight by name (`None` for norms, and for `LmHead` when tied).

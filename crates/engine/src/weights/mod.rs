@@ -17,7 +17,7 @@ use crate::names::WeightId;
 
 pub use gguf::{GgmlType, GgufFile, GgufStore, GgufValue};
 pub use safetensors::{SafetensorsStore, SaveDtype, write_safetensors};
-pub use source::{ParamSource, RandomInit};
+pub use source::{ParamSource, RandomInit, WeightDtype, WithDtype};
 
 /// A tensor converted to f32 on the host, in row-major (PyTorch) order.
 #[derive(Debug, Clone, PartialEq)]

@@ -245,7 +245,7 @@ impl<AD: AutodiffBackend> Trainer<AD> {
         for (n, adapter) in lora.adapters.iter().enumerate() {
             let w = self
                 .model
-                .matrix(adapter.id)
+                .matrix_f32(adapter.id)
                 .expect("adapter targets a matrix");
             let delta = leaves[2 * n + 1].clone().matmul(leaves[2 * n].clone()) * scale;
             model = model.with_matrix(adapter.id, w + delta);
