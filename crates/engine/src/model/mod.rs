@@ -250,12 +250,7 @@ impl<B: Backend> Llama<B> {
 
     /// The token embeddings of `batch`, in f32 whatever the dtype the table is kept in.
     fn embed(&self, batch: &Batch<B>) -> Tensor<B, 3> {
-        let x = embedding(self.embed_tokens.val(), batch.tokens.clone());
-        if x.dtype() == DType::F32 {
-            x
-        } else {
-            x.cast(DType::F32)
-        }
+        widened(embedding(self.embed_tokens.val(), batch.tokens.clone()))
     }
 
     /// The LM head applied to final-normed states.
@@ -273,13 +268,7 @@ impl<B: Backend> Llama<B> {
     /// [`Llama::matrix`] widened to f32 when the model keeps its matrices in half precision:
     /// what an edit or an adapter adds its f32 change to (the changed weight is then kept in f32).
     pub fn matrix_f32(&self, id: WeightId) -> Option<Tensor<B, 2>> {
-        self.matrix(id).map(|m| {
-            if m.dtype() == DType::F32 {
-                m
-            } else {
-                m.cast(DType::F32)
-            }
-        })
+        self.matrix(id).map(widened)
     }
 
     /// A 2-D weight by name (`None` for norms, and for `LmHead` when tied).
@@ -409,6 +398,15 @@ impl LlamaConfig {
             rope_theta: self.rope_theta,
             rope_linear_factor: self.rope_linear_factor,
         })
+    }
+}
+
+/// `t` in f32: as it is when it already is, widened from half precision otherwise.
+fn widened<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(DType::F32)
     }
 }
 
