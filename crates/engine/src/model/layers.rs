@@ -9,8 +9,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Int, Tensor};
 
-use super::few_rows;
 use super::rope::Rotary;
+use super::{few_rows, fused};
 
 /// A bias-free linear map holding its weight in PyTorch layout.
 #[derive(Module, Debug)]
@@ -128,7 +128,9 @@ impl<B: Backend> Mlp<B> {
     /// - x: `[batch, seq, d_model]`
     /// - output: `[batch, seq, d_ff]`
     pub fn activation(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x)
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        fused::swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up)
     }
 
     /// The MLP output.
@@ -241,7 +243,8 @@ const QUERY_BLOCK: usize = 256;
 /// whole query group at once (the group's queries stacked as rows), so keys and values are never
 /// copied per query head; and queries go in blocks of [`QUERY_BLOCK`] rows, each reading only
 /// the keys up to its last position, so most of the masked upper triangle of a long prompt is
-/// never computed. The products and the softmax are the backend's (multi-threaded on the CPU).
+/// never computed. The products are the backend's; on the CPU backend outside autodiff the
+/// scale, masks and softmax are one pass per row over the keys it sees ([`fused::causal_softmax`]).
 /// Future keys score -inf and the padding bias (the most negative finite float) is added after,
 /// as in burn's fused attention. No row is ever fully -inf (a query always sees its own
 /// position), so the plain softmax needs none of the guards a fully masked row would. A query
@@ -276,9 +279,16 @@ fn grouped_causal_attention<B: Backend>(
             .clone()
             .narrow(3, start, len)
             .reshape([batch, n_kv, rows, dim]);
-        let scores = q_block
-            .matmul(k.clone().narrow(2, 0, visible).swap_dims(2, 3))
-            .mul_scalar(scale);
+        let scores = q_block.matmul(k.clone().narrow(2, 0, visible).swap_dims(2, 3));
+        let values = v.clone().narrow(2, 0, visible);
+        let bias = pad_bias.map(|b| b.clone().narrow(3, 0, visible));
+        if let Some(p) =
+            fused::causal_softmax(&scores, scale as f32, past + start, len, bias.as_ref())
+        {
+            blocks.push(p.matmul(values).reshape([batch, n_kv, groups, len, dim]));
+            continue;
+        }
+        let scores = scores.mul_scalar(scale);
         // Row `g * len + r` is the query at position `past + start + r`; it sees keys up to it.
         let position = Tensor::<B, 1, Int>::arange(
             (past + start) as i64..(past + start + len) as i64,
@@ -296,16 +306,12 @@ fn grouped_causal_attention<B: Backend>(
             .reshape([1, 1, rows, visible])
             .expand([batch, n_kv, rows, visible]);
         let mut scores = scores.mask_fill(future, f32::NEG_INFINITY);
-        if let Some(bias) = pad_bias {
-            scores = scores
-                + bias
-                    .clone()
-                    .narrow(3, 0, visible)
-                    .expand([batch, n_kv, rows, visible]);
+        if let Some(bias) = bias {
+            scores = scores + bias.expand([batch, n_kv, rows, visible]);
         }
         // Rows whose every visible key is padding: the best score is the padding bias itself.
         let sees_nothing = pad_bias.map(|_| scores.clone().max_dim(3).lower_elem(f32::MIN / 2.0));
-        let mut out = softmax(scores, 3).matmul(v.clone().narrow(2, 0, visible));
+        let mut out = softmax(scores, 3).matmul(values);
         if let Some(rows_masked) = sees_nothing {
             out = out.mask_fill(rows_masked.expand([batch, n_kv, rows, dim]), 0.0);
         }
