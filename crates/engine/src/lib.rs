@@ -12,6 +12,7 @@
 //! - [`dinm`]: DINM's toxic-layer location and edit (arXiv 2403.14472).
 //! - [`baselines`]: FT-L and Self-Reminder (the paper's instance-level baselines).
 //! - [`analysis`]: the mechanism analysis: toxicity probe, toxic regions, activation shift.
+//! - [`threads`]: running the engine's work on rayon's pool.
 //! - [`judge`]: safety judges (the paper's RoBERTa classifier, the built-in MiniLM proxy).
 //!
 //! The engine never picks a backend: the `server` binary does, by Cargo feature.
@@ -42,6 +43,7 @@ pub mod model_dir;
 pub mod names;
 pub mod optim;
 pub mod prefix_cache;
+pub mod threads;
 pub mod tokenizer;
 pub mod weights;
 
