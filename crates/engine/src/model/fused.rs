@@ -147,11 +147,12 @@ pub fn swiglu<B: Backend, const D: usize>(
 /// it sees; future keys get probability 0, and a row whose every visible key is padding (its best
 /// score at most `f32::MIN / 2`) is all 0, as transformers' SDPA attention leaves a query that
 /// sees only padding. `None` unless `scores` is a contiguous f32 burn-flex tensor (and `bias`, if
-/// any, one of shape `[batch, 1, 1, visible]`).
+/// any, one of shape `[batch, 1, 1, width]` covering at least the visible keys: the whole row's
+/// bias, so that it stays contiguous).
 ///
 /// # Shapes
 /// - scores: `[batch, heads, rows, visible]`, unscaled `q · kᵀ`
-/// - bias: `[batch, 1, 1, visible]`
+/// - bias: `[batch, 1, 1, width]`, width ≥ visible (keys past `visible` are not read)
 /// - output: `[batch, heads, rows, visible]`
 pub fn causal_softmax<B: Backend>(
     scores: &Tensor<B, 4>,
@@ -168,8 +169,9 @@ pub fn causal_softmax<B: Backend>(
     let s = (&s as &dyn Any)
         .downcast_ref::<FlexTensor>()?
         .as_slice::<f32>()?;
+    let width = bias.map_or(visible, |t| t.dims()[3]);
     let b = match bias {
-        Some(t) if t.dims() != [batch, 1, 1, visible] => return None,
+        Some(t) if t.dims() != [batch, 1, 1, width] || width < visible => return None,
         Some(t) => Some(float_primitive(t)?),
         None => None,
     };
@@ -187,7 +189,7 @@ pub fn causal_softmax<B: Backend>(
         .enumerate()
         .for_each(|(row_index, (o, s))| {
             let sees = first + row_index % rows % len + 1;
-            let bias = b.map(|b| &b[row_index / (heads * rows) * visible..][..sees]);
+            let bias = b.map(|b| &b[row_index / (heads * rows) * width..][..sees]);
             softmax_row(&s[..sees], bias, scale, &mut o[..sees]);
         });
     flex_tensor(out, shape)
@@ -505,19 +507,22 @@ mod tests {
             Distribution::Normal(0.0, 6.0),
             &device,
         );
-        let pad: Vec<f32> = (0..2 * visible)
+        // The bias covers two keys more than the block sees (a later block's): never read.
+        let width = visible + 2;
+        let pad: Vec<f32> = (0..2 * width)
             .map(|i| {
-                if i >= visible && i - visible < 5 {
+                let (row, key) = (i / width, i % width);
+                if (row == 1 && key < 5) || key >= visible {
                     f32::MIN
                 } else {
                     0.0
                 }
             })
             .collect();
-        let bias = T::<4>::from_data(TensorData::new(pad, [2, 1, 1, visible]), &device);
-        for bias in [None, Some(bias)] {
-            let fused =
-                causal_softmax(&scores, 0.125, first, len, bias.as_ref()).expect("fused path");
+        let wide = T::<4>::from_data(TensorData::new(pad, [2, 1, 1, width]), &device);
+        for bias in [None, Some(wide.clone().narrow(3, 0, visible))] {
+            let whole = bias.as_ref().map(|_| &wide);
+            let fused = causal_softmax(&scores, 0.125, first, len, whole).expect("fused path");
             let want = reference(scores.clone(), 0.125, first, len, bias.clone());
             assert_close(fused.clone(), want, 1e-6, "causal softmax");
             if bias.is_some() {

@@ -281,10 +281,7 @@ fn grouped_causal_attention<B: Backend>(
             .reshape([batch, n_kv, rows, dim]);
         let scores = q_block.matmul(k.clone().narrow(2, 0, visible).swap_dims(2, 3));
         let values = v.clone().narrow(2, 0, visible);
-        let bias = pad_bias.map(|b| b.clone().narrow(3, 0, visible));
-        if let Some(p) =
-            fused::causal_softmax(&scores, scale as f32, past + start, len, bias.as_ref())
-        {
+        if let Some(p) = fused::causal_softmax(&scores, scale as f32, past + start, len, pad_bias) {
             blocks.push(p.matmul(values).reshape([batch, n_kv, groups, len, dim]));
             continue;
         }
@@ -306,8 +303,12 @@ fn grouped_causal_attention<B: Backend>(
             .reshape([1, 1, rows, visible])
             .expand([batch, n_kv, rows, visible]);
         let mut scores = scores.mask_fill(future, f32::NEG_INFINITY);
-        if let Some(bias) = bias {
-            scores = scores + bias.expand([batch, n_kv, rows, visible]);
+        if let Some(bias) = pad_bias {
+            scores = scores
+                + bias
+                    .clone()
+                    .narrow(3, 0, visible)
+                    .expand([batch, n_kv, rows, visible]);
         }
         // Rows whose every visible key is padding: the best score is the padding bias itself.
         let sees_nothing = pad_bias.map(|_| scores.clone().max_dim(3).lower_elem(f32::MIN / 2.0));
