@@ -94,21 +94,21 @@ impl Cli {
     /// requests run side by side, and a pool thread waiting inside one of them could take up
     /// the other and finish it first.
     pub fn run(self) -> anyhow::Result<()> {
-        match self.command {
-            Command::Serve(args) => web::serve(args),
-            Command::Worker(args) => web::worker(args),
-            command => safeedit_engine::threads::on_pool(move || command.run()),
+        let command = self.command;
+        if matches!(command, Command::Serve(_) | Command::Worker(_)) {
+            command.run()
+        } else {
+            safeedit_engine::threads::on_pool(move || command.run())
         }
     }
 }
 
 impl Command {
-    /// Runs an experiment or a one-off command (everything but `serve` and `worker`).
+    /// Runs the subcommand on the calling thread.
     fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Serve(_) | Command::Worker(_) => {
-                unreachable!("the server and the worker are started by Cli::run")
-            }
+            Command::Serve(args) => web::serve(args),
+            Command::Worker(args) => web::worker(args),
             Command::Generate(args) => generate::run(args),
             Command::Locate(args) => locate::run(args),
             Command::Edit(args) => edit::run(args),
