@@ -11,13 +11,12 @@
 //! backend, element type or layout answers `None` and the caller uses the backend's product.
 //! Autodiff tensors are another type, so training never comes here.
 
-use std::any::Any;
-
-use burn::backend::flex::FlexTensor;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use half::bf16;
 use rayon::prelude::*;
+
+use super::flex;
 
 /// Most rows handled here; more rows (prompt processing) reuse each weight enough for a
 /// general matrix product to be faster.
@@ -34,20 +33,14 @@ pub fn project<B: Backend>(weight: &Tensor<B, 2>, x: &Tensor<B, 2>) -> Option<Te
     if rows == 0 || rows > MAX_ROWS || width != w_width {
         return None;
     }
-    let w = float_primitive(weight)?;
-    let xs = float_primitive(x)?;
-    let w = (&w as &dyn Any).downcast_ref::<FlexTensor>()?;
-    let xs = (&xs as &dyn Any)
-        .downcast_ref::<FlexTensor>()?
-        .as_slice::<f32>()?;
+    let (w, xs) = (flex::primitive(weight)?, flex::primitive(x)?);
+    let (w, xs) = (flex::tensor(&w)?, flex::f32_values(&xs)?);
     let y = if let Some(w) = w.as_slice::<f32>() {
         products(xs, w, rows, width, out)
     } else {
         products(xs, w.as_slice::<bf16>()?, rows, width, out)
     };
-    let result: Box<dyn Any> = Box::new(FlexTensor::from_data(TensorData::new(y, [rows, out])));
-    let primitive = *result.downcast::<B::FloatTensorPrimitive>().ok()?;
-    Some(Tensor::from_primitive(TensorPrimitive::Float(primitive)))
+    flex::wrap(y, [rows, out])
 }
 
 /// The row-major `rows × out` products of `xs` (`rows × width`) with every weight row.
@@ -127,13 +120,6 @@ impl Lanes for bf16 {
     }
 }
 
-fn float_primitive<B: Backend>(t: &Tensor<B, 2>) -> Option<B::FloatTensorPrimitive> {
-    match t.clone().into_primitive() {
-        TensorPrimitive::Float(p) => Some(p),
-        TensorPrimitive::QFloat(_) => None,
-    }
-}
-
 /// `dots[r] = x[r] · w` for every row `r` of the row-major `x`.
 #[allow(unsafe_code)]
 fn row_dots<W: Lanes>(x: &[f32], w: &[W], dots: &mut [f32]) {
@@ -192,6 +178,7 @@ fn row_dots_avx2<W: Lanes>(x: &[f32], w: &[W], dots: &mut [f32]) {
 mod tests {
     use super::*;
     use burn::backend::Flex;
+    use burn::tensor::TensorData;
 
     fn tensor(values: Vec<f32>, shape: [usize; 2]) -> Tensor<Flex, 2> {
         Tensor::from_data(TensorData::new(values, shape), &Default::default())

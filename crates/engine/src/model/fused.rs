@@ -17,12 +17,11 @@
 //! software alike), so the vectorised and the plain loop give the same bits on any CPU, and an
 //! element's value never depends on its neighbours or its row's position in a batch.
 
-use std::any::Any;
-
-use burn::backend::flex::FlexTensor;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
+
+use super::flex;
 
 /// Lanes of an AVX2 vector of f32.
 const LANES: usize = 8;
@@ -126,19 +125,13 @@ pub fn swiglu<B: Backend, const D: usize>(
     if up.dims() != shape {
         return None;
     }
-    let g = float_primitive(gate)?;
-    let u = float_primitive(up)?;
-    let g = (&g as &dyn Any)
-        .downcast_ref::<FlexTensor>()?
-        .as_slice::<f32>()?;
-    let u = (&u as &dyn Any)
-        .downcast_ref::<FlexTensor>()?
-        .as_slice::<f32>()?;
+    let (g, u) = (flex::primitive(gate)?, flex::primitive(up)?);
+    let (g, u) = (flex::f32_values(&g)?, flex::f32_values(&u)?);
     let mut out = vec![0f32; g.len()];
     out.par_chunks_mut(GATE_CHUNK)
         .zip(g.par_chunks(GATE_CHUNK).zip(u.par_chunks(GATE_CHUNK)))
         .for_each(|(o, (g, u))| gate_chunk(g, u, o));
-    flex_tensor(out, shape)
+    flex::wrap(out, shape)
 }
 
 /// The causal softmax of one block of grouped attention scores: row `g · len + r` of every
@@ -165,22 +158,16 @@ pub fn causal_softmax<B: Backend>(
     if len == 0 || rows % len != 0 || first + len > visible {
         return None;
     }
-    let s = float_primitive(scores)?;
-    let s = (&s as &dyn Any)
-        .downcast_ref::<FlexTensor>()?
-        .as_slice::<f32>()?;
+    let s = flex::primitive(scores)?;
+    let s = flex::f32_values(&s)?;
     let width = bias.map_or(visible, |t| t.dims()[3]);
     let b = match bias {
         Some(t) if t.dims() != [batch, 1, 1, width] || width < visible => return None,
-        Some(t) => Some(float_primitive(t)?),
+        Some(t) => Some(flex::primitive(t)?),
         None => None,
     };
     let b = match &b {
-        Some(p) => Some(
-            (p as &dyn Any)
-                .downcast_ref::<FlexTensor>()?
-                .as_slice::<f32>()?,
-        ),
+        Some(p) => Some(flex::f32_values(p)?),
         None => None,
     };
     let mut out = vec![0f32; s.len()];
@@ -192,7 +179,7 @@ pub fn causal_softmax<B: Backend>(
             let bias = b.map(|b| &b[row_index / (heads * rows) * width..][..sees]);
             softmax_row(&s[..sees], bias, scale, &mut o[..sees]);
         });
-    flex_tensor(out, shape)
+    flex::wrap(out, shape)
 }
 
 /// `o = softmax(s · scale + bias)`, or all 0 when the best score is at most `f32::MIN / 2`.
@@ -390,30 +377,11 @@ mod avx2 {
     }
 }
 
-fn float_primitive<B: Backend, const D: usize>(
-    t: &Tensor<B, D>,
-) -> Option<B::FloatTensorPrimitive> {
-    match t.clone().into_primitive() {
-        TensorPrimitive::Float(p) => Some(p),
-        TensorPrimitive::QFloat(_) => None,
-    }
-}
-
-/// A burn-flex result as a tensor of the caller's backend (which is burn-flex, or no input would
-/// have been read).
-fn flex_tensor<B: Backend, const D: usize>(
-    values: Vec<f32>,
-    shape: [usize; D],
-) -> Option<Tensor<B, D>> {
-    let result: Box<dyn Any> = Box::new(FlexTensor::from_data(TensorData::new(values, shape)));
-    let primitive = *result.downcast::<B::FloatTensorPrimitive>().ok()?;
-    Some(Tensor::from_primitive(TensorPrimitive::Float(primitive)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::Flex;
+    use burn::tensor::TensorData;
     use burn::tensor::activation::{silu, softmax};
     use burn::tensor::{Bool, Distribution};
 

@@ -6,6 +6,7 @@
 
 mod batch;
 mod few_rows;
+mod flex;
 mod fused;
 mod layers;
 mod rope;
