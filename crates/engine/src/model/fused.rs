@@ -182,6 +182,23 @@ pub fn causal_softmax<B: Backend>(
     flex::wrap(out, shape)
 }
 
+/// `o = s · scale + bias`: the scores a row's softmax normalises.
+#[inline(always)]
+fn scaled_scores(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) {
+    match bias {
+        Some(b) => {
+            for ((o, &s), &b) in o.iter_mut().zip(s).zip(b) {
+                *o = s * scale + b;
+            }
+        }
+        None => {
+            for (o, &s) in o.iter_mut().zip(s) {
+                *o = s * scale;
+            }
+        }
+    }
+}
+
 /// `o = softmax(s · scale + bias)`, or all 0 when the best score is at most `f32::MIN / 2`.
 fn softmax_row(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -198,18 +215,7 @@ fn softmax_row(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) {
 
 #[inline(always)]
 fn softmax_row_plain(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) {
-    match bias {
-        Some(b) => {
-            for ((o, &s), &b) in o.iter_mut().zip(s).zip(b) {
-                *o = s * scale + b;
-            }
-        }
-        None => {
-            for (o, &s) in o.iter_mut().zip(s) {
-                *o = s * scale;
-            }
-        }
-    }
+    scaled_scores(s, bias, scale, o);
     // Eight running maxima and sums (one per vector lane), combined in a fixed order: the
     // compiler vectorises the loops, and the result does not depend on the CPU.
     let mut lanes = [f32::NEG_INFINITY; LANES];
@@ -258,18 +264,7 @@ fn softmax_row_avx2(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) 
     };
     let n = o.len();
     let full = n / LANES * LANES;
-    match bias {
-        Some(b) => {
-            for ((o, &s), &b) in o.iter_mut().zip(s).zip(b) {
-                *o = s * scale + b;
-            }
-        }
-        None => {
-            for (o, &s) in o.iter_mut().zip(s) {
-                *o = s * scale;
-            }
-        }
-    }
+    scaled_scores(s, bias, scale, o);
     let mut lanes = _mm256_set1_ps(f32::NEG_INFINITY);
     for i in (0..full).step_by(LANES) {
         // `max(x, m)` is `m` when `x` is NaN or not larger: `if x > m { x } else { m }`.
