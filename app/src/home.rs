@@ -100,6 +100,7 @@ fn ModelCard(summary: ModelSummary) -> impl IntoView {
             format!("{} ({})", summary.source, summary.format),
         ),
         ("Backend", summary.backend.clone()),
+        ("Precision", summary.weights.clone()),
     ];
     view! {
         <dl class="facts">

@@ -179,7 +179,8 @@ fn AnalysisBody(record: AnalysisRecord, figures: Vec<Option<FigureSvg>>) -> impl
     view! {
         <p class="muted">
             {format!(
-                "{model} · toxic layer {} ({}) · top-{top_k} columns · {} adversarial inputs (fold {inputs_fold}) · stored {created_at}",
+                "{model}{} · toxic layer {} ({}) · top-{top_k} columns · {} adversarial inputs (fold {inputs_fold}) · stored {created_at}",
+                report.weights.as_ref().map(|w| format!(" ({w} weights)")).unwrap_or_default(),
                 report.layer,
                 report.layer_source,
                 report.inputs,

@@ -14,6 +14,7 @@ test('the server renders the loaded model without JavaScript', async () => {
   const html = await res.text();
   assert.ok(html.includes(`data-field="layers">${info.n_layers}<`), 'layer count in the SSR HTML');
   assert.ok(html.includes(`(${info.n_params})`), 'parameter count in the SSR HTML');
+  assert.ok(html.includes(`data-field="precision">${info.weights}<`), 'weights\' precision in the SSR HTML');
   assert.ok(html.includes(info.name), 'model name in the SSR HTML');
   assert.match(html, /\/pkg\/[0-9a-f]{16}\/safeedit\.js/, 'hydration script referenced under its version');
 });

@@ -270,3 +270,50 @@ fn judge_score_reads_a_jsonl_file_and_names_a_bad_line() {
         assert!(output.stdout.is_empty());
     }
 }
+
+/// `--dtype` on the inspection commands: `info` and `locate --json` say which precision the
+/// matrices were kept in, and a precision that does not exist is refused naming the option.
+#[test]
+fn info_and_locate_load_in_the_precision_asked_for() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = safeedit(args, &[]);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    assert_eq!(json(&["info", "--model", "tiny"])["weights"], "f32");
+    assert_eq!(
+        json(&["info", "--model", "tiny", "--dtype", "bf16"])["weights"],
+        "bf16"
+    );
+    let locate = |dtype: &str| {
+        json(&[
+            "locate",
+            "--model",
+            "tiny",
+            "--instance",
+            "1",
+            "--json",
+            "--dtype",
+            dtype,
+        ])
+    };
+    let (full, half) = (locate("f32"), locate("bf16"));
+    assert_eq!(
+        (&full["weights"], &half["weights"]),
+        (&"f32".into(), &"bf16".into())
+    );
+    // Rounded weights move the distances, not the number of layers measured.
+    assert_eq!(
+        full["distances"].as_array().unwrap().len(),
+        half["distances"].as_array().unwrap().len()
+    );
+    assert_ne!(full["distances"], half["distances"]);
+    let out = safeedit(&["info", "--model", "tiny", "--dtype", "f8"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--dtype"), "{stderr}");
+}

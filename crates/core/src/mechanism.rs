@@ -114,6 +114,9 @@ pub struct ProjectionView {
 pub struct MechanismReport {
     /// Model name.
     pub model: String,
+    /// The precision its matrices were kept in, when not f32 (`bf16`, `f16`; `--dtype`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
     /// The analysis layer ℓ (the toxic layer).
     pub layer: usize,
     /// How ℓ was chosen.
@@ -312,6 +315,7 @@ mod tests {
         };
         let report = MechanismReport {
             model: "m".into(),
+            weights: None,
             layer: 3,
             layer_source: "fixed".into(),
             top_k: 2,

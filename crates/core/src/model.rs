@@ -60,6 +60,10 @@ pub struct ModelSummary {
     pub prompt_format: PromptFormat,
     /// The burn backend running it (e.g. `flex (CPU)`).
     pub backend: String,
+    /// The precision its matrices are kept in (`f32`, `bf16`, `f16`; `--dtype`). Summaries
+    /// written before the option have none, and were f32.
+    #[serde(default = "f32_weights")]
+    pub weights: String,
     /// The DINM preset the server edits it with (what empty form fields mean).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<EditPreset>,
@@ -76,6 +80,11 @@ pub struct EditPreset {
     pub steps: usize,
     /// Most new tokens per response.
     pub max_new_tokens: usize,
+}
+
+/// The precision of a summary written before `--dtype`.
+fn f32_weights() -> String {
+    "f32".into()
 }
 
 impl ModelSummary {
@@ -125,6 +134,7 @@ mod tests {
             vocab_size: 49152,
             prompt_format: PromptFormat::chat(),
             backend: "flex (CPU)".into(),
+            weights: "f32".into(),
             preset: None,
         };
         assert_eq!(s.params_human(), "134.5M");

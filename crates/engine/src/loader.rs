@@ -315,6 +315,7 @@ impl<B: Backend> LanguageModel<B> {
             vocab_size: self.config.vocab_size,
             prompt_format: self.prompt_format.clone(),
             backend: backend.to_string(),
+            weights: self.weight_dtype().as_str().into(),
             preset: None,
         }
     }

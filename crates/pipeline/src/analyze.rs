@@ -21,7 +21,7 @@ use safeedit_engine::analysis::{
 };
 use safeedit_engine::dinm::locate_toxic_layer;
 use safeedit_engine::judge::is_held_out;
-use safeedit_engine::{LayerParam, WeightId};
+use safeedit_engine::{LayerParam, WeightDtype, WeightId};
 use safeedit_figures::{self as figures, Preset};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -62,6 +62,9 @@ pub struct AnalyzePlan {
     pub probe_tokens: usize,
     /// The model [default: the small model].
     pub model: Option<PathBuf>,
+    /// The precision the model (and every `NAME=PATH` model) keeps its matrices in; edits
+    /// train their layer in f32.
+    pub dtype: WeightDtype,
     /// Output folder: analysis.json, analysis.csv, analysis.tex, figures/*.svg.
     pub out: PathBuf,
     /// DINM settings of the editing methods.
@@ -89,6 +92,7 @@ impl AnalyzePlan {
             lens_tokens: 8,
             probe_tokens: 128,
             model: None,
+            dtype: WeightDtype::F32,
             out: out.into(),
             dinm: DinmOptions::default(),
             baselines: BaselineOptions::default(),
@@ -167,7 +171,7 @@ pub fn run(plan: &AnalyzePlan, progress: &mut dyn Progress) -> Result<AnalyzeSum
     let _lock = run_dir::lock(&args.out)?;
     run_dir::create(&args.out.join("figures"))?;
     let model_path = paths::model_or_default(args.model.clone())?;
-    let lm = backend::load(&model_path, progress)?;
+    let lm = backend::load_as(&model_path, args.dtype, progress)?;
     let format = lm.prompt_format.clone();
     let mut settings = MethodSettings::new(&lm, &args.dinm, &args.baselines)?;
 
@@ -223,7 +227,7 @@ pub fn run(plan: &AnalyzePlan, progress: &mut dyn Progress) -> Result<AnalyzeSum
                 out
             }
             Compared::Model(label, path) => {
-                let other = backend::load(path, progress)
+                let other = backend::load_as(path, args.dtype, progress)
                     .with_context(|| format!("--methods {label}={}", path.display()))?;
                 ensure!(
                     other.config.d_model == lm.config.d_model
@@ -415,6 +419,7 @@ pub fn run(plan: &AnalyzePlan, progress: &mut dyn Progress) -> Result<AnalyzeSum
     let c = probe.held_out;
     let report = MechanismReport {
         model: lm.name.clone(),
+        weights: (!args.dtype.is_f32()).then(|| args.dtype.as_str().to_string()),
         layer,
         layer_source,
         top_k: args.top_k,

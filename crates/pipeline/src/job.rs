@@ -11,6 +11,7 @@ use safeedit_core::job::{
     AnalyzeJob, CompareJob, EvalJob, GeneralJob, JobSpec, TestAllJob, TrainJob, check_model_name,
 };
 use safeedit_core::run::{EditOverrides, EditRequest};
+use safeedit_engine::WeightDtype;
 use safeedit_engine::baselines::{Objective, OptimizerKind, TrainConfig};
 use safeedit_engine::dinm::DinmConfig;
 
@@ -40,6 +41,9 @@ pub struct Worker {
     pub n_layers: usize,
     /// The paper's classifier directory, or `None` for the built-in judge.
     pub judge_dir: Option<PathBuf>,
+    /// The precision evaluations and analyses load their models in (the server's `--dtype`;
+    /// training keeps f32).
+    pub dtype: WeightDtype,
     /// Where each edit run's delta is saved (`{slug}.safetensors`).
     pub delta_dir: PathBuf,
     /// Where each evaluation job keeps its run folder (`{job id}/`, resumed after a restart).
@@ -634,6 +638,7 @@ impl Worker {
         plan.fold = job.fold;
         plan.region_layer = job.region_layer;
         plan.model = Some(model.to_path_buf());
+        plan.dtype = self.dtype;
         plan.database = Some(self.database.clone());
         let set = |field: &mut usize, value: Option<usize>| {
             if let Some(v) = value {
@@ -721,6 +726,7 @@ impl Worker {
                 layer: overrides.layer,
                 ..DinmOptions::default()
             },
+            dtype: self.dtype,
             ..ModelChoice::default()
         };
         if let Some(layer) = overrides.layer {

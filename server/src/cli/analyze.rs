@@ -7,7 +7,7 @@ use clap::Args;
 use safeedit_core::mechanism::MechanismReport;
 use safeedit_pipeline::analyze::{self, AnalyzePlan};
 
-use super::args::{BaselineArgs, DbArgs, DinmArgs, FoldArg, ModelArg};
+use super::args::{BaselineArgs, DbArgs, DinmArgs, DtypeArg, FoldArg, ModelArg};
 use super::eval::report_published;
 use super::progress::Bars;
 
@@ -55,6 +55,9 @@ pub struct AnalyzeArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArg,
+    /// The weights' precision (also of every `NAME=PATH` model).
+    #[command(flatten)]
+    pub dtype: DtypeArg,
     /// Output folder: analysis.json, analysis.csv, figures/*.svg.
     #[arg(long)]
     pub out: PathBuf,
@@ -85,6 +88,7 @@ impl AnalyzeArgs {
             lens_tokens: self.lens_tokens,
             probe_tokens: self.probe_tokens,
             model: self.model.model.clone(),
+            dtype: self.dtype.dtype,
             out: self.out.clone(),
             dinm: self.dinm.options(),
             baselines: self.baselines.options(),

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use safeedit_pipeline::{Quiet, backend, data, paths};
 
-use super::args::{InstanceArgs, ModelArg, PaddingArg};
+use super::args::{DtypeArg, InstanceArgs, ModelArg, PaddingArg};
 use super::print_instance;
 use super::progress::Bars;
 
@@ -22,6 +22,9 @@ pub struct LocateArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArg,
+    /// The weights' precision.
+    #[command(flatten)]
+    pub dtype: DtypeArg,
     /// Padding side for the two responses.
     #[arg(long, value_enum, default_value = "right")]
     pub padding: PaddingArg,
@@ -39,10 +42,11 @@ pub fn run(args: LocateArgs) -> anyhow::Result<()> {
     let records = data::load(source)?;
     let record = data::instance(&records, *instance, source)?;
     let model_path = paths::model_or_default(args.model.model)?;
+    let dtype = args.dtype.dtype;
     let lm = if args.json {
-        backend::load(&model_path, &mut Quiet)?
+        backend::load_as(&model_path, dtype, &mut Quiet)?
     } else {
-        backend::load(&model_path, &mut Bars::new())?
+        backend::load_as(&model_path, dtype, &mut Bars::new())?
     };
     let padding = args.padding.into();
     let started = Instant::now();
@@ -56,6 +60,7 @@ pub fn run(args: LocateArgs) -> anyhow::Result<()> {
     if args.json {
         let report = json!({
             "model": model_path.display().to_string(),
+            "weights": dtype.as_str(),
             "instance": record.id,
             "data": source,
             "layer": found.layer,

@@ -65,6 +65,9 @@ enum Command {
         /// The model.
         #[command(flatten)]
         model: args::ModelArg,
+        /// The weights' precision (what `weights` and the memory it reports refer to).
+        #[command(flatten)]
+        dtype: args::DtypeArg,
     },
     /// Write a model (GGUF, dequantised) as a Hugging Face folder: config.json, model.safetensors
     /// (f32), tokenizer.json and tokenizer_config.json with its chat template.
@@ -119,9 +122,9 @@ impl Command {
             Command::Figure(args) => figure::run(args),
             Command::Analyze(args) => analyze::run(args),
             Command::Train(args) => train::run(args),
-            Command::Info { model } => {
+            Command::Info { model, dtype } => {
                 let path = paths::model_or_default(model.model)?;
-                let lm = backend::load(&path, &mut progress::Bars::new())?;
+                let lm = backend::load_as(&path, dtype.dtype, &mut progress::Bars::new())?;
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&lm.summary(backend::NAME))?

@@ -37,6 +37,7 @@ use clap::Args;
 use jobs::{Jobs, ModelContext, Workers};
 use leptos::config::{Env, LeptosOptions};
 use safeedit_core::ModelSummary;
+use safeedit_engine::WeightDtype;
 use safeedit_pipeline::backend;
 use safeedit_pipeline::job::Worker;
 use safeedit_pipeline::provenance::model_checksum;
@@ -96,6 +97,10 @@ pub struct EngineArgs {
     /// Judge with the paper's classifier in this directory [default: the built-in judge].
     #[arg(long, env = "SAFEEDIT_JUDGE_DIR")]
     pub judge_dir: Option<PathBuf>,
+    /// Keep the model's matrices as f32, bf16 or f16 (bf16: a 7B model in 14 GB); the jobs'
+    /// evaluations and analyses load their models likewise, training stays in f32.
+    #[arg(long, env = "SAFEEDIT_DTYPE", default_value_t = WeightDtype::F32)]
+    pub dtype: WeightDtype,
 }
 
 /// Sign-in and the names the server answers for (README: "Running on a shared server").
@@ -207,8 +212,17 @@ impl EngineArgs {
             "SafeEdit data indexed"
         );
         let model_path = paths::model_or_default(self.model.clone())?;
-        let model = backend::load(&model_path, &mut crate::cli::progress::Bars::new())?;
-        tracing::info!(model = %model.name, backend = backend::NAME, "model loaded");
+        let model = backend::load_as(
+            &model_path,
+            self.dtype,
+            &mut crate::cli::progress::Bars::new(),
+        )?;
+        tracing::info!(
+            model = %model.name,
+            backend = backend::NAME,
+            weights = self.dtype.as_str(),
+            "model loaded"
+        );
         let preset =
             safeedit_engine::dinm::DinmConfig::preset_for(&model.name, &model.architecture);
         let mut summary = model.summary(backend::NAME);
@@ -243,6 +257,7 @@ impl Engine {
             preset: self.preset,
             n_layers: self.model.config.n_layers,
             judge_dir: args.judge_dir.clone(),
+            dtype: args.dtype,
             delta_dir: data_dir.join("deltas"),
             job_dir: data_dir.join("jobs"),
             models: safeedit_pipeline::models::ModelsDir(data_dir.join("models")),

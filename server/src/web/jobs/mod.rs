@@ -982,6 +982,7 @@ pub(super) mod tests {
     use safeedit_core::job::EvalJob;
     use safeedit_core::run::{EditOutcome, EditOverrides, EditRequest};
     use safeedit_core::safeedit::Fold;
+    use safeedit_engine::WeightDtype;
     use safeedit_engine::dinm::DinmConfig;
     use safeedit_pipeline::job::Worker;
     use safeedit_pipeline::publish::Database;
@@ -999,7 +1000,7 @@ pub(super) mod tests {
         dir: &Path,
         url: Option<&str>,
     ) -> (tokio::runtime::Runtime, Jobs, Store) {
-        start_with(dir, url, Workers::Embedded(1))
+        start_with(dir, url, Workers::Embedded(1), WeightDtype::F32)
     }
 
     /// [`start_on`] with `workers` in the process.
@@ -1007,6 +1008,7 @@ pub(super) mod tests {
         dir: &Path,
         url: Option<&str>,
         workers: Workers,
+        dtype: WeightDtype,
     ) -> (tokio::runtime::Runtime, Jobs, Store) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1014,14 +1016,19 @@ pub(super) mod tests {
             .build()
             .unwrap();
         let store = rt.block_on(Store::open(url, dir)).unwrap();
-        let lm = safeedit_pipeline::backend::load(Path::new("tiny"), &mut safeedit_pipeline::Quiet)
-            .unwrap();
+        let lm = safeedit_pipeline::backend::load_as(
+            Path::new("tiny"),
+            dtype,
+            &mut safeedit_pipeline::Quiet,
+        )
+        .unwrap();
         let worker = Worker {
             catalog: Arc::new(safeedit_pipeline::data::catalog(None).unwrap()),
             safeedit_dir: None,
             preset: DinmConfig::preset_for(&lm.name, &lm.architecture),
             n_layers: lm.config.n_layers,
             judge_dir: None,
+            dtype,
             delta_dir: dir.join("deltas"),
             job_dir: dir.join("jobs"),
             models: safeedit_pipeline::models::ModelsDir(dir.join("models")),
@@ -1148,7 +1155,8 @@ pub(super) mod tests {
     #[test]
     fn two_workers_in_the_server_run_two_jobs_at_once_with_the_results_of_one() {
         let dir = tempfile::tempdir().unwrap();
-        let (rt, jobs, store) = start_with(dir.path(), None, Workers::Embedded(2));
+        let (rt, jobs, store) =
+            start_with(dir.path(), None, Workers::Embedded(2), WeightDtype::F32);
         let ids: Vec<String> = [
             request("test", 0),
             request("editing", 2),
@@ -1411,6 +1419,47 @@ pub(super) mod tests {
             .unwrap()
             .expect("stored test_ALL run");
         assert_eq!(run.method, "vanilla");
+    }
+
+    #[test]
+    fn a_server_loaded_in_bf16_evaluates_and_analyses_in_bf16() {
+        // `serve --dtype bf16`: the jobs that load their own model (evaluations, analyses) load
+        // it in the server's precision, and their records say so.
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, jobs, store) =
+            start_with(dir.path(), None, Workers::Embedded(1), WeightDtype::Bf16);
+        let spec = |json: &str| serde_json::from_str::<JobSpec>(json).unwrap();
+        let eval = rt
+            .block_on(jobs.submit(spec(
+                r#"{"kind": "eval", "method": "dinm", "limit": 1, "max_new_tokens": 4,
+                    "overrides": {"steps": 2}}"#,
+            )))
+            .unwrap()
+            .0;
+        let analysis = rt
+            .block_on(jobs.submit(spec(
+                r#"{"kind": "analyze", "methods": ["dinm"], "edits": 1, "inputs": 3,
+                    "projection_inputs": 3, "probe_tokens": 16, "top_k": 16,
+                    "lens_vectors": 1, "lens_tokens": 2}"#,
+            )))
+            .unwrap()
+            .0;
+        let page = |id: &str| {
+            let info = wait(&jobs, id).info();
+            assert_eq!(info.state, JobStatus::Done, "{id}: {:?}", info.error);
+            info.result.unwrap()
+        };
+        let eval = page(&eval);
+        let slug = eval.strip_prefix("/evals/").expect(&eval);
+        let stored = rt.block_on(store.eval(slug)).unwrap().expect("stored");
+        assert_eq!(stored.run["weights"], "bf16", "{}", stored.run);
+        let analysis = page(&analysis);
+        let slug = analysis.strip_prefix("/mechanisms/").expect(&analysis);
+        let record = rt
+            .block_on(store.analysis(slug))
+            .unwrap()
+            .expect("stored analysis");
+        assert_eq!(record.report.weights.as_deref(), Some("bf16"));
     }
 
     /// A train job on the tiny model: `limit` pairs, one pair per step, AdamW without warm-up,
