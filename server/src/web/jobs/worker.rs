@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use safeedit_core::job::{JobProgress, TokenProgress};
 use safeedit_core::run::JobEvent;
+use safeedit_engine::threads::OwnPool;
 use safeedit_pipeline::backend::Model;
 use safeedit_pipeline::job::Worker;
 use safeedit_pipeline::publish::Publisher;
@@ -124,6 +125,10 @@ fn model_loop(
         tracing::error!("the judge could not be loaded, every job will fail: {e}");
     }
     let publisher = Publisher::with_handle(ctx.store.clone(), ctx.runtime.clone());
+    // The thread's jobs run on threads of their own: each parallel operation starts on the spot
+    // instead of being handed to the global pool (which the tries use), and a try's work is never
+    // taken up in the middle of a job's (safeedit_engine::threads).
+    let pool = OwnPool::new("model");
     while let Ok(Work { job, reply }) = receiver.recv() {
         let outcome = match &judge {
             Err(e) => Outcome::Failed(format!("the judge could not be loaded: {e}")),
@@ -143,8 +148,10 @@ fn model_loop(
                 // A panic in the engine must not take the thread down with it.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     publisher.set_unlisted(listing?);
-                    ctx.worker
-                        .run(job.id(), job.spec(), &loaded, &publisher, &mut progress)
+                    pool.run(|| {
+                        ctx.worker
+                            .run(job.id(), job.spec(), &loaded, &publisher, &mut progress)
+                    })
                 }));
                 match result {
                     Ok(Ok(page)) => Outcome::Done(page),
