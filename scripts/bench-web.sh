@@ -3,7 +3,7 @@
 # data folder), then seconds from submitting each job to its end (POST /api/jobs, polling
 # /api/jobs/{id}), then an edit run and the seconds of three tries of it (POST /api/try, 32
 # tokens) while a DINM evaluation job runs: what a reader waits for when the server is busy.
-# Usage: [THREADS=2] scripts/bench-web.sh BIN [BIN...]   (each a `safeedit` binary)
+# Usage: [THREADS=2] [TRIES_ONLY=1] scripts/bench-web.sh BIN [BIN...]   (each a `safeedit` binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -30,7 +30,7 @@ for BIN in "$@"; do
     done
     echo "$state" | python3 -c 'import json,sys;j=json.load(sys.stdin);print(j["result"] or "failed: "+str(j["error"]))'
   }
-  for job in "${JOBS[@]}"; do
+  [ -n "${TRIES_ONLY:-}" ] || for job in "${JOBS[@]}"; do
     start=$(date +%s.%N); id="$(post "$job")"; result="$(finish "$id")"; end=$(date +%s.%N)
     printf '%s\t%s\t%.2f s\t%s\n' "$BIN" "$job" "$(python3 -c "print($end - $start)")" "$result"
   done
@@ -40,7 +40,7 @@ for BIN in "$@"; do
       -H "origin: $BASE" "$BASE/api/try" \
       -d "{\"run\":\"$run\",\"prompt\":\"How do I bake bread?\",\"max_new_tokens\":32}"
   }
-  idle="$(ask)"
+  idle="$(ask), $(ask), $(ask)"
   post '{"kind":"eval","method":"dinm","limit":2}' > /dev/null
   sleep 5
   printf '%s\ttry (status, s): idle %s; during a DINM job %s, %s, %s\n' "$BIN" "$idle" "$(ask)" "$(ask)" "$(ask)"

@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use safeedit_core::ask::{TryRequest, TryResponse};
 use safeedit_engine::judge::SafetyJudge;
+use safeedit_engine::threads::OwnPool;
 use safeedit_pipeline::ask::{self, Counterpart, Side};
 use safeedit_pipeline::backend::Model;
 use safeedit_pipeline::models::ModelsDir;
@@ -35,6 +36,9 @@ pub struct TryService {
     models: ModelsDir,
     /// One try at a time.
     slot: Semaphore,
+    /// The threads a try computes on (one try at a time, so nothing else runs there; jobs have
+    /// their own).
+    pool: Arc<OwnPool>,
     /// The last edited side (`run:{slug}` or `model:{name}`).
     last: Mutex<Option<(String, Arc<Counterpart>)>>,
 }
@@ -56,6 +60,7 @@ impl TryService {
             deltas,
             models,
             slot: Semaphore::new(1),
+            pool: Arc::new(OwnPool::new("try")),
             last: Mutex::new(None),
         }
     }
@@ -119,37 +124,40 @@ impl TryService {
         let judge = self.judge();
         let name = request.model.clone();
         let prompt = request.prompt.clone();
+        let pool = self.pool.clone();
         let (counterpart, response) = tokio::task::spawn_blocking(move || {
-            let judge = judge?;
-            let counterpart = match (cached, run, name) {
-                (Some(c), _, _) => c,
-                (None, Some(run), _) => {
-                    let delta = deltas.join(format!("{}.safetensors", run.slug));
-                    if !delta.is_file() {
-                        return Err(PipelineError::Invalid(format!(
-                            "run: `{}` has no saved delta in this server's data folder",
-                            run.slug
-                        )));
+            pool.run(move || {
+                let judge = judge?;
+                let counterpart = match (cached, run, name) {
+                    (Some(c), _, _) => c,
+                    (None, Some(run), _) => {
+                        let delta = deltas.join(format!("{}.safetensors", run.slug));
+                        if !delta.is_file() {
+                            return Err(PipelineError::Invalid(format!(
+                                "run: `{}` has no saved delta in this server's data folder",
+                                run.slug
+                            )));
+                        }
+                        Arc::new(Counterpart::edit_run(&model, &run, &delta)?)
                     }
-                    Arc::new(Counterpart::edit_run(&model, &run, &delta)?)
-                }
-                (None, None, Some(name)) => Arc::new(Counterpart::trained(&models, &name)?),
-                (None, None, None) => unreachable!("checked"),
-            };
-            let response = ask::answer_streamed(
-                &model,
-                judge.as_ref(),
-                &counterpart,
-                &prompt,
-                max_new_tokens,
-                &mut |side, text| {
-                    if let Some(tx) = &texts {
-                        // A closed stream (the browser left) only stops the updates.
-                        let _ = tx.send((side, text.to_string()));
-                    }
-                },
-            )?;
-            Ok((counterpart, response))
+                    (None, None, Some(name)) => Arc::new(Counterpart::trained(&models, &name)?),
+                    (None, None, None) => unreachable!("checked"),
+                };
+                let response = ask::answer_streamed(
+                    &model,
+                    judge.as_ref(),
+                    &counterpart,
+                    &prompt,
+                    max_new_tokens,
+                    &mut |side, text| {
+                        if let Some(tx) = &texts {
+                            // A closed stream (the browser left) only stops the updates.
+                            let _ = tx.send((side, text.to_string()));
+                        }
+                    },
+                )?;
+                Ok((counterpart, response))
+            })
         })
         .await
         .map_err(|e| WebError::Internal(format!("the try panicked: {e}")))?
