@@ -11,7 +11,7 @@ use safeedit_core::ask::{TryAnswer, TryResponse};
 use safeedit_core::run::RunRecord;
 use safeedit_engine::delta::LayerDelta;
 use safeedit_engine::judge::SafetyJudge;
-use safeedit_engine::{GenerationConfig, StopReason};
+use safeedit_engine::{GenerationConfig, StopReason, WeightDtype};
 
 use crate::backend::{self, Backend, Model};
 use crate::models::ModelsDir;
@@ -57,10 +57,10 @@ impl Counterpart {
         })
     }
 
-    /// A finished trained model, by name.
-    pub fn trained(models: &ModelsDir, name: &str) -> Result<Self> {
+    /// A finished trained model, by name, its matrices kept as `dtype` (the loaded model's).
+    pub fn trained(models: &ModelsDir, name: &str, dtype: WeightDtype) -> Result<Self> {
         let (dir, card) = models.finished_model("model", name, None)?;
-        let model = backend::load(&dir, &mut Quiet)?;
+        let model = backend::load_as(&dir, dtype, &mut Quiet)?;
         Ok(Self {
             format: model.prompt_format.clone(),
             model,
@@ -229,5 +229,23 @@ mod tests {
             "vanilla first, then the edited answer"
         );
         assert!(seen.len() >= 2, "{seen:?}");
+    }
+
+    #[test]
+    fn a_trained_model_answers_in_the_precision_asked_for() {
+        // A server loaded with `--dtype bf16` tries its trained models in bf16 too.
+        let dir = tempfile::tempdir().unwrap();
+        let models = ModelsDir(dir.path().to_path_buf());
+        let plan = crate::testutil::tiny_train(
+            safeedit_engine::baselines::Objective::Sft,
+            2,
+            &dir.path().join("sft-1"),
+        );
+        crate::train::run(&plan, &mut Quiet).unwrap();
+        for dtype in [WeightDtype::F32, WeightDtype::Bf16] {
+            let trained = Counterpart::trained(&models, "sft-1", dtype).unwrap();
+            assert_eq!(trained.model.weight_dtype(), dtype);
+            assert!(trained.label.contains("sft-1"), "{}", trained.label);
+        }
     }
 }

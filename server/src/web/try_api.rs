@@ -140,7 +140,9 @@ impl TryService {
                         }
                         Arc::new(Counterpart::edit_run(&model, &run, &delta)?)
                     }
-                    (None, None, Some(name)) => Arc::new(Counterpart::trained(&models, &name)?),
+                    (None, None, Some(name)) => {
+                        Arc::new(Counterpart::trained(&models, &name, model.weight_dtype())?)
+                    }
                     (None, None, None) => unreachable!("checked"),
                 };
                 let response = ask::answer_streamed(
