@@ -65,7 +65,7 @@ enum Command {
         /// The model.
         #[command(flatten)]
         model: args::ModelArg,
-        /// The weights' precision (what `weights` and the memory it reports refer to).
+        /// The weights' precision to load in (reported as `weights`).
         #[command(flatten)]
         dtype: args::DtypeArg,
     },
