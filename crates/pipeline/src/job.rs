@@ -41,8 +41,8 @@ pub struct Worker {
     pub n_layers: usize,
     /// The paper's classifier directory, or `None` for the built-in judge.
     pub judge_dir: Option<PathBuf>,
-    /// The precision evaluations and analyses load their models in (the server's `--dtype`;
-    /// training keeps f32).
+    /// The precision evaluations, analyses and LoRA training load their models in (the
+    /// server's `--dtype`; full fine-tuning keeps f32).
     pub dtype: WeightDtype,
     /// Where each edit run's delta is saved (`{slug}.safetensors`).
     pub delta_dir: PathBuf,
@@ -577,6 +577,10 @@ impl Worker {
         let mut plan =
             TrainPlan::new(objective(job.objective)?, &out).with_job_settings(job, optimizer);
         plan.resume = out.join("trainer.json").is_file();
+        // LoRA trains on a base kept in the server's precision; full fine-tuning keeps f32.
+        if plan.lora_rank.is_some() {
+            plan.dtype = self.dtype;
+        }
         plan.model = Some(match &job.model {
             Some(base) => self.models.finished("model", base, None)?,
             None => model.to_path_buf(),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use safeedit_core::PromptFormat;
 use safeedit_core::safeedit::Fold;
+use safeedit_engine::WeightDtype;
 use safeedit_engine::baselines::{
     LoraConfig, Objective, OptimizerKind, TrainConfig, TrainedModelCard, Trainer, train_examples,
 };
@@ -61,6 +62,10 @@ pub struct TrainPlan {
     pub lora_targets: Option<Vec<String>>,
     /// Checkpoint every N steps (and at the end).
     pub save_every: usize,
+    /// The precision the base model's matrices are kept in: f32, or with LoRA also bf16/f16
+    /// (the frozen base in half the memory; the adapters and their optimiser state are f32).
+    #[serde(default)]
+    pub dtype: WeightDtype,
 }
 
 impl TrainPlan {
@@ -87,6 +92,7 @@ impl TrainPlan {
             lora_alpha: None,
             lora_targets: None,
             save_every: 10,
+            dtype: WeightDtype::F32,
         }
     }
 
@@ -192,6 +198,14 @@ pub fn run(plan: &TrainPlan, progress: &mut dyn Progress) -> Result<TrainSummary
     } else {
         Fold::All
     });
+    ensure!(
+        args.dtype.is_f32() || args.lora_rank.is_some(),
+        "--dtype {}: full fine-tuning keeps f32 weights (a half-precision weight would round \
+         away most updates); train LoRA adapters on the {} base with --lora-rank, or use \
+         --dtype f32",
+        args.dtype.as_str(),
+        args.dtype.as_str()
+    );
     let mut records = fold.select(data::load(&args.data)?);
     if let Some(limit) = args.limit {
         records.truncate(limit);
@@ -227,12 +241,13 @@ pub fn run(plan: &TrainPlan, progress: &mut dyn Progress) -> Result<TrainSummary
         // Full fine-tuning continues from the checkpoint's weights; LoRA from the base model
         // and the saved adapters.
         let lora = card.config.lora.is_some();
-        let lm = backend::load(
+        let lm = backend::load_as(
             if lora {
                 Path::new(&card.base_source)
             } else {
                 &args.out
             },
+            args.dtype,
             progress,
         )
         .with_context(|| {
@@ -244,7 +259,7 @@ pub fn run(plan: &TrainPlan, progress: &mut dyn Progress) -> Result<TrainSummary
         })?;
         (lm, (card.base_model, card.base_source))
     } else {
-        let lm = backend::load(&base_path, progress)?;
+        let lm = backend::load_as(&base_path, args.dtype, progress)?;
         let name = lm.name.clone();
         (lm, (name, base_path.display().to_string()))
     };
@@ -483,5 +498,58 @@ mod tests {
         bad.lora_targets = Some(vec!["attn".into()]);
         let err = run(&bad, &mut Quiet).unwrap_err();
         assert!(err.to_string().contains("`attn`"), "{err}");
+    }
+
+    #[test]
+    fn lora_trains_on_a_bf16_base_and_full_fine_tuning_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lora = |name: &str, dtype: WeightDtype| {
+            let mut a = plan(&dir.path().join(name), Objective::Sft);
+            a.lora_rank = Some(2);
+            a.lora_targets = Some(vec!["q_proj".into(), "down_proj".into()]);
+            a.dtype = dtype;
+            run(&a, &mut Quiet).unwrap();
+            let log =
+                std::fs::read_to_string(dir.path().join(name).join("train_log.jsonl")).unwrap();
+            log.lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                        .as_f64()
+                        .unwrap()
+                })
+                .collect::<Vec<f64>>()
+        };
+        let (full, half) = (
+            lora("f32", WeightDtype::F32),
+            lora("bf16", WeightDtype::Bf16),
+        );
+        assert_eq!(full.len(), half.len());
+        for (f, h) in full.iter().zip(&half) {
+            // The same training on weights rounded to bf16: close, not equal.
+            assert!(
+                h.is_finite() && (f - h).abs() <= 2e-2 * f.abs().max(1.0),
+                "{full:?} {half:?}"
+            );
+        }
+        assert_ne!(full, half, "the base really was rounded");
+        // The merged model loads; its targeted projection moved away from the base's.
+        use safeedit_engine::names::{LayerParam, WeightId};
+        let merged = backend::load(&dir.path().join("bf16"), &mut Quiet).unwrap();
+        let base = backend::load(Path::new("tiny"), &mut Quiet).unwrap();
+        let id = WeightId::layer(0, LayerParam::DownProj);
+        assert_ne!(
+            merged.model.export(id).unwrap().data,
+            base.model.export(id).unwrap().data
+        );
+        // Full fine-tuning in half precision is refused, naming the options, before writing.
+        let out = dir.path().join("full-bf16");
+        let mut full = plan(&out, Objective::Sft);
+        full.dtype = WeightDtype::Bf16;
+        let err = run(&full, &mut Quiet).unwrap_err().to_string();
+        assert!(
+            err.contains("--dtype bf16") && err.contains("--lora-rank"),
+            "{err}"
+        );
+        assert!(!out.exists());
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use safeedit_pipeline::train::{self, TrainPlan};
 
-use super::args::{FoldArg, FormatArg, ModelArg, ObjectiveArg, OptimizerArg};
+use super::args::{DtypeArg, FoldArg, FormatArg, ModelArg, ObjectiveArg, OptimizerArg};
 use super::progress::Bars;
 
 /// Arguments of `safeedit train`.
@@ -75,6 +75,10 @@ pub struct TrainArgs {
     /// Checkpoint every N steps (and at the end).
     #[arg(long, default_value_t = 10)]
     pub save_every: usize,
+    /// The base model's precision: f32, or with `--lora-rank` also bf16/f16 (the frozen base
+    /// in half the memory; adapters and optimiser state stay f32).
+    #[command(flatten)]
+    pub dtype: DtypeArg,
 }
 
 impl TrainArgs {
@@ -101,6 +105,7 @@ impl TrainArgs {
             lora_alpha: self.lora_alpha,
             lora_targets: self.lora_targets.clone(),
             save_every: self.save_every,
+            dtype: self.dtype.dtype,
         }
     }
 }

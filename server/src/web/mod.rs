@@ -98,7 +98,8 @@ pub struct EngineArgs {
     #[arg(long, env = "SAFEEDIT_JUDGE_DIR")]
     pub judge_dir: Option<PathBuf>,
     /// Keep the model's matrices as f32, bf16 or f16 (bf16: a 7B model in 14 GB); the jobs'
-    /// evaluations and analyses load their models likewise, training stays in f32.
+    /// evaluations, analyses and LoRA training load their models likewise (full fine-tuning
+    /// stays f32).
     #[arg(long, env = "SAFEEDIT_DTYPE", default_value_t = WeightDtype::F32)]
     pub dtype: WeightDtype,
 }
