@@ -198,14 +198,19 @@ pub fn run(plan: &TrainPlan, progress: &mut dyn Progress) -> Result<TrainSummary
     } else {
         Fold::All
     });
-    ensure!(
-        args.dtype.is_f32() || args.lora_rank.is_some(),
-        "--dtype {}: full fine-tuning keeps f32 weights (a half-precision weight would round \
-         away most updates); train LoRA adapters on the {} base with --lora-rank, or use \
-         --dtype f32",
-        args.dtype.as_str(),
-        args.dtype.as_str()
-    );
+    // A half-precision base only for LoRA (a resumed run's card says whether it is one).
+    let check_dtype = |lora: bool| {
+        ensure!(
+            args.dtype.is_f32() || lora,
+            "--dtype {}: full fine-tuning keeps f32 weights (a half-precision weight would \
+             round away most updates); train LoRA adapters on the {} base with --lora-rank, \
+             or use --dtype f32",
+            args.dtype.as_str(),
+            args.dtype.as_str()
+        );
+        Ok(())
+    };
+    check_dtype(args.lora_rank.is_some() || args.resume)?;
     let mut records = fold.select(data::load(&args.data)?);
     if let Some(limit) = args.limit {
         records.truncate(limit);
@@ -241,6 +246,7 @@ pub fn run(plan: &TrainPlan, progress: &mut dyn Progress) -> Result<TrainSummary
         // Full fine-tuning continues from the checkpoint's weights; LoRA from the base model
         // and the saved adapters.
         let lora = card.config.lora.is_some();
+        check_dtype(lora)?;
         let lm = backend::load_as(
             if lora {
                 Path::new(&card.base_source)
@@ -541,6 +547,18 @@ mod tests {
             merged.model.export(id).unwrap().data,
             base.model.export(id).unwrap().data
         );
+        // Resuming names LoRA through the run's card, not the flags.
+        let mut again = plan(&dir.path().join("bf16"), Objective::Sft);
+        again.resume = true;
+        again.dtype = WeightDtype::Bf16;
+        run(&again, &mut Quiet).unwrap();
+        let full_run = dir.path().join("full");
+        run(&plan(&full_run, Objective::Sft), &mut Quiet).unwrap();
+        let mut again = plan(&full_run, Objective::Sft);
+        again.resume = true;
+        again.dtype = WeightDtype::Bf16;
+        let err = run(&again, &mut Quiet).unwrap_err().to_string();
+        assert!(err.contains("--lora-rank"), "{err}");
         // Full fine-tuning in half precision is refused, naming the options, before writing.
         let out = dir.path().join("full-bf16");
         let mut full = plan(&out, Objective::Sft);
