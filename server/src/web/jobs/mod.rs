@@ -1075,6 +1075,19 @@ pub(super) mod tests {
         panic!("job {id} did not finish");
     }
 
+    /// Queues the job `json` describes; its id.
+    fn submit_json(rt: &tokio::runtime::Runtime, jobs: &Jobs, json: &str) -> String {
+        let spec: JobSpec = serde_json::from_str(json).unwrap();
+        rt.block_on(jobs.submit(spec)).unwrap().0
+    }
+
+    /// Waits for the job, which must end done; its result's page.
+    fn done_page(jobs: &Jobs, id: &str) -> String {
+        let info = wait(jobs, id).info();
+        assert_eq!(info.state, JobStatus::Done, "{id}: {:?}", info.error);
+        info.result.unwrap()
+    }
+
     /// The events from the job's last start on.
     fn last_start(events: &[JobEvent]) -> &[JobEvent] {
         let at = events
@@ -1386,33 +1399,26 @@ pub(super) mod tests {
                 .to_string();
             assert!(err.contains(needle), "{json}: {err}");
         }
-        let analysis = rt
-            .block_on(jobs.submit(spec(
-                r#"{"kind": "analyze", "methods": ["dinm"], "edits": 1, "inputs": 4,
-                    "projection_inputs": 4, "probe_tokens": 32, "top_k": 32,
-                    "lens_vectors": 2, "lens_tokens": 4}"#,
-            )))
-            .unwrap()
-            .0;
-        let all = rt
-            .block_on(jobs.submit(spec(
-                r#"{"kind": "test_all", "method": "vanilla", "limit": 6, "max_new_tokens": 4}"#,
-            )))
-            .unwrap()
-            .0;
-        let page = |id: &str| {
-            let info = wait(&jobs, id).info();
-            assert_eq!(info.state, JobStatus::Done, "{id}: {:?}", info.error);
-            info.result.unwrap()
-        };
-        let analysis = page(&analysis);
+        let analysis = submit_json(
+            &rt,
+            &jobs,
+            r#"{"kind": "analyze", "methods": ["dinm"], "edits": 1, "inputs": 4,
+                "projection_inputs": 4, "probe_tokens": 32, "top_k": 32,
+                "lens_vectors": 2, "lens_tokens": 4}"#,
+        );
+        let all = submit_json(
+            &rt,
+            &jobs,
+            r#"{"kind": "test_all", "method": "vanilla", "limit": 6, "max_new_tokens": 4}"#,
+        );
+        let analysis = done_page(&jobs, &analysis);
         let slug = analysis.strip_prefix("/mechanisms/").expect(&analysis);
         let record = rt
             .block_on(store.analysis(slug))
             .unwrap()
             .expect("stored analysis");
         assert_eq!(record.methods, ["dinm"], "compared with vanilla");
-        let all = page(&all);
+        let all = done_page(&jobs, &all);
         let slug = all.strip_prefix("/test-all/").expect(&all);
         let run = rt
             .block_on(store.test_all(slug))
@@ -1428,32 +1434,24 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (rt, jobs, store) =
             start_with(dir.path(), None, Workers::Embedded(1), WeightDtype::Bf16);
-        let spec = |json: &str| serde_json::from_str::<JobSpec>(json).unwrap();
-        let eval = rt
-            .block_on(jobs.submit(spec(
-                r#"{"kind": "eval", "method": "dinm", "limit": 1, "max_new_tokens": 4,
-                    "overrides": {"steps": 2}}"#,
-            )))
-            .unwrap()
-            .0;
-        let analysis = rt
-            .block_on(jobs.submit(spec(
-                r#"{"kind": "analyze", "methods": ["dinm"], "edits": 1, "inputs": 3,
-                    "projection_inputs": 3, "probe_tokens": 16, "top_k": 16,
-                    "lens_vectors": 1, "lens_tokens": 2}"#,
-            )))
-            .unwrap()
-            .0;
-        let page = |id: &str| {
-            let info = wait(&jobs, id).info();
-            assert_eq!(info.state, JobStatus::Done, "{id}: {:?}", info.error);
-            info.result.unwrap()
-        };
-        let eval = page(&eval);
+        let eval = submit_json(
+            &rt,
+            &jobs,
+            r#"{"kind": "eval", "method": "dinm", "limit": 1, "max_new_tokens": 4,
+                "overrides": {"steps": 2}}"#,
+        );
+        let analysis = submit_json(
+            &rt,
+            &jobs,
+            r#"{"kind": "analyze", "methods": ["dinm"], "edits": 1, "inputs": 3,
+                "projection_inputs": 3, "probe_tokens": 16, "top_k": 16,
+                "lens_vectors": 1, "lens_tokens": 2}"#,
+        );
+        let eval = done_page(&jobs, &eval);
         let slug = eval.strip_prefix("/evals/").expect(&eval);
         let stored = rt.block_on(store.eval(slug)).unwrap().expect("stored");
         assert_eq!(stored.run["weights"], "bf16", "{}", stored.run);
-        let analysis = page(&analysis);
+        let analysis = done_page(&jobs, &analysis);
         let slug = analysis.strip_prefix("/mechanisms/").expect(&analysis);
         let record = rt
             .block_on(store.analysis(slug))
