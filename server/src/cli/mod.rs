@@ -93,9 +93,9 @@ impl Cli {
     /// An experiment runs on a thread of rayon's pool ([`safeedit_engine::threads`]): every
     /// tensor operation that splits its work then starts on the spot instead of being handed
     /// over to the pool while the calling thread sleeps (decoding on one thread: +40-50 %). The
-    /// server and the queue worker stay off the pool: their job thread and the try-the-model
-    /// requests run side by side, and a pool thread waiting inside one of them could take up
-    /// the other and finish it first.
+    /// server and the queue worker stay off the global pool: their job thread and the
+    /// try-the-model requests run side by side, each on a pool of its own
+    /// ([`safeedit_engine::threads::OwnPool`]), so neither can take up the other's work.
     pub fn run(self) -> anyhow::Result<()> {
         let command = self.command;
         if matches!(command, Command::Serve(_) | Command::Worker(_)) {
