@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the app needs on a fresh machine of this kind (idempotent, quick when done):
-# the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate, the default model and the
-# built-in judge's encoder.
+# the wasm32 target, wasm-bindgen-cli pinned to the wasm-bindgen crate, binaryen's wasm-opt, the
+# default model and the built-in judge's encoder.
 # With --test, also what the tests need: rustfmt and clippy, Debian's Chromium, Slurm and munge,
 # and the end-to-end test packages.
 set -euo pipefail
@@ -19,6 +19,12 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$WASM_BINDGEN_V
   # --locked first; this registry mirror sometimes lacks a locked version, then resolve afresh.
   env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked \
     || env -u CARGO_TARGET_DIR cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# binaryen's wasm-opt, which scripts/build-site.sh runs on the WebAssembly bundle (npm's build of
+# binaryen runs on node and is pinned in scripts/site-tools; Debian's is version 108).
+if command -v npm >/dev/null && [ ! -x scripts/site-tools/node_modules/binaryen/bin/wasm-opt ]; then
+  (cd scripts/site-tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 scripts/fetch-model.sh >/dev/null
