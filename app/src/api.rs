@@ -9,9 +9,7 @@ use safeedit_core::eval::InstanceResult;
 use safeedit_core::flag::VerdictFlag;
 use safeedit_core::job::JobSpec;
 use safeedit_core::mechanism::{AnalysisRecord, AnalysisSummary};
-use safeedit_core::run::{
-    CatalogEntry, EditRequest, EvalRecord, FigureSvg, JobSnapshot, RunRecord, RunSummary,
-};
+use safeedit_core::run::{CatalogEntry, EditRequest, EvalRecord, FigureSvg, RunRecord, RunSummary};
 use safeedit_core::table::ResultsView;
 use safeedit_core::test_all::TestAllRunRecord;
 use safeedit_core::{ModelList, ModelSummary, SafeEditRecord, TrainedModelPage};
@@ -19,12 +17,24 @@ use safeedit_core::{ModelList, ModelSummary, SafeEditRecord, TrainedModelPage};
 #[cfg(feature = "ssr")]
 use crate::error::AppError;
 use crate::error::AppResult;
+use crate::job::JobPageData;
 use crate::server_html::RenderedPage;
 
 /// Describes the loaded model, read from the engine.
 #[server(endpoint = "model_info")]
 pub async fn model_info() -> AppResult<ModelSummary> {
     Ok(state()?.engine.model_summary())
+}
+
+/// The home page's read-only sections as HTML, rendered here: the benchmark's overview and the
+/// loaded model's card.
+#[server(endpoint = "home_html")]
+pub async fn home_html() -> AppResult<(String, String)> {
+    let state = state()?;
+    Ok(crate::home_body::render(
+        state.catalog.overview(),
+        state.engine.model_summary(),
+    ))
 }
 
 /// Every split's instance counts per category and attack.
@@ -74,10 +84,11 @@ pub async fn start_job(spec: JobSpec) -> AppResult<String> {
     state()?.runs.submit(spec).await.map_err(AppError::respond)
 }
 
-/// A job's progress so far (`None`: no such job).
-#[server(endpoint = "job_status")]
-pub async fn job_status(id: String) -> AppResult<Option<JobSnapshot>> {
-    state()?.runs.job(id).await.map_err(AppError::respond)
+/// A job's page: its header and its progress so far (`None`: no such job).
+#[server(endpoint = "job_page")]
+pub async fn job_page(id: String) -> AppResult<Option<JobPageData>> {
+    let snapshot = state()?.runs.job(id).await.map_err(AppError::respond)?;
+    Ok(snapshot.map(JobPageData::from))
 }
 
 /// Cancels a queued or running job; false when it is unknown or finished.
@@ -97,6 +108,25 @@ pub async fn get_run(slug: String) -> AppResult<Option<RunRecord>> {
 #[server(endpoint = "catalogue")]
 pub async fn list_catalogue() -> AppResult<Vec<CatalogEntry>> {
     state()?.runs.catalogue().await.map_err(AppError::respond)
+}
+
+/// The `/runs` page's catalogue as HTML, rendered here: every stored result, newest first, that
+/// passes the filters given (`kind`; `split`, `instance`, `layer` are the edit runs').
+#[server(endpoint = "runs_html")]
+pub async fn runs_html(
+    kind: Option<String>,
+    split: Option<String>,
+    instance: Option<String>,
+    layer: Option<String>,
+) -> AppResult<String> {
+    let all = list_catalogue().await?;
+    let filter = crate::runs_body::RunsFilter {
+        kind,
+        split,
+        instance,
+        layer,
+    };
+    Ok(crate::runs_body::render(all, &filter))
 }
 
 /// The edit runs and evaluations of one instance, newest first.
@@ -288,6 +318,20 @@ pub async fn analysis_figure(slug: String, chart: String) -> AppResult<Option<Fi
         .analysis_figure(slug, chart)
         .await
         .map_err(AppError::respond)
+}
+
+/// The `/mechanisms` page's table of every stored analysis, rendered here (`None`: none yet).
+#[server(endpoint = "analyses_html")]
+pub async fn analyses_html() -> AppResult<Option<String>> {
+    let list = list_analyses().await?;
+    Ok((!list.is_empty()).then(|| crate::mechanism_body::render_list(list)))
+}
+
+/// The `/test-all` page's table of every stored test_ALL run, rendered here (`None`: none yet).
+#[server(endpoint = "test_all_list_html")]
+pub async fn test_all_list_html() -> AppResult<Option<String>> {
+    let list = list_test_all_runs().await?;
+    Ok((!list.is_empty()).then(|| crate::test_all_run_body::render_list(list)))
 }
 
 /// A stored SafeEdit_test_ALL run's page, rendered here (`None`: no such slug).

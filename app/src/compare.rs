@@ -4,6 +4,8 @@
 //! Read-only: the server renders the comparison (`compare_body.rs`).
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
@@ -22,7 +24,7 @@ pub fn ComparePage() -> impl IntoView {
             q.get("diff").is_some_and(|d| d == "1"),
         )
     });
-    let page = Resource::new(move || args.get(), |(runs, diff)| compare_html(runs, diff));
+    let page = resource(move || args.get(), |(runs, diff)| compare_html(runs, diff));
     view! {
         <Title text="Compare runs" />
         <h1>"Compare runs"</h1>

@@ -4,6 +4,8 @@
 //! runs (`instance_body.rs`); the detoxify panel runs in the browser.
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
@@ -22,7 +24,7 @@ pub fn InstanceView() -> impl IntoView {
             p.get("id").and_then(|id| id.parse::<u64>().ok()),
         )
     });
-    let page = Resource::new(
+    let page = resource(
         move || key.get(),
         |(split, id)| async move {
             match id {

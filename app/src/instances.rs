@@ -3,6 +3,8 @@
 //! what it returns, on the server for the first paint and in the browser after hydration.
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_query_map};
@@ -18,7 +20,7 @@ pub fn InstancesPage() -> impl IntoView {
         let map = params.get();
         InstanceQuery::from_params(|k| map.get(k))
     });
-    let page = Resource::new(move || query.get(), list_instances);
+    let page = resource(move || query.get(), list_instances);
     view! {
         <Title text="Instances" />
         <h1>"SafeEdit instances"</h1>

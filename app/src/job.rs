@@ -7,31 +7,88 @@ use leptos_meta::Title;
 use safeedit_core::Method;
 use safeedit_core::job::JobSpec;
 use safeedit_core::run::{JobEvent, JobSnapshot, JobStatus};
+use serde::{Deserialize, Serialize};
 
 use crate::models::LossCurve;
 use crate::record_page::record_page;
-use crate::{cancel_job, job_status};
+use crate::{cancel_job, job_page};
+
+/// What the job page shows of a job: its header, worked out on the server from the job's
+/// request (so the browser needs no code to read requests of every kind), and its events so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPageData {
+    /// Job id.
+    pub id: String,
+    /// The request's title.
+    pub title: String,
+    /// The crumb above the title: where it leads, and its text.
+    pub crumb: (String, String),
+    /// A training (or a comparison that trains): the page draws its loss curves.
+    pub trains: bool,
+    /// A DINM edit of one instance: the page shows the located layer and the tuning steps.
+    pub edits: bool,
+    /// Status when the page was asked for.
+    pub status: JobStatus,
+    /// Every event so far.
+    pub events: Vec<JobEvent>,
+}
+
+impl From<JobSnapshot> for JobPageData {
+    fn from(snapshot: JobSnapshot) -> Self {
+        let request = &snapshot.request;
+        let crumb = match request {
+            JobSpec::Edit(r) => (
+                format!("/instances/{}/{}", r.split, r.id),
+                format!("{} instance {}", r.split, r.id),
+            ),
+            JobSpec::Eval(_) => ("/results".to_string(), "Results".to_string()),
+            JobSpec::General(g) => (
+                format!("/evals/{}", g.eval),
+                format!("evaluation {}", g.eval),
+            ),
+            JobSpec::TestAll(_) => ("/test-all".to_string(), "test_ALL".to_string()),
+            JobSpec::Analyze(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
+            JobSpec::Train(_) => ("/models".to_string(), "Models".to_string()),
+            JobSpec::Compare(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
+        };
+        Self {
+            title: request.title(),
+            crumb,
+            trains: matches!(request, JobSpec::Train(_) | JobSpec::Compare(_)),
+            // Location and tuning belong to DINM edits of one instance.
+            edits: matches!(request, JobSpec::Edit(r) if r.method == Method::Dinm),
+            id: snapshot.id,
+            status: snapshot.status,
+            events: snapshot.events,
+        }
+    }
+}
 
 /// `/jobs/{id}`
 #[component]
 pub fn JobPage() -> impl IntoView {
-    record_page(
-        "id",
-        "Loading the job…",
-        job_status,
-        |snapshot| view! { <JobView snapshot /> },
-    )
+    record_page("id", "Loading the job…", job_page, |job| {
+        view! { <JobView job /> }
+    })
 }
 
 #[component]
-fn JobView(snapshot: JobSnapshot) -> impl IntoView {
-    let events = RwSignal::new(snapshot.events.clone());
-    let id = snapshot.id.clone();
+fn JobView(job: JobPageData) -> impl IntoView {
+    let JobPageData {
+        id,
+        title,
+        crumb: (crumb_href, crumb),
+        trains,
+        edits,
+        status: status_then,
+        events,
+    } = job;
+    let from = events.len();
+    let events = RwSignal::new(events);
     // In the browser: follow the job over SSE from the events already shown.
     #[cfg(feature = "hydrate")]
     {
-        let from = snapshot.events.len();
-        let final_already = snapshot.status.is_final();
+        let final_already = status_then.is_final();
         let id = id.clone();
         Effect::new(move |_| {
             if final_already {
@@ -40,32 +97,14 @@ fn JobView(snapshot: JobSnapshot) -> impl IntoView {
             follow(&id, from, events);
         });
     }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (from, status_then);
     let status = move || {
         events
             .get()
             .last()
             .map_or(JobStatus::Queued, JobEvent::status)
     };
-    let request = snapshot.request.clone();
-    let title = request.title();
-    let (crumb_href, crumb) = match &request {
-        JobSpec::Edit(r) => (
-            format!("/instances/{}/{}", r.split, r.id),
-            format!("{} instance {}", r.split, r.id),
-        ),
-        JobSpec::Eval(_) => ("/results".to_string(), "Results".to_string()),
-        JobSpec::General(g) => (
-            format!("/evals/{}", g.eval),
-            format!("evaluation {}", g.eval),
-        ),
-        JobSpec::TestAll(_) => ("/test-all".to_string(), "test_ALL".to_string()),
-        JobSpec::Analyze(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
-        JobSpec::Train(_) => ("/models".to_string(), "Models".to_string()),
-        JobSpec::Compare(_) => ("/mechanisms".to_string(), "Mechanisms".to_string()),
-    };
-    let trains = matches!(&request, JobSpec::Train(_) | JobSpec::Compare(_));
-    // Location and tuning belong to DINM edits of one instance.
-    let edits = matches!(&request, JobSpec::Edit(r) if r.method == Method::Dinm);
     let cancel_id = id.clone();
     let cancel = move |_| {
         let id = cancel_id.clone();
@@ -249,7 +288,7 @@ fn follow(id: &str, from: usize, events: RwSignal<Vec<JobEvent>>) {
             let Some(text) = msg.data().as_string() else {
                 return;
             };
-            if let Ok(event) = serde_json::from_str::<JobEvent>(&text) {
+            if let Ok(event) = crate::codec::from_json::<JobEvent>(&text) {
                 let last = event.status().is_final();
                 events.update(|e| e.push(event));
                 if last {

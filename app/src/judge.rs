@@ -8,6 +8,8 @@
 //! of its view code is in the WebAssembly bundle.
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 
 use crate::judge_html;
@@ -16,7 +18,7 @@ use crate::server_html::server_html;
 /// `/judge`
 #[component]
 pub fn JudgeView() -> impl IntoView {
-    let page = Resource::new(|| (), |_| judge_html());
+    let page = resource(|| (), |_| judge_html());
     view! {
         <Title text="Judge" />
         <h1>"Judge"</h1>

@@ -17,6 +17,8 @@
 //! preset, whose values the fields show.
 
 use leptos::prelude::*;
+
+use crate::codec::{PageResource, resource};
 use leptos_router::NavigateOptions;
 use leptos_router::hooks::use_navigate;
 use safeedit_core::general::GeneralTask;
@@ -166,14 +168,14 @@ fn fold_of(value: &RwSignal<String>) -> Fold {
 }
 
 /// The loaded model and the trained ones (`None` until they load or when listing fails).
-pub(crate) fn server_models() -> Resource<Option<ModelList>> {
-    Resource::new(|| (), |_| async { list_models().await.ok() })
+pub(crate) fn server_models() -> PageResource<Option<ModelList>> {
+    resource(|| (), |_| async { list_models().await.ok() })
 }
 
 /// The placeholder of a field the preset fills: `preset: 0.0005`, or `preset` until the
 /// model's preset is known.
 pub(crate) fn preset_hint(
-    models: Resource<Option<ModelList>>,
+    models: PageResource<Option<ModelList>>,
     value: fn(&EditPreset) -> String,
 ) -> Signal<String> {
     Signal::derive(move || {
@@ -198,7 +200,7 @@ fn finished(models: Option<Vec<TrainedModel>>) -> Vec<TrainedModel> {
 }
 
 /// The trained models of the server's model list.
-fn trained_of(models: Resource<Option<ModelList>>) -> Vec<TrainedModel> {
+fn trained_of(models: PageResource<Option<ModelList>>) -> Vec<TrainedModel> {
     finished(models.get().flatten().map(|m| m.trained))
 }
 
@@ -554,7 +556,7 @@ pub fn GeneralLauncher(eval: String) -> impl IntoView {
 }
 
 /// The placeholder of a max-new-tokens field.
-pub(crate) fn max_new_hint(models: Resource<Option<ModelList>>) -> Signal<String> {
+pub(crate) fn max_new_hint(models: PageResource<Option<ModelList>>) -> Signal<String> {
     preset_hint(models, |p| p.max_new_tokens.to_string())
 }
 

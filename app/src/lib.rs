@@ -19,6 +19,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 pub mod api;
+mod codec;
 mod compare;
 #[cfg(feature = "ssr")]
 mod compare_body;
@@ -30,6 +31,8 @@ mod eval_body;
 mod figure;
 mod format;
 mod home;
+#[cfg(feature = "ssr")]
+mod home_body;
 mod instance;
 #[cfg(feature = "ssr")]
 mod instance_body;
@@ -53,6 +56,8 @@ mod run;
 #[cfg(feature = "ssr")]
 mod run_body;
 mod runs;
+#[cfg(feature = "ssr")]
+mod runs_body;
 mod server_html;
 mod share;
 mod test_all;

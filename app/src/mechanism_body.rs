@@ -1,8 +1,10 @@
-//! The page of one mechanism analysis (`/mechanisms/{slug}`), rendered to HTML on the server with
-//! its figures (see `server_html.rs`).
+//! The page of one mechanism analysis (`/mechanisms/{slug}`) with its figures, and the
+//! `/mechanisms` page's list of analyses, rendered to HTML on the server (see `server_html.rs`).
 
 use leptos::prelude::*;
-use safeedit_core::mechanism::{AnalysisRecord, LensRow, MethodMechanism, TABLE_COLUMNS};
+use safeedit_core::mechanism::{
+    AnalysisRecord, AnalysisSummary, LensRow, MethodMechanism, TABLE_COLUMNS,
+};
 use safeedit_core::run::FigureSvg;
 
 use crate::figure::FigureCard;
@@ -273,4 +275,50 @@ fn AnalysisBody(record: AnalysisRecord, figures: Vec<Option<FigureSvg>>) -> impl
         </details>
     }
     .into_any()
+}
+
+/// The `/mechanisms` page's table of every stored analysis, newest first.
+pub(crate) fn render_list(list: Vec<AnalysisSummary>) -> String {
+    view! { <AnalysisList list /> }.to_html()
+}
+
+#[component]
+fn AnalysisList(list: Vec<AnalysisSummary>) -> impl IntoView {
+    let rows = list
+        .into_iter()
+        .map(|a| {
+            view! {
+                <tr data-slug=a.slug.clone()>
+                    <td>
+                        <a href=format!(
+                            "/mechanisms/{}",
+                            a.slug,
+                        )>{a.slug.clone()}</a>
+                    </td>
+                    <td>{a.created_at.clone()}</td>
+                    <td>{a.model.clone()}</td>
+                    <td>{a.methods.join(", ")}</td>
+                    <td class="num">{a.layer.to_string()}</td>
+                    <td class="num">{a.inputs.to_string()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="scroll">
+        <table class="runs" id="analyses">
+            <thead>
+                <tr>
+                    <th>"analysis"</th>
+                    <th>"stored"</th>
+                    <th>"model"</th>
+                    <th>"methods"</th>
+                    <th class="num">"layer"</th>
+                    <th class="num">"inputs"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+        </div>
+    }
 }

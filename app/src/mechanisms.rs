@@ -1,15 +1,19 @@
-//! `/mechanisms`: the stored mechanism analyses (`safeedit analyze`), newest first.
+//! `/mechanisms`: the stored mechanism analyses (`safeedit analyze`), newest first, in a table the
+//! server renders (`mechanism_body.rs`), and the launchers of new ones.
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 
+use crate::analyses_html;
 use crate::launch::{AnalysisLauncher, CompareLauncher};
-use crate::list_analyses;
+use crate::server_html::server_html;
 
 /// `/mechanisms`
 #[component]
 pub fn MechanismsPage() -> impl IntoView {
-    let analyses = Resource::new(|| (), |_| list_analyses());
+    let analyses = resource(|| (), |_| analyses_html());
     view! {
         <Title text="Mechanisms" />
         <h1>"Mechanisms"</h1>
@@ -22,7 +26,7 @@ pub fn MechanismsPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading analyses…"</p> }>
             {move || Suspend::new(async move {
                 match analyses.await {
-                    Ok(list) if list.is_empty() => {
+                    Ok(None) => {
                         view! {
                             <p class="muted" id="no-analyses">
                                 "No analyses yet: run the paper's comparison or an analysis of \
@@ -35,43 +39,9 @@ pub fn MechanismsPage() -> impl IntoView {
                         }
                             .into_any()
                     }
-                    Ok(list) => {
-                        let rows = list
-                            .into_iter()
-                            .map(|a| {
-                                view! {
-                                    <tr data-slug=a.slug.clone()>
-                                        <td>
-                                            <a href=format!(
-                                                "/mechanisms/{}",
-                                                a.slug,
-                                            )>{a.slug.clone()}</a>
-                                        </td>
-                                        <td>{a.created_at.clone()}</td>
-                                        <td>{a.model.clone()}</td>
-                                        <td>{a.methods.join(", ")}</td>
-                                        <td class="num">{a.layer.to_string()}</td>
-                                        <td class="num">{a.inputs.to_string()}</td>
-                                    </tr>
-                                }
-                            })
-                            .collect_view();
+                    Ok(Some(html)) => {
                         view! {
-                            <div class="scroll">
-                            <table class="runs" id="analyses">
-                                <thead>
-                                    <tr>
-                                        <th>"analysis"</th>
-                                        <th>"stored"</th>
-                                        <th>"model"</th>
-                                        <th>"methods"</th>
-                                        <th class="num">"layer"</th>
-                                        <th class="num">"inputs"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>{rows}</tbody>
-                            </table>
-                            </div>
+                            {server_html(html)}
                             <CompareLauncher open=false />
                             <AnalysisLauncher open=false />
                         }

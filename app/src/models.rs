@@ -2,6 +2,8 @@
 //! `/models/{name}`: one trained model's card, its loss curve, and what to do with it next.
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 use safeedit_core::{ModelList, TrainPoint, TrainedModel, TrainedModelPage};
 
@@ -14,7 +16,7 @@ use crate::{get_trained_model, list_models};
 /// `/models`
 #[component]
 pub fn ModelsPage() -> impl IntoView {
-    let models = Resource::new(|| (), |_| list_models());
+    let models = resource(|| (), |_| list_models());
     view! {
         <Title text="Models" />
         <h1>"Models"</h1>

@@ -5,6 +5,8 @@
 use std::future::Future;
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_router::hooks::use_params_map;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,7 +29,7 @@ where
 {
     let params = use_params_map();
     let key = Memo::new(move |_| params.get().get(param).unwrap_or_default());
-    let record = Resource::new(move || key.get(), load);
+    let record = resource(move || key.get(), load);
     view! {
         <Suspense fallback=move || view! { <p>{loading}</p> }>
             {move || Suspend::new(async move {

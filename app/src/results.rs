@@ -2,6 +2,8 @@
 //! CSV and booktabs LaTeX downloads and the defense chart.
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use safeedit_core::table::{MetricTable, ResultsView};
@@ -49,7 +51,7 @@ pub fn ResultsPage() -> impl IntoView {
             q.get("value").unwrap_or_else(|| "all".into()),
         )
     });
-    let view_data = Resource::new(
+    let view_data = resource(
         move || args.get(),
         |(runs, group, value)| results(runs, group, value),
     );
@@ -230,7 +232,7 @@ fn ResultsFigure(runs: String, group: String, value: String) -> impl IntoView {
         &group,
         &value,
     );
-    let figure = Resource::new(
+    let figure = resource(
         move || (runs.clone(), group.clone(), value.clone()),
         |(runs, group, value)| results_figure(Some(runs), group, value),
     );

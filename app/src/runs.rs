@@ -1,14 +1,18 @@
 //! `/runs?kind=&split=&instance=&layer=`: the one catalogue of stored results — edit runs,
 //! evaluations, test_ALL runs, mechanism analyses and trained models — newest first, filtered in
 //! the URL (the split, instance and layer filters are the edit runs'); tick 2–4 edit runs to
-//! compare them.
+//! compare them. The filtered list has nothing to click but links, boxes and a submit button, so
+//! the server renders it (`runs_body.rs`).
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use safeedit_core::run::CatalogEntry;
 
-use crate::list_catalogue;
+use crate::runs_html;
+use crate::server_html::server_html;
 
 /// `/runs?kind=&split=&instance=&layer=`
 #[component]
@@ -19,7 +23,10 @@ pub fn RunsPage() -> impl IntoView {
         let text = |k: &str| q.get(k).filter(|v| !v.trim().is_empty());
         (text("kind"), text("split"), text("instance"), text("layer"))
     });
-    let entries = Resource::new(|| (), |_| list_catalogue());
+    let entries = resource(
+        move || filter.get(),
+        |(kind, split, instance, layer)| runs_html(kind, split, instance, layer),
+    );
     let kinds = move || {
         let chosen = filter.get().0.unwrap_or_default();
         let options = CatalogEntry::KINDS
@@ -66,101 +73,12 @@ pub fn RunsPage() -> impl IntoView {
             <a href="/runs">"clear"</a>
         </form>
         <Suspense fallback=|| view! { <p>"Loading runs…"</p> }>
-            {move || {
-                let (kind, split, instance, layer) = filter.get();
-                Suspend::new(async move {
-                    match entries.await {
-                        Ok(all) if all.is_empty() => {
-                            view! {
-                                <p class="muted">
-                                    "Nothing stored yet: open an instance and press “Detoxify this \
-                                     instance”, or run an evaluation on "
-                                    <a href="/results">"Results"</a>
-                                    "."
-                                </p>
-                            }
-                                .into_any()
-                        }
-                        Ok(all) => {
-                            let edit_filter = split.is_some() || instance.is_some()
-                                || layer.is_some();
-                            let keep = |e: &CatalogEntry| {
-                                kind.as_ref().is_none_or(|k| e.kind == *k)
-                                    && (!edit_filter
-                                        || e.edit.as_ref().is_some_and(|r| {
-                                            split.as_ref().is_none_or(|s| r.split == *s)
-                                                && instance
-                                                    .as_ref()
-                                                    .is_none_or(|i| r.instance.to_string() == *i)
-                                                && layer
-                                                    .as_ref()
-                                                    .is_none_or(|l| r.layer.to_string() == *l)
-                                        }))
-                            };
-                            let total = all.len();
-                            let shown: Vec<CatalogEntry> = all.into_iter().filter(keep).collect();
-                            let count = format!("{} of {total} runs", shown.len());
-                            let rows = shown
-                                .into_iter()
-                                .map(|e| {
-                                    let tick = e
-                                        .edit
-                                        .as_ref()
-                                        .map(|r| {
-                                            view! {
-                                                <input
-                                                    type="checkbox"
-                                                    name="run"
-                                                    value=r.slug.clone()
-                                                    aria-label=format!("compare {}", r.slug)
-                                                />
-                                            }
-                                        });
-                                    view! {
-                                        <tr data-kind=e.kind.clone()>
-                                            <td>{tick}</td>
-                                            <td>{e.kind.replace('_', " ")}</td>
-                                            <td>
-                                                <a href=e.href.clone()>{e.slug.clone()}</a>
-                                            </td>
-                                            <td>{e.title.clone()}</td>
-                                            <td>{e.headline.clone()}</td>
-                                            <td>{e.model.clone()}</td>
-                                            <td>{e.created_at.clone()}</td>
-                                        </tr>
-                                    }
-                                })
-                                .collect_view();
-                            view! {
-                                <form method="get" action="/compare" id="compare-form">
-                                    <p class="muted" id="runs-count">{count}</p>
-                                    <table class="instances" id="runs-table">
-                                        <thead>
-                                            <tr>
-                                                <th></th>
-                                                <th>"kind"</th>
-                                                <th>"result"</th>
-                                                <th>"what"</th>
-                                                <th>"headline"</th>
-                                                <th>"model"</th>
-                                                <th>"stored"</th>
-                                            </tr>
-                                        </thead>
-                                        <tbody>{rows}</tbody>
-                                    </table>
-                                    <p>
-                                        <button type="submit" id="compare-button">
-                                            "Compare the ticked edit runs (2–4)"
-                                        </button>
-                                    </p>
-                                </form>
-                            }
-                                .into_any()
-                        }
-                        Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
-                    }
-                })
-            }}
+            {move || Suspend::new(async move {
+                match entries.await {
+                    Ok(html) => server_html(html).into_any(),
+                    Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
+                }
+            })}
         </Suspense>
     }
     .into_any()

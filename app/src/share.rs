@@ -3,6 +3,8 @@
 
 use leptos::prelude::*;
 
+use crate::codec::resource;
+
 /// A button that copies this page's address; where the browser gives no clipboard (a page served
 /// over plain HTTP from another machine), the address is shown selected, to copy by hand.
 #[component]
@@ -48,7 +50,7 @@ pub fn CopyLink() -> impl IntoView {
 /// instance pages) so that only people given its link open it; "List again" undoes it.
 #[component]
 pub fn Unlist(slug: String) -> impl IntoView {
-    let unlisted = Resource::new(
+    let unlisted = resource(
         {
             let slug = slug.clone();
             move || slug.clone()

@@ -2,33 +2,22 @@
 //! shows every stored `safeedit eval --test-all` run as one Table 3 (DG_onlyQ, DG_otherAQ, Avg,
 //! fluency; editing methods as mean ± std over their edited models) with LaTeX and CSV
 //! downloads; `/test-all/{slug}` shows one run: each model's numbers and the per-category and
-//! per-attack slices.
+//! per-attack slices. The server renders the table (`test_all_run_body.rs`); the launcher runs in
+//! the browser.
 
 use leptos::prelude::*;
+
+use crate::codec::resource;
 use leptos_meta::Title;
-use safeedit_core::test_all::{TEST_ALL_METRICS, TestAllRunRecord, format_mean_std};
 
 use crate::launch::TestAllLauncher;
-use crate::list_test_all_runs;
-
-pub(crate) fn overall_cells(record: &TestAllRunRecord) -> impl IntoView + use<> {
-    TEST_ALL_METRICS
-        .iter()
-        .map(|m| view! { <td class="num">{format_mean_std(record.overall(m))}</td> })
-        .collect_view()
-}
-
-pub(crate) fn metric_heads() -> impl IntoView {
-    TEST_ALL_METRICS
-        .iter()
-        .map(|m| view! { <th class="num">{*m}</th> })
-        .collect_view()
-}
+use crate::server_html::server_html;
+use crate::test_all_list_html;
 
 /// `/test-all`
 #[component]
 pub fn TestAllPage() -> impl IntoView {
-    let runs = Resource::new(|| (), |_| list_test_all_runs());
+    let runs = resource(|| (), |_| test_all_list_html());
     view! {
         <Title text="SafeEdit_test_ALL" />
         <h1>"SafeEdit_test_ALL"</h1>
@@ -43,7 +32,7 @@ pub fn TestAllPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading runs…"</p> }>
             {move || Suspend::new(async move {
                 match runs.await {
-                    Ok(list) if list.is_empty() => {
+                    Ok(None) => {
                         view! {
                             <p class="muted" id="no-test-all">
                                 "No test_ALL runs yet: run one below (or "
@@ -54,51 +43,9 @@ pub fn TestAllPage() -> impl IntoView {
                         }
                             .into_any()
                     }
-                    Ok(list) => {
-                        let rows = list
-                            .iter()
-                            .map(|r| {
-                                view! {
-                                    <tr data-slug=r.slug.clone()>
-                                        <th>
-                                            <a href=format!(
-                                                "/test-all/{}",
-                                                r.slug,
-                                            )>{r.method.clone()}</a>
-                                        </th>
-                                        {overall_cells(r)}
-                                        <td class="num">{r.models.len().to_string()}</td>
-                                        <td class="num">{r.inputs.to_string()}</td>
-                                        <td>{r.model.clone()}</td>
-                                        <td>{r.judge.clone()}</td>
-                                    </tr>
-                                }
-                            })
-                            .collect_view();
+                    Ok(Some(html)) => {
                         view! {
-                            <table class="runs" id="test-all-table">
-                                <thead>
-                                    <tr>
-                                        <th>"method"</th>
-                                        {metric_heads()}
-                                        <th class="num">"models"</th>
-                                        <th class="num">"inputs"</th>
-                                        <th>"model"</th>
-                                        <th>"judge"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>{rows}</tbody>
-                            </table>
-                            <p class="downloads">
-                                <a class="download" href="/api/test-all.tex">"LaTeX"</a>
-                                " · "
-                                <a class="download" href="/api/test-all.csv">"CSV"</a>
-                                <span class="muted">
-                                    " (every run above; "
-                                    <code>"?runs=slug,slug"</code>
-                                    " picks and orders rows)"
-                                </span>
-                            </p>
+                            {server_html(html)}
                             <TestAllLauncher open=false />
                         }
                             .into_any()

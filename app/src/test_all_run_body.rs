@@ -1,12 +1,11 @@
-//! The page of one SafeEdit_test_ALL run (`/test-all/{slug}`), rendered to HTML on the server
-//! (see `server_html.rs`).
+//! The page of one SafeEdit_test_ALL run (`/test-all/{slug}`) and the `/test-all` page's table of
+//! every run, rendered to HTML on the server (see `server_html.rs`).
 
 use leptos::prelude::*;
 use safeedit_core::eval::MetricRow;
 use safeedit_core::test_all::{AggregateRow, TEST_ALL_METRICS, TestAllRunRecord, format_mean_std};
 
 use crate::server_html::RenderedPage;
-use crate::test_all::{metric_heads, overall_cells};
 
 /// The run's page.
 pub(crate) fn render(record: TestAllRunRecord) -> RenderedPage {
@@ -148,4 +147,72 @@ fn RunBody(record: TestAllRunRecord) -> impl IntoView {
         {slice_table(&record.aggregate, "attack")}
     }
     .into_any()
+}
+
+fn overall_cells(record: &TestAllRunRecord) -> impl IntoView + use<> {
+    TEST_ALL_METRICS
+        .iter()
+        .map(|m| view! { <td class="num">{format_mean_std(record.overall(m))}</td> })
+        .collect_view()
+}
+
+fn metric_heads() -> impl IntoView {
+    TEST_ALL_METRICS
+        .iter()
+        .map(|m| view! { <th class="num">{*m}</th> })
+        .collect_view()
+}
+
+/// The `/test-all` page's table of every stored run, with its downloads.
+pub(crate) fn render_list(list: Vec<TestAllRunRecord>) -> String {
+    view! { <TestAllList list /> }.to_html()
+}
+
+#[component]
+fn TestAllList(list: Vec<TestAllRunRecord>) -> impl IntoView {
+    let rows = list
+        .iter()
+        .map(|r| {
+            view! {
+                <tr data-slug=r.slug.clone()>
+                    <th>
+                        <a href=format!(
+                            "/test-all/{}",
+                            r.slug,
+                        )>{r.method.clone()}</a>
+                    </th>
+                    {overall_cells(r)}
+                    <td class="num">{r.models.len().to_string()}</td>
+                    <td class="num">{r.inputs.to_string()}</td>
+                    <td>{r.model.clone()}</td>
+                    <td>{r.judge.clone()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="runs" id="test-all-table">
+            <thead>
+                <tr>
+                    <th>"method"</th>
+                    {metric_heads()}
+                    <th class="num">"models"</th>
+                    <th class="num">"inputs"</th>
+                    <th>"model"</th>
+                    <th>"judge"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+        <p class="downloads">
+            <a class="download" href="/api/test-all.tex">"LaTeX"</a>
+            " · "
+            <a class="download" href="/api/test-all.csv">"CSV"</a>
+            <span class="muted">
+                " (every run above; "
+                <code>"?runs=slug,slug"</code>
+                " picks and orders rows)"
+            </span>
+        </p>
+    }
 }

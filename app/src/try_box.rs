@@ -160,7 +160,7 @@ fn stream(
             .unwrap_or_default()
     };
     let on_text = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-        let Ok(piece) = serde_json::from_str::<serde_json::Value>(&data(&event)) else {
+        let Ok(piece) = crate::codec::from_json::<serde_json::Value>(&data(&event)) else {
             return;
         };
         let text = piece["text"].as_str().unwrap_or_default().to_string();
@@ -175,7 +175,7 @@ fn stream(
     let closer = source.clone();
     let on_answer = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
         closer.close();
-        match serde_json::from_str::<TryResponse>(&data(&event)) {
+        match crate::codec::from_json::<TryResponse>(&data(&event)) {
             Ok(response) => answer.set(Some(response)),
             Err(e) => error.set(Some(format!("the answer did not parse: {e}"))),
         }
