@@ -15,13 +15,11 @@ pub fn HomePage() -> impl IntoView {
     // Set only in the browser, once the page is interactive.
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
-    // One of the two rendered sections (0: the overview, 1: the model card), or the error.
-    let section = move |which: usize| {
+    // One of the two rendered sections (`pick` chooses it), or the error.
+    let section = move |pick: fn((String, String)) -> String| {
         Suspend::new(async move {
             match sections.await {
-                Ok((overview, card)) => {
-                    server_html(if which == 0 { overview } else { card }).into_any()
-                }
+                Ok(both) => server_html(pick(both)).into_any(),
                 Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
             }
         })
@@ -63,13 +61,13 @@ pub fn HomePage() -> impl IntoView {
         <section class="card" id="overview">
             <h2>"The benchmark"</h2>
             <Suspense fallback=|| view! { <p>"Counting instances…"</p> }>
-                {move || section(0)}
+                {move || section(|(overview, _)| overview)}
             </Suspense>
         </section>
         <section class="card" id="model" data-hydrated=move || hydrated.get().to_string()>
             <h2>"Loaded model"</h2>
             <Suspense fallback=|| view! { <p>"Asking the engine…"</p> }>
-                {move || section(1)}
+                {move || section(|(_, card)| card)}
             </Suspense>
         </section>
     }
