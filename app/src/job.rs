@@ -346,3 +346,40 @@ pub(crate) fn DistanceBars(distances: Vec<f32>, layer: usize) -> impl IntoView {
     }
     .into_any()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(spec: &str) -> JobPageData {
+        JobSnapshot {
+            id: "j1".into(),
+            request: serde_json::from_str(spec).unwrap(),
+            status: JobStatus::Running,
+            events: vec![JobEvent::Started {
+                worker: "w0".into(),
+            }],
+        }
+        .into()
+    }
+
+    #[test]
+    fn the_server_works_out_the_header_each_kind_of_job_gets() {
+        let edit = page(r#"{"kind": "edit", "split": "test", "id": 7}"#);
+        assert_eq!(edit.title, "Detoxifying test instance 7");
+        assert_eq!(
+            edit.crumb,
+            ("/instances/test/7".into(), "test instance 7".into())
+        );
+        assert!(edit.edits && !edit.trains);
+        assert_eq!((edit.id.as_str(), edit.events.len()), ("j1", 1));
+        let vanilla = page(r#"{"kind": "edit", "split": "test", "id": 7, "method": "vanilla"}"#);
+        assert!(!vanilla.edits && !vanilla.trains);
+        let train = page(r#"{"kind": "train", "objective": "sft"}"#);
+        assert!(train.trains && !train.edits);
+        assert_eq!(train.crumb.0, "/models");
+        let eval = page(r#"{"kind": "eval", "method": "vanilla", "split": "test"}"#);
+        assert_eq!(eval.crumb, ("/results".into(), "Results".into()));
+        assert!(!eval.trains && !eval.edits);
+    }
+}
