@@ -24,7 +24,7 @@ elif [ -x "$wasm_opt" ] && command -v node >/dev/null; then
     --one-caller-inline-max-function-size=0 \
     --enable-bulk-memory --enable-multivalue --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext \
-    "$wasm" -o "$wasm.opt"
+    "$wasm" -o "$wasm.opt" || { rm -f "$wasm.opt"; exit 1; }
   mv "$wasm.opt" "$wasm"
   echo "wasm-opt: $before -> $(stat -c %s "$wasm") bytes" >&2
 else

@@ -23,7 +23,11 @@ fi
 
 # binaryen's wasm-opt, which scripts/build-site.sh runs on the WebAssembly bundle (npm's build of
 # binaryen runs on node and is pinned in scripts/site-tools; Debian's is version 108).
-if command -v npm >/dev/null && [ ! -x scripts/site-tools/node_modules/binaryen/bin/wasm-opt ]; then
+pinned="$(sed -n 's/.*"binaryen": "\([^"]*\)".*/\1/p' scripts/site-tools/package.json)"
+installed="$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' scripts/site-tools/node_modules/binaryen/package.json 2>/dev/null || true)"
+if ! command -v npm >/dev/null; then
+  echo "warning: npm not found: binaryen's wasm-opt is not installed and the site's bundle will be larger" >&2
+elif [ "$installed" != "$pinned" ]; then
   (cd scripts/site-tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

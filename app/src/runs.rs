@@ -72,14 +72,15 @@ pub fn RunsPage() -> impl IntoView {
             " "
             <a href="/runs">"clear"</a>
         </form>
-        <Suspense fallback=|| view! { <p>"Loading runs…"</p> }>
+        // A new query keeps the list shown until its answer comes.
+        <Transition fallback=|| view! { <p>"Loading runs…"</p> }>
             {move || Suspend::new(async move {
                 match entries.await {
                     Ok(html) => server_html(html).into_any(),
                     Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
     }
     .into_any()
 }
