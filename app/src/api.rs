@@ -30,10 +30,9 @@ pub async fn model_info() -> AppResult<ModelSummary> {
 /// loaded model's card.
 #[server(endpoint = "home_html")]
 pub async fn home_html() -> AppResult<(String, String)> {
-    let state = state()?;
     Ok(crate::home_body::render(
-        state.catalog.overview(),
-        state.engine.model_summary(),
+        overview().await?,
+        model_info().await?,
     ))
 }
 
