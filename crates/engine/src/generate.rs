@@ -230,12 +230,19 @@ pub fn generate_ids_reusing<B: Backend>(
         mut cache,
         mut key_mask,
         shared_tokens,
-    } = prefill(model, prompts, device, reuse, &mut || {
-        observe(GenerationStep {
-            generated_tokens: 0,
-            rows: &outputs,
-        })
-    })?;
+    } = prefill(
+        model,
+        prompts,
+        config.max_new_tokens,
+        device,
+        reuse,
+        &mut || {
+            observe(GenerationStep {
+                generated_tokens: 0,
+                rows: &outputs,
+            })
+        },
+    )?;
     timings.shared_prompt_tokens = shared_tokens;
     let options = ForwardOptions {
         logits: Logits::Last,
@@ -338,8 +345,8 @@ struct Prefilled<B: Backend> {
 }
 
 /// Processes every prompt on its own, so no padding is computed (a batch of prompts from 12 to
-/// 960 tokens would otherwise cost five times the longest), and stacks their caches left-padded
-/// for the batched decoding steps. A prompt that begins like an earlier one of this call, or
+/// 960 tokens would otherwise cost five times the longest), and stacks their caches left-padded,
+/// with room for `room` decoding steps written in place, for the batched decoding steps. A prompt that begins like an earlier one of this call, or
 /// like one `reuse` kept from earlier calls (the same system prompt, the same jailbreak
 /// template), continues that prompt's cache over the shared tokens instead of computing them
 /// again: causal attention makes their keys and values the same. Each row's numbers are those of
@@ -348,6 +355,7 @@ struct Prefilled<B: Backend> {
 fn prefill<B: Backend>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
+    room: usize,
     device: &B::Device,
     reuse: &mut PrefixCache<B>,
     between: &mut dyn FnMut() -> bool,
@@ -379,7 +387,7 @@ fn prefill<B: Backend>(
         reuse.keep(prompt, &cache);
         caches.push(cache);
     }
-    let (cache, key_mask) = KvCache::stack_left_padded(caches);
+    let (cache, key_mask) = KvCache::stack_left_padded(caches, room);
     Ok(Prefilled {
         logits: Tensor::cat(logits, 0),
         cache,

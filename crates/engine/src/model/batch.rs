@@ -162,7 +162,7 @@ impl<B: Backend> KvCache<B> {
         self.layers
             .first()
             .and_then(|l| l.as_ref())
-            .map_or(0, |c| c.key.dims()[2])
+            .map_or(0, LayerCache::len)
     }
 
     /// True before the first forward pass.
@@ -172,16 +172,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Memory the cached keys and values take, in bytes.
     pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|c| {
-                [&c.key, &c.value]
-                    .iter()
-                    .map(|t| t.shape().num_elements() * t.dtype().size())
-                    .sum::<usize>()
-            })
-            .sum()
+        self.layers.iter().flatten().map(LayerCache::bytes).sum()
     }
 
     /// The first `len` cached positions (all of them when there are fewer).
@@ -189,23 +180,16 @@ impl<B: Backend> KvCache<B> {
         let layers = self
             .layers
             .iter()
-            .map(|slot| {
-                slot.as_ref().map(|c| {
-                    let keep = len.min(c.key.dims()[2]);
-                    LayerCache {
-                        key: c.key.clone().narrow(2, 0, keep),
-                        value: c.value.clone().narrow(2, 0, keep),
-                    }
-                })
-            })
+            .map(|slot| slot.as_ref().map(|c| c.prefix(len)))
             .collect();
         Self { layers }
     }
 
     /// One-row caches of unequal lengths as one batch: each row's keys and values left-padded
-    /// with zeros to the longest, and each row's key mask (false over the padding). Decoding steps
-    /// over it give every row what its own cache gives, as padded keys are masked out.
-    pub fn stack_left_padded(rows: Vec<KvCache<B>>) -> (Self, Vec<Vec<bool>>) {
+    /// with zeros to the longest, and each row's key mask (false over the padding), with room
+    /// for `room` more positions (the decoding steps to come write there in place). Decoding
+    /// steps over it give every row what its own cache gives, as padded keys are masked out.
+    pub fn stack_left_padded(rows: Vec<KvCache<B>>, room: usize) -> (Self, Vec<Vec<bool>>) {
         let longest = rows.iter().map(KvCache::len).max().unwrap_or(0);
         let key_mask = rows
             .iter()
@@ -219,9 +203,9 @@ impl<B: Backend> KvCache<B> {
         let mut values: Vec<Vec<Tensor<B, 4>>> = vec![Vec::new(); n_layers];
         for row in rows {
             for (layer, slot) in row.layers.into_iter().enumerate() {
-                if let Some(LayerCache { key, value }) = slot {
-                    keys[layer].push(left_pad(key, longest));
-                    values[layer].push(left_pad(value, longest));
+                if let Some(cache) = slot {
+                    keys[layer].push(left_pad(cache.keys(), longest, room));
+                    values[layer].push(left_pad(cache.values(), longest, room));
                 }
             }
         }
@@ -229,9 +213,9 @@ impl<B: Backend> KvCache<B> {
             .into_iter()
             .zip(values)
             .map(|(keys, values)| {
-                (!keys.is_empty()).then(|| LayerCache {
-                    key: Tensor::cat(keys, 0),
-                    value: Tensor::cat(values, 0),
+                (!keys.is_empty()).then(|| {
+                    let (key, value) = (Tensor::cat(keys, 0), Tensor::cat(values, 0));
+                    LayerCache::with_room(key, value, longest)
                 })
             })
             .collect();
@@ -243,12 +227,22 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// `[batch, heads, len, dim]` with zeros before it along the sequence axis, to `len = to`.
-fn left_pad<B: Backend>(t: Tensor<B, 4>, to: usize) -> Tensor<B, 4> {
+/// `[batch, heads, len, dim]` with zeros before it along the sequence axis to `to` positions,
+/// and `room` zero positions after them.
+fn left_pad<B: Backend>(t: Tensor<B, 4>, to: usize, room: usize) -> Tensor<B, 4> {
     let [batch, heads, len, dim] = t.dims();
-    if len >= to {
-        return t;
+    let zeros = |n: usize| Tensor::zeros([batch, heads, n, dim], &t.device());
+    let mut parts = Vec::with_capacity(3);
+    if len < to {
+        parts.push(zeros(to - len));
     }
-    let zeros = Tensor::zeros([batch, heads, to - len, dim], &t.device());
-    Tensor::cat(vec![zeros, t], 2)
+    parts.push(t.clone());
+    if room > 0 {
+        parts.push(zeros(room));
+    }
+    if parts.len() == 1 {
+        t
+    } else {
+        Tensor::cat(parts, 2)
+    }
 }

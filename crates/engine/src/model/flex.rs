@@ -37,3 +37,41 @@ pub(super) fn wrap<B: Backend, const D: usize>(
     let primitive = *result.downcast::<B::FloatTensorPrimitive>().ok()?;
     Some(Tensor::from_primitive(TensorPrimitive::Float(primitive)))
 }
+
+/// `t`'s values as a contiguous f32 burn-flex tensor (a copy only when `t` is a strided view),
+/// if `t` is an f32 burn-flex tensor.
+pub(super) fn contiguous_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
+    let p = primitive(t)?;
+    let t = tensor(&p)?;
+    (t.dtype() == burn::tensor::DType::F32).then(|| t.to_contiguous())
+}
+
+/// Runs `write` on the storage of `t` in place when `t` is a contiguous f32 burn-flex tensor
+/// that covers its whole buffer and shares it with no other tensor, and gives `t` back as
+/// `Ok`; gives it back untouched as `Err` otherwise (another backend, a view, a shared buffer).
+pub(super) fn write_in_place<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+    write: impl FnOnce(&mut [f32]),
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let p = match t.into_primitive() {
+        TensorPrimitive::Float(p) => p,
+        q @ TensorPrimitive::QFloat(_) => return Err(Tensor::from_primitive(q)),
+    };
+    let mut boxed: Box<dyn Any> = Box::new(p);
+    let mut written = false;
+    if let Some(f) = boxed.downcast_mut::<FlexTensor>() {
+        let whole = f.dtype() == burn::tensor::DType::F32
+            && f.is_contiguous()
+            && f.layout().start_offset() == 0
+            && f.bytes().len() == f.layout().num_elements() * size_of::<f32>();
+        if whole && let Some(values) = f.try_storage_mut::<f32>() {
+            write(values);
+            written = true;
+        }
+    }
+    let p = *boxed
+        .downcast::<B::FloatTensorPrimitive>()
+        .unwrap_or_else(|_| unreachable!("the box holds the primitive it was given"));
+    let t = Tensor::from_primitive(TensorPrimitive::Float(p));
+    if written { Ok(t) } else { Err(t) }
+}

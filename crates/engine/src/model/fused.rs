@@ -200,7 +200,7 @@ fn scaled_scores(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) {
 }
 
 /// `o = softmax(s · scale + bias)`, or all 0 when the best score is at most `f32::MIN / 2`.
-fn softmax_row(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) {
+pub(super) fn softmax_row(s: &[f32], bias: Option<&[f32]>, scale: f32, o: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         #[allow(unsafe_code)]

@@ -10,7 +10,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Int, Tensor};
 
 use super::rope::Rotary;
-use super::{few_rows, fused};
+use super::{decode, few_rows, flex, fused, many_rows};
 
 /// A bias-free linear map holding its weight in PyTorch layout.
 #[derive(Module, Debug)]
@@ -65,6 +65,9 @@ pub fn project<B: Backend, const D: usize>(weight: Tensor<B, 2>, x: Tensor<B, D>
     if rows <= few_rows::MAX_ROWS
         && let Some(y) = few_rows::project(&weight, &flat)
     {
+        return y.reshape(shape);
+    }
+    if let Some(y) = many_rows::project(&weight, &flat) {
         return y.reshape(shape);
     }
     // A weight kept in half precision is widened for the product (activations stay f32).
@@ -143,13 +146,138 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
-/// Cached keys and values of one layer, already rotated.
+/// Cached keys and values of one layer, already rotated. The buffers may hold room for more
+/// positions than are cached (decoding reserves its steps' room once, so that a step writes its
+/// key and value in place instead of copying the whole cache).
 #[derive(Debug, Clone)]
 pub struct LayerCache<B: Backend> {
-    /// `[batch, n_kv_heads, cached_len, head_dim]`.
-    pub key: Tensor<B, 4>,
-    /// `[batch, n_kv_heads, cached_len, head_dim]`.
-    pub value: Tensor<B, 4>,
+    /// `[batch, n_kv_heads, capacity, head_dim]`; positions `0..len` are cached.
+    key: Tensor<B, 4>,
+    /// `[batch, n_kv_heads, capacity, head_dim]`; positions `0..len` are cached.
+    value: Tensor<B, 4>,
+    /// Cached positions.
+    len: usize,
+}
+
+impl<B: Backend> LayerCache<B> {
+    /// A cache holding exactly `key` and `value` (`[batch, n_kv_heads, len, head_dim]`).
+    pub fn new(key: Tensor<B, 4>, value: Tensor<B, 4>) -> Self {
+        let len = key.dims()[2];
+        Self { key, value, len }
+    }
+
+    /// Buffers of which the first `len` positions are cached and the rest is room.
+    pub(super) fn with_room(key: Tensor<B, 4>, value: Tensor<B, 4>, len: usize) -> Self {
+        debug_assert!(len <= key.dims()[2]);
+        Self { key, value, len }
+    }
+
+    /// Cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the buffers have room for.
+    pub fn capacity(&self) -> usize {
+        self.key.dims()[2]
+    }
+
+    /// The cached keys, `[batch, n_kv_heads, len, head_dim]`.
+    pub fn keys(&self) -> Tensor<B, 4> {
+        cached(&self.key, self.len)
+    }
+
+    /// The cached values, `[batch, n_kv_heads, len, head_dim]`.
+    pub fn values(&self) -> Tensor<B, 4> {
+        cached(&self.value, self.len)
+    }
+
+    /// Memory the buffers take, in bytes (room included).
+    pub fn bytes(&self) -> usize {
+        [&self.key, &self.value]
+            .iter()
+            .map(|t| t.shape().num_elements() * t.dtype().size())
+            .sum()
+    }
+
+    /// The first `len` positions (all of them when fewer are cached), sharing the buffers.
+    pub fn prefix(&self, len: usize) -> Self {
+        let keep = len.min(self.len);
+        Self::new(cached(&self.key, keep), cached(&self.value, keep))
+    }
+
+    /// The same cache with room for at least `extra` more positions (one copy when the buffers
+    /// have less).
+    pub fn reserve(self, extra: usize) -> Self {
+        if self.capacity() >= self.len + extra {
+            return self;
+        }
+        let [batch, heads, _, dim] = self.key.dims();
+        let room = |t: Tensor<B, 4>| {
+            let zeros = Tensor::zeros([batch, heads, extra, dim], &t.device());
+            Tensor::cat(vec![t, zeros], 2)
+        };
+        Self {
+            key: room(self.keys()),
+            value: room(self.values()),
+            len: self.len,
+        }
+    }
+
+    /// The cache followed by `key` and `value` (`[batch, n_kv_heads, new, head_dim]`): written
+    /// into the buffers' room when they have it (in place on the CPU backend unless another
+    /// cache shares them), concatenated otherwise.
+    pub fn append(self, key: Tensor<B, 4>, value: Tensor<B, 4>) -> Self {
+        let new = key.dims()[2];
+        if self.capacity() < self.len + new {
+            return Self::new(
+                Tensor::cat(vec![self.keys(), key], 2),
+                Tensor::cat(vec![self.values(), value], 2),
+            );
+        }
+        Self {
+            key: write_at(self.key, self.len, key),
+            value: write_at(self.value, self.len, value),
+            len: self.len + new,
+        }
+    }
+}
+
+/// The first `len` positions of a `[batch, heads, capacity, dim]` buffer.
+fn cached<B: Backend>(buffer: &Tensor<B, 4>, len: usize) -> Tensor<B, 4> {
+    if buffer.dims()[2] == len {
+        buffer.clone()
+    } else {
+        buffer.clone().narrow(2, 0, len)
+    }
+}
+
+/// `buffer` with positions `at..at + new` replaced by `values` (`[batch, heads, new, dim]`).
+fn write_at<B: Backend>(buffer: Tensor<B, 4>, at: usize, values: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [batch, heads, capacity, dim] = buffer.dims();
+    let new = values.dims()[2];
+    if let Some(source) = flex::contiguous_f32(&values)
+        && let Some(source) = source.as_slice::<f32>()
+    {
+        let written = flex::write_in_place(buffer, |dst| {
+            for (block, src) in source.chunks_exact(new * dim).enumerate() {
+                let start = (block * capacity + at) * dim;
+                dst[start..start + new * dim].copy_from_slice(src);
+            }
+        });
+        match written {
+            Ok(buffer) => return buffer,
+            Err(buffer) => {
+                return buffer.slice_assign([0..batch, 0..heads, at..at + new, 0..dim], values);
+            }
+        }
+    }
+    buffer.slice_assign([0..batch, 0..heads, at..at + new, 0..dim], values)
 }
 
 /// Grouped-query self-attention with rotary position embeddings.
@@ -199,20 +327,26 @@ impl<B: Backend> Attention<B> {
             .swap_dims(1, 2);
         let mut v = heads(self.v_proj.forward(x), self.n_kv_heads).swap_dims(1, 2);
 
+        let groups = self.n_heads / self.n_kv_heads;
+        let mut stepped = None;
         if let Some(slot) = cache {
-            if let Some(past) = slot.take() {
-                k = Tensor::cat(vec![past.key, k], 2);
-                v = Tensor::cat(vec![past.value, v], 2);
+            let layer = match slot.take() {
+                Some(past) => past.append(k, v),
+                None => LayerCache::new(k, v),
+            };
+            // One new token over the cache (decoding): attended where the cache keeps it.
+            if seq == 1 {
+                stepped =
+                    decode::attention(&q, &layer.key, &layer.value, layer.len, pad_bias, groups);
             }
-            *slot = Some(LayerCache {
-                key: k.clone(),
-                value: v.clone(),
-            });
+            (k, v) = (layer.keys(), layer.values());
+            *slot = Some(layer);
         }
 
         let kv_len = k.dims()[2];
-        let groups = self.n_heads / self.n_kv_heads;
-        let out = if seq == 1 && groups > 1 {
+        let out = if let Some(out) = stepped {
+            out
+        } else if seq == 1 && groups > 1 {
             // One new token (decoding): stack each key/value head's query group along the query
             // axis instead of copying the whole cache `groups` times. Causality is trivial here:
             // the new token may see every cached key.

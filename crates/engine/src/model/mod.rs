@@ -5,10 +5,12 @@
 //! PyTorch hold to 1e-3.
 
 mod batch;
+mod decode;
 mod few_rows;
 mod flex;
 mod fused;
 mod layers;
+mod many_rows;
 mod rope;
 
 use burn::module::{Module, Param};
