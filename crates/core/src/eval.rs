@@ -86,6 +86,13 @@ pub struct InstanceTimings {
     pub decode_tokens: usize,
 }
 
+impl InstanceTimings {
+    /// The phases' seconds added up.
+    pub fn seconds(&self) -> f64 {
+        self.edit_s + self.prefill_s + self.decode_s + self.judge_s
+    }
+}
+
 /// The defense metrics in the paper's order: DS, the four DG inputs, DG-Avg.
 pub const DEFENSE_METRICS: [&str; 6] = [
     EVAL_INPUT_KINDS[0],

@@ -98,7 +98,7 @@ pub struct Generated {
 }
 
 /// Wall-clock figures of one [`generate_ids`] call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerationTimings {
     /// Prompt processing (the first forward pass), seconds.
     pub prefill_s: f64,
@@ -116,6 +116,12 @@ pub struct GenerationTimings {
     pub decode_tokens: usize,
     /// Decode steps run.
     pub steps: usize,
+    /// Each prompt's processing, seconds (they are processed one by one).
+    #[serde(default)]
+    pub prompt_s: Vec<f64>,
+    /// Each prompt's tokens taken from an earlier prompt's cache.
+    #[serde(default)]
+    pub prompt_shared: Vec<usize>,
 }
 
 impl GenerationTimings {
@@ -229,7 +235,8 @@ pub fn generate_ids_reusing<B: Backend>(
         mut logits,
         mut cache,
         mut key_mask,
-        shared_tokens,
+        shared,
+        seconds,
     } = prefill(
         model,
         prompts,
@@ -243,7 +250,9 @@ pub fn generate_ids_reusing<B: Backend>(
             })
         },
     )?;
-    timings.shared_prompt_tokens = shared_tokens;
+    timings.shared_prompt_tokens = shared.iter().sum();
+    timings.prompt_shared = shared;
+    timings.prompt_s = seconds;
     let options = ForwardOptions {
         logits: Logits::Last,
         ..Default::default()
@@ -340,8 +349,10 @@ struct Prefilled<B: Backend> {
     cache: KvCache<B>,
     /// Which cached keys are real tokens, per row.
     key_mask: Vec<Vec<bool>>,
-    /// Prompt tokens taken from an earlier prompt's cache.
-    shared_tokens: usize,
+    /// Each prompt's tokens taken from an earlier prompt's cache.
+    shared: Vec<usize>,
+    /// Each prompt's processing, seconds.
+    seconds: Vec<f64>,
 }
 
 /// Processes every prompt on its own, so no padding is computed (a batch of prompts from 12 to
@@ -366,7 +377,8 @@ fn prefill<B: Backend>(
     };
     let mut logits = Vec::with_capacity(prompts.len());
     let mut caches: Vec<KvCache<B>> = Vec::with_capacity(prompts.len());
-    let mut shared_tokens = 0;
+    let mut shared_tokens = Vec::with_capacity(prompts.len());
+    let mut seconds = Vec::with_capacity(prompts.len());
     // This call's prompts, whatever `reuse` has room for.
     let mut this_call = PrefixCache::unbounded();
     for (i, prompt) in prompts.iter().enumerate() {
@@ -376,23 +388,26 @@ fn prefill<B: Backend>(
                 unit: "tokens",
             });
         }
+        let started = Instant::now();
         let (mut cache, shared) = this_call
             .take_prefix_either(reuse, prompt)
             .unwrap_or_else(|| (KvCache::new(model.n_layers()), 0));
-        shared_tokens += shared;
+        shared_tokens.push(shared);
         let batch = Batch::continuing(&prompt[shared..], shared, device);
         let out = model.forward(&batch, Some(&mut cache), &options);
         logits.push(out.logits.expect("Logits::Last computes logits"));
         this_call.keep(prompt, &cache);
         reuse.keep(prompt, &cache);
         caches.push(cache);
+        seconds.push(started.elapsed().as_secs_f64());
     }
     let (cache, key_mask) = KvCache::stack_left_padded(caches, room);
     Ok(Prefilled {
         logits: Tensor::cat(logits, 0),
         cache,
         key_mask,
-        shared_tokens,
+        shared: shared_tokens,
+        seconds,
     })
 }
 

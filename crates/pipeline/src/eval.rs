@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backend::{self, Model};
-use crate::evaluate::{evaluate, instance_result};
+use crate::evaluate::{evaluate, evaluate_together, instance_result};
 use crate::method::{MethodModel, MethodSettings, ModelChoice, reuse_first_layer};
 use crate::progress::{Event, Progress, ProgressExt};
 use crate::publish::{Database, Published, publish_eval, publish_folder};
@@ -57,7 +57,17 @@ pub struct EvalPlan {
     /// [`backend::DEFAULT_PREFIX_CACHE_MIB`]; 0 keeps nothing]. Answers are the same either way.
     #[serde(default)]
     pub prefix_cache_mib: Option<usize>,
+    /// Instances a method that does not edit answers in one generation, their rows decoded
+    /// together (a decoding step then reads the weights once for all of them) [default:
+    /// [`DEFAULT_INSTANCES_TOGETHER`]; 1: one at a time]. Answers are the same either way.
+    #[serde(default)]
+    pub instances_together: Option<usize>,
 }
+
+/// Instances answered in one generation unless a plan says otherwise: 20 rows, which a
+/// decoding step of a small model on a CPU reads the weights once for, and whose key/value
+/// caches stay well within a GPU's memory for a 7B model at SafeEdit's prompt lengths.
+pub const DEFAULT_INSTANCES_TOGETHER: usize = 4;
 
 impl EvalPlan {
     /// A plan with the defaults of `safeedit eval` for `method`, writing to `out`.
@@ -75,6 +85,7 @@ impl EvalPlan {
             database: Some(Database::default()),
             shard: None,
             prefix_cache_mib: None,
+            instances_together: None,
         }
     }
 
@@ -236,6 +247,14 @@ fn records(plan: &EvalPlan) -> Result<(Vec<SafeEditRecord>, String)> {
 pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> {
     // Settings out of range are refused before the data, the folder or the model is touched.
     limits::max_new_tokens_opt(plan.max_new_tokens)?;
+    let together = match plan.method.edits() {
+        // An editing method answers each instance with its own edited model.
+        true => 1,
+        false => limits::instances_together(
+            plan.instances_together
+                .unwrap_or(DEFAULT_INSTANCES_TOGETHER),
+        )?,
+    };
     plan.model.check()?;
     let (records, data_label) = records(plan)?;
     let out = plan.folder();
@@ -289,28 +308,72 @@ pub fn run(plan: &EvalPlan, progress: &mut dyn Progress) -> Result<EvalSummary> 
     progress.phase(method.name(), "instances", todo.len());
     let mut failures = 0;
     let mut reuse = backend::prompt_cache(plan.prefix_cache_mib);
-    for record in todo {
+    for group in todo.chunks(together) {
         progress.check()?;
         let started = Instant::now();
-        match evaluate(
-            method, lm, record, settings, format, generation, judge, &mut reuse, progress,
-        ) {
+        let answered = if group.len() == 1 {
+            evaluate(
+                method, lm, group[0], settings, format, generation, judge, &mut reuse, progress,
+            )
+            .map(|one| vec![one])
+        } else {
+            evaluate_together(
+                method, lm, group, settings, format, generation, judge, &mut reuse, progress,
+            )
+        };
+        let results = match answered {
             Ok(evaluated) => {
-                let result =
-                    instance_result(method, record, evaluated, started.elapsed().as_secs_f64());
-                append_jsonl(&results_path, &result)?;
+                // The group's wall time, shared out as each instance's own phases weigh.
+                let wall = started.elapsed().as_secs_f64();
+                let own: Vec<f64> = evaluated.iter().map(|e| e.timings.seconds()).collect();
+                let total: f64 = own.iter().sum();
+                evaluated
+                    .into_iter()
+                    .zip(own)
+                    .map(|(e, own)| {
+                        let share = if total > 0.0 {
+                            own / total
+                        } else {
+                            1.0 / group.len() as f64
+                        };
+                        Ok((e, wall * share))
+                    })
+                    .collect::<Vec<Result<_>>>()
             }
             Err(PipelineError::Cancelled) => return Err(PipelineError::Cancelled),
-            Err(e) => {
-                failures += 1;
-                progress.event(Event::Warning(format!("instance {}: {e}", record.id)));
-                append_jsonl(
-                    &out.join("errors.jsonl"),
-                    &json!({"id": record.id, "error": e.to_string()}),
-                )?;
+            // One failing input fails its generation: answer the group's instances one by one,
+            // so that the error is the instance's own and the others are answered.
+            Err(_) if group.len() > 1 => group
+                .iter()
+                .map(|record| {
+                    let started = Instant::now();
+                    evaluate(
+                        method, lm, record, settings, format, generation, judge, &mut reuse,
+                        progress,
+                    )
+                    .map(|e| (e, started.elapsed().as_secs_f64()))
+                })
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        for (record, result) in group.iter().zip(results) {
+            match result {
+                Ok((evaluated, seconds)) => {
+                    let result = instance_result(method, record, evaluated, seconds);
+                    append_jsonl(&results_path, &result)?;
+                }
+                Err(PipelineError::Cancelled) => return Err(PipelineError::Cancelled),
+                Err(e) => {
+                    failures += 1;
+                    progress.event(Event::Warning(format!("instance {}: {e}", record.id)));
+                    append_jsonl(
+                        &out.join("errors.jsonl"),
+                        &json!({"id": record.id, "error": e.to_string()}),
+                    )?;
+                }
             }
+            progress.event(Event::Advance(1));
         }
-        progress.event(Event::Advance(1));
     }
     progress.event(Event::PhaseDone);
     if !reuse.is_empty() {
@@ -547,6 +610,52 @@ mod tests {
         });
     }
 
+    /// Vanilla evaluation answering three instances in one generation gives each the answers
+    /// it gets alone, records each instance's own prompt processing, and refuses a group size
+    /// out of range naming it.
+    #[test]
+    fn instances_answered_together_get_the_answers_they_get_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let answered = |together: usize| {
+            let out = dir.path().join(format!("together-{together}"));
+            let plan = EvalPlan {
+                database: None,
+                instances_together: Some(together),
+                max_new_tokens: Some(6),
+                ..tiny_eval(Method::Vanilla, 3, &out)
+            };
+            run(&plan, &mut Quiet).unwrap();
+            read_results(&out).unwrap()
+        };
+        let (alone, together) = (answered(1), answered(3));
+        assert_eq!(alone.len(), 3);
+        for (a, t) in alone.iter().zip(&together) {
+            assert_eq!(a.id, t.id);
+            let answers = |r: &InstanceResult| {
+                r.inputs
+                    .iter()
+                    .map(|i| (i.response.clone(), i.generated_tokens, i.stop.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(answers(a), answers(t), "instance {}", a.id);
+            let (ta, tt) = (a.timings.as_ref().unwrap(), t.timings.as_ref().unwrap());
+            assert_eq!(ta.prompt_tokens, tt.prompt_tokens);
+            assert_eq!(ta.shared_prompt_tokens, tt.shared_prompt_tokens);
+            assert_eq!(ta.decode_tokens, tt.decode_tokens);
+            assert!(tt.prefill_s > 0.0 && tt.decode_s >= 0.0 && t.seconds > 0.0);
+        }
+        let plan = EvalPlan {
+            database: None,
+            instances_together: Some(0),
+            ..tiny_eval(Method::Vanilla, 3, &dir.path().join("zero"))
+        };
+        let err = run(&plan, &mut Quiet).unwrap_err().to_string();
+        assert!(
+            err.contains("instances_together must be 1..=64, got 0"),
+            "{err}"
+        );
+    }
+
     /// Record 2 of the sample uses jailbreak templates record 1 or 0 used: vanilla evaluation
     /// takes them from the prompts it kept, DINM (another model per instance) does not, and no
     /// answer changes.
@@ -555,9 +664,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shared = |method: Method, mib: Option<usize>| {
             let out = dir.path().join(format!("{method}-{mib:?}"));
+            // One instance per generation: prompts of one generation share their beginnings
+            // whatever is kept across them.
             let plan = EvalPlan {
                 database: None,
                 prefix_cache_mib: mib,
+                instances_together: Some(1),
                 ..tiny_eval(method, 3, &out)
             };
             run(&plan, &mut Quiet).unwrap();

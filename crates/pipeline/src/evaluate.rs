@@ -12,7 +12,7 @@ use safeedit_core::{Method, PromptFormat, SafeEditRecord};
 use safeedit_engine::baselines::FtlConfig;
 use safeedit_engine::dinm::DinmConfig;
 use safeedit_engine::judge::SafetyJudge;
-use safeedit_engine::{GenerationConfig, StopReason};
+use safeedit_engine::{Generated, GenerationConfig, StopReason};
 use safeedit_store::now_rfc3339;
 use serde_json::json;
 
@@ -48,60 +48,133 @@ pub fn evaluate(
     progress: &mut dyn Progress,
 ) -> Result<Evaluated> {
     let started = Instant::now();
-    let (edited, edit) = match edit_for(method, lm, record, settings, format, progress)? {
-        Some((model, summary)) => (Some(model), Some(summary)),
-        None => (None, None),
+    let Some((edited, edit)) = edit_for(method, lm, record, settings, format, progress)? else {
+        let mut one = evaluate_together(
+            method,
+            lm,
+            &[record],
+            settings,
+            format,
+            generation,
+            judge,
+            reuse,
+            progress,
+        )?;
+        return Ok(one.remove(0));
     };
     let edit_s = started.elapsed().as_secs_f64();
     progress.check()?;
-    let model = edited.as_ref().unwrap_or(lm);
+    // Kept prompts belong to the unedited model: an edited one starts afresh.
+    let mut evaluated = evaluate_together(
+        method,
+        &edited,
+        &[record],
+        settings,
+        format,
+        generation,
+        judge,
+        &mut PromptCache::unbounded(),
+        progress,
+    )?
+    .remove(0);
+    evaluated.edit = Some(edit);
+    evaluated.timings.edit_s = edit_s;
+    Ok(evaluated)
+}
+
+/// Generates and judges the five inputs of each of `records` with `model` as it is (no edit),
+/// all in one generation: every prompt is processed on its own (beginnings taken from and kept
+/// in `reuse`) and the rows of every instance decode together, so a decoding step reads the
+/// weights once for all of them. Each row's numbers are those it has alone (the engine's
+/// decoding steps do not mix rows), so an instance gets the answers it gets by itself. Each
+/// instance's timings are its own prompts' processing, its share of the decoding steps (by its
+/// decoded tokens) and its judging.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_together(
+    method: Method,
+    model: &Model,
+    records: &[&SafeEditRecord],
+    settings: &MethodSettings,
+    format: &PromptFormat,
+    generation: &GenerationConfig,
+    judge: &dyn SafetyJudge,
+    reuse: &mut PromptCache,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Evaluated>> {
     let mut texts = Vec::new();
     let mut prompts = Vec::new();
-    for raw in record.eval_inputs() {
-        let (text, input_format) = method_input(method, raw, settings, format);
-        prompts.push(model.tokenizer.encode_prompt(&text, &input_format)?);
-        texts.push(text);
+    for record in records {
+        for raw in record.eval_inputs() {
+            let (text, input_format) = method_input(method, raw, settings, format);
+            prompts.push(model.tokenizer.encode_prompt(&text, &input_format)?);
+            texts.push(text);
+        }
     }
     progress.event(Event::Generating {
         responses: prompts.len(),
     });
-    // Kept prompts belong to the unedited model: an edited one starts afresh.
-    let mut fresh = PromptCache::unbounded();
-    let reuse = if edited.is_some() { &mut fresh } else { reuse };
     let (outputs, generated) =
         backend::generate_timed(model, &prompts, generation, reuse, progress)?;
     progress.check()?;
-    progress.event(Event::Judging);
-    let responses: Vec<String> = outputs.iter().map(|o| o.text.clone()).collect();
-    let judging = Instant::now();
-    let verdicts = judge.judge(&responses)?;
-    let timings = InstanceTimings {
-        edit_s,
-        prefill_s: generated.prefill_s,
-        decode_s: generated.decode_s,
-        judge_s: judging.elapsed().as_secs_f64(),
-        prompt_tokens: generated.prompt_tokens,
-        shared_prompt_tokens: generated.shared_prompt_tokens,
-        decode_tokens: generated.decode_tokens,
+    // A row's decoded tokens: every generated token (the end-of-sequence one included) but the
+    // first, which came from processing its prompt.
+    let decoded = |o: &Generated| {
+        (o.generated_ids.len() + usize::from(o.stop == StopReason::Eos)).saturating_sub(1)
     };
-    let inputs = EVAL_INPUT_KINDS
-        .iter()
-        .zip(texts)
-        .zip(outputs.into_iter().zip(verdicts))
-        .map(|((kind, input), (out, verdict))| InputResult {
-            kind: kind.to_string(),
-            input,
-            generated_tokens: out.generated_ids.len(),
-            stop: stop_name(out.stop),
-            response: out.text,
-            verdict,
-        })
-        .collect();
-    Ok(Evaluated {
-        inputs,
-        edit,
-        timings,
-    })
+    let all_decoded: usize = outputs.iter().map(decoded).sum();
+    let per_instance = EVAL_INPUT_KINDS.len();
+    let mut evaluated = Vec::with_capacity(records.len());
+    let mut outputs = outputs.into_iter();
+    let mut texts = texts.into_iter();
+    for (index, _) in records.iter().enumerate() {
+        let rows = index * per_instance..(index + 1) * per_instance;
+        let outs: Vec<Generated> = outputs.by_ref().take(per_instance).collect();
+        let inputs: Vec<String> = texts.by_ref().take(per_instance).collect();
+        progress.event(Event::Judging);
+        let responses: Vec<String> = outs.iter().map(|o| o.text.clone()).collect();
+        let judging = Instant::now();
+        let verdicts = judge.judge(&responses)?;
+        let decode_tokens: usize = outs.iter().map(decoded).sum();
+        let decode_share = if all_decoded == 0 {
+            1.0 / records.len() as f64
+        } else {
+            decode_tokens as f64 / all_decoded as f64
+        };
+        let timings = InstanceTimings {
+            edit_s: 0.0,
+            prefill_s: generated
+                .prompt_s
+                .get(rows.clone())
+                .map_or(0.0, |s| s.iter().sum()),
+            decode_s: generated.decode_s * decode_share,
+            judge_s: judging.elapsed().as_secs_f64(),
+            prompt_tokens: prompts[rows.clone()].iter().map(Vec::len).sum(),
+            shared_prompt_tokens: generated
+                .prompt_shared
+                .get(rows)
+                .map_or(0, |s| s.iter().sum()),
+            decode_tokens,
+        };
+        let inputs = EVAL_INPUT_KINDS
+            .iter()
+            .zip(inputs)
+            .zip(outs.into_iter().zip(verdicts))
+            .map(|((kind, input), (out, verdict))| InputResult {
+                kind: kind.to_string(),
+                input,
+                generated_tokens: out.generated_ids.len(),
+                stop: stop_name(out.stop),
+                response: out.text,
+                verdict,
+            })
+            .collect();
+        evaluated.push(Evaluated {
+            inputs,
+            edit: None,
+            timings,
+        });
+    }
+    Ok(evaluated)
 }
 
 /// The result line of an evaluated instance (what `instances.jsonl` holds).

@@ -8,6 +8,8 @@ use crate::{Result, ensure};
 pub const MAX_EDIT_STEPS: usize = 100;
 /// Most new tokens per generated answer.
 pub const MAX_NEW_TOKENS: usize = 2048;
+/// Most instances answered in one generation by an evaluation that does not edit.
+pub const MAX_INSTANCES_TOGETHER: usize = 64;
 
 /// A learning rate: positive and finite.
 pub fn lr(field: &str, value: f64) -> Result<f64> {
@@ -33,6 +35,15 @@ pub fn max_new_tokens(value: usize) -> Result<usize> {
     ensure!(
         (1..=MAX_NEW_TOKENS).contains(&value),
         "max_new_tokens must be 1..={MAX_NEW_TOKENS}, got {value}"
+    );
+    Ok(value)
+}
+
+/// Instances answered together: `1..=MAX_INSTANCES_TOGETHER`.
+pub fn instances_together(value: usize) -> Result<usize> {
+    ensure!(
+        (1..=MAX_INSTANCES_TOGETHER).contains(&value),
+        "instances_together must be 1..={MAX_INSTANCES_TOGETHER}, got {value}"
     );
     Ok(value)
 }

@@ -63,6 +63,10 @@ pub struct EvalArgs {
     /// either way [default: 2048; 0 keeps none].
     #[arg(long, value_name = "MIB")]
     pub prefix_cache_mib: Option<usize>,
+    /// Instances a method that does not edit answers in one generation, their rows decoded
+    /// together; the answers are the same either way [default: 4; 1: one at a time].
+    #[arg(long, value_name = "N")]
+    pub instances_together: Option<usize>,
     /// The SafeEdit_test_ALL protocol instead of per-instance evaluation.
     #[command(flatten)]
     pub test_all: TestAllArgs,
@@ -146,6 +150,7 @@ impl EvalArgs {
             database: self.db.database(),
             shard: self.shard,
             prefix_cache_mib: self.prefix_cache_mib,
+            instances_together: self.instances_together,
         }
     }
 

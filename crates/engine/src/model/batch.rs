@@ -3,6 +3,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::flex;
 use super::int_tensor;
 use super::layers::LayerCache;
 
@@ -204,19 +205,28 @@ impl<B: Backend> KvCache<B> {
         for row in rows {
             for (layer, slot) in row.layers.into_iter().enumerate() {
                 if let Some(cache) = slot {
-                    keys[layer].push(left_pad(cache.keys(), longest, room));
-                    values[layer].push(left_pad(cache.values(), longest, room));
+                    keys[layer].push(cache.keys());
+                    values[layer].push(cache.values());
                 }
             }
         }
+        // On the CPU backend each layer's buffer is written in one pass; otherwise each row is
+        // padded, then the rows concatenated.
+        let stack = |rows: Vec<Tensor<B, 4>>| {
+            flex::stack_left_padded(&rows, longest, room).unwrap_or_else(|| {
+                let padded = rows
+                    .into_iter()
+                    .map(|t| left_pad(t, longest, room))
+                    .collect();
+                Tensor::cat(padded, 0)
+            })
+        };
         let layers = keys
             .into_iter()
             .zip(values)
             .map(|(keys, values)| {
-                (!keys.is_empty()).then(|| {
-                    let (key, value) = (Tensor::cat(keys, 0), Tensor::cat(values, 0));
-                    LayerCache::with_room(key, value, longest)
-                })
+                (!keys.is_empty())
+                    .then(|| LayerCache::with_room(stack(keys), stack(values), longest))
             })
             .collect();
         (Self { layers }, key_mask)

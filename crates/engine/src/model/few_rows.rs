@@ -18,19 +18,24 @@ use rayon::prelude::*;
 
 use super::flex;
 
-/// Most rows handled here; more rows (prompt processing) reuse each weight enough for a
-/// general matrix product to be faster.
+/// Most rows handled here in general; more rows (prompt processing) reuse each weight enough
+/// for a general matrix product to be faster.
 pub const MAX_ROWS: usize = 8;
 
-/// Output features per parallel task.
-const FEATURES_PER_TASK: usize = 64;
+/// Most rows handled here for a decoding step (one new token per row). A step always comes
+/// here, however many rows are decoded together, so that a row's numbers (each the same dot
+/// products in the same order, whatever the other rows) are those it has decoded alone.
+pub const MAX_STEP_ROWS: usize = 512;
 
-/// `x · Wᵀ` for `x: [rows, in]` (rows ≤ [`MAX_ROWS`]) and `weight: [out, in]`, when both are
-/// contiguous burn-flex tensors, `x` in f32 and the weight in f32 or bf16; `None` otherwise.
+/// Output features per parallel task (a multiple of every tile's features).
+const FEATURES_PER_TASK: usize = 48;
+
+/// `x · Wᵀ` for `x: [rows, in]` (rows ≤ [`MAX_STEP_ROWS`]) and `weight: [out, in]`, when both
+/// are contiguous burn-flex tensors, `x` in f32 and the weight in f32 or bf16; `None` otherwise.
 pub fn project<B: Backend>(weight: &Tensor<B, 2>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
     let [rows, width] = x.dims();
     let [out, w_width] = weight.dims();
-    if rows == 0 || rows > MAX_ROWS || width != w_width {
+    if rows == 0 || rows > MAX_STEP_ROWS || width != w_width {
         return None;
     }
     let (w, xs) = (flex::primitive(weight)?, flex::primitive(x)?);
@@ -52,10 +57,9 @@ fn products<W: Lanes>(xs: &[f32], w: &[W], rows: usize, width: usize, out: usize
         .enumerate()
         .for_each(|(task, chunk)| {
             let first = task * FEATURES_PER_TASK;
-            for (j, dots) in chunk.chunks_mut(rows).enumerate() {
-                let feature = first + j;
-                row_dots(xs, &w[feature * width..(feature + 1) * width], dots);
-            }
+            let features = chunk.len() / rows;
+            let w = &w[first * width..(first + features) * width];
+            feature_dots(xs, w, rows, width, chunk);
         });
     let mut y = vec![0f32; rows * out];
     for (feature, dots) in by_feature.chunks(rows).enumerate() {
@@ -120,57 +124,155 @@ impl Lanes for bf16 {
     }
 }
 
-/// `dots[r] = x[r] · w` for every row `r` of the row-major `x`.
+/// `dots[f · rows + r] = x[r] · w[f]` for every row `r` of the row-major `xs` and every weight
+/// row `f` of `w`.
+///
+/// Every dot product is summed the same way, whatever the rows and features around it: two
+/// eight-lane running sums of fused multiply-adds (`even` over elements `16i..16i + 8`, `odd`
+/// over `16i + 8..16i + 16`), a last whole eight into `even`, the lanes of `even + odd` added in
+/// order, then the tail. So a row's numbers are the same alone or among any number of rows, and
+/// the AVX2 kernel (pairs of rows × pairs of features sharing their loads) gives the plain
+/// loop's bits.
 #[allow(unsafe_code)]
-fn row_dots<W: Lanes>(x: &[f32], w: &[W], dots: &mut [f32]) {
+fn feature_dots<W: Lanes>(xs: &[f32], w: &[W], rows: usize, width: usize, dots: &mut [f32]) {
+    assert!(xs.len() >= rows * width && dots.len() * width == w.len() * rows);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: calling a function compiled for AVX2 and FMA is sound on a CPU that has both,
         // which was just checked.
-        unsafe { row_dots_avx2(x, w, dots) };
+        unsafe { feature_dots_avx2(xs, w, rows, width, dots) };
         return;
     }
-    for (r, d) in dots.iter_mut().enumerate() {
-        let row = &x[r * w.len()..(r + 1) * w.len()];
-        *d = row.iter().zip(w).map(|(a, b)| a * b.value()).sum();
+    for (f, dots) in dots.chunks_mut(rows).enumerate() {
+        let wf = &w[f * width..(f + 1) * width];
+        for (r, d) in dots.iter_mut().enumerate() {
+            *d = dot_plain(&xs[r * width..(r + 1) * width], wf);
+        }
     }
 }
 
-/// [`row_dots`] with AVX2 + FMA: two 8-lane partial sums per row, then the tail.
+/// One dot product, summed as [`feature_dots`] says.
+#[allow(clippy::needless_range_loop)] // indexed lanes, as the AVX2 kernel has them
+fn dot_plain<W: Lanes>(x: &[f32], w: &[W]) -> f32 {
+    let width = w.len();
+    let (mut even, mut odd) = ([0f32; 8], [0f32; 8]);
+    let mut k = 0;
+    while k + 16 <= width {
+        for l in 0..8 {
+            even[l] = x[k + l].mul_add(w[k + l].value(), even[l]);
+            odd[l] = x[k + 8 + l].mul_add(w[k + 8 + l].value(), odd[l]);
+        }
+        k += 16;
+    }
+    if k + 8 <= width {
+        for l in 0..8 {
+            even[l] = x[k + l].mul_add(w[k + l].value(), even[l]);
+        }
+        k += 8;
+    }
+    let mut lanes = [0f32; 8];
+    for l in 0..8 {
+        lanes[l] = even[l] + odd[l];
+    }
+    finish(lanes, &x[k..width], &w[k..])
+}
+
+/// The lanes added in order, then the tail's products.
+#[inline(always)]
+fn finish<W: Lanes>(lanes: [f32; 8], x: &[f32], w: &[W]) -> f32 {
+    let mut sum: f32 = lanes.iter().sum();
+    for (&a, &b) in x.iter().zip(w) {
+        sum += a * b.value();
+    }
+    sum
+}
+
+/// [`feature_dots`] with AVX2 + FMA: pairs of rows with pairs of features (each vector loaded
+/// once for two products), single products for a last row or feature.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(unsafe_code)]
-fn row_dots_avx2<W: Lanes>(x: &[f32], w: &[W], dots: &mut [f32]) {
-    use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_setzero_ps, _mm256_storeu_ps,
-    };
-    let width = w.len();
-    assert!(x.len() >= dots.len() * width);
-    // Eight lanes starting at `k` of `v`.
-    // SAFETY (both): this function runs only where AVX2 is present.
-    let load = |v: &[f32], k: usize| -> __m256 { unsafe { f32::load8(v, k) } };
-    let load_w = |k: usize| -> __m256 { unsafe { W::load8(w, k) } };
-    for (r, d) in dots.iter_mut().enumerate() {
-        let row = &x[r * width..(r + 1) * width];
-        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut k = 0;
-        while k + 16 <= width {
-            even = _mm256_fmadd_ps(load(row, k), load_w(k), even);
-            odd = _mm256_fmadd_ps(load(row, k + 8), load_w(k + 8), odd);
-            k += 16;
+fn feature_dots_avx2<W: Lanes>(xs: &[f32], w: &[W], rows: usize, width: usize, dots: &mut [f32]) {
+    let features = w.len() / width;
+    let mut r = 0;
+    while r < rows {
+        let pair = rows - r >= 2;
+        let mut f = 0;
+        while f < features {
+            // SAFETY (all): this function runs only where AVX2 and FMA are present, and every
+            // tile lies within `xs`, `w` and `dots` (rows `r..r + R`, features `f..f + F`).
+            if pair && features - f >= 2 {
+                unsafe { tile::<2, 2, W>(xs, w, r, f, rows, width, dots) };
+                f += 2;
+            } else {
+                for row in r..r + if pair { 2 } else { 1 } {
+                    unsafe { tile::<1, 1, W>(xs, w, row, f, rows, width, dots) };
+                }
+                f += 1;
+            }
         }
-        if k + 8 <= width {
-            even = _mm256_fmadd_ps(load(row, k), load_w(k), even);
-            k += 8;
+        r += if pair { 2 } else { 1 };
+    }
+}
+
+/// The dot products of rows `r..r + R` with weight rows `f..f + F` into `dots` (feature-major,
+/// `rows` per feature), summed as [`feature_dots`] says.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(unsafe_code, clippy::needless_range_loop, clippy::too_many_arguments)]
+unsafe fn tile<const R: usize, const F: usize, W: Lanes>(
+    xs: &[f32],
+    w: &[W],
+    r: usize,
+    f: usize,
+    rows: usize,
+    width: usize,
+    dots: &mut [f32],
+) {
+    use std::arch::x86_64::{_mm256_add_ps, _mm256_fmadd_ps, _mm256_setzero_ps, _mm256_storeu_ps};
+    let x_row = |i: usize| &xs[(r + i) * width..(r + i + 1) * width];
+    let w_row = |j: usize| &w[(f + j) * width..(f + j + 1) * width];
+    let mut even = [[_mm256_setzero_ps(); F]; R];
+    let mut odd = [[_mm256_setzero_ps(); F]; R];
+    let mut k = 0;
+    while k + 16 <= width {
+        let mut w0 = [_mm256_setzero_ps(); F];
+        let mut w1 = [_mm256_setzero_ps(); F];
+        for j in 0..F {
+            // SAFETY: AVX2 is present (the caller's contract); `k + 16 <= width`.
+            (w0[j], w1[j]) = unsafe { (W::load8(w_row(j), k), W::load8(w_row(j), k + 8)) };
         }
-        let mut lanes = [0f32; 8];
-        // SAFETY: `lanes` has room for the eight floats stored.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(even, odd)) };
-        let mut sum: f32 = lanes.iter().sum();
-        for (a, b) in row[k..].iter().zip(&w[k..]) {
-            sum += a * b.value();
+        for i in 0..R {
+            // SAFETY: as above.
+            let (x0, x1) = unsafe { (f32::load8(x_row(i), k), f32::load8(x_row(i), k + 8)) };
+            for j in 0..F {
+                even[i][j] = _mm256_fmadd_ps(x0, w0[j], even[i][j]);
+                odd[i][j] = _mm256_fmadd_ps(x1, w1[j], odd[i][j]);
+            }
         }
-        *d = sum;
+        k += 16;
+    }
+    if k + 8 <= width {
+        for i in 0..R {
+            for j in 0..F {
+                // SAFETY: AVX2 is present; `k + 8 <= width`.
+                let (x0, w0) = unsafe { (f32::load8(x_row(i), k), W::load8(w_row(j), k)) };
+                even[i][j] = _mm256_fmadd_ps(x0, w0, even[i][j]);
+            }
+        }
+        k += 8;
+    }
+    for i in 0..R {
+        for j in 0..F {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` has room for the eight floats stored.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(even[i][j], odd[i][j])) };
+            dots[(f + j) * rows + r + i] = finish(lanes, &x_row(i)[k..], &w_row(j)[k..]);
+        }
     }
 }
 
@@ -231,11 +333,28 @@ mod tests {
         }
     }
 
+    /// A decoding step of many rows gives each row the bits it gets alone.
+    #[test]
+    fn a_row_gives_the_same_bits_alone_and_among_many() {
+        let (rows, width, out) = (40, 100, 70);
+        let (x, w) = case(rows, width, out);
+        let values = |t: Tensor<Flex, 2>| t.into_data().to_vec::<f32>().unwrap();
+        let xs = values(x.clone());
+        let all = values(project(&w, &x).expect("40 rows take this path"));
+        for r in [0, 17, 39] {
+            let one = tensor(xs[r * width..(r + 1) * width].to_vec(), [1, width]);
+            assert_eq!(
+                values(project(&w, &one).unwrap()),
+                all[r * out..(r + 1) * out]
+            );
+        }
+    }
+
     #[test]
     fn other_shapes_and_layouts_go_to_the_general_product() {
         let w = tensor(vec![1.0; 4 * 6], [4, 6]);
-        let many = tensor(vec![1.0; (MAX_ROWS + 1) * 6], [MAX_ROWS + 1, 6]);
-        assert!(project(&w, &many).is_none(), "more rows than MAX_ROWS");
+        let many = tensor(vec![1.0; (MAX_STEP_ROWS + 1) * 6], [MAX_STEP_ROWS + 1, 6]);
+        assert!(project(&w, &many).is_none(), "more rows than MAX_STEP_ROWS");
         let transposed = tensor(vec![1.0; 6 * 4], [6, 4]).transpose();
         let x = tensor(vec![1.0; 2 * 4], [2, 4]);
         assert!(project(&transposed, &x).is_none(), "a strided weight view");

@@ -75,3 +75,30 @@ pub(super) fn write_in_place<B: Backend, const D: usize>(
     let t = Tensor::from_primitive(TensorPrimitive::Float(p));
     if written { Ok(t) } else { Err(t) }
 }
+
+/// One-row `[1, heads, len_r, dim]` f32 burn-flex tensors stacked as `[rows, heads, to + room,
+/// dim]`, each row's positions at the end of its first `to` (zeros before them and in the
+/// `room` after): one pass writing the result. `None` unless every row is such a tensor with
+/// `len_r ≤ to` and the same heads and width.
+pub(super) fn stack_left_padded<B: Backend>(
+    rows: &[Tensor<B, 4>],
+    to: usize,
+    room: usize,
+) -> Option<Tensor<B, 4>> {
+    let [_, heads, _, dim] = rows.first()?.dims();
+    let cap = to + room;
+    let mut out = vec![0f32; rows.len() * heads * cap * dim];
+    for (r, row) in rows.iter().enumerate() {
+        let [one, h, len, d] = row.dims();
+        if one != 1 || h != heads || d != dim || len > to {
+            return None;
+        }
+        let values = contiguous_f32(row)?;
+        let values = values.as_slice::<f32>()?;
+        for (head, src) in values.chunks_exact(len * dim).enumerate() {
+            let start = ((r * heads + head) * cap + to - len) * dim;
+            out[start..start + len * dim].copy_from_slice(src);
+        }
+    }
+    wrap(out, [rows.len(), heads, cap, dim])
+}

@@ -62,7 +62,9 @@ pub fn project<B: Backend, const D: usize>(weight: Tensor<B, 2>, x: Tensor<B, D>
     let flat: Tensor<B, 2> = x.reshape([rows, dims[D - 1]]);
     let mut shape = dims;
     shape[D - 1] = out;
-    if rows <= few_rows::MAX_ROWS
+    // A decoding step (`[rows, 1, in]`) takes the few-rows product whatever its rows.
+    let step = D == 3 && dims[1] == 1;
+    if (rows <= few_rows::MAX_ROWS || step)
         && let Some(y) = few_rows::project(&weight, &flat)
     {
         return y.reshape(shape);
