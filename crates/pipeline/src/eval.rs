@@ -59,14 +59,18 @@ pub struct EvalPlan {
     pub prefix_cache_mib: Option<usize>,
     /// Instances a method that does not edit answers in one generation, their rows decoded
     /// together (a decoding step then reads the weights once for all of them) [default:
-    /// [`DEFAULT_INSTANCES_TOGETHER`]; 1: one at a time]. Answers are the same either way.
+    /// [`DEFAULT_INSTANCES_TOGETHER`]; 1: one at a time]. On the CPU backend the answers are
+    /// the same either way; on a GPU the products' rounding may depend on how many rows are
+    /// multiplied together, as it already does for an instance's five rows.
     #[serde(default)]
     pub instances_together: Option<usize>,
 }
 
-/// Instances answered in one generation unless a plan says otherwise: 20 rows, which a
-/// decoding step of a small model on a CPU reads the weights once for, and whose key/value
-/// caches stay well within a GPU's memory for a 7B model at SafeEdit's prompt lengths.
+/// Instances answered in one generation unless a plan says otherwise: 20 rows, for which a
+/// decoding step of a small model on a CPU reads the weights once. The rows' keys and values
+/// are kept for the longest prompt of the group: for a 7B model (f32 cache, about 1 MiB per
+/// position and row) SafeEdit's longest inputs (~1,100 tokens) take about 22 GiB, so a GPU with
+/// less memory to spare wants `--instances-together 1` (5 rows, as before).
 pub const DEFAULT_INSTANCES_TOGETHER: usize = 4;
 
 impl EvalPlan {

@@ -64,7 +64,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "MIB")]
     pub prefix_cache_mib: Option<usize>,
     /// Instances a method that does not edit answers in one generation, their rows decoded
-    /// together; the answers are the same either way [default: 4; 1: one at a time].
+    /// together; on the CPU the answers are the same either way [default: 4; 1: one at a time,
+    /// for a 7B model on a GPU with less than ~25 GiB to spare for keys and values].
     #[arg(long, value_name = "N")]
     pub instances_together: Option<usize>,
     /// The SafeEdit_test_ALL protocol instead of per-instance evaluation.
