@@ -356,10 +356,10 @@ struct Prefilled<B: Backend> {
 }
 
 /// Processes every prompt on its own, so no padding is computed (a batch of prompts from 12 to
-/// 960 tokens would otherwise cost five times the longest), and stacks their caches left-padded,
-/// with room for `room` decoding steps written in place, for the batched decoding steps. A prompt that begins like an earlier one of this call, or
-/// like one `reuse` kept from earlier calls (the same system prompt, the same jailbreak
-/// template), continues that prompt's cache over the shared tokens instead of computing them
+/// 960 tokens would otherwise cost five times the longest), and stacks their caches left-padded
+/// for the batched decoding steps, with room for `room` steps (written in place). A prompt that
+/// begins like an earlier one of this call, or like one `reuse` kept from earlier calls (the
+/// same system prompt, the same jailbreak template), continues that prompt's cache over the shared tokens instead of computing them
 /// again: causal attention makes their keys and values the same. Each row's numbers are those of
 /// the prompt alone, so a row generates what it would generate by itself. Between prompts
 /// `between()` is asked whether to go on (a cancel waits for one prompt at most).

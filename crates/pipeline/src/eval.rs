@@ -660,6 +660,53 @@ mod tests {
         );
     }
 
+    /// An input too long for the model fails its group's generation: the group's other
+    /// instances are answered one by one (as they are alone), and only that instance is an error.
+    #[test]
+    fn an_instance_that_fails_in_a_group_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut records: Vec<serde_json::Value> = serde_json::from_str(include_str!(
+            "../../../data/safeedit/SafeEdit_test_sample.json"
+        ))
+        .unwrap();
+        records.truncate(3);
+        let long = records[1]["adversarial prompt"]
+            .as_str()
+            .unwrap()
+            .repeat(20);
+        records[1]["adversarial prompt"] = json!(long);
+        let data = dir.path().join("three.json");
+        std::fs::write(&data, serde_json::to_string(&records).unwrap()).unwrap();
+        let answered = |together: usize| {
+            let out = dir.path().join(format!("together-{together}"));
+            let plan = EvalPlan {
+                database: None,
+                data: Some(data.display().to_string()),
+                instances_together: Some(together),
+                ..tiny_eval(Method::Vanilla, 3, &out)
+            };
+            let summary = run(&plan, &mut Quiet).unwrap();
+            assert_eq!(summary.failures, 1);
+            let errors = std::fs::read_to_string(out.join("errors.jsonl")).unwrap();
+            let id = records[1]["id"].as_u64().unwrap();
+            assert!(errors.contains(&format!("\"id\":{id}")), "{errors}");
+            assert!(errors.contains("more than the model's context"), "{errors}");
+            read_results(&out)
+                .unwrap()
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.id,
+                        r.inputs.into_iter().map(|i| i.response).collect::<Vec<_>>(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let (together, alone) = (answered(3), answered(1));
+        assert_eq!(together.len(), 2);
+        assert_eq!(together, alone);
+    }
+
     /// Record 2 of the sample uses jailbreak templates record 1 or 0 used: vanilla evaluation
     /// takes them from the prompts it kept, DINM (another model per instance) does not, and no
     /// answer changes.

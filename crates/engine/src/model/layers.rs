@@ -213,24 +213,6 @@ impl<B: Backend> LayerCache<B> {
         Self::new(cached(&self.key, keep), cached(&self.value, keep))
     }
 
-    /// The same cache with room for at least `extra` more positions (one copy when the buffers
-    /// have less).
-    pub fn reserve(self, extra: usize) -> Self {
-        if self.capacity() >= self.len + extra {
-            return self;
-        }
-        let [batch, heads, _, dim] = self.key.dims();
-        let room = |t: Tensor<B, 4>| {
-            let zeros = Tensor::zeros([batch, heads, extra, dim], &t.device());
-            Tensor::cat(vec![t, zeros], 2)
-        };
-        Self {
-            key: room(self.keys()),
-            value: room(self.values()),
-            len: self.len,
-        }
-    }
-
     /// The cache followed by `key` and `value` (`[batch, n_kv_heads, new, head_dim]`): written
     /// into the buffers' room when they have it (in place on the CPU backend unless another
     /// cache shares them), concatenated otherwise.
