@@ -67,10 +67,11 @@ pub struct EvalPlan {
 }
 
 /// Instances answered in one generation unless a plan says otherwise: 20 rows, for which a
-/// decoding step of a small model on a CPU reads the weights once. The rows' keys and values
-/// are kept for the longest prompt of the group: for a 7B model (f32 cache, about 1 MiB per
-/// position and row) SafeEdit's longest inputs (~1,100 tokens) take about 22 GiB, so a GPU with
-/// less memory to spare wants `--instances-together 1` (5 rows, as before).
+/// decoding step of a small model on a CPU reads the weights once. Every row keeps keys and
+/// values for the group's longest prompt plus the new tokens: for a 7B model (f32 cache, about
+/// 1 MiB per position and row) SafeEdit's longest inputs (~1,100 tokens) and the preset's 600 new
+/// tokens take about 33 GiB, so a GPU with less memory to spare wants `--instances-together 1`
+/// (5 rows, as before).
 pub const DEFAULT_INSTANCES_TOGETHER: usize = 4;
 
 impl EvalPlan {
@@ -658,6 +659,33 @@ mod tests {
             err.contains("instances_together must be 1..=64, got 0"),
             "{err}"
         );
+    }
+
+    /// The three editing instances have no generalisation test (one input each): together
+    /// they are answered as one at a time, each with its own one input.
+    #[test]
+    fn instances_with_one_input_are_answered_together_as_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let answered = |together: usize| {
+            let out = dir.path().join(format!("editing-{together}"));
+            let plan = EvalPlan {
+                database: None,
+                split: "editing".into(),
+                instances_together: Some(together),
+                ..tiny_eval(Method::Vanilla, 3, &out)
+            };
+            run(&plan, &mut Quiet).unwrap();
+            read_results(&out).unwrap()
+        };
+        let (together, alone) = (answered(3), answered(1));
+        assert_eq!(together.len(), 3);
+        for (t, a) in together.iter().zip(&alone) {
+            assert_eq!(t.inputs.len(), 1, "instance {}", t.id);
+            assert_eq!(t.inputs[0].input, a.inputs[0].input);
+            assert_eq!(t.inputs[0].response, a.inputs[0].response);
+            let (tt, ta) = (t.timings.as_ref().unwrap(), a.timings.as_ref().unwrap());
+            assert_eq!(tt.prompt_tokens, ta.prompt_tokens);
+        }
     }
 
     /// An input too long for the model fails its group's generation: the group's other

@@ -103,12 +103,16 @@ pub fn evaluate_together(
 ) -> Result<Vec<Evaluated>> {
     let mut texts = Vec::new();
     let mut prompts = Vec::new();
+    // Each instance's rows: five, or one for a record without a generalisation test.
+    let mut spans = Vec::with_capacity(records.len());
     for record in records {
+        let first = prompts.len();
         for raw in record.eval_inputs() {
             let (text, input_format) = method_input(method, raw, settings, format);
             prompts.push(model.tokenizer.encode_prompt(&text, &input_format)?);
             texts.push(text);
         }
+        spans.push(first..prompts.len());
     }
     progress.event(Event::Generating {
         responses: prompts.len(),
@@ -122,14 +126,12 @@ pub fn evaluate_together(
         (o.generated_ids.len() + usize::from(o.stop == StopReason::Eos)).saturating_sub(1)
     };
     let all_decoded: usize = outputs.iter().map(decoded).sum();
-    let per_instance = EVAL_INPUT_KINDS.len();
     let mut evaluated = Vec::with_capacity(records.len());
     let mut outputs = outputs.into_iter();
     let mut texts = texts.into_iter();
-    for (index, _) in records.iter().enumerate() {
-        let rows = index * per_instance..(index + 1) * per_instance;
-        let outs: Vec<Generated> = outputs.by_ref().take(per_instance).collect();
-        let inputs: Vec<String> = texts.by_ref().take(per_instance).collect();
+    for rows in spans {
+        let outs: Vec<Generated> = outputs.by_ref().take(rows.len()).collect();
+        let inputs: Vec<String> = texts.by_ref().take(rows.len()).collect();
         progress.event(Event::Judging);
         let responses: Vec<String> = outs.iter().map(|o| o.text.clone()).collect();
         let judging = Instant::now();

@@ -22,9 +22,10 @@ use super::flex;
 /// for a general matrix product to be faster.
 pub const MAX_ROWS: usize = 8;
 
-/// Most rows handled here for a decoding step (one new token per row). A step always comes
-/// here, however many rows are decoded together, so that a row's numbers (each the same dot
-/// products in the same order, whatever the other rows) are those it has decoded alone.
+/// Most rows handled here for a decoding step (one new token per row). A step of up to this many
+/// rows comes here however many they are, so that a row's numbers (each the same dot products in
+/// the same order, whatever the other rows) are those it has decoded alone; an evaluation
+/// decodes at most 64 instances of five rows together.
 pub const MAX_STEP_ROWS: usize = 512;
 
 /// Output features per parallel task (a multiple of every tile's features).

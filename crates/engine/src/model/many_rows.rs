@@ -9,7 +9,7 @@
 //! A row's result does not depend on the other rows or on where the split falls: `gemm`'s
 //! single-threaded product sums each output over the inputs in blocks set by the inner dimension
 //! and the cache sizes, not by the number of rows, except on three paths this module stays off:
-//! one row (a matrix-vector product), at most 256 outputs in all (`rows · out`, its small
+//! one row (a matrix-vector product), at most 256 outputs in one call (`rows · out`, its small
 //! kernels), and `out ≤ 64` with more than 512 inputs (blocks then depend on the rows). A run
 //! has at least [`MIN_RUN`] rows unless there are fewer rows than that in all.
 //!
@@ -31,13 +31,14 @@ pub const MIN_RUN: usize = 16;
 pub fn project<B: Backend>(weight: &Tensor<B, 2>, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
     let [rows, width] = x.dims();
     let [out, w_width] = weight.dims();
-    // Off the paths where a row's sums would depend on its neighbours (module docs).
-    if rows < 2 || width != w_width || rows * out <= 256 || (out <= 64 && width > 512) {
+    let runs = rayon::current_num_threads().min(rows / MIN_RUN).max(1);
+    // Off the paths where a row's sums would depend on its neighbours (module docs), for every
+    // run (the shortest has `rows / runs` rows).
+    if rows < 2 || width != w_width || (rows / runs) * out <= 256 || (out <= 64 && width > 512) {
         return None;
     }
     let (w, xs) = (flex::primitive(weight)?, flex::primitive(x)?);
     let (w, xs) = (flex::f32_values(&w)?, flex::f32_values(&xs)?);
-    let runs = rayon::current_num_threads().min(rows / MIN_RUN).max(1);
     // Runs of `rows / runs` or one more rows (so every run has at least MIN_RUN).
     let mut y = vec![0f32; rows * out];
     let mut parts = Vec::with_capacity(runs);
