@@ -188,9 +188,9 @@ test('run an evaluation from the Results page, watch its progress, find it in Re
   const counts = [...events.matchAll(/"event":"progress","phase":"vanilla","unit":"instances","done":(\d),"total":2/g)]
     .map((m) => Number(m[1]));
   assert.equal(counts.at(-1), 2, events);
-  // ... and within an instance token by token (an editing instance has DS only: one input, at
-  // most 4 tokens).
-  assert.match(events, /"tokens":\{"done":[1-4],"limit":4\}/);
+  // ... and token by token while the two instances are answered together (an editing instance
+  // has DS only: one input each, at most 4 tokens, 8 in all).
+  assert.match(events, /"tokens":\{"done":[1-8],"limit":8\}/);
   assert.match(events, /^id: \d+$/m, 'every event has an id');
   // The evaluation is the newest vanilla run, so the default table shows it.
   await page.goto(`${BASE}/results`);
